@@ -1,0 +1,45 @@
+# One target per thing a person does; CI runs the same targets (`make lint test`).
+# `setup` is idempotent: a tools venv with a pinned uv, then the locked environment in .venv.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: setup run test lint bench clean airflow generate
+
+setup: $(VENV)/.installed
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --locked --python $(PYTHON)
+	@touch $@
+
+# The main job: sample exports if none are landed, then one nightly run through Airflow.
+run: setup
+	$(BIN)/python -m pipelines.make_run
+
+generate: setup
+	$(BIN)/ucv generate --out data/sample --customers 20000 --seed 42
+
+test: setup
+	$(BIN)/python -m pytest -n 2 --dist loadfile
+
+lint: setup
+	$(BIN)/ruff check pipelines dags tests
+	$(BIN)/mypy pipelines
+
+bench: setup
+	$(BIN)/ucv bench
+
+airflow: setup
+	$(BIN)/python -m pipelines.orchestration.airflow_local
+
+clean:
+	rm -rf data/runs data/warehouse data/export data/sample data/landing data/bench .airflow .pytest_cache .mypy_cache .ruff_cache

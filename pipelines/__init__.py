@@ -1,0 +1,1 @@
+"""Unified customer view pipeline."""

@@ -1,0 +1,94 @@
+"""Every path the pipeline uses, built from the project root, and the per-run folder layout.
+
+Configuration is data: thresholds and rules live in YAML under `schemas/`; this module only says
+where things are. Set UCV_HOME to run against another data root (tests use a temporary folder).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS_DIR = PROJECT_ROOT / "schemas"
+SOURCES_DIR = SCHEMAS_DIR / "sources"
+MODELS_DIR = SCHEMAS_DIR / "models"
+EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+OVERRIDES_DIR = PROJECT_ROOT / "stewardship"
+CANONICAL_SCHEMA_FILE = SCHEMAS_DIR / "canonical.yaml"
+
+
+def data_root() -> Path:
+    """Root of all generated data (landing, runs, warehouse, export); UCV_HOME overrides it."""
+    return Path(os.environ.get("UCV_HOME", PROJECT_ROOT / "data")).resolve()
+
+
+def landing_root() -> Path:
+    return data_root() / "landing"
+
+
+def warehouse_dir() -> Path:
+    return data_root() / "warehouse"
+
+
+def warehouse_file() -> Path:
+    return warehouse_dir() / "ucv.duckdb"
+
+
+def export_dir() -> Path:
+    return data_root() / "export"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The folders of one run: raw -> accepted/quarantine -> staged -> resolved -> identified -> golden.
+
+    Everything a run writes lives under `data/runs/<run_id>/`, so rerunning a logical date replaces
+    only that run's own outputs.
+    """
+
+    run_id: str
+    root: Path
+
+    @classmethod
+    def for_run(cls, run_id: str, base: Path | None = None) -> RunPaths:
+        return cls(run_id=run_id, root=(base or data_root() / "runs") / run_id)
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def accepted_dir(self) -> Path:
+        return self.root / "accepted"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root / "quarantine"
+
+    @property
+    def staged_dir(self) -> Path:
+        return self.root / "staged"
+
+    @property
+    def resolved_dir(self) -> Path:
+        return self.root / "resolved"
+
+    @property
+    def identified_dir(self) -> Path:
+        return self.root / "identified"
+
+    @property
+    def golden_dir(self) -> Path:
+        return self.root / "golden"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.root / "report"
+
+    def ensure(self) -> RunPaths:
+        for d in (self.raw_dir, self.accepted_dir, self.quarantine_dir, self.staged_dir,
+                  self.resolved_dir, self.identified_dir, self.golden_dir, self.report_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        return self
