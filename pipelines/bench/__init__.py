@@ -1,0 +1,1 @@
+"""Benchmarks: per-stage wall time, peak memory and row counts; ratio to bare Splink."""
