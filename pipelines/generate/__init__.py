@@ -1,0 +1,23 @@
+"""Synthetic source exports for an insurer (sales, underwriting, servicing, claims) with ground truth.
+
+`generate_exports` writes the four landing files described in docs/source_exports.md, with realistic
+noise and hard negatives at the rates of schemas/generator.yaml, and the truth the evaluator reads.
+"""
+
+from pipelines.generate.config import GeneratorConfig, load_config, records_to_customers
+from pipelines.generate.exports import (
+    DEFAULT_EXPORT_DATE,
+    EXPORT_FILES,
+    GenerationSummary,
+    generate_exports,
+)
+
+__all__ = [
+    "DEFAULT_EXPORT_DATE",
+    "EXPORT_FILES",
+    "GenerationSummary",
+    "GeneratorConfig",
+    "generate_exports",
+    "load_config",
+    "records_to_customers",
+]

@@ -1,0 +1,132 @@
+"""Generator settings: customer mix, portfolio shape, noise and hard-negative rates.
+
+Defaults live in `schemas/generator.yaml` (documented there); `--config FILE` overrides any subset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import yaml
+
+from pipelines.settings import SCHEMAS_DIR
+
+DEFAULT_CONFIG_FILE = SCHEMAS_DIR / "generator.yaml"
+
+
+@dataclass(frozen=True)
+class Mix:
+    """Share of customers (true entities) per kind; sums to 1."""
+
+    person_de: float = 0.45
+    person_cn: float = 0.40
+    organization: float = 0.15
+
+
+@dataclass(frozen=True)
+class Portfolio:
+    """How customers spread over the four systems (drives records per customer)."""
+
+    lead_only_share: float = 0.20
+    duplicate_lead_rate: float = 0.10
+    buyer_lead_share: float = 0.30
+    policies_per_buyer: tuple[float, ...] = (0.82, 0.14, 0.04)
+    application_share: float = 0.55
+    extra_application_rate: float = 0.05
+    extra_party_rate: float = 0.20
+    group_insured_mean: float = 1.2
+    claim_rate: float = 0.15
+    english_name_share: float = 0.20
+    renewal_window_days: int = 31
+
+
+@dataclass(frozen=True)
+class NoiseRates:
+    """Share of eligible records that get each kind of noise (eligibility in generator.yaml)."""
+
+    typo: float = 0.04
+    nickname: float = 0.15
+    swapped_day_month: float = 0.03
+    swapped_name_order: float = 0.03
+    missing_field: float = 0.08
+    wrong_column: float = 0.01
+    invalid_id_checksum: float = 0.02
+    legal_form_variant: float = 0.30
+    moved: float = 0.10
+    surname_change: float = 0.08
+
+
+@dataclass(frozen=True)
+class HardNegativeRates:
+    """Share of entities placed in each kind of must-not-merge group."""
+
+    household: float = 0.12
+    twin: float = 0.01
+    father_son: float = 0.01
+    common_name: float = 0.02
+    company_owner: float = 0.25
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    mix: Mix = field(default_factory=Mix)
+    portfolio: Portfolio = field(default_factory=Portfolio)
+    noise: NoiseRates = field(default_factory=NoiseRates)
+    hard_negatives: HardNegativeRates = field(default_factory=HardNegativeRates)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _merged(section, values: dict | None):
+    if not values:
+        return section
+    known = {f.name for f in fields(section)}
+    unknown = set(values) - known
+    if unknown:
+        raise ValueError(f"unknown generator setting(s) in {type(section).__name__}: {sorted(unknown)}")
+    cleaned = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return replace(section, **cleaned)
+
+
+def load_config(path: Path | None = None) -> GeneratorConfig:
+    """Defaults from schemas/generator.yaml, then the sections of `path` (if given) on top."""
+    config = GeneratorConfig()
+    for source in [DEFAULT_CONFIG_FILE, path]:
+        if source is None or not Path(source).exists():
+            if source is not None and source != DEFAULT_CONFIG_FILE:
+                raise FileNotFoundError(source)
+            continue
+        data = yaml.safe_load(Path(source).read_text(encoding="utf-8")) or {}
+        unknown = set(data) - {"mix", "portfolio", "noise", "hard_negatives"}
+        if unknown:
+            raise ValueError(f"unknown generator section(s) in {source}: {sorted(unknown)}")
+        config = GeneratorConfig(
+            mix=_merged(config.mix, data.get("mix")),
+            portfolio=_merged(config.portfolio, data.get("portfolio")),
+            noise=_merged(config.noise, data.get("noise")),
+            hard_negatives=_merged(config.hard_negatives, data.get("hard_negatives")),
+        )
+    total = config.mix.person_de + config.mix.person_cn + config.mix.organization
+    if abs(total - 1) > 1e-6:
+        raise ValueError(f"mix shares must sum to 1, got {total}")
+    return config
+
+
+def expected_records_per_customer(config: GeneratorConfig) -> float:
+    """Expected source records per customer under this config (sizes `--records`)."""
+    p = config.portfolio
+    weights = p.policies_per_buyer
+    policies = sum((i + 1) * w for i, w in enumerate(weights)) / sum(weights)
+    person = 1 - config.mix.organization
+    extra_parties = person * p.extra_party_rate + config.mix.organization * p.group_insured_mean
+    per_policy = p.application_share + 1 + extra_parties + p.claim_rate * 1.1
+    lead_records = 1 + p.duplicate_lead_rate
+    buyer = p.buyer_lead_share * lead_records + p.extra_application_rate + policies * per_policy
+    return p.lead_only_share * lead_records + (1 - p.lead_only_share) * buyer
+
+
+def records_to_customers(records: int, config: GeneratorConfig | None = None) -> int:
+    """How many customers to generate so that about `records` source records result."""
+    return max(1, round(records / expected_records_per_customer(config or load_config())))
