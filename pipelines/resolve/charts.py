@@ -1,0 +1,143 @@
+"""Splink charts for the run report, saved as HTML with inline JavaScript (they open offline).
+
+Per party type: match weights and m/u parameters of the model, a waterfall for sample pairs
+around the match threshold, the match-weight histogram of kept pairs; and the cluster sizes.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pipelines.resolve.backend import database_api, duckdb_connection
+from pipelines.resolve.config import PARTY_TYPES, thresholds
+from pipelines.resolve.features import create_comparison_table
+from pipelines.resolve.predict import CLUSTERS_FILE, MATCH_PAIRS_FILE, load_model
+from pipelines.settings import RunPaths
+
+WATERFALL_PAIRS = 12
+
+
+def _save(chart_dict_or_chart, path: Path) -> Path:
+    from splink.internals.html_utils import chart_html
+
+    if isinstance(chart_dict_or_chart, dict):
+        html = chart_html(chart_dict_or_chart, inline=True, fullhtml=True)
+    else:
+        html = chart_dict_or_chart.to_html(inline=True)
+    path.write_text(html, encoding="utf-8")
+    return path
+
+
+def _sample_pairs_sql(pairs_path: Path, party_type: str, match: float, n: int) -> str:
+    """Pairs nearest the match threshold on both sides, plus the strongest and weakest kept."""
+    third = max(n // 3, 1)
+    return f"""
+        WITH p AS (SELECT source_record_id_l, source_record_id_r, match_weight
+                   FROM read_parquet('{pairs_path}') WHERE party_type = '{party_type}'),
+        near_above AS (SELECT * FROM p WHERE match_weight >= {match}
+                       ORDER BY match_weight, source_record_id_l LIMIT {third}),
+        near_below AS (SELECT * FROM p WHERE match_weight < {match}
+                       ORDER BY match_weight DESC, source_record_id_l LIMIT {third}),
+        extremes AS (
+            (SELECT * FROM p ORDER BY match_weight DESC, source_record_id_l LIMIT {third // 2 + 1})
+            UNION ALL
+            (SELECT * FROM p ORDER BY match_weight, source_record_id_l LIMIT {third // 2 + 1}))
+        SELECT DISTINCT source_record_id_l, source_record_id_r
+        FROM (FROM near_above UNION ALL FROM near_below UNION ALL FROM extremes)
+    """
+
+
+def party_charts(run: RunPaths, party_type: str, out_dir: Path,
+                 models: dict | None = None) -> list[Path]:
+    """Model charts and sample waterfalls of one party type."""
+    from splink import Linker
+
+    records_path = run.staged_dir / "source_records.parquet"
+    pairs_path = run.resolved_dir / MATCH_PAIRS_FILE
+    db_api = database_api()
+    con = duckdb_connection(db_api)
+    if create_comparison_table(con, records_path, party_type, "records") == 0:
+        return []
+    linker = Linker(db_api.register("records"), load_model(party_type, models),
+                    log_level=logging.WARNING)
+    written = [
+        _save(linker.visualisations.match_weights_chart(),
+              out_dir / f"{party_type}_match_weights.html"),
+        _save(linker.visualisations.m_u_parameters_chart(),
+              out_dir / f"{party_type}_m_u_parameters.html"),
+    ]
+    if not pairs_path.is_file():
+        return written
+    cut = thresholds(party_type)
+    con.execute(f"""CREATE OR REPLACE TABLE sample_pairs AS
+        SELECT '0' AS match_key, source_record_id_l AS join_key_l,
+               source_record_id_r AS join_key_r
+        FROM ({_sample_pairs_sql(pairs_path, party_type, cut.match, WATERFALL_PAIRS)})""")
+    if con.execute("SELECT count(*) FROM sample_pairs").fetchall()[0][0]:
+        linker.table_management.register_blocked_pairs_for_predict(
+            db_api.register("sample_pairs"))
+        scored = linker.inference.predict(warning_mode="never")
+        records = sorted(scored.as_record_list(), key=lambda r: -r["match_weight"])
+        written.append(_save(linker.visualisations.waterfall_chart(records),
+                             out_dir / f"{party_type}_waterfall.html"))
+    histogram = con.execute(f"""
+        SELECT floor(match_weight) AS bin, count(*) AS pairs
+        FROM read_parquet('{pairs_path}') WHERE party_type = '{party_type}'
+        GROUP BY 1 ORDER BY 1""").fetchall()
+    written.append(_save(_bar_spec(
+        [{"match_weight": b, "pairs": n} for b, n in histogram], "match_weight", "pairs",
+        f"{party_type}: match weights of kept pairs (match threshold {cut.match})",
+        rule_at=cut.match), out_dir / f"{party_type}_match_weight_histogram.html"))
+    return written
+
+
+def _bar_spec(values: list[dict], x: str, y: str, title: str, rule_at: float | None = None) -> dict:
+    bars = {"mark": {"type": "bar", "tooltip": True},
+            "encoding": {"x": {"field": x, "type": "quantitative", "bin": False},
+                         "y": {"field": y, "type": "quantitative"}}}
+    layers: list[dict] = [bars]
+    if rule_at is not None:
+        layers.append({"mark": {"type": "rule", "color": "red"},
+                       "encoding": {"x": {"datum": rule_at}}})
+    return {"$schema": "https://vega.github.io/schema/vega-lite/v5.json", "title": title,
+            "data": {"values": values}, "width": 600, "height": 300, "layer": layers}
+
+
+def cluster_size_chart(run: RunPaths, out_dir: Path) -> Path | None:
+    import duckdb
+
+    clusters_path = run.resolved_dir / CLUSTERS_FILE
+    if not clusters_path.is_file():
+        return None
+    rows = duckdb.connect().execute(f"""
+        WITH sizes AS (SELECT party_type, cluster_id, count(*) AS size
+                       FROM read_parquet('{clusters_path}') GROUP BY ALL)
+        SELECT party_type, size, count(*) AS clusters FROM sizes GROUP BY ALL ORDER BY ALL
+    """).fetchall()
+    # one panel per party type
+    spec = {"$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+            "title": "Cluster size distribution (log scale)", "width": 400, "height": 300,
+            "data": {"values": [{"party_type": p, "cluster_size": s, "clusters": n}
+                                for p, s, n in rows]},
+            "mark": {"type": "bar", "tooltip": True},
+            "encoding": {"x": {"field": "cluster_size", "type": "quantitative"},
+                         "y": {"field": "clusters", "type": "quantitative",
+                               "scale": {"type": "log"}},
+                         "column": {"field": "party_type", "type": "nominal"},
+                         "color": {"field": "party_type", "type": "nominal"}},
+            "resolve": {"scale": {"y": "independent"}}}
+    return _save(spec, out_dir / "cluster_sizes.html")
+
+
+def write_charts(run: RunPaths, models: dict | None = None) -> list[Path]:
+    """Write every resolution chart into `run.report_dir/charts/`; returns the files."""
+    out_dir = run.report_dir / "charts"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for party_type in PARTY_TYPES:
+        written += party_charts(run, party_type, out_dir, models)
+    sizes = cluster_size_chart(run, out_dir)
+    if sizes:
+        written.append(sizes)
+    return written

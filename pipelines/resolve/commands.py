@@ -1,0 +1,96 @@
+"""`ucv train`, `ucv link`, `ucv evaluate`, `ucv resolve-charts`: entity resolution commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+app = typer.Typer()
+
+
+def _run(run_id: str, runs_dir: Path | None):
+    from pipelines.settings import RunPaths
+
+    return RunPaths.for_run(run_id, base=runs_dir)
+
+
+@app.command()
+def train(
+    records: Path = typer.Option(..., help="canonical source_records.parquet to train on"),
+    seed: int = typer.Option(42, help="seed of the random sampling for u"),
+    models_dir: Path = typer.Option(None, help="where to write models (default schemas/models)"),
+) -> None:
+    """Train the person and organization models and write versioned JSON (a deliberate step)."""
+    from rich.console import Console
+
+    from pipelines.resolve import train_models
+    from pipelines.settings import MODELS_DIR, SCHEMAS_DIR
+
+    console = Console()
+    with console.status("training Splink models (u sampling, EM)..."):
+        written = train_models(records, seed=seed, models_dir=models_dir or MODELS_DIR)
+    for party_type, path in written.items():
+        shown = path.relative_to(SCHEMAS_DIR) if path.is_relative_to(SCHEMAS_DIR) else path
+        console.print(f"{party_type}: [bold]{path}[/]  (schemas/resolution.yaml models.{party_type}: "
+                      f"{shown})")
+
+
+@app.command()
+def link(
+    run_id: str = typer.Option(..., help="run whose staged source records to resolve"),
+    runs_dir: Path = typer.Option(None, help="runs folder (default data/runs)"),
+    charts: bool = typer.Option(True, help="also write Splink charts to the run report"),
+) -> None:
+    """Score candidate pairs and cluster them with the trained models (no retraining)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipelines.resolve import predict_and_cluster, write_charts
+
+    console = Console()
+    run = _run(run_id, runs_dir)
+    with console.status(f"resolving {run.run_id}..."):
+        result = predict_and_cluster(run)
+        chart_files = write_charts(run) if charts else []
+    table = Table(title=f"Resolution of run {run.run_id}")
+    for column in ("party", "records", "compared", "per rec.", "kept", "links", "clusters", "s"):
+        table.add_column(column, justify="right")
+    for party_type, s in result.summary["party_types"].items():
+        table.add_row(party_type, f"{s['records']:,}", f"{s['comparisons']:,}",
+                      f"{s['comparisons_per_record']:.2f}", f"{s['pairs_kept']:,}",
+                      f"{s['links']:,}", f"{s['clusters']:,}", f"{sum(s['seconds'].values()):.1f}")
+    console.print(table)
+    console.print(f"wrote {result.match_pairs_path}, {result.clusters_path}, {result.summary_path}"
+                  + (f" and {len(chart_files)} charts" if chart_files else ""))
+
+
+@app.command()
+def evaluate(
+    run_id: str = typer.Option(..., help="run whose clusters to evaluate"),
+    truth: Path = typer.Option(..., help="folder with ground_truth.parquet (the generator's truth/)"),
+    runs_dir: Path = typer.Option(None, help="runs folder (default data/runs)"),
+    as_json: bool = typer.Option(False, "--json", help="print the full result as JSON"),
+) -> None:
+    """Pairwise and B-cubed precision/recall, false merges and splits against ground truth."""
+    from rich.console import Console
+
+    from pipelines.resolve import evaluate as evaluate_clusters
+    from pipelines.resolve import evaluation_table
+    from pipelines.resolve.evaluate import write_evaluation
+    from pipelines.resolve.predict import CLUSTERS_FILE, MATCH_PAIRS_FILE
+
+    run = _run(run_id, runs_dir)
+    result = evaluate_clusters(run.resolved_dir / CLUSTERS_FILE,
+                               run.resolved_dir / MATCH_PAIRS_FILE, truth)
+    path = write_evaluation(result, run.report_dir)
+    console = Console()
+    if as_json:
+        console.print_json(json.dumps(result))
+        return
+    console.print(evaluation_table(result))
+    console.print("hard negatives merged: " + ", ".join(
+        f"{kind} {v['merged']}/{v['entity_pairs']}"
+        for kind, v in result["hard_negative_groups"].items()))
+    console.print(f"wrote {path}")

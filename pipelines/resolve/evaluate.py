@@ -1,0 +1,226 @@
+"""`ucv evaluate`: how well the clusters match ground truth, overall, per party type and hard case.
+
+Pairwise precision/recall/F1 count record pairs placed in one cluster (the transitive closure,
+which is what customers see); B-cubed averages per-record precision/recall (Bagga & Baldwin,
+1998, "Entity-based cross-document coreferencing using the vector space model"). A false merge is
+a cluster holding more than one true entity; a split is a true entity spread over clusters.
+Only this module reads the truth folder, and only when asked.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+TRUTH_FILE = "ground_truth.parquet"
+HARD_CASE_KINDS = ("household", "twin", "father_son", "common_name", "company_owner")
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    return round(numerator / denominator, 6) if denominator else None
+
+
+def _f1(precision: float | None, recall: float | None) -> float | None:
+    if not precision or not recall:
+        return None
+    return round(2 * precision * recall / (precision + recall), 6)
+
+
+def _load_labelled(con, clusters_path: Path, truth_path: Path) -> dict[str, int]:
+    """Table `labelled`: one row per clustered record that ground truth knows."""
+    truth_cols = {r[0] for r in con.execute(
+        f"DESCRIBE SELECT * FROM read_parquet('{truth_path}')").fetchall()}
+    noise = "t.noise" if "noise" in truth_cols else "CAST([] AS VARCHAR[])"
+    hard = "t.hard_case" if "hard_case" in truth_cols else "NULL::VARCHAR"
+    group = "t.hard_case_group" if "hard_case_group" in truth_cols else "NULL::VARCHAR"
+    con.execute(f"""
+        CREATE OR REPLACE TABLE labelled AS
+        SELECT c.source_record_id, t.party_type,
+               c.party_type || '|' || c.cluster_id AS cluster_key,
+               t.entity_id, {hard} AS hard_case, {group} AS hard_case_group, {noise} AS noise
+        FROM read_parquet('{clusters_path}') c
+        JOIN read_parquet('{truth_path}') t USING (source_record_id)
+    """)
+    n_clustered, n_truth, n_labelled = con.execute(f"""
+        SELECT (SELECT count(*) FROM read_parquet('{clusters_path}')),
+               (SELECT count(*) FROM read_parquet('{truth_path}')),
+               (SELECT count(*) FROM labelled)
+    """).fetchall()[0]
+    return {"records_clustered": n_clustered, "records_in_truth": n_truth,
+            "records_evaluated": n_labelled,
+            "truth_records_not_clustered": n_truth - n_labelled,
+            "clustered_records_not_in_truth": n_clustered - n_labelled}
+
+
+def cluster_metrics(con, where: str = "TRUE") -> dict[str, Any]:
+    """Pairwise and B-cubed metrics of the `labelled` records that satisfy `where`."""
+    row = con.execute(f"""
+        WITH r AS (SELECT * FROM labelled WHERE {where}),
+        ce AS (SELECT cluster_key, entity_id, count(*) AS n FROM r GROUP BY ALL),
+        c AS (SELECT cluster_key, sum(n) AS n, count(*) AS entities FROM ce GROUP BY ALL),
+        e AS (SELECT entity_id, sum(n) AS n, count(*) AS clusters FROM ce GROUP BY ALL),
+        bcubed AS (
+            SELECT sum(ce.n * ce.n / c.n) AS p_sum, sum(ce.n * ce.n / e.n) AS r_sum
+            FROM ce JOIN c USING (cluster_key) JOIN e USING (entity_id)
+        )
+        SELECT
+            (SELECT count(*) FROM r),
+            (SELECT count(*) FROM e),
+            (SELECT count(*) FROM c),
+            (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM ce),
+            (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM c),
+            (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM e),
+            (SELECT p_sum FROM bcubed), (SELECT r_sum FROM bcubed),
+            (SELECT count(*) FILTER (WHERE entities > 1) FROM c),
+            (SELECT count(*) FILTER (WHERE clusters > 1) FROM e)
+    """).fetchall()[0]
+    records, entities, clusters, tp, predicted, true_pairs, p_sum, r_sum, merges, splits = row
+    precision = _ratio(tp, predicted) if predicted else (1.0 if records else None)
+    recall = _ratio(tp, true_pairs) if true_pairs else (1.0 if records else None)
+    return {
+        "records": int(records), "entities": int(entities), "clusters": int(clusters),
+        "true_pairs": int(true_pairs), "predicted_pairs": int(predicted),
+        "true_positive_pairs": int(tp),
+        "pairwise_precision": precision, "pairwise_recall": recall,
+        "pairwise_f1": _f1(precision, recall),
+        "bcubed_precision": _ratio(p_sum or 0, records),
+        "bcubed_recall": _ratio(r_sum or 0, records),
+        "false_merges": int(merges), "splits": int(splits),
+    }
+
+
+def hard_negative_merges(con) -> dict[str, dict[str, int]]:
+    """Per hard-case kind: entity pairs that must stay apart, and how many ended up together."""
+    rows = con.execute("""
+        WITH members AS (
+            SELECT DISTINCT hard_case, hard_case_group, entity_id, cluster_key
+            FROM labelled WHERE hard_case_group IS NOT NULL
+        ),
+        entity_pairs AS (
+            SELECT a.hard_case, a.hard_case_group, a.entity_id AS e1, b.entity_id AS e2,
+                   bool_or(a.cluster_key = b.cluster_key) AS merged
+            FROM members a JOIN members b
+              ON a.hard_case_group = b.hard_case_group AND a.entity_id < b.entity_id
+            GROUP BY ALL
+        )
+        SELECT hard_case, count(*), count(*) FILTER (WHERE merged)
+        FROM entity_pairs GROUP BY 1 ORDER BY 1
+    """).fetchall()
+    return {kind: {"entity_pairs": int(n), "merged": int(m)} for kind, n, m in rows}
+
+
+def errors_by_noise(con) -> dict[str, dict[str, int]]:
+    """For each noise kind: true pairs it touches and how many were missed; wrong pairs it touches."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE record_noise AS
+        SELECT source_record_id, unnest(CASE WHEN len(noise) = 0 THEN ['(none)'] ELSE noise END)
+               AS noise_kind
+        FROM labelled
+    """)
+    missed = con.execute("""
+        WITH true_pairs AS (
+            SELECT a.source_record_id AS l, b.source_record_id AS r,
+                   a.cluster_key <> b.cluster_key AS missed
+            FROM labelled a JOIN labelled b
+              ON a.entity_id = b.entity_id AND a.source_record_id < b.source_record_id
+        ),
+        pair_noise AS (
+            SELECT p.l, p.r, p.missed, n.noise_kind
+            FROM true_pairs p JOIN record_noise n ON n.source_record_id = p.l
+            UNION
+            SELECT p.l, p.r, p.missed, n.noise_kind
+            FROM true_pairs p JOIN record_noise n ON n.source_record_id = p.r
+        )
+        SELECT noise_kind, count(*), count(*) FILTER (WHERE missed) FROM pair_noise GROUP BY 1
+    """).fetchall()
+    wrong = dict(con.execute("""
+        WITH wrong_pairs AS (
+            SELECT a.source_record_id AS l, b.source_record_id AS r
+            FROM labelled a JOIN labelled b
+              ON a.cluster_key = b.cluster_key AND a.source_record_id < b.source_record_id
+            WHERE a.entity_id <> b.entity_id
+        )
+        SELECT noise_kind, count(*) FROM (
+            SELECT p.l, p.r, n.noise_kind
+            FROM wrong_pairs p JOIN record_noise n ON n.source_record_id = p.l
+            UNION
+            SELECT p.l, p.r, n.noise_kind
+            FROM wrong_pairs p JOIN record_noise n ON n.source_record_id = p.r)
+        GROUP BY 1
+    """).fetchall())
+    return {kind: {"true_pairs": int(n), "missed_pairs": int(m),
+                   "wrongly_merged_pairs": int(wrong.get(kind, 0))}
+            for kind, n, m in sorted(missed)}
+
+
+def link_precision(con, pairs_path: Path) -> dict[str, Any]:
+    """Edge level: of the scored pairs at or above the match threshold, how many are true."""
+    rows = con.execute(f"""
+        SELECT p.party_type, count(*) FILTER (WHERE p.is_link),
+               count(*) FILTER (WHERE p.is_link AND a.entity_id = b.entity_id),
+               count(*) FILTER (WHERE NOT p.is_link AND a.entity_id = b.entity_id)
+        FROM read_parquet('{pairs_path}') p
+        JOIN labelled a ON a.source_record_id = p.source_record_id_l
+        JOIN labelled b ON b.source_record_id = p.source_record_id_r
+        GROUP BY 1 ORDER BY 1
+    """).fetchall()
+    return {party: {"links": int(n), "true_links": int(t), "link_precision": _ratio(t, n),
+                    "true_pairs_below_match_threshold": int(below)}
+            for party, n, t, below in rows}
+
+
+def evaluate(clusters_path: Path, pairs_path: Path | None, truth_dir: Path) -> dict[str, Any]:
+    """Compare clusters (and match pairs) with `truth_dir/ground_truth.parquet`."""
+    import duckdb
+
+    truth_path = Path(truth_dir) / TRUTH_FILE
+    if not truth_path.is_file():
+        raise FileNotFoundError(f"no ground truth at {truth_path}")
+    con = duckdb.connect()
+    counts = _load_labelled(con, Path(clusters_path), truth_path)
+    kinds = [k for (k,) in con.execute(
+        "SELECT DISTINCT hard_case FROM labelled WHERE hard_case IS NOT NULL ORDER BY 1").fetchall()]
+    result: dict[str, Any] = {
+        "counts": counts,
+        "overall": cluster_metrics(con),
+        "by_party_type": {p: cluster_metrics(con, f"party_type = '{p}'")
+                          for p in ("person", "organization")},
+        "by_hard_case": {k: cluster_metrics(con, f"hard_case = '{k}'") for k in kinds},
+        "hard_negative_groups": hard_negative_merges(con),
+        "by_noise": errors_by_noise(con),
+    }
+    if pairs_path is not None and Path(pairs_path).is_file():
+        result["links"] = link_precision(con, Path(pairs_path))
+    con.close()
+    return result
+
+
+def evaluation_table(result: dict[str, Any]):
+    """The headline figures as a rich table: one row per slice."""
+    from rich.table import Table
+
+    table = Table(title="Entity resolution vs ground truth")
+    for column in ("slice", "records", "entities", "clusters", "pair P", "pair R", "pair F1",
+                   "B3 P", "B3 R", "false merges", "splits"):
+        table.add_column(column, justify="left" if column == "slice" else "right")
+
+    def fmt(value: float | None) -> str:
+        return "-" if value is None else f"{value:.4f}"
+
+    slices = [("all", result["overall"])]
+    slices += [(f"party: {p}", m) for p, m in result["by_party_type"].items()]
+    slices += [(f"hard case: {k}", m) for k, m in result["by_hard_case"].items()]
+    for name, m in slices:
+        table.add_row(name, str(m["records"]), str(m["entities"]), str(m["clusters"]),
+                      fmt(m["pairwise_precision"]), fmt(m["pairwise_recall"]),
+                      fmt(m["pairwise_f1"]), fmt(m["bcubed_precision"]),
+                      fmt(m["bcubed_recall"]), str(m["false_merges"]), str(m["splits"]))
+    return table
+
+
+def write_evaluation(result: dict[str, Any], report_dir: Path) -> Path:
+    report_dir.mkdir(parents=True, exist_ok=True)
+    path = report_dir / "resolve_evaluation.json"
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return path

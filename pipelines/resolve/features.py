@@ -1,0 +1,111 @@
+"""The comparison table Splink reads: canonical source records, one party type, plus derived keys.
+
+Derived columns are computed once here in SQL (not per pair inside Splink): the birth date as
+text for typo distance, an address key, the e-mail's local part, and a household phone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# Canonical columns each party type's model uses; missing ones are filled with NULL so that a
+# source set without, say, any national IDs still runs.
+PERSON_COLUMNS = [
+    "given_name_norm", "family_name_norm", "given_name_canonical", "name_suffix", "sex",
+    "birth_date", "national_id", "phone_mobile", "phone_landline", "email",
+    "street", "house_number", "postcode", "city", "country",
+]
+ORGANIZATION_COLUMNS = [
+    "org_name_norm", "org_legal_form", "registration_id", "phone_mobile", "phone_landline",
+    "email", "street", "house_number", "postcode", "city", "country",
+]
+COLUMNS = {"person": PERSON_COLUMNS, "organization": ORGANIZATION_COLUMNS}
+VARCHAR_COLUMNS = {c for cols in COLUMNS.values() for c in cols} - {"birth_date"}
+
+
+def _select_list(available: set[str], party_type: str) -> str:
+    parts = []
+    for column in COLUMNS[party_type]:
+        if column in available:
+            parts.append(f"nullif(trim({column}::VARCHAR), '') AS {column}"
+                         if column in VARCHAR_COLUMNS else f"{column}")
+        else:
+            parts.append(f"CAST(NULL AS {'DATE' if column == 'birth_date' else 'VARCHAR'}) "
+                         f"AS {column}")
+    return ",\n        ".join(parts)
+
+
+def comparison_input_sql(source: str, available_columns: set[str], party_type: str) -> str:
+    """SELECT giving the Splink input rows of one party type from `source` (a table or scan)."""
+    person = party_type == "person"
+    derived = [
+        "strftime(birth_date, '%Y-%m-%d') AS birth_date_text" if person else None,
+        # all name parts sorted: equal when the order or the given/family split differs
+        "nullif(array_to_string(list_sort(list_filter(string_split(concat_ws(' ', "
+        "given_name_norm, family_name_norm), ' '), lambda t: t <> '')), ' '), '') AS name_tokens"
+        if person else None,
+        "split_part(given_name_norm, ' ', 1) AS given_name_first" if person else None,
+        "nullif(concat_ws(' ', street, house_number), '') AS street_house",
+        # street without spaces: 'shangchengquhuanghejie' (from hanzi) contains 'huanghejie'
+        "nullif(replace(street, ' ', ''), '') AS street_key",
+        "split_part(email, '@', 1) AS email_local",
+        "split_part(email, '@', 2) AS email_domain",
+        # any number of the record: organizations often give one line under either kind
+        "coalesce(phone_landline, phone_mobile) AS phone_any" if party_type == "organization"
+        else None,
+    ]
+    derived_sql = ",\n        ".join(d for d in derived if d)
+    return f"""
+    WITH base AS (
+        SELECT source_record_id AS unique_id,
+        {_select_list(available_columns, party_type)}
+        FROM {source}
+        {f"WHERE party_type = '{party_type}'" if "party_type" in available_columns else ""}
+    )
+    SELECT *, {derived_sql}
+    FROM base
+    """
+
+
+def nickname_variants(names: list[str]) -> dict[str, list[str]]:
+    """Each given name with every name it may be a nickname or formal form of (Ronny: Ronald)."""
+    from nicknames import NickNamer
+
+    namer = NickNamer()
+    return {name: sorted({name} | namer.canonicals_of(name) | namer.nicknames_of(name))
+            for name in names}
+
+
+def create_comparison_table(con, records_path_or_source, party_type: str, table_name: str) -> int:
+    """Materialise the Splink input table in DuckDB; returns its row count.
+
+    `records_path_or_source` is a parquet path or the name of a table/view already in `con`.
+    """
+    if isinstance(records_path_or_source, Path) or str(records_path_or_source).endswith(".parquet"):
+        source = f"read_parquet('{records_path_or_source}')"
+    else:
+        source = str(records_path_or_source)
+    available = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table_name}_base AS "
+                f"{comparison_input_sql(source, available, party_type)}")
+    if party_type == "person":
+        import pyarrow as pa
+
+        # nickname look-ups are Python calls: one per distinct first given name, joined back
+        names = [r[0] for r in con.execute(
+            f"SELECT DISTINCT given_name_first FROM {table_name}_base "
+            "WHERE given_name_first IS NOT NULL").fetchall()]
+        variants = nickname_variants(names)
+        nick = pa.table({"given_name_first": pa.array(list(variants), pa.string()),
+                         "given_name_variants": pa.array(list(variants.values()),
+                                                         pa.list_(pa.string()))})
+        con.register(f"{table_name}_nick", nick)
+        con.execute(f"""CREATE OR REPLACE TABLE {table_name} AS
+            SELECT b.*, n.given_name_variants FROM {table_name}_base b
+            LEFT JOIN {table_name}_nick n USING (given_name_first) ORDER BY unique_id""")
+        con.unregister(f"{table_name}_nick")
+    else:
+        con.execute(f"CREATE OR REPLACE TABLE {table_name} AS "
+                    f"SELECT * FROM {table_name}_base ORDER BY unique_id")
+    con.execute(f"DROP TABLE {table_name}_base")
+    return con.execute(f"SELECT count(*) FROM {table_name}").fetchall()[0][0]

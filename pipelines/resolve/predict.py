@@ -1,0 +1,226 @@
+"""`ucv link`: score candidate pairs with the trained models and cluster them, per party type.
+
+Reads `staged/source_records.parquet`, writes `resolved/match_pairs.parquet` (every pair at or
+above the review floor, with per-comparison evidence), `resolved/clusters.parquet` (one row per
+source record) and `resolved/resolve_summary.json`. Never reads ground truth, never retrains.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipelines.resolve.backend import database_api, duckdb_connection
+from pipelines.resolve.config import PARTY_TYPES, link_guards, model_paths, thresholds
+from pipelines.resolve.features import create_comparison_table
+from pipelines.resolve.model import guard_sql
+from pipelines.settings import RunPaths
+
+log = logging.getLogger(__name__)
+
+MATCH_PAIRS_FILE = "match_pairs.parquet"
+CLUSTERS_FILE = "clusters.parquet"
+SUMMARY_FILE = "resolve_summary.json"
+
+
+@dataclass
+class ResolveResult:
+    """Where predict_and_cluster wrote its outputs, and what it counted."""
+
+    match_pairs_path: Path
+    clusters_path: Path
+    summary_path: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def load_model(party_type: str, models: dict | None = None) -> dict[str, Any]:
+    """The trained Splink settings of a party type: from `models` (paths or dicts) or the yaml."""
+    source = (models or {}).get(party_type) or model_paths()[party_type]
+    if isinstance(source, dict):
+        return json.loads(json.dumps(source))
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no trained {party_type} model at {path}: run `ucv train --records ...` first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def evidence_columns(columns: list[str]) -> list[str]:
+    """Per-comparison evidence: comparison level (gamma_*) and match weight (mw_*, log2 Bayes
+    factor, with mw_tf_adj_* the term-frequency part) of every comparison."""
+    return [c for c in columns if c.startswith(("gamma_", "mw_", "bf_"))]
+
+
+def _linker(db_api, table: str, model: dict[str, Any]):
+    from splink import Linker
+
+    return Linker(db_api.register(table), model, log_level=logging.WARNING)
+
+
+def connected_clusters(db_api, nodes_table: str, edges_table: str, match_weight: float):
+    """Connected components of the pairs at or above `match_weight`: one row per node
+    (unique_id, cluster_id); a cluster's id is its smallest member id, so reruns agree."""
+    from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+    return cluster_pairwise_predictions_at_threshold(
+        nodes_table, edges_table, db_api, node_id_column_name="unique_id",
+        threshold_match_weight=match_weight)
+
+
+def blocked_by_sql(model: dict[str, Any], party_type: str) -> str:
+    """CASE expression naming the first link guard (resolution.yaml) that blocks a pair."""
+    guards = link_guards(party_type)
+    if not guards:
+        return "NULL::VARCHAR"
+    whens = " ".join(f"WHEN {guard_sql(model, g)} THEN '{g['name']}'" for g in guards)
+    return f"CASE {whens} END"
+
+
+def resolve_party(records_path: Path, party_type: str, model: dict[str, Any],
+                  out_dir: Path) -> dict[str, Any]:
+    """Predict and cluster one party type; writes two part files in out_dir, returns its counts."""
+    cut = thresholds(party_type)
+    db_api = database_api()
+    con = duckdb_connection(db_api)
+    started = time.perf_counter()
+    n_records = create_comparison_table(con, records_path, party_type, f"input_{party_type}")
+    pairs_part = out_dir / f".pairs_{party_type}.parquet"
+    clusters_part = out_dir / f".clusters_{party_type}.parquet"
+    if n_records == 0:
+        _write_empty_parts(con, pairs_part, clusters_part)
+        return {"records": 0, "comparisons": 0, "comparisons_per_record": 0.0, "pairs_kept": 0,
+                "links": 0, "clusters": 0, "seconds": {}}
+    linker = _linker(db_api, f"input_{party_type}", model)
+
+    blocked = linker.inference.compute_blocked_pairs_for_predict()
+    by_rule = dict(con.execute(
+        f"SELECT match_key, count(*) FROM {blocked.physical_name} GROUP BY 1 ORDER BY 1"
+    ).fetchall())
+    n_comparisons = int(sum(by_rule.values()))
+    blocked_at = time.perf_counter()
+
+    predictions = linker.inference.predict(threshold_match_weight=cut.review_floor,
+                                           warning_mode="never")
+    evidence = evidence_columns([r[0] for r in con.execute(
+        f"DESCRIBE {predictions.physical_name}").fetchall()])
+    con.execute(f"""
+        CREATE TABLE pairs_{party_type} AS
+        WITH scored AS (
+            SELECT unique_id_l AS source_record_id_l, unique_id_r AS source_record_id_r,
+                   '{party_type}' AS party_type, match_weight, match_probability,
+                   {blocked_by_sql(model, party_type)} AS link_blocked_by,
+                   match_key::INTEGER AS match_key, {", ".join(evidence)}
+            FROM {predictions.physical_name}
+        )
+        SELECT source_record_id_l, source_record_id_r, party_type, match_weight,
+               match_probability,
+               match_weight >= {cut.match} AND link_blocked_by IS NULL AS is_link,
+               CASE WHEN match_weight >= {cut.match} THEN link_blocked_by END AS link_blocked_by,
+               * EXCLUDE (source_record_id_l, source_record_id_r, party_type, match_weight,
+                          match_probability, link_blocked_by)
+        FROM scored
+    """)
+    con.execute(f"""COPY (SELECT * FROM pairs_{party_type}
+                          ORDER BY source_record_id_l, source_record_id_r)
+                    TO '{pairs_part}' (FORMAT parquet)""")
+    con.execute(f"""CREATE VIEW links_{party_type} AS
+        SELECT source_record_id_l AS unique_id_l, source_record_id_r AS unique_id_r, match_weight,
+               match_probability FROM pairs_{party_type} WHERE is_link""")
+    predicted_at = time.perf_counter()
+
+    clusters = connected_clusters(db_api, f"input_{party_type}", f"links_{party_type}",
+                                  cut.match)
+    con.execute(f"""
+        COPY (
+            SELECT unique_id AS source_record_id, '{party_type}' AS party_type, cluster_id
+            FROM {clusters.physical_name} ORDER BY source_record_id
+        ) TO '{clusters_part}' (FORMAT parquet)
+    """)
+    clustered_at = time.perf_counter()
+    pairs_kept, links = con.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE is_link) FROM pairs_{party_type}"
+    ).fetchall()[0]
+    blocked = dict(con.execute(
+        f"SELECT link_blocked_by, count(*) FROM pairs_{party_type} "
+        "WHERE link_blocked_by IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall())
+    n_clusters = con.execute(
+        f"SELECT count(DISTINCT cluster_id) FROM {clusters.physical_name}").fetchall()[0][0]
+    rules = [br.blocking_rule_sql for br in linker._settings_obj._blocking_rules_to_generate_predictions]
+    return {
+        "records": n_records,
+        "comparisons": n_comparisons,
+        "comparisons_per_record": round(n_comparisons / n_records, 3),
+        "comparisons_by_blocking_rule": {rules[int(k)]: int(v) for k, v in by_rule.items()},
+        "pairs_kept": int(pairs_kept),
+        "links": int(links),
+        "links_blocked_by_guards": {k: int(v) for k, v in blocked.items()},
+        "clusters": int(n_clusters),
+        "thresholds": {"review_floor": cut.review_floor, "match": cut.match},
+        "seconds": {"prepare_and_block": round(blocked_at - started, 3),
+                    "predict": round(predicted_at - blocked_at, 3),
+                    "cluster": round(clustered_at - predicted_at, 3)},
+    }
+
+
+def _write_empty_parts(con, pairs_part: Path, clusters_part: Path) -> None:
+    con.execute(f"""COPY (SELECT NULL::VARCHAR AS source_record_id_l,
+        NULL::VARCHAR AS source_record_id_r, NULL::VARCHAR AS party_type,
+        NULL::DOUBLE AS match_weight, NULL::DOUBLE AS match_probability,
+        NULL::BOOLEAN AS is_link, NULL::VARCHAR AS link_blocked_by,
+        NULL::INTEGER AS match_key LIMIT 0)
+        TO '{pairs_part}' (FORMAT parquet)""")
+    con.execute(f"""COPY (SELECT NULL::VARCHAR AS source_record_id, NULL::VARCHAR AS party_type,
+        NULL::VARCHAR AS cluster_id LIMIT 0) TO '{clusters_part}' (FORMAT parquet)""")
+
+
+def _model_name(party_type: str, models: dict | None) -> str:
+    source = (models or {}).get(party_type) or model_paths()[party_type]
+    return "(in-memory settings)" if isinstance(source, dict) else str(source)
+
+
+def predict_and_cluster(run: RunPaths, models: dict | None = None) -> ResolveResult:
+    """Resolve a run's staged source records into match pairs and clusters (both party types)."""
+    import duckdb
+
+    records_path = run.staged_dir / "source_records.parquet"
+    if not records_path.is_file():
+        raise FileNotFoundError(f"{records_path} is missing: run ingest for {run.run_id} first")
+    run.resolved_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    per_party = {}
+    for party_type in PARTY_TYPES:
+        per_party[party_type] = resolve_party(records_path, party_type,
+                                              load_model(party_type, models), run.resolved_dir)
+
+    pairs_path = run.resolved_dir / MATCH_PAIRS_FILE
+    clusters_path = run.resolved_dir / CLUSTERS_FILE
+    pair_parts = [str(run.resolved_dir / f".pairs_{p}.parquet") for p in PARTY_TYPES]
+    cluster_parts = [str(run.resolved_dir / f".clusters_{p}.parquet") for p in PARTY_TYPES]
+    con = duckdb.connect()
+    # union_by_name: person and organization pairs carry different evidence columns
+    con.execute(f"COPY (SELECT * FROM read_parquet({pair_parts}, union_by_name = true)) "
+                f"TO '{pairs_path}' (FORMAT parquet)")
+    con.execute(f"COPY (SELECT * FROM read_parquet({cluster_parts})) "
+                f"TO '{clusters_path}' (FORMAT parquet)")
+    con.close()
+    for part in pair_parts + cluster_parts:
+        Path(part).unlink(missing_ok=True)
+
+    n_records = sum(p["records"] for p in per_party.values())
+    n_comparisons = sum(p["comparisons"] for p in per_party.values())
+    summary = {
+        "run_id": run.run_id,
+        "models": {p: _model_name(p, models) for p in PARTY_TYPES},
+        "records": n_records,
+        "comparisons": n_comparisons,
+        "comparisons_per_record": round(n_comparisons / n_records, 3) if n_records else 0.0,
+        "party_types": per_party,
+        "seconds_total": round(time.perf_counter() - started, 3),
+    }
+    summary_path = run.resolved_dir / SUMMARY_FILE
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return ResolveResult(pairs_path, clusters_path, summary_path, summary)
