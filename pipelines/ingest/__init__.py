@@ -1,0 +1,33 @@
+"""Ingest: landed exports -> raw -> accepted / quarantine -> staged canonical source records.
+
+Source systems are configuration: one mapping per source in `schemas/sources/<system>.yaml`
+(format in docs/mapping_format.md) and one Great Expectations suite in `expectations/`.
+"""
+
+from pipelines.ingest.errors import AccountingError, MappingError, SourceRejected
+from pipelines.ingest.extract import ExtractResult, extract_source
+from pipelines.ingest.mapping import SourceMapping, load_mapping, load_mappings
+from pipelines.ingest.run import IngestSummary, SourceCounts, combine_staged, ingest
+from pipelines.ingest.validate import ValidationResult, validate_source
+
+
+def standardize_source(mapping, run):
+    """accepted/<source>.parquet -> staged/<source>.parquet (see pipelines.standardize.records)."""
+    from pipelines.standardize.records import standardize_source as standardize
+
+    return standardize(mapping, run)
+
+
+def standardize_frame(mapping, df, run_id):
+    """Raw source-shaped rows -> canonical rows, the batch code path (real-time resolution)."""
+    from pipelines.standardize.records import standardize_frame as standardize
+
+    return standardize(mapping, df, run_id)
+
+
+__all__ = [
+    "AccountingError", "ExtractResult", "IngestSummary", "MappingError", "SourceCounts",
+    "SourceMapping", "SourceRejected", "ValidationResult", "combine_staged", "extract_source",
+    "ingest", "load_mapping", "load_mappings", "standardize_frame", "standardize_source",
+    "validate_source",
+]

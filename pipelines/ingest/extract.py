@@ -1,0 +1,380 @@
+"""Extract: landed export files -> `raw/<source>.parquet`, every value as text, plus lineage.
+
+Raw is the export as it arrived: values are never trimmed or fixed here, only decoded. Lineage
+columns (`_source_system`, `_source_file`, `_row_number`, `_run_id`) say where each row came from;
+a record the parser could not split into the declared columns is kept too, with `_malformed`
+saying why, so validation can quarantine it instead of losing it.
+Decoding is strict and streamed in chunks: a byte sequence that is not valid in the declared
+encoding stops the source with the file and byte offset, never mojibake.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipelines.ingest.errors import SourceRejected
+from pipelines.ingest.mapping import SourceMapping
+from pipelines.settings import RunPaths
+
+LINEAGE_COLUMNS = ("_source_system", "_source_file", "_row_number", "_run_id", "_malformed",
+                   "_extra_values")
+BATCH_ROWS = 100_000
+CHUNK_BYTES = 4 << 20
+csv.field_size_limit(1 << 30)  # free-text notes can be long; the default 128 KiB is not a rule
+
+
+@dataclass
+class ExtractResult:
+    """What extraction read for one source."""
+
+    source: str
+    raw_path: Path
+    files: list[str] = field(default_factory=list)
+    rows_per_file: dict[str, int] = field(default_factory=dict)
+    columns: list[str] = field(default_factory=list)
+    malformed_rows: int = 0
+
+    @property
+    def rows_read(self) -> int:
+        return sum(self.rows_per_file.values())
+
+
+def raw_path(run: RunPaths, source: str) -> Path:
+    return run.raw_dir / f"{source}.parquet"
+
+
+def find_landed_files(mapping: SourceMapping, landing_dir: Path) -> list[Path]:
+    """The files of this source in the landing folder (the mapping's pattern), in name order."""
+    files = sorted(p for p in Path(landing_dir).glob(mapping.file_pattern) if p.is_file())
+    if not files:
+        raise SourceRejected(mapping.name, mapping.file_pattern, None, "file_present",
+                             f"no file matching {mapping.file_pattern!r} in {landing_dir}")
+    return files
+
+
+def extract_source(mapping: SourceMapping, landing_dir: Path, run: RunPaths) -> ExtractResult:
+    """Read every landed file of `mapping`'s source into `raw/<source>.parquet`."""
+    run.raw_dir.mkdir(parents=True, exist_ok=True)
+    out = raw_path(run, mapping.name)
+    result = ExtractResult(source=mapping.name, raw_path=out)
+    tables: list[pa.Table] = []
+    for path in find_landed_files(mapping, landing_dir):
+        batches = _read_file(mapping, path)
+        n = 0
+        for batch in batches:
+            batch = _with_lineage(batch, mapping.name, path.name, run.run_id, first_row=n + 1)
+            n += batch.num_rows
+            tables.append(batch)
+        result.files.append(path.name)
+        result.rows_per_file[path.name] = n
+    table = _combine(tables)
+    result.columns = [c for c in table.column_names if c not in LINEAGE_COLUMNS]
+    result.malformed_rows = table.num_rows - table["_malformed"].null_count if table.num_rows else 0
+    tmp = out.with_suffix(".parquet.tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    tmp.replace(out)
+    manifest = {"source": mapping.name, "files": result.files, "rows_per_file": result.rows_per_file,
+                "columns": result.columns, "malformed_rows": result.malformed_rows}
+    out.with_suffix(".json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+    return result
+
+
+def _combine(tables: list[pa.Table]) -> pa.Table:
+    if not tables:
+        return _with_lineage(pa.table({}), "", "", "", first_row=1)
+    # Files of one source may differ in columns (drift shows up in validation); union by name.
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _with_lineage(table: pa.Table, source: str, file: str, run_id: str, first_row: int) -> pa.Table:
+    n = table.num_rows
+    extras = {
+        "_source_system": pa.array([source] * n, pa.string()),
+        "_source_file": pa.array([file] * n, pa.string()),
+        "_row_number": pa.array(range(first_row, first_row + n), pa.int64()),
+        "_run_id": pa.array([run_id] * n, pa.string()),
+    }
+    for name in ("_malformed", "_extra_values"):
+        if name not in table.column_names:
+            extras[name] = pa.nulls(n, pa.string())
+    for name, values in extras.items():
+        table = table.append_column(name, values)
+    return table
+
+
+def _read_file(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
+    if mapping.format == "csv":
+        return _read_csv(mapping, path)
+    if mapping.format == "jsonl":
+        return _read_jsonl(mapping, path)
+    return _read_parquet(mapping, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+
+
+def decoded_lines(path: Path, encoding: str, source: str = "") -> Iterator[str]:
+    """The file's text line by line (newlines kept), decoded strictly in chunks; BOM removed."""
+    decoder = codecs.getincrementaldecoder(encoding)("strict")
+    offset = 0  # bytes read so far
+    pending = ""
+    first = True
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(CHUNK_BYTES)
+            final = not chunk
+            held = decoder.getstate()[0]
+            try:
+                text = decoder.decode(chunk, final)
+            except UnicodeDecodeError:
+                raise _decode_failure(source, path, encoding, offset - len(held), held + chunk) from None
+            offset += len(chunk)
+            if first and text:
+                text = text.removeprefix("\ufeff")
+                first = False
+            pending += text
+            lines = pending.split("\n")
+            pending = lines.pop()
+            for line in lines:
+                yield line + "\n"
+            if final:
+                break
+    if pending:
+        yield pending
+
+
+def _decode_failure(source: str, path: Path, encoding: str, start: int, data: bytes) -> SourceRejected:
+    """Locate the first undecodable byte (data begins at file offset `start`) for the message."""
+    try:
+        data.decode(encoding)
+        position, bad = start + len(data), b""  # only the end of the file was incomplete
+    except UnicodeDecodeError as exc:
+        position, bad = start + exc.start, data[exc.start:exc.end]
+    return SourceRejected(source, path.name, None, "encoding",
+                          f"byte offset {position}: bytes {bad.hex(' ') or '(truncated sequence)'} "
+                          f"are not valid {encoding}")
+
+
+# --------------------------------------------------------------------------------------------
+# Readers, one per format; each yields tables of text columns (+ _malformed/_extra_values)
+
+
+class _RecordingLines:
+    """Line iterator that remembers the lines the CSV parser consumed for the current record."""
+
+    def __init__(self, lines: Iterator[str]):
+        self.lines = lines
+        self.taken: list[str] = []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        self.taken.append(line)
+        return line
+
+    def record_text(self) -> str:
+        text, self.taken = "".join(self.taken), []
+        return text
+
+
+def _read_csv(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
+    lines = _RecordingLines(decoded_lines(path, mapping.encoding, mapping.name))
+    reader = csv.reader(lines, delimiter=mapping.delimiter, quotechar=mapping.quote, strict=True)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return  # a zero-byte file: no columns, no rows (validation says so)
+    except csv.Error as exc:
+        raise SourceRejected(mapping.name, path.name, None, "header",
+                             f"header line cannot be parsed: {exc}") from None
+    lines.record_text()
+    header = _unique_names(header)
+    width = len(header)
+    rows: list[list[str | None]] = []
+    malformed: list[str | None] = []
+    extra: list[str | None] = []
+    yielded = False
+    while True:
+        problem: str | None = None
+        leftover: str | None = None
+        try:
+            row: list[str | None] = list(next(reader))
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            problem = f"unparseable record: {exc}"
+            leftover = json.dumps([lines.record_text()], ensure_ascii=False)
+            row = [None] * width
+        else:
+            lines.taken.clear()
+            if not row:
+                continue  # blank line
+            if len(row) != width:
+                problem = f"expected {width} fields, found {len(row)}"
+                leftover = json.dumps(row[width:], ensure_ascii=False) if len(row) > width else None
+                row = (row + [None] * width)[:width]
+        rows.append(row)
+        malformed.append(problem)
+        extra.append(leftover)
+        if len(rows) >= BATCH_ROWS:
+            yield _text_table(header, rows, malformed, extra)
+            yielded = True
+            rows, malformed, extra = [], [], []
+    if rows or not yielded:
+        yield _text_table(header, rows, malformed, extra)
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        name = name or "unnamed"
+        if name in seen:
+            seen[name] += 1
+            name = f"{name}__{seen[name]}"
+        else:
+            seen[name] = 0
+        out.append(name)
+    return out
+
+
+def _text_table(header: list[str], rows: list, malformed: list, extra: list) -> pa.Table:
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(header)
+    arrays = {name: pa.array(values, pa.string()) for name, values in zip(header, columns, strict=True)}
+    arrays["_malformed"] = pa.array(malformed, pa.string())
+    arrays["_extra_values"] = pa.array(extra, pa.string())
+    return pa.table(arrays)
+
+
+def _read_jsonl(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
+    if codecs.lookup(mapping.encoding).name == "utf-8":
+        table = read_jsonl_duckdb(path)
+        if table is not None:
+            yield table
+            return
+    yield from read_jsonl_python(mapping, path)
+
+
+def read_jsonl_duckdb(path: Path) -> pa.Table | None:
+    """Well-formed UTF-8 JSON Lines, parsed by DuckDB; None if any line needs the careful reader.
+
+    One text column per top-level key (first-appearance order); nested objects and lists stay
+    JSON text. Any parse or decoding problem returns None, and the line-by-line reader (which
+    quarantines bad lines and names bad bytes) takes over.
+    """
+    literal = "'" + str(path).replace("'", "''") + "'"
+    try:
+        with duckdb.connect() as con:
+            con.execute("SET enable_progress_bar = false")
+            con.execute(f"""CREATE TEMP TABLE j AS SELECT json FROM
+                            read_json_objects({literal}, format = 'newline_delimited')""")
+            if con.execute("SELECT count(*) FROM j WHERE json_type(json) <> 'OBJECT'").fetchall()[0][0]:
+                return None
+            keys = [k for (k,) in con.execute("""
+                WITH k AS (SELECT rowid AS r, unnest(json_keys(json)) AS key,
+                                  generate_subscripts(json_keys(json), 1) AS pos FROM j)
+                SELECT key FROM k GROUP BY key ORDER BY min(r), min(pos)""").fetchall()]
+            # Parsed once, every value kept as its JSON text, then scalars unquoted.
+            spec = "{" + ", ".join(f"{_sql_text(k)}: 'JSON'" for k in keys) + "}"
+            columns = [
+                f"CASE WHEN json_type({_sql_name(k)}) IN ('OBJECT', 'ARRAY') "
+                f"THEN {_sql_name(k)}::VARCHAR WHEN json_type({_sql_name(k)}) = 'NULL' THEN NULL "
+                f"ELSE {_sql_name(k)} ->> '$' END AS {_sql_name(k)}" for k in keys]
+            select = ", ".join(columns) or "NULL::VARCHAR AS _empty"
+            table = con.sql(f"""SELECT {select} FROM read_json({literal}, format = 'newline_delimited',
+                                columns = {spec})""").to_arrow_table()
+            if table.num_rows != con.execute("SELECT count(*) FROM j").fetchall()[0][0]:
+                return None
+    except (duckdb.Error, UnicodeDecodeError):
+        return None
+    if "_empty" in table.column_names:
+        table = table.drop_columns(["_empty"])
+    n = table.num_rows
+    return table.append_column("_malformed", pa.nulls(n, pa.string())).append_column(
+        "_extra_values", pa.nulls(n, pa.string()))
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _sql_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def read_jsonl_python(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
+    """JSON Lines line by line: strict decoding, a line that is not a JSON object is kept as malformed."""
+    records: list[dict[str, str | None]] = []
+    for line in decoded_lines(path, mapping.encoding, mapping.name):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if not isinstance(obj, dict):
+                raise ValueError("not a JSON object")
+            record = {key: _json_text(value) for key, value in obj.items()}
+        except ValueError as exc:
+            record = {"_malformed": f"unparseable JSON line: {exc}",
+                      "_extra_values": json.dumps([line.rstrip("\n")], ensure_ascii=False)}
+        records.append(record)
+        if len(records) >= BATCH_ROWS:
+            yield _records_table(records)
+            records = []
+    if records:
+        yield _records_table(records)
+
+
+def _json_text(value) -> str | None:
+    """Scalars as their text; nested objects and lists stay JSON (mapped with dotted paths)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _records_table(records: list[dict]) -> pa.Table:
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record))
+    names.update(dict.fromkeys(["_malformed", "_extra_values"]))
+    return pa.table({name: pa.array([r.get(name) for r in records], pa.string()) for name in names})
+
+
+def _read_parquet(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SourceRejected(mapping.name, path.name, None, "readable",
+                             f"not a readable Parquet file: {exc}") from None
+    empty = True
+    for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+        empty = False
+        yield pa.table({name: _as_text(batch.column(name)) for name in batch.schema.names})
+    if empty:
+        yield pa.table({name: pa.array([], pa.string()) for name in parquet.schema_arrow.names})
+
+
+def _as_text(column: pa.Array) -> pa.Array:
+    if pa.types.is_timestamp(column.type):
+        # Whole seconds: Arrow's %S would print the fraction of a microsecond timestamp.
+        return pc.strftime(pc.cast(column, pa.timestamp("s", column.type.tz), safe=False),
+                           format="%Y-%m-%d %H:%M:%S")
+    try:
+        return pc.cast(column, pa.string())
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid):
+        return pa.array([None if v is None else json.dumps(v, ensure_ascii=False, default=str)
+                         for v in column.to_pylist()], pa.string())

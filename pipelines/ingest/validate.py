@@ -1,0 +1,305 @@
+"""Validate: raw rows -> `accepted/<source>.parquet` + `quarantine/<source>.parquet`.
+
+Row-level rules come from the source's Great Expectations suite (`expectations/<source>.json`),
+run over pandas batches of ~200k rows so memory stays bounded; the native key (present, unique)
+and records the parser could not split are checked here too. A failing row goes to quarantine with
+its original values and the names of the rules it failed.
+Run-level rules (empty file, required / unexpected columns, bad-row share, row count far from the
+previous run) raise SourceRejected: the run stops before anything is published.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipelines.ingest.errors import AccountingError, SourceRejected
+from pipelines.ingest.extract import LINEAGE_COLUMNS, raw_path
+from pipelines.ingest.mapping import SourceMapping
+from pipelines.settings import RunPaths
+
+GE_BATCH_ROWS = 200_000
+QUARANTINE_COLUMNS = ("run_id", "source_system", "source_file", "row_number", "raw", "failed_checks")
+
+
+@dataclass
+class ValidationResult:
+    source: str
+    rows_read: int
+    rows_accepted: int
+    rows_quarantined: int
+    failed_checks: dict[str, int] = field(default_factory=dict)  # rule -> rows failing it
+    accepted_path: Path | None = None
+    quarantine_path: Path | None = None
+
+
+def accepted_path(run: RunPaths, source: str) -> Path:
+    return run.accepted_dir / f"{source}.parquet"
+
+
+def quarantine_path(run: RunPaths, source: str) -> Path:
+    return run.quarantine_dir / f"{source}.parquet"
+
+
+def validate_source(mapping: SourceMapping, run: RunPaths,
+                    previous_row_count: int | None = None) -> ValidationResult:
+    """Split raw rows into accepted and quarantined; raise SourceRejected if a run rule fails."""
+    source = mapping.name
+    raw = raw_path(run, source)
+    if not raw.exists():
+        raise FileNotFoundError(f"{raw} does not exist: run extract for {source!r} first")
+    accepted_path(run, source).unlink(missing_ok=True)  # never leave a stale accepted file
+    parquet = pq.ParquetFile(raw)
+    columns = [c for c in parquet.schema_arrow.names if c not in LINEAGE_COLUMNS]
+    files = _files_of(run, source) or {"-": parquet.metadata.num_rows}
+    file_label = ", ".join(files)
+
+    check_run_rules_before_rows(mapping, files, columns, previous_row_count)
+    failures = row_failures(mapping, raw, columns)
+    result = write_accepted_and_quarantine(mapping, run, raw, columns, failures)
+    check_bad_row_share(mapping, result, file_label)
+    return result
+
+
+def _files_of(run: RunPaths, source: str) -> dict[str, int]:
+    manifest = run.raw_dir / f"{source}.json"
+    if manifest.exists():
+        return json.loads(manifest.read_text(encoding="utf-8"))["rows_per_file"]
+    return {}
+
+
+# --------------------------------------------------------------------------------------------
+# Run-level rules
+
+
+def check_run_rules_before_rows(mapping: SourceMapping, files: dict[str, int], columns: list[str],
+                                previous_row_count: int | None) -> None:
+    """Empty files, missing / unexpected columns and row-count drift, before any row is judged."""
+    for file, rows in files.items():
+        if rows == 0:
+            raise SourceRejected(mapping.name, file, None, "empty_file", "the file has no data rows")
+    file_label = ", ".join(files)
+    missing = [c for c in mapping.columns if c not in columns]
+    if missing:
+        raise SourceRejected(mapping.name, file_label, ", ".join(missing), "required_columns",
+                             f"required column(s) missing: {', '.join(missing)}")
+    unexpected = [c for c in columns if c not in mapping.all_columns]
+    if unexpected and not mapping.validation.allow_unexpected_columns:
+        raise SourceRejected(mapping.name, file_label, ", ".join(unexpected), "unexpected_columns",
+                             f"column(s) not in the mapping: {', '.join(unexpected)} (add them to "
+                             f"`optional_columns` in {mapping.file.name} if they are expected)")
+    limit = mapping.validation.max_row_count_change
+    rows = sum(files.values())
+    if previous_row_count and limit is not None:
+        change = abs(rows - previous_row_count) / previous_row_count
+        if change > limit:
+            raise SourceRejected(mapping.name, file_label, None, "row_count_change",
+                                 f"{rows} rows against {previous_row_count} in the previous run "
+                                 f"({change:.0%} change, limit {limit:.0%})")
+
+
+def check_bad_row_share(mapping: SourceMapping, result: ValidationResult, file_label: str) -> None:
+    if not result.rows_read:
+        return
+    share = result.rows_quarantined / result.rows_read
+    if share > mapping.validation.max_bad_row_share:
+        worst = sorted(result.failed_checks.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+        column = _rule_column(mapping, worst[0][0]) if worst else None
+        detail = ", ".join(f"{rule}: {n}" for rule, n in worst)
+        raise SourceRejected(mapping.name, file_label, column, "bad_row_share",
+                             f"{result.rows_quarantined} of {result.rows_read} rows ({share:.1%}) "
+                             f"failed row checks, limit {mapping.validation.max_bad_row_share:.1%}; "
+                             f"most failed: {detail}")
+
+
+def _rule_column(mapping: SourceMapping, rule: str) -> str | None:
+    if rule in ("native_key_present", "native_key_unique"):
+        return mapping.native_key
+    for exp in mapping.suite().get("expectations", []):
+        if rule_name(exp) == rule:
+            return (exp.get("kwargs") or {}).get("column")
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Row-level rules
+
+
+def rule_name(expectation: dict) -> str:
+    """The rule name a failed expectation is reported under (meta.rule, else type:column)."""
+    meta = expectation.get("meta") or {}
+    if meta.get("rule"):
+        return str(meta["rule"])
+    column = (expectation.get("kwargs") or {}).get("column")
+    kind = str(expectation["type"]).removeprefix("expect_")
+    return f"{kind}:{column}" if column else kind
+
+
+def row_failures(mapping: SourceMapping, raw: Path, columns: list[str]) -> pa.Table:
+    """(file, row_number, rule) for every failed row rule: parser, native key, then GE suite."""
+    parts = [_structural_failures(mapping, raw)]
+    parts.extend(_suite_failures(mapping, raw, columns))
+    return pa.concat_tables(parts)
+
+
+def _failure_table(files, rows, rules) -> pa.Table:
+    return pa.table({"file": pa.array(files, pa.string()), "row_number": pa.array(rows, pa.int64()),
+                     "rule": pa.array(rules, pa.string())})
+
+
+def _structural_failures(mapping: SourceMapping, raw: Path) -> pa.Table:
+    key = _quote(mapping.native_key)
+    sql = f"""
+        WITH r AS (SELECT _source_file, _row_number, _malformed,
+                          NULLIF(trim({key}), '') AS k FROM read_parquet(?))
+        SELECT _source_file AS file, _row_number AS row_number, 'malformed_row' AS rule
+          FROM r WHERE _malformed IS NOT NULL
+        UNION ALL
+        SELECT _source_file, _row_number, 'native_key_present' FROM r
+         WHERE _malformed IS NULL AND k IS NULL
+        UNION ALL
+        SELECT _source_file, _row_number, 'native_key_unique' FROM (
+            SELECT *, row_number() OVER (PARTITION BY k ORDER BY _source_file, _row_number) AS nth
+              FROM r WHERE _malformed IS NULL AND k IS NOT NULL) WHERE nth > 1
+    """
+    with duckdb.connect() as con:
+        return con.sql(sql, params=[str(raw)]).to_arrow_table().cast(
+            pa.schema([("file", pa.string()), ("row_number", pa.int64()), ("rule", pa.string())]))
+
+
+def _suite_failures(mapping: SourceMapping, raw: Path, columns: list[str]):
+    """Run the GE suite over pandas batches of well-formed rows; yield failure tables."""
+    expectations = [e for e in mapping.suite().get("expectations", [])
+                    if (e.get("kwargs") or {}).get("column", columns[0]) in columns]
+    if not expectations:
+        return
+    suite = _ge_suite(mapping.name, json.dumps(expectations, sort_keys=True))
+    names = [rule_name(e) for e in expectations]
+    batch_definition = _ge_batch_definition()
+    parquet = pq.ParquetFile(raw)
+    read_columns = [*columns, "_source_file", "_row_number", "_malformed"]
+    for batch in parquet.iter_batches(batch_size=GE_BATCH_ROWS, columns=read_columns):
+        table = pa.Table.from_batches([batch]).filter(pc.is_null(batch.column("_malformed")))
+        if table.num_rows == 0:
+            continue
+        # Blank text is a missing value for every rule (raw keeps it as written).
+        frame = pa.table({c: _blank_to_null(table.column(c)) for c in columns}).to_pandas()
+        result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(
+            suite, result_format={"result_format": "COMPLETE"})
+        files, rows, rules = [], [], []
+        file_col, row_col = table.column("_source_file"), table.column("_row_number")
+        for name, outcome in zip(names, result.results, strict=True):
+            if outcome.exception_info and outcome.exception_info.get("raised_exception"):
+                raise SourceRejected(mapping.name, None, (outcome.expectation_config.kwargs or {})
+                                     .get("column"), name, "expectation could not be evaluated: "
+                                     f"{outcome.exception_info.get('exception_message')}")
+            positions = (outcome.result or {}).get("unexpected_index_list") or []
+            column = (outcome.expectation_config.kwargs or {}).get("column")
+            if not outcome.success and column is None:
+                raise SourceRejected(mapping.name, None, None, name,
+                                     f"table expectation failed: {outcome.result}")
+            if positions:
+                idx = pa.array(positions, pa.int64())
+                files.extend(file_col.take(idx).to_pylist())
+                rows.extend(row_col.take(idx).to_pylist())
+                rules.extend([name] * len(positions))
+        yield _failure_table(files, rows, rules)
+
+
+def _blank_to_null(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    blank = pc.equal(pc.utf8_trim_whitespace(column), "")
+    return pc.if_else(blank, pa.scalar(None, pa.string()), column)
+
+
+@cache
+def _ge_context():
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    return context
+
+
+@cache
+def _ge_batch_definition():
+    source = _ge_context().data_sources.add_pandas("ingest_batches")
+    return source.add_dataframe_asset("rows").add_batch_definition_whole_dataframe("batch")
+
+
+@cache
+def _ge_suite(name: str, expectations_json: str):
+    from great_expectations.core.expectation_suite import ExpectationSuite
+    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+    suite = ExpectationSuite(name=f"{name}_rows")
+    for exp in json.loads(expectations_json):
+        suite.add_expectation_configuration(ExpectationConfiguration(
+            type=exp["type"], kwargs=exp.get("kwargs") or {}, meta=exp.get("meta") or {}))
+    return suite
+
+
+# --------------------------------------------------------------------------------------------
+# Outputs
+
+
+def write_accepted_and_quarantine(mapping: SourceMapping, run: RunPaths, raw: Path,
+                                  columns: list[str], failures: pa.Table) -> ValidationResult:
+    """Write both outputs from raw + failures and check read = accepted + quarantined."""
+    run.accepted_dir.mkdir(parents=True, exist_ok=True)
+    run.quarantine_dir.mkdir(parents=True, exist_ok=True)
+    acc, qua = accepted_path(run, mapping.name), quarantine_path(run, mapping.name)
+    raw_json = ", ".join(f"{_literal(c)}, {_quote(c)}" for c in columns)
+    with duckdb.connect() as con:
+        con.register("failures", failures)
+        con.execute(f"CREATE TEMP VIEW raw AS SELECT * FROM read_parquet('{_path_sql(raw)}')")
+        con.execute("""CREATE TEMP TABLE bad AS
+                       SELECT file, row_number, list(DISTINCT rule ORDER BY rule) AS failed_checks
+                         FROM failures GROUP BY ALL""")
+        con.execute(f"""COPY (SELECT r.* FROM raw r ANTI JOIN bad b
+                                ON r._source_file = b.file AND r._row_number = b.row_number
+                              ORDER BY r._source_file, r._row_number)
+                        TO '{_path_sql(acc)}' (FORMAT parquet, COMPRESSION zstd)""")
+        raw_object = f"json_object({raw_json})" if columns else "json_object()"
+        con.execute(f"""COPY (SELECT r._run_id AS run_id, r._source_system AS source_system,
+                                     r._source_file AS source_file, r._row_number AS row_number,
+                                     CASE WHEN r._malformed IS NULL THEN {raw_object}::VARCHAR
+                                          ELSE json_merge_patch({raw_object}, json_object(
+                                               '_malformed', r._malformed,
+                                               '_extra_values', r._extra_values::JSON))::VARCHAR
+                                     END AS raw,
+                                     b.failed_checks
+                                FROM raw r JOIN bad b
+                                  ON r._source_file = b.file AND r._row_number = b.row_number
+                               ORDER BY r._source_file, r._row_number)
+                        TO '{_path_sql(qua)}' (FORMAT parquet, COMPRESSION zstd)""")
+        read = con.execute("SELECT count(*) FROM raw").fetchall()[0][0]
+        accepted = con.execute("SELECT count(*) FROM read_parquet(?)", [str(acc)]).fetchall()[0][0]
+        quarantined = con.execute("SELECT count(*) FROM read_parquet(?)", [str(qua)]).fetchall()[0][0]
+        per_rule = dict(con.execute("""SELECT rule, count(DISTINCT (file, row_number))
+                                         FROM failures GROUP BY rule ORDER BY rule""").fetchall())
+    if read != accepted + quarantined:
+        raise AccountingError(f"{mapping.name}: read {read} != accepted {accepted} + "
+                              f"quarantined {quarantined}")
+    return ValidationResult(source=mapping.name, rows_read=read, rows_accepted=accepted,
+                            rows_quarantined=quarantined, failed_checks=per_rule,
+                            accepted_path=acc, quarantine_path=qua)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _path_sql(path: Path) -> str:
+    return str(path).replace("'", "''")

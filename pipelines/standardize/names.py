@@ -1,0 +1,191 @@
+"""Person names: split a full name into given/family, fold for comparison, resolve nicknames.
+
+Handles the orders sources use: "Müller, Thomas" (family first, comma), "WANG Wei" (upper-case
+family name), "Wang Wei" from a Chinese record (romanised, family first), "Thomas Müller", and
+hanzi "王伟" (family from the list of Chinese surnames in schemas/reference, two-character ones
+first). Hanzi names get toneless pinyin, with surname readings (单 -> shan).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache, lru_cache
+
+import yaml
+
+from pipelines.settings import SCHEMAS_DIR
+from pipelines.standardize.text import fold, has_han, is_all_han, nfkc, pinyin
+
+REFERENCE_DIR = SCHEMAS_DIR / "reference"
+SUFFIXES = {"jr": "JR", "jun": "JR", "junior": "JR", "sr": "SR", "sen": "SR", "senior": "SR",
+            "ii": "II", "iii": "III", "iv": "IV"}
+FAMILY_PARTICLES = {"von", "van", "de", "der", "den", "zu", "zum", "zur", "di", "da", "del", "du",
+                    "la", "le", "ten", "ter", "vom", "dos", "das", "y"}
+TITLES = {"dr", "prof", "herr", "frau", "mr", "mrs", "ms", "miss", "dipl", "ing"}
+
+
+@dataclass(frozen=True)
+class PersonName:
+    given: str | None
+    family: str | None
+    suffix: str | None = None
+    script: str = "latin"
+
+
+@cache
+def chinese_surnames() -> tuple[frozenset[str], frozenset[str], dict[str, str]]:
+    """(compound surnames, single-character surnames, surname pinyin readings)."""
+    ref = yaml.safe_load((REFERENCE_DIR / "chinese_surnames.yaml").read_text(encoding="utf-8"))
+    return frozenset(ref["compound"]), frozenset(ref["single"]), dict(ref.get("readings") or {})
+
+
+@cache
+def romanised_surnames() -> frozenset[str]:
+    """Pinyin of the Chinese surnames ("wang", "ouyang"), to spot family-first romanised names."""
+    compound, single, readings = chinese_surnames()
+    return frozenset(readings.get(s) or pinyin(s) for s in compound | single)
+
+
+def split_hanzi_name(name: str) -> tuple[str | None, str | None]:
+    """(family, given) of a hanzi full name: compound surname first, then single-character."""
+    name = re.sub(r"[\s·・]", "", name)
+    compound, _single, _ = chinese_surnames()
+    if len(name) >= 3 and name[:2] in compound:
+        return name[:2], name[2:]
+    if len(name) == 1:
+        return name, None
+    # An unlisted first character is still the family name in almost every Chinese name.
+    return name[:1], name[1:] or None
+
+
+def parse_full_name(full: str | None, country: str | None = None) -> PersonName:
+    """Given/family/suffix of a name written in one field, in whatever order the source uses."""
+    full = nfkc(full)
+    if full is None:
+        return PersonName(None, None)
+    if is_all_han(full):
+        family, given = split_hanzi_name(full)
+        return PersonName(given, family, None, "han")
+    if "," in full:
+        family_part, _, given_part = full.partition(",")
+        given_tokens, suffix = _strip_suffix(given_part.split())
+        family_tokens, suffix2 = _strip_suffix(family_part.split())
+        return PersonName(" ".join(given_tokens) or None, " ".join(family_tokens) or None,
+                          suffix or suffix2, _script(full))
+    tokens = [t for t in full.split() if t.lower().strip(".") not in TITLES] or full.split()
+    tokens, suffix = _strip_suffix(tokens)
+    if len(tokens) == 1:
+        return PersonName(None, tokens[0], suffix, _script(full))
+    upper = [t for t in tokens if _is_upper_word(t)]
+    if upper and len(upper) < len(tokens):
+        # "WANG Wei", "Thomas MÜLLER": the upper-case word is the family name.
+        given_words = [t for t in tokens if not _is_upper_word(t)]
+        return PersonName(" ".join(given_words), " ".join(upper), suffix, _script(full))
+    if country == "CN" and (fold(tokens[0]) or "") in romanised_surnames():
+        return PersonName(" ".join(tokens[1:]), tokens[0], suffix, _script(full))
+    family_start = len(tokens) - 1
+    while family_start > 1 and tokens[family_start - 1].lower() in FAMILY_PARTICLES:
+        family_start -= 1
+    return PersonName(" ".join(tokens[:family_start]), " ".join(tokens[family_start:]), suffix,
+                      _script(full))
+
+
+def _strip_suffix(tokens: list[str]) -> tuple[list[str], str | None]:
+    if len(tokens) > 1 and tokens[-1].lower().strip(".") in SUFFIXES:
+        return tokens[:-1], SUFFIXES[tokens[-1].lower().strip(".")]
+    return tokens, None
+
+
+def _is_upper_word(token: str) -> bool:
+    letters = [c for c in token if c.isalpha()]
+    return len(letters) >= 2 and all(c.isupper() for c in letters)
+
+
+def _script(text: str) -> str:
+    return "han" if has_han(text) else "latin"
+
+
+def name_script(*parts: str | None) -> str:
+    return "han" if any(has_han(p) for p in parts if p) else "latin"
+
+
+@lru_cache(maxsize=200_000)
+def family_name_norm(family: str | None) -> str | None:
+    """Folded family name; hanzi surnames with their surname reading (单 -> shan)."""
+    family = nfkc(family)
+    if family is None:
+        return None
+    if is_all_han(family):
+        _, _, readings = chinese_surnames()
+        compact = re.sub(r"[\s·・]", "", family)
+        if compact in readings:
+            return readings[compact]
+        if len(compact) == 2 and all(c in readings for c in compact):
+            return readings[compact[0]] + readings[compact[1]]
+        if compact[:1] in readings:
+            return readings[compact[:1]] + (pinyin(compact[1:]) if len(compact) > 1 else "")
+    return fold(family)
+
+
+def given_name_norm(given: str | None) -> str | None:
+    """Folded given name (hanzi as joined toneless pinyin: 伟明 -> weiming)."""
+    return fold(given)
+
+
+# --------------------------------------------------------------------------------------------
+# Nicknames
+
+
+@cache
+def nickname_table() -> dict[str, str]:
+    """Folded given name -> canonical given name, from the `nicknames` package plus overrides.
+
+    A name with nicknames of its own (peter, maria) is canonical itself. A pure nickname maps to
+    one of its long forms, chosen deterministically: most nicknames, then longest, then
+    alphabetical; schemas/reference/nicknames.yaml overrides. Chains end at a fixed point, so
+    the table is idempotent (the canonical of a canonical is itself).
+    """
+    from nicknames import NickNamer
+
+    namer = NickNamer()
+    nicknames_of = namer.nickname_lookup
+    canonicals_of = namer.canonical_lookup
+
+    def rank(name: str) -> tuple[int, int, str]:
+        return (-len(nicknames_of.get(name, ())), -len(name), name)
+
+    first: dict[str, str] = {}
+    for name, candidates in canonicals_of.items():
+        if nicknames_of.get(name):
+            continue
+        best = min([*candidates, name], key=rank)
+        if best != name:
+            first[name] = best
+    overrides = yaml.safe_load((REFERENCE_DIR / "nicknames.yaml").read_text(encoding="utf-8"))
+    first.update(overrides.get("overrides") or {})
+    for target in set((overrides.get("overrides") or {}).values()):
+        first.pop(target, None)  # an override's target is canonical itself
+    for name, canonical in list(first.items()):
+        if canonical == name:
+            del first[name]
+
+    table: dict[str, str] = {}
+    for name in first:
+        seen = [name]
+        current = name
+        while current in first and first[current] not in seen:
+            current = first[current]
+            seen.append(current)
+        table[name] = current
+    # A canonical name maps to itself: where a chain ended in a cycle, its end stays canonical.
+    for target in set(table.values()):
+        table.pop(target, None)
+    return table
+
+
+def canonical_given_name(given_norm: str | None) -> str | None:
+    """Given name with its nickname resolved ("bill" -> "william"); compound names as they are."""
+    if not given_norm:
+        return given_norm
+    return nickname_table().get(given_norm, given_norm)
