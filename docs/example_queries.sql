@@ -1,0 +1,55 @@
+-- Example queries on the published warehouse (DuckDB: `duckdb -readonly data/warehouse/ucv.duckdb`).
+-- Each query starts with a `-- name:` line; tests/test_golden_queries.py runs every one of them
+-- against a fixture warehouse and checks the answers. Tables and columns: docs/data_dictionary.md.
+-- Set the customer to look at first:  SET VARIABLE customer_id = 'C1';
+
+-- name: what_does_this_customer_hold
+-- Every policy the customer is on, in which role, with product and status.
+SELECT l.policy_number, l.role, l.product, l.policy_status, l.source_systems,
+       l.first_seen, l.last_seen
+FROM customer_policy_links l
+WHERE l.customer_id = getvariable('customer_id')
+ORDER BY l.policy_number, l.role;
+
+-- name: customers_in_more_than_two_systems
+-- Customers known to three or more source systems, most systems first.
+SELECT customer_id, party_type, len(source_systems) AS n_systems, source_systems,
+       n_source_records, confidence
+FROM customers
+WHERE len(source_systems) > 2
+ORDER BY n_systems DESC, customer_id;
+
+-- name: renewals_due_next_month_by_product
+-- Policies that end in the month after the export date, per product (the list agents are sent);
+-- the last interaction channel says whether an agent or another channel reaches the customer.
+SELECT r.product, coalesce(p.last_interaction_channel, 'none') AS channel,
+       count(*) AS policies, round(sum(r.annual_premium), 2) AS premium_due
+FROM customer_360 p, unnest(p.renewals_due) AS u(r)
+GROUP BY ALL
+ORDER BY policies DESC, r.product, channel;
+
+-- name: households_with_more_than_one_policyholder
+-- Addresses where several customers each hold an active policy: household cross-selling.
+SELECT household_id, count(*) AS policyholders,
+       list(customer_id ORDER BY customer_id) AS customers,
+       any_value(street || ' ' || coalesce(house_number, '') || ', ' || coalesce(postcode, '')
+                 || ' ' || city) AS address
+FROM customer_360
+WHERE household_id IS NOT NULL AND n_active_policies > 0
+GROUP BY household_id
+HAVING count(*) > 1
+ORDER BY policyholders DESC, household_id;
+
+-- name: where_does_each_golden_value_come_from
+-- Provenance: the golden e-mail and the source record (and system) it was taken from.
+SELECT c.customer_id, c.email, s.source_system, s.source_key, s.updated_at
+FROM customers c
+JOIN source_records s ON s.source_record_id = c.email_source_record_id
+WHERE c.customer_id = getvariable('customer_id');
+
+-- name: least_certain_customers
+-- Customers the marketing export leaves out for low confidence, with the reason.
+SELECT customer_id, confidence, weakest_link_probability, nearest_other_customer_probability
+FROM customers
+WHERE confidence < 0.9
+ORDER BY confidence, customer_id;

@@ -1,0 +1,124 @@
+"""build_golden: staged records + customer map + match pairs -> golden tables in the run folder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from pipelines.golden.config import canonical_fields, golden_fields, survivorship_config
+from pipelines.golden.profile import customer_360_sql, customer_policy_links_sql
+from pipelines.golden.survivorship import customers_sql
+from pipelines.settings import RunPaths
+
+GOLDEN_TABLES = ("source_records", "customers", "customer_policy_links", "customer_360")
+
+
+@dataclass
+class GoldenResult:
+    """Where build_golden wrote its tables, and how many rows each has."""
+
+    run_id: str
+    export_date: date
+    paths: dict[str, Path] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def staged_records_file(run: RunPaths) -> Path:
+    return run.staged_dir / "source_records.parquet"
+
+
+def customer_map_file(run: RunPaths) -> Path:
+    return run.identified_dir / "customer_map.parquet"
+
+
+def match_pairs_file(run: RunPaths) -> Path:
+    return run.resolved_dir / "match_pairs.parquet"
+
+
+def sql_path(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+def parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    rows = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_path(path)})").fetchall()
+    return [r[0] for r in rows]
+
+
+def canonical_select_sql(con: duckdb.DuckDBPyConnection, path: Path) -> str:
+    """Staged records with exactly the canonical columns and types (absent ones as typed NULLs)."""
+    present = set(parquet_columns(con, path))
+    columns = [
+        f"CAST({name} AS {dtype}) AS {name}" if name in present else f"CAST(NULL AS {dtype}) AS {name}"
+        for name, dtype in canonical_fields().items()
+    ]
+    return f"SELECT {', '.join(columns)} FROM read_parquet({sql_path(path)})"
+
+
+def require_inputs(run: RunPaths) -> None:
+    missing = [p for p in (staged_records_file(run), customer_map_file(run), match_pairs_file(run))
+               if not p.exists()]
+    if missing:
+        raise FileNotFoundError("golden needs the upstream outputs: " + ", ".join(map(str, missing)))
+
+
+def load_golden_records(con: duckdb.DuckDBPyConnection, run: RunPaths) -> None:
+    """Tables `golden_records` (canonical + customer_id) and `match_pairs` in `con`."""
+    require_inputs(run)
+    con.execute(f"""
+        CREATE OR REPLACE TABLE golden_records AS
+        SELECT s.*, m.customer_id
+        FROM ({canonical_select_sql(con, staged_records_file(run))}) s
+        LEFT JOIN read_parquet({sql_path(customer_map_file(run))}) m USING (source_record_id)
+    """)
+    unmapped = con.execute(
+        "SELECT count(*), min(source_record_id) FROM golden_records WHERE customer_id IS NULL"
+    ).fetchall()[0]
+    if unmapped[0]:
+        raise ValueError(f"{unmapped[0]} staged records have no customer_id in "
+                         f"{customer_map_file(run)} (e.g. {unmapped[1]})")
+    con.execute(f"""
+        CREATE OR REPLACE TABLE match_pairs AS
+        SELECT source_record_id_l, source_record_id_r, match_probability
+        FROM read_parquet({sql_path(match_pairs_file(run))})
+    """)
+
+
+def write_parquet(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> None:
+    """COPY a query to Parquet under a temporary name, then rename: no half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    con.execute(f"COPY ({query}) TO {sql_path(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+    os.replace(tmp, path)
+
+
+def build_golden_tables(con: duckdb.DuckDBPyConnection, run_id: str, export_date: date,
+                        config: dict) -> None:
+    """Create `customers`, `customer_policy_links`, `customer_360` from `golden_records`."""
+    con.execute(f"CREATE OR REPLACE TABLE customers AS "
+                f"SELECT *, '{run_id}' AS run_id FROM ({customers_sql(config)})")
+    con.execute("CREATE OR REPLACE TABLE customer_policy_links AS "
+                + customer_policy_links_sql(config, run_id))
+    golden_columns = ["customer_id", "party_type", *golden_fields(config)]
+    con.execute("CREATE OR REPLACE TABLE customer_360 AS "
+                + customer_360_sql(config, golden_columns, export_date, run_id))
+
+
+def build_golden(run: RunPaths, export_date: date | None = None) -> GoldenResult:
+    """Golden records, customer–policy links and 360° profiles for one run, as Parquet in golden/."""
+    export_date = export_date or date.fromisoformat(run.run_id)
+    config = survivorship_config()
+    result = GoldenResult(run_id=run.run_id, export_date=export_date)
+    with duckdb.connect() as con:
+        load_golden_records(con, run)
+        build_golden_tables(con, run.run_id, export_date, config)
+        for table in GOLDEN_TABLES:
+            source = "golden_records" if table == "source_records" else table
+            path = run.golden_dir / f"{table}.parquet"
+            write_parquet(con, f"SELECT * FROM {source}", path)
+            result.paths[table] = path
+            result.counts[table] = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0]
+    return result

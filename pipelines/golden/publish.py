@@ -1,0 +1,314 @@
+"""publish_warehouse: build the new warehouse beside the old one, audit it, swap it in atomically.
+
+Write, audit, publish. The DuckDB file is built under a temporary name and renamed over
+`ucv.duckdb` (a rename is atomic: a reader opens either the old file or the new one, and a reader
+that has the old one open keeps reading it). The Parquet mirror is a versioned folder,
+`parquet/<version>/<table>.parquet`, and `parquet/current` is a symlink replaced by rename, so a
+reader that resolves `current` once reads one version throughout. A run that fails at any step
+leaves the last published warehouse untouched.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from pipelines import settings
+from pipelines.golden.build import match_pairs_file, sql_path
+from pipelines.golden.config import WAREHOUSE_SCHEMA_FILE, load_yaml
+from pipelines.golden.dictionary import expanded_columns
+from pipelines.settings import RunPaths
+
+WAREHOUSE_TABLES = ("source_records", "quarantine", "match_pairs", "customers",
+                    "customer_policy_links", "customer_360", "customer_id_history",
+                    "review_queue", "runs")
+MIRROR_DIR = "parquet"
+CURRENT_LINK = "current"
+KEEP_MIRROR_VERSIONS = 3  # older versions are removed; a reader still on one of them must re-resolve
+
+EMPTY_QUARANTINE_SQL = """
+    SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS VARCHAR) AS source_system,
+           CAST(NULL AS VARCHAR) AS source_file, CAST(NULL AS BIGINT) AS row_number,
+           CAST(NULL AS VARCHAR) AS raw, CAST(NULL AS VARCHAR[]) AS failed_checks
+    WHERE FALSE
+"""
+EMPTY_HISTORY_SQL = """
+    SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS VARCHAR) AS event,
+           CAST(NULL AS VARCHAR) AS customer_id, CAST(NULL AS VARCHAR) AS related_customer_id
+    WHERE FALSE
+"""
+EMPTY_REVIEW_SQL = """
+    SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS VARCHAR) AS source_record_id_l,
+           CAST(NULL AS VARCHAR) AS source_record_id_r, CAST(NULL AS DOUBLE) AS match_probability,
+           CAST(NULL AS VARCHAR) AS reason
+    WHERE FALSE
+"""
+
+
+class WarehouseAuditFailed(RuntimeError):
+    """The new warehouse failed a check before the swap; the published one was left in place."""
+
+
+def warehouse_file_in(warehouse_dir: Path) -> Path:
+    return warehouse_dir / settings.warehouse_file().name
+
+
+def mirror_root(warehouse_dir: Path) -> Path:
+    return warehouse_dir / MIRROR_DIR
+
+
+def current_mirror(warehouse_dir: Path | None = None) -> Path:
+    """The published Parquet mirror folder, resolved once (read every table from this folder)."""
+    link = mirror_root(Path(warehouse_dir or settings.warehouse_dir())) / CURRENT_LINK
+    if not link.exists():
+        raise FileNotFoundError(f"no published Parquet mirror at {link}")
+    return link.resolve()
+
+
+@contextmanager
+def publish_lock(warehouse_dir: Path) -> Iterator[None]:
+    """One publish at a time per warehouse folder."""
+    warehouse_dir.mkdir(parents=True, exist_ok=True)
+    with open(warehouse_dir / ".publish.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def next_version(warehouse_dir: Path, run_id: str) -> tuple[int, str]:
+    """(sequence, folder name) for the next publish: `000007-2026-11-22`."""
+    sequences = [int(m.group(1)) for p in mirror_root(warehouse_dir).glob("*")
+                 if (m := re.fullmatch(r"\.?(\d{6})-.*", p.name))]
+    sequence = max(sequences, default=0) + 1
+    return sequence, f"{sequence:06d}-{run_id}"
+
+
+def read_run_state(run: RunPaths) -> dict:
+    path = run.root / "run_state.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def with_run_id_sql(con: duckdb.DuckDBPyConnection, path: Path, run_id: str) -> str:
+    """SELECT * from a Parquet file, adding a run_id column when the file has none."""
+    columns = [r[0] for r in con.execute(
+        f"DESCRIBE SELECT * FROM read_parquet({sql_path(path)})").fetchall()]
+    extra = "" if "run_id" in columns else f", '{run_id}' AS run_id"
+    return f"SELECT *{extra} FROM read_parquet({sql_path(path)})"
+
+
+def previous_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {r[0] for r in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'prev'").fetchall()}
+
+
+def table_queries(con: duckdb.DuckDBPyConnection, run: RunPaths, previous: set[str]) -> dict:
+    """Warehouse table -> the query that fills it from the run folder (and the previous warehouse)."""
+    golden = run.golden_dir
+    quarantine_files = sorted(run.quarantine_dir.glob("*.parquet"))
+    if quarantine_files:
+        files = "[" + ", ".join(sql_path(p) for p in quarantine_files) + "]"
+        quarantine = f"SELECT * FROM read_parquet({files}, union_by_name = true)"
+        if "run_id" not in [r[0] for r in con.execute(f"DESCRIBE {quarantine}").fetchall()]:
+            quarantine = f"SELECT *, '{run.run_id}' AS run_id FROM ({quarantine})"
+    else:
+        quarantine = EMPTY_QUARANTINE_SQL
+    history_file = run.identified_dir / "customer_id_history.parquet"
+    history_parts = [f"SELECT * FROM read_parquet({sql_path(history_file)})"
+                     if history_file.exists() else EMPTY_HISTORY_SQL]
+    if "customer_id_history" in previous:
+        # earlier runs' events from the previous warehouse; a rerun replaces its own events
+        history_parts.insert(0, f"SELECT * FROM prev.customer_id_history "
+                                f"WHERE run_id <> '{run.run_id}'")
+    review_file = run.identified_dir / "review_queue.parquet"
+    return {
+        "source_records": f"SELECT * FROM read_parquet({sql_path(golden / 'source_records.parquet')})",
+        "quarantine": quarantine,
+        "match_pairs": with_run_id_sql(con, match_pairs_file(run), run.run_id),
+        "customers": f"SELECT * FROM read_parquet({sql_path(golden / 'customers.parquet')})",
+        "customer_policy_links":
+            f"SELECT * FROM read_parquet({sql_path(golden / 'customer_policy_links.parquet')})",
+        "customer_360": f"SELECT * FROM read_parquet({sql_path(golden / 'customer_360.parquet')})",
+        "customer_id_history":
+            "SELECT DISTINCT * FROM (" + " UNION ALL BY NAME ".join(history_parts) + ") "
+            "ORDER BY run_id, event, customer_id",
+        "review_queue": with_run_id_sql(con, review_file, run.run_id)
+                        if review_file.exists() else EMPTY_REVIEW_SQL,
+    }
+
+
+def count(con: duckdb.DuckDBPyConnection, query: str) -> int:
+    return con.execute(f"SELECT count(*) FROM ({query})").fetchall()[0][0]
+
+
+def runs_row_sql(con: duckdb.DuckDBPyConnection, run: RunPaths, sequence: int, version: str,
+                 previous: set[str]) -> str:
+    """The cumulative `runs` table: earlier published runs plus this run's row."""
+    state = read_run_state(run)
+    stages = state.get("stages") or {}
+    stage_counts = {name: s.get("counts") for name, s in stages.items() if isinstance(s, dict)}
+    stage_seconds = {name: s.get("seconds") for name, s in stages.items() if isinstance(s, dict)}
+    history_events = count(con, f"SELECT * FROM customer_id_history WHERE run_id = '{run.run_id}'")
+    row = {
+        "run_id": run.run_id,
+        "logical_date": state.get("logical_date"),
+        "export_date": state.get("export_date") or run.run_id,
+        "status": "published",
+        "pipeline_status": state.get("status"),
+        "orchestrator": state.get("orchestrator"),
+        "started_at": state.get("started_at"),
+        "publish_sequence": sequence,
+        "warehouse_version": version,
+        "source_records": count(con, "SELECT * FROM source_records"),
+        "quarantined": count(con, "SELECT * FROM quarantine"),
+        "match_pairs": count(con, "SELECT * FROM match_pairs"),
+        "customers": count(con, "SELECT * FROM customers"),
+        "customer_policy_links": count(con, "SELECT * FROM customer_policy_links"),
+        "review_queue": count(con, "SELECT * FROM review_queue"),
+        "id_events": history_events,
+        "stage_counts": json.dumps(stage_counts, default=str),
+        "stage_seconds": json.dumps(stage_seconds, default=str),
+    }
+    con.execute("CREATE TEMP TABLE this_run AS SELECT * FROM (SELECT "
+                "$run_id AS run_id, $logical_date AS logical_date, "
+                "CAST($export_date AS DATE) AS export_date, $status AS status, "
+                "$pipeline_status AS pipeline_status, $orchestrator AS orchestrator, "
+                "TRY_CAST($started_at AS TIMESTAMPTZ) AS started_at, "
+                "CAST($publish_sequence AS INTEGER) AS publish_sequence, "
+                "$warehouse_version AS warehouse_version, "
+                "CAST($source_records AS BIGINT) AS source_records, "
+                "CAST($quarantined AS BIGINT) AS quarantined, "
+                "CAST($match_pairs AS BIGINT) AS match_pairs, "
+                "CAST($customers AS BIGINT) AS customers, "
+                "CAST($customer_policy_links AS BIGINT) AS customer_policy_links, "
+                "CAST($review_queue AS BIGINT) AS review_queue, "
+                "CAST($id_events AS BIGINT) AS id_events, "
+                "CAST($stage_counts AS JSON) AS stage_counts, "
+                "CAST($stage_seconds AS JSON) AS stage_seconds)", row)
+    if "runs" in previous:
+        return (f"SELECT * FROM prev.runs WHERE run_id <> '{run.run_id}' "
+                "UNION ALL BY NAME SELECT * FROM this_run ORDER BY publish_sequence")
+    return "SELECT * FROM this_run"
+
+
+def comment_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Table and column descriptions from schemas/warehouse.yaml, visible in duckdb_columns()."""
+    if not WAREHOUSE_SCHEMA_FILE.exists():
+        return
+    schema = load_yaml(WAREHOUSE_SCHEMA_FILE)["tables"]
+    for table, spec in schema.items():
+        present = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+        con.execute(f"COMMENT ON TABLE {table} IS {quote(spec['grain'])}")
+        for column, meaning in expanded_columns(spec).items():
+            if column in present:
+                con.execute(f'COMMENT ON COLUMN {table}."{column}" IS {quote(str(meaning))}')
+
+
+def quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def audit_warehouse(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """Checks the new warehouse must pass before it may replace the published one."""
+    checks = {
+        "customers.customer_id is unique and not null":
+            "SELECT count(*) FROM (SELECT customer_id FROM customers GROUP BY customer_id "
+            "HAVING count(*) > 1 OR customer_id IS NULL)",
+        "every source record belongs to a customer":
+            "SELECT count(*) FROM source_records s ANTI JOIN customers c USING (customer_id)",
+        "every customer has source records":
+            "SELECT count(*) FROM customers c ANTI JOIN source_records s USING (customer_id)",
+        "customer_360 has one row per customer":
+            "SELECT (SELECT count(*) FROM customers) - (SELECT count(*) FROM customer_360 "
+            "SEMI JOIN customers USING (customer_id)) + abs((SELECT count(*) FROM customer_360) "
+            "- (SELECT count(DISTINCT customer_id) FROM customer_360))",
+        "customer_policy_links point at customers":
+            "SELECT count(*) FROM customer_policy_links ANTI JOIN customers USING (customer_id)",
+        "source_records is not empty": "SELECT (count(*) = 0)::INTEGER FROM source_records",
+    }
+    for table in ("source_records", "match_pairs", "customers", "customer_policy_links",
+                  "customer_360", "review_queue"):
+        checks[f"{table} comes from run {run_id}"] = (
+            f"SELECT count(*) FROM {table} WHERE run_id IS DISTINCT FROM '{run_id}'")
+    failed = [name for name, sql in checks.items() if con.execute(sql).fetchall()[0][0]]
+    if failed:
+        raise WarehouseAuditFailed("new warehouse not published, failed checks: " + "; ".join(failed))
+
+
+def build_warehouse_file(run: RunPaths, path: Path, previous: Path, sequence: int,
+                         version: str, mirror: Path) -> None:
+    """Fill a new DuckDB file with every warehouse table, audit it, and write its Parquet mirror."""
+    with duckdb.connect(str(path)) as con:
+        prior: set[str] = set()
+        if previous.exists():
+            con.execute(f"ATTACH {sql_path(previous)} AS prev (READ_ONLY)")
+            prior = previous_tables(con)
+        for table, query in table_queries(con, run, prior).items():
+            con.execute(f"CREATE TABLE {table} AS {query}")
+        con.execute(f"CREATE TABLE runs AS {runs_row_sql(con, run, sequence, version, prior)}")
+        if previous.exists():
+            con.execute("DETACH prev")
+        audit_warehouse(con, run.run_id)
+        comment_tables(con)
+        mirror.mkdir(parents=True)
+        for table in WAREHOUSE_TABLES:
+            con.execute(f"COPY {table} TO {sql_path(mirror / f'{table}.parquet')} "
+                        "(FORMAT parquet, COMPRESSION zstd)")
+        con.execute("CHECKPOINT")
+    if Path(f"{path}.wal").exists():
+        raise RuntimeError(f"{path}.wal left after close; the file would not be self-contained")
+
+
+def swap_in(warehouse_dir: Path, building: Path, mirror: Path) -> None:
+    """Point `parquet/current` at the new mirror, then rename the new DuckDB file into place."""
+    link = mirror_root(warehouse_dir) / CURRENT_LINK
+    tmp_link = mirror_root(warehouse_dir) / f".{CURRENT_LINK}-{mirror.name}"
+    tmp_link.unlink(missing_ok=True)
+    os.symlink(mirror.name, tmp_link)
+    os.replace(tmp_link, link)
+    os.replace(building, warehouse_file_in(warehouse_dir))
+
+
+def prune_mirrors(warehouse_dir: Path, keep: int = KEEP_MIRROR_VERSIONS) -> None:
+    """Remove all but the newest `keep` mirror versions (never the current one)."""
+    current = (mirror_root(warehouse_dir) / CURRENT_LINK).resolve()
+    versions = sorted(p for p in mirror_root(warehouse_dir).iterdir()
+                      if p.is_dir() and not p.is_symlink() and re.fullmatch(r"\d{6}-.*", p.name))
+    for old in versions[:-keep]:
+        if old.resolve() != current:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def publish_warehouse(run: RunPaths, warehouse_dir: Path | None = None) -> Path:
+    """Publish the run's tables as the warehouse (DuckDB + Parquet mirror); returns the DuckDB file."""
+    warehouse_dir = Path(warehouse_dir or settings.warehouse_dir())
+    with publish_lock(warehouse_dir):
+        sequence, version = next_version(warehouse_dir, run.run_id)
+        building = warehouse_dir / f".building-{version}.duckdb"
+        mirror = mirror_root(warehouse_dir) / version
+        try:
+            build_warehouse_file(run, building, warehouse_file_in(warehouse_dir), sequence,
+                                 version, mirror)
+            swap_in(warehouse_dir, building, mirror)
+        except BaseException:
+            building.unlink(missing_ok=True)
+            Path(f"{building}.wal").unlink(missing_ok=True)
+            if mirror.exists() and mirror != current_or_none(warehouse_dir):
+                shutil.rmtree(mirror, ignore_errors=True)
+            raise
+        prune_mirrors(warehouse_dir)
+    return warehouse_file_in(warehouse_dir)
+
+
+def current_or_none(warehouse_dir: Path) -> Path | None:
+    link = mirror_root(warehouse_dir) / CURRENT_LINK
+    return link.resolve() if link.exists() else None

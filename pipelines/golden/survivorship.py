@@ -1,0 +1,178 @@
+"""Golden records: survivorship per attribute group, and each customer's resolution confidence.
+
+Everything is one SQL statement over `golden_records` (source records with their customer_id) and
+`match_pairs`: window functions rank the candidate records of each group per customer, the first
+one wins, and its `source_record_id` is kept beside every value it gave.
+"""
+
+from __future__ import annotations
+
+from pipelines.golden.config import SurvivorshipGroup, survivorship_groups
+
+
+def sql_list(values: list[str]) -> str:
+    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+def trust_rank_sql(order: list[str]) -> str:
+    """0 for the most trusted source, len(order) for sources the order does not name."""
+    cases = " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(order))
+    return f"CASE source_system {cases} ELSE {len(order)} END"
+
+
+def rank_order_sql(group: SurvivorshipGroup) -> str:
+    """The ORDER BY that puts a group's winning candidate record first."""
+    order = []
+    for rule in group.rules:
+        if rule == "source_trust":
+            order.append(f"{trust_rank_sql(group.source_trust)} ASC")
+        elif rule == "recency":
+            order.append("updated_at DESC NULLS LAST")
+        elif rule == "completeness":
+            present = " + ".join(f"({f} IS NOT NULL)::INTEGER" for f in group.fields)
+            order.append(f"({present}) DESC")
+        elif rule == "most_frequent":
+            order.append("value_frequency DESC")
+        elif rule == "not_outvoted":
+            order.append("is_outvoted ASC")
+        elif isinstance(rule, dict) and "prefer" in rule:
+            order.append(f"coalesce(({rule['prefer']}), FALSE) DESC")  # TRUE sorts first
+        else:
+            raise ValueError(f"group {group.name!r}: unknown rule {rule!r}")
+    order.append("source_record_id ASC")  # deterministic last tie-breaker
+    return ", ".join(order)
+
+
+def variant_key_sql(fields: list[str]) -> str:
+    return "concat_ws(' ', " + ", ".join(f"coalesce(CAST({f} AS VARCHAR), '')" for f in fields) + ")"
+
+
+def outvoted_sql(group: SurvivorshipGroup) -> str:
+    """(customer_id, variant_key) of values that look like a slip of another value of the same
+    customer held by MORE records (or by as many, from a more trusted source): within one edit
+    (two for values over 6 characters), or the same words swapped."""
+    return """
+        SELECT DISTINCT a.customer_id, a.variant_key
+        FROM variant_counts a JOIN variant_counts b
+          ON a.customer_id = b.customer_id AND a.variant_key <> b.variant_key
+         AND (b.n > a.n OR (b.n = a.n AND b.best_trust < a.best_trust))
+         AND (a.variant_key = b.swapped_key
+              OR damerau_levenshtein(a.variant_key, b.variant_key)
+                 <= CASE WHEN least(length(a.variant_key), length(b.variant_key)) <= 6
+                         THEN 1 ELSE 2 END)
+    """
+
+
+def group_winner_sql(group: SurvivorshipGroup) -> str:
+    """One row per customer: the winning record's fields for this group, and that record's id."""
+    where = " AND ".join(f"{f} IS NOT NULL" for f in group.required)
+    if group.party_types:
+        where += f" AND party_type IN ({sql_list(group.party_types)})"
+    frequency_key = ", ".join(["customer_id", *group.frequency_of])
+    return f"""
+        WITH candidates AS (
+            SELECT *, count(*) OVER (PARTITION BY {frequency_key}) AS value_frequency,
+                   {variant_key_sql(group.variants_of)} AS variant_key,
+                   {variant_key_sql(group.variants_of[::-1])} AS swapped_key
+            FROM golden_records
+            WHERE {where}
+        ),
+        variant_counts AS (
+            SELECT customer_id, variant_key, any_value(swapped_key) AS swapped_key, count(*) AS n,
+                   min({trust_rank_sql(group.source_trust)}) AS best_trust
+            FROM candidates GROUP BY customer_id, variant_key
+        ),
+        outvoted AS ({outvoted_sql(group) if "not_outvoted" in group.rules else
+                      "SELECT customer_id, variant_key FROM variant_counts WHERE FALSE"})
+        SELECT c.customer_id, {", ".join(f"c.{f}" for f in group.fields)},
+               c.source_record_id AS winner_record_id, c.updated_at AS winner_updated_at
+        FROM (
+            SELECT candidates.*, outvoted.variant_key IS NOT NULL AS is_outvoted
+            FROM candidates LEFT JOIN outvoted USING (customer_id, variant_key)
+        ) c
+        QUALIFY row_number() OVER (PARTITION BY c.customer_id ORDER BY {rank_order_sql(group)}) = 1
+    """
+
+
+CONFIDENCE_SQL = """
+    WITH pair_customers AS (
+        SELECT l.customer_id AS customer_l, r.customer_id AS customer_r,
+               p.source_record_id_l AS record_l, p.source_record_id_r AS record_r,
+               p.match_probability
+        FROM match_pairs p
+        JOIN golden_records l ON l.source_record_id = p.source_record_id_l
+        JOIN golden_records r ON r.source_record_id = p.source_record_id_r
+    ),
+    record_links AS (
+        SELECT customer_l AS customer_id, record_l AS source_record_id, match_probability,
+               customer_l = customer_r AS inside
+        FROM pair_customers
+        UNION ALL
+        SELECT customer_r, record_r, match_probability, customer_l = customer_r
+        FROM pair_customers
+    ),
+    best_link_inside AS (
+        SELECT customer_id, source_record_id, max(match_probability) AS best_link
+        FROM record_links WHERE inside
+        GROUP BY ALL
+    ),
+    cohesion AS (
+        -- a record joined without any scored pair (a steward's must-link) counts as certain
+        SELECT g.customer_id,
+               CASE WHEN count(*) > 1 THEN min(coalesce(b.best_link, 1.0)) END AS weakest_link
+        FROM golden_records g
+        LEFT JOIN best_link_inside b USING (customer_id, source_record_id)
+        GROUP BY g.customer_id
+    ),
+    nearest_other AS (
+        SELECT customer_id, max(match_probability) AS nearest_other
+        FROM record_links WHERE NOT inside
+        GROUP BY customer_id
+    )
+    SELECT c.customer_id,
+           round(least(coalesce(c.weakest_link, 1.0), 1.0 - coalesce(n.nearest_other, 0.0)), 6)
+               AS confidence,
+           c.weakest_link AS weakest_link_probability,
+           n.nearest_other AS nearest_other_customer_probability
+    FROM cohesion c LEFT JOIN nearest_other n USING (customer_id)
+"""
+
+
+def customers_sql(config: dict) -> str:
+    """The `customers` table: one golden record per customer, with provenance and confidence."""
+    groups = survivorship_groups(config)
+    ctes = [f"g_{g.name} AS ({group_winner_sql(g)})" for g in groups]
+    columns, joins = [], []
+    for g in groups:
+        for field in g.fields:
+            columns.append(f"g_{g.name}.{field}")
+            columns.append(f"g_{g.name}.winner_record_id AS {field}_source_record_id")
+        as_of = config["groups"][g.name].get("as_of_column")
+        if as_of:
+            columns.append(f"g_{g.name}.winner_updated_at AS {as_of}")
+        joins.append(f"LEFT JOIN g_{g.name} USING (customer_id)")
+    return f"""
+        WITH base AS (
+            SELECT customer_id,
+                   mode(party_type) AS party_type,
+                   count(*) AS n_source_records,
+                   list(DISTINCT source_system ORDER BY source_system) AS source_systems,
+                   min(updated_at) AS first_updated_at,
+                   max(updated_at) AS last_updated_at
+            FROM golden_records
+            GROUP BY customer_id
+        ),
+        confidence AS ({CONFIDENCE_SQL}),
+        {", ".join(ctes)}
+        SELECT base.customer_id, base.party_type,
+               {", ".join(columns)},
+               confidence.confidence,
+               confidence.weakest_link_probability,
+               confidence.nearest_other_customer_probability,
+               base.n_source_records, base.source_systems,
+               base.first_updated_at, base.last_updated_at
+        FROM base
+        LEFT JOIN confidence USING (customer_id)
+        {" ".join(joins)}
+        ORDER BY base.customer_id
+    """

@@ -1,0 +1,82 @@
+"""`lookup` and `ucv lookup`: one customer's 360° view by any key, ranked when ambiguous."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.golden import build_golden, lookup, publish_warehouse
+from pipelines.golden.commands import app
+from pipelines.golden.lookup import name_key, normalise_phone
+from pipelines.golden.testing import small_portfolio, write_identify_extras
+from pipelines.settings import RunPaths
+
+
+@pytest.fixture(scope="module")
+def warehouse(tmp_path_factory):
+    base = tmp_path_factory.mktemp("lookup")
+    run = small_portfolio(RunPaths.for_run("2026-11-22", base=base / "runs"))
+    write_identify_extras(run, history=[  # an earlier customer C9 turned out to be C1
+        {"run_id": "2026-11-21", "event": "new", "customer_id": "C9", "related_customer_id": None},
+        {"run_id": "2026-11-22", "event": "merged", "customer_id": "C9",
+         "related_customer_id": "C1"}])
+    build_golden(run, date(2026, 11, 22))
+    return publish_warehouse(run, base / "wh")
+
+
+def ids(found):
+    return [row["customer_id"] for row in found]
+
+
+def test_phone_in_any_format_is_normalised_like_the_pipeline(warehouse):
+    assert normalise_phone("0151-2345678")[0] == "+491512345678"
+    for written in ("+49 151 2345678", "0151 2345678", "0049 151 2345678", "(0151) 234 56 78"):
+        found = lookup(phone=written, warehouse=warehouse)
+        assert ids(found) == ["C1"], written
+    # one result is a full 360° row
+    assert found[0]["active_policies"] == ["P-DE-1"] and "phone" in found[0]["match_reason"]
+
+
+def test_email_finds_a_customer_by_any_of_its_addresses(warehouse):
+    assert ids(lookup(email=" T.Mueller@Example.DE ", warehouse=warehouse)) == ["C1"]  # not golden
+    assert ids(lookup(email="tom@example.de", warehouse=warehouse)) == ["C1"]
+
+
+def test_policy_lists_everyone_on_it_policyholder_first(warehouse):
+    found = lookup(policy="p-de-1", warehouse=warehouse)
+    assert ids(found) == ["C1", "C2"]
+    assert "beneficiary" in found[1]["match_reason"]
+
+
+def test_name_ranks_several_candidates(warehouse):
+    assert name_key("Müller, Thomas") == "muellerthomas"
+    assert ids(lookup(name="Thomas Müller", warehouse=warehouse))[0] == "C1"
+    assert ids(lookup(name="MUELLER THOMAS", warehouse=warehouse))[0] == "C1"
+    # the same person written in hanzi and in pinyin: both leads, the more certain one first
+    assert sorted(ids(lookup(name="王丽", warehouse=warehouse))) == ["C4", "C5"]
+    family = ids(lookup(name="Müller", warehouse=warehouse))
+    assert {"C1", "C2"} <= set(family)
+
+
+def test_id_and_unknown_keys(warehouse):
+    assert ids(lookup("C3", warehouse=warehouse)) == ["C3"]
+    merged = lookup("C9", warehouse=warehouse)  # an ID merged away finds who holds it now
+    assert ids(merged) == ["C1"] and merged[0]["match_reason"] == "merged from C9"
+    assert lookup("NOPE", warehouse=warehouse) == []
+    assert lookup(phone="not a phone", warehouse=warehouse) == []
+    with pytest.raises(ValueError, match="exactly one"):
+        lookup("C1", email="x@y.de", warehouse=warehouse)
+
+
+def test_cli_prints_the_360_view_and_ranked_candidates(warehouse):
+    runner = CliRunner()
+    single = runner.invoke(app, ["lookup", "--phone", "+49 151 2345678",
+                                 "--warehouse", str(warehouse)])
+    assert single.exit_code == 0, single.output
+    assert "C1" in single.output and "P-DE-1" in single.output and "candidates" not in single.output
+    several = runner.invoke(app, ["lookup", "--policy", "P-DE-1", "--warehouse", str(warehouse)])
+    assert several.exit_code == 0 and "2 candidates" in several.output
+    missing = runner.invoke(app, ["lookup", "--email", "x@y.de", "--warehouse", str(warehouse)])
+    assert missing.exit_code == 1 and "no customer found" in missing.output
