@@ -1,0 +1,37 @@
+"""Identify: stable customer IDs across runs, steward overrides, the review queue and real-time lookup.
+
+The public surface; everything else in this package is internal.
+"""
+
+from pipelines.identify.assign import IdentifyResult, assign_customer_ids, current_customer_id
+from pipelines.identify.config import IdentifyConfig, load_config
+from pipelines.identify.overrides import (
+    Override,
+    OverrideReport,
+    OverridesInvalid,
+    append_override,
+    apply_overrides,
+    load_overrides,
+)
+from pipelines.identify.realtime import Candidate, RealtimeResolver, resolve_record
+from pipelines.identify.review import build_review_queue
+from pipelines.identify.stable_ids import carry_forward_ids
+
+__all__ = [
+    "Candidate",
+    "RealtimeResolver",
+    "resolve_record",
+    "IdentifyConfig",
+    "IdentifyResult",
+    "Override",
+    "OverrideReport",
+    "OverridesInvalid",
+    "append_override",
+    "apply_overrides",
+    "assign_customer_ids",
+    "build_review_queue",
+    "carry_forward_ids",
+    "current_customer_id",
+    "load_config",
+    "load_overrides",
+]

@@ -1,0 +1,222 @@
+"""`ucv identify`, `overrides-check`, `review-list`, `review-decide`, `resolve`, `resolve-bench`.
+
+Stable customer IDs for a run, the steward workflow (queue -> decision -> override file), and
+real-time resolution of one record against the published warehouse.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+app = typer.Typer()
+
+DECISION_HELP = "must_link (same customer) or cannot_link (different customers)"
+
+
+def _run(run_id: str, runs_dir: Path | None):
+    from pipelines.settings import RunPaths
+
+    return RunPaths.for_run(run_id, base=runs_dir)
+
+
+def _overrides_file(path: Path | None) -> Path:
+    from pipelines.identify.overrides import DEFAULT_OVERRIDES_FILE
+
+    return path or DEFAULT_OVERRIDES_FILE
+
+
+@app.command()
+def identify(
+    run_id: str = typer.Option(..., help="run (export date) whose resolved clusters get IDs"),
+    warehouse: Path = typer.Option(None, help="previous published warehouse (default: the current one)"),
+    overrides: Path = typer.Option(None, help="steward override file (default stewardship/overrides.csv)"),
+    runs_dir: Path = typer.Option(None, help="runs folder (default data/runs)"),
+) -> None:
+    """Carry customer IDs forward, apply steward overrides, build the review queue."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipelines import settings
+    from pipelines.identify import assign_customer_ids
+
+    console = Console()
+    run = _run(run_id, runs_dir)
+    previous = warehouse or settings.warehouse_file()
+    with console.status(f"assigning customer IDs for {run_id}..."):
+        result = assign_customer_ids(run, previous if previous.exists() else None,
+                                     overrides_file=_overrides_file(overrides))
+    table = Table(title=f"identify {run_id}")
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for label, value in [("records", result.n_records), ("customers", result.n_customers),
+                         ("IDs kept", result.n_kept), *result.events.items(),
+                         ("review queue rows", result.n_review)]:
+        table.add_row(str(label), f"{value:,}")
+    console.print(table)
+    for problem in result.overrides["unknown_record_ids"] + result.overrides["cross_party_type"]:
+        console.print(f"[yellow]override not applied:[/] {problem}")
+    console.print(f"outputs in {run.identified_dir}")
+
+
+@app.command("overrides-check")
+def overrides_check(
+    overrides: Path = typer.Option(None, help="override file (default stewardship/overrides.csv)"),
+    warehouse: Path = typer.Option(None, help="check record ids against this warehouse (default: current)"),
+) -> None:
+    """Validate the override file: malformed rows, contradictions, and record ids nobody knows."""
+    import duckdb
+    from rich.console import Console
+
+    from pipelines import settings
+    from pipelines.identify.overrides import OverridesInvalid, load_overrides
+
+    console = Console()
+    path = _overrides_file(overrides)
+    try:
+        decisions = load_overrides(path)
+    except OverridesInvalid as err:
+        for problem in err.problems:
+            console.print(f"[red]{problem}[/]")
+        raise typer.Exit(1) from err
+    console.print(f"{path}: {len(decisions)} decisions "
+                  f"({sum(o.decision == 'must_link' for o in decisions)} must_link, "
+                  f"{sum(o.decision == 'cannot_link' for o in decisions)} cannot_link)")
+    wh = warehouse or settings.warehouse_file()
+    if not decisions or not wh.exists():
+        return
+    ids = sorted({rid for o in decisions for rid in o.pair})
+    con = duckdb.connect(str(wh), read_only=True)
+    try:
+        known = {r[0] for r in con.execute(
+            "select source_record_id from source_records where source_record_id in "
+            "(select unnest(?::varchar[]))", [ids]).fetchall()}
+    finally:
+        con.close()
+    unknown = [rid for rid in ids if rid not in known]
+    for rid in unknown:
+        console.print(f"[yellow]unknown record id (not in {wh.name}):[/] {rid}")
+    if unknown:
+        raise typer.Exit(1)
+
+
+@app.command("review-list")
+def review_list(
+    run_id: str = typer.Option(..., help="run whose review queue to show"),
+    limit: int = typer.Option(20, help="rows to show, most uncertain first"),
+    reason: str = typer.Option(None, help="only this reason (borderline_pair, weak_cluster_link, ...)"),
+    runs_dir: Path = typer.Option(None, help="runs folder (default data/runs)"),
+) -> None:
+    """Show the pairs stewards should decide, with the per-comparison match weights."""
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    queue = pd.read_parquet(_run(run_id, runs_dir).identified_dir / "review_queue.parquet")
+    if reason:
+        queue = queue[queue["reason"] == reason]
+    table = Table(title=f"review queue {run_id}: {len(queue):,} rows")
+    for column in ("review_id", "reason", "pair", "customers", "weight", "evidence (match weight per comparison)"):
+        table.add_column(column)
+    for row in queue.head(limit).itertuples():
+        evidence = json.loads(row.evidence) if isinstance(row.evidence, str) else {}
+        shown = ", ".join(f"{k} {v['match_weight']:+.1f}" for k, v in evidence.items()
+                          if v.get("match_weight") is not None)
+        table.add_row(row.review_id, row.reason, f"{row.source_record_id_l}\n{row.source_record_id_r}",
+                      f"{row.customer_id_l}\n{row.customer_id_r}", f"{row.match_weight:.2f}", shown)
+    Console().print(table)
+
+
+@app.command("review-decide")
+def review_decide(
+    decision: str = typer.Option(..., help=DECISION_HELP),
+    by: str = typer.Option(..., "--by", help="who decides (name or user id)"),
+    reason: str = typer.Option(..., help="why: the evidence the steward relied on"),
+    pair: tuple[str, str] | None = typer.Option(None, help="the two source_record_ids"),
+    review_id: str = typer.Option(None, help="a review_queue row instead of --pair"),
+    run_id: str = typer.Option(None, help="run whose queue holds --review-id"),
+    at: str = typer.Option(None, help="decision time, ISO (default: now, UTC)"),
+    overrides: Path = typer.Option(None, help="override file (default stewardship/overrides.csv)"),
+    runs_dir: Path = typer.Option(None, help="runs folder (default data/runs)"),
+) -> None:
+    """Record a steward decision as an override; it applies from the next run on, every run."""
+    from datetime import UTC, datetime
+
+    import pandas as pd
+    from rich.console import Console
+
+    from pipelines.identify.overrides import OverridesInvalid, append_override, utc_timestamp
+
+    console = Console()
+    left, right = pair or (None, None)
+    if review_id:
+        if not run_id:
+            raise typer.BadParameter("--review-id needs --run-id")
+        queue = pd.read_parquet(_run(run_id, runs_dir).identified_dir / "review_queue.parquet")
+        match = queue[queue["review_id"] == review_id]
+        if match.empty:
+            raise typer.BadParameter(f"no review row {review_id} in run {run_id}")
+        left, right = match.iloc[0]["source_record_id_l"], match.iloc[0]["source_record_id_r"]
+    if not left or not right:
+        raise typer.BadParameter("give --pair LEFT RIGHT or --review-id")
+    path = _overrides_file(overrides)
+    try:
+        written = append_override(path, left, right, decision, by, at or utc_timestamp(datetime.now(UTC)), reason)
+    except OverridesInvalid as err:
+        for problem in err.problems:
+            console.print(f"[red]{problem}[/]")
+        raise typer.Exit(1) from err
+    console.print(f"{written.decision} {written.source_record_id_l} / {written.source_record_id_r} "
+                  f"by {written.decided_by} -> {path}")
+
+
+@app.command("resolve")
+def resolve_command(
+    source: str = typer.Option(..., help="source system whose shape the record has (sales, claims, ...)"),
+    record: str = typer.Option(None, help="the record as a JSON object"),
+    file: Path = typer.Option(None, help="a JSON file holding the record instead of --record"),
+    top_k: int = typer.Option(5, help="how many customers to return"),
+    warehouse: Path = typer.Option(None, help="warehouse to resolve against (default: the published one)"),
+) -> None:
+    """Is this record someone we already know? Best existing customers with probability and evidence."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipelines.identify.realtime import resolve_record
+
+    if (record is None) == (file is None):
+        raise typer.BadParameter("give exactly one of --record or --file")
+    payload = json.loads(record if record is not None else file.read_text(encoding="utf-8"))
+    candidates = resolve_record(payload, source, warehouse=warehouse, top_k=top_k)
+    console = Console()
+    if not candidates:
+        console.print("no existing customer found: this is a new customer")
+        return
+    table = Table(title=f"best existing customers for one {source} record")
+    for column in ("customer_id", "probability", "weight", "matched record", "evidence"):
+        table.add_column(column)
+    for c in candidates:
+        evidence = ", ".join(f"{k} {v:+.1f}" for k, v in c.evidence.items())
+        table.add_row(c.customer_id, f"{c.match_probability:.4f}", f"{c.match_weight:.2f}",
+                      c.source_record_id, evidence)
+    console.print(table)
+
+
+@app.command("resolve-bench")
+def resolve_bench(
+    warehouse: Path = typer.Option(None, help="warehouse to query (default: the published one)"),
+    queries: int = typer.Option(1000, help="timed queries (after 20 warm-up queries)"),
+    seed: int = typer.Option(0, help="seed drawing the stored records used as queries"),
+) -> None:
+    """Real-time resolution latency in a warm process: p50/p95/p99 per query, and the hit rate."""
+    from rich.console import Console
+
+    from pipelines import settings
+    from pipelines.identify.bench import bench_realtime
+
+    console = Console()
+    with console.status("loading the warehouse and models, then timing queries..."):
+        figures = bench_realtime(warehouse or settings.warehouse_file(), n_queries=queries, seed=seed)
+    console.print_json(json.dumps(figures))
