@@ -18,8 +18,11 @@ from pipelines.settings import RunPaths
 def warehouse(tmp_path_factory):
     base = tmp_path_factory.mktemp("lookup")
     run = small_portfolio(RunPaths.for_run("2026-11-22", base=base / "runs"))
-    write_identify_extras(run, history=[  # an earlier customer C9 turned out to be C1
+    write_identify_extras(run, history=[  # C8 was merged into C9, which later turned out to be C1
+        {"run_id": "2026-11-20", "event": "new", "customer_id": "C8", "related_customer_id": None},
         {"run_id": "2026-11-21", "event": "new", "customer_id": "C9", "related_customer_id": None},
+        {"run_id": "2026-11-21", "event": "merged", "customer_id": "C8",
+         "related_customer_id": "C9"},
         {"run_id": "2026-11-22", "event": "merged", "customer_id": "C9",
          "related_customer_id": "C1"}])
     build_golden(run, date(2026, 11, 22))
@@ -64,6 +67,8 @@ def test_id_and_unknown_keys(warehouse):
     assert ids(lookup("C3", warehouse=warehouse)) == ["C3"]
     merged = lookup("C9", warehouse=warehouse)  # an ID merged away finds who holds it now
     assert ids(merged) == ["C1"] and merged[0]["match_reason"] == "merged from C9"
+    chained = lookup("C8", warehouse=warehouse)  # merged twice: C8 into C9 into C1
+    assert ids(chained) == ["C1"] and chained[0]["match_reason"] == "merged from C8"
     assert lookup("NOPE", warehouse=warehouse) == []
     assert lookup(phone="not a phone", warehouse=warehouse) == []
     with pytest.raises(ValueError, match="exactly one"):

@@ -88,9 +88,21 @@ def candidates_sql(key: str) -> str:
             SELECT customer_id, 1.0 AS score, 'customer ID' AS reason
             FROM customers WHERE customer_id = $1
             UNION ALL
-            SELECT related_customer_id, 0.9, 'merged from ' || customer_id
-            FROM customer_id_history
-            WHERE event = 'merged' AND customer_id = $1 AND related_customer_id IS NOT NULL
+            SELECT survivor, 0.9, 'merged from ' || $1
+            FROM (
+                -- follow merges in chains (A into B, later B into C) to the ID that lives now
+                WITH RECURSIVE chain(survivor, hops) AS (
+                    SELECT related_customer_id, 1 FROM customer_id_history
+                    WHERE event = 'merged' AND customer_id = $1
+                      AND related_customer_id IS NOT NULL
+                    UNION
+                    SELECT h.related_customer_id, c.hops + 1
+                    FROM customer_id_history h JOIN chain c ON h.customer_id = c.survivor
+                    WHERE h.event = 'merged' AND h.related_customer_id IS NOT NULL
+                      AND c.hops < 100
+                )
+                SELECT DISTINCT survivor FROM chain
+            ) WHERE survivor IN (SELECT customer_id FROM customers)
         """
     if key == "phone":
         return """

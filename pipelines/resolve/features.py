@@ -6,6 +6,7 @@ text for typo distance, an address key, the e-mail's local part, and a household
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 # Canonical columns each party type's model uses; missing ones are filled with NULL so that a
@@ -67,11 +68,17 @@ def comparison_input_sql(source: str, available_columns: set[str], party_type: s
     """
 
 
-def nickname_variants(names: list[str]) -> dict[str, list[str]]:
-    """Each given name with every name it may be a nickname or formal form of (Ronny: Ronald)."""
+@functools.cache
+def _nick_namer():
+    """The nickname table, loaded once per process (loading it costs more than a look-up)."""
     from nicknames import NickNamer
 
-    namer = NickNamer()
+    return NickNamer()
+
+
+def nickname_variants(names: list[str]) -> dict[str, list[str]]:
+    """Each given name with every name it may be a nickname or formal form of (Ronny: Ronald)."""
+    namer = _nick_namer()
     return {name: sorted({name} | namer.canonicals_of(name) | namer.nicknames_of(name))
             for name in names}
 
