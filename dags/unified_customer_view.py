@@ -1,0 +1,154 @@
+"""Unified customer view, nightly: landed source exports -> resolved customers -> published warehouse.
+
+The run with logical date D (02:00 UTC) processes the exports landed for the day before,
+data/landing/<D-1>/; that export date is the run id and names the run folder data/runs/<D-1>/.
+Trigger with conf {"export_date": "YYYY-MM-DD"} to (re)process another landed date.
+Tasks are thin calls into `pipelines.orchestration.stages`; XCom carries source names and counts
+only. See docs/operations.md for the task graph, reruns, backfills and production set-up.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+
+
+def _run(context=None) -> tuple[str, str | None]:
+    """The run id (export date, ISO) and logical date of the current DAG run."""
+    from pipelines.orchestration.run import export_date_for_context
+
+    context = context or get_current_context()
+    export_date, logical_date = export_date_for_context(
+        logical_date=context.get("logical_date"), run_after=context["dag_run"].run_after,
+        requested=context["params"].get("export_date"))
+    return export_date.isoformat(), logical_date
+
+
+def _report_failure(context) -> None:
+    """A failed task leaves a run report saying which stage failed and why."""
+    from pipelines.orchestration import stages
+
+    stages.report_failure(_run(context)[0])
+
+
+DEFAULT_ARGS = {
+    "owner": "data-engineering",
+    # `make run` sets UCV_TASK_RETRIES=0: a one-off local run should fail fast, not wait 5 minutes
+    "retries": int(os.environ.get("UCV_TASK_RETRIES", "2")),
+    "retry_delay": timedelta(minutes=5),
+    "retry_exponential_backoff": True,
+    "execution_timeout": timedelta(hours=4),
+    "on_failure_callback": _report_failure,
+}
+
+
+@dag(
+    dag_id="unified_customer_view",
+    schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=12),
+    default_args=DEFAULT_ARGS,
+    params={"export_date": Param(None, type=["null", "string"],
+                                 description="Landed export date to process (default: day "
+                                             "before the logical date)")},
+    tags=["ucv", "nightly", "customer-data"],
+    doc_md=__doc__,
+)
+def unified_customer_view():
+    @task
+    def prepare() -> list[str]:
+        """Start the run folder afresh; return the configured source names to map over."""
+        from datetime import date
+
+        from pipelines.orchestration import stages
+
+        run_id, logical_date = _run()
+        return stages.prepare(date.fromisoformat(run_id), logical_date=logical_date,
+                              orchestrator="airflow",
+                              airflow_run_id=get_current_context()["run_id"])
+
+    @task(map_index_template="{{ task.op_kwargs['source'] }}")
+    def extract(source: str) -> str:
+        """One source's landed files -> raw Parquet with lineage columns."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from pipelines.ingest import SourceRejected
+        from pipelines.orchestration import stages
+
+        try:
+            return stages.extract(_run()[0], source)
+        except SourceRejected as exc:  # unreadable export: a retry reads the same bytes
+            raise AirflowFailException(str(exc)) from exc
+
+    @task(map_index_template="{{ task.op_kwargs['source'] }}")
+    def validate(source: str) -> str:
+        """Great Expectations checks; a rejected source fails the run at once (no retries)."""
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from pipelines.ingest import SourceRejected
+        from pipelines.orchestration import stages
+
+        try:
+            return stages.validate(_run()[0], source)
+        except SourceRejected as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+    @task
+    def standardize(sources: list[str]) -> dict:
+        """Every accepted source -> the canonical staged records."""
+        from pipelines.orchestration import stages
+
+        return stages.standardize(_run()[0], list(sources))
+
+    @task
+    def resolve() -> dict:
+        """Splink scoring and clustering; persons and organizations separately."""
+        from pipelines.orchestration import stages
+
+        return stages.resolve(_run()[0])
+
+    @task
+    def identify() -> dict:
+        """Stable customer IDs carried forward from the previously published warehouse."""
+        from pipelines.orchestration import stages
+
+        return stages.identify(_run()[0])
+
+    @task
+    def golden() -> dict:
+        """Golden records, customer-policy links and 360° profiles."""
+        from pipelines.orchestration import stages
+
+        return stages.golden(_run()[0])
+
+    @task
+    def publish() -> dict:
+        """Swap the new warehouse in atomically."""
+        from pipelines.orchestration import stages
+
+        return stages.publish(_run()[0])
+
+    @task
+    def export() -> dict:
+        """The marketing export for the export date."""
+        from pipelines.orchestration import stages
+
+        return stages.export(_run()[0])
+
+    @task
+    def report() -> str:
+        """report/run_report.md with counts, quality figures and chart links."""
+        from pipelines.orchestration import stages
+
+        return stages.report(_run()[0])
+
+    validated = validate.expand(source=extract.expand(source=prepare()))
+    standardize(validated) >> resolve() >> identify() >> golden() >> publish() >> export() >> report()
+
+
+unified_customer_view()

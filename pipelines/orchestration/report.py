@@ -1,0 +1,110 @@
+"""The run report, report/run_report.md: what ran, how long, how much, how clean, and the charts.
+
+Built only from files the run wrote (run_state.json, report/ingest_counts.json,
+resolved/resolve_summary.json, chart HTML files), so it can be rebuilt at any time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pipelines.orchestration.run_state import read_run_state
+from pipelines.settings import RunPaths
+
+REPORT_FILE = "run_report.md"
+
+
+def write_run_report(run: RunPaths) -> Path:
+    """Write report/run_report.md for the run (atomically) and return its path."""
+    path = run.report_dir / REPORT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{REPORT_FILE}.tmp")
+    tmp.write_text(render_run_report(run), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def render_run_report(run: RunPaths) -> str:
+    state = read_run_state(run)
+    lines = [f"# Run report — {run.run_id}", ""]
+    lines += _table(["", ""], [
+        ["status", state.get("status")],
+        ["export date (run id)", state.get("export_date")],
+        ["logical date", state.get("logical_date")],
+        ["orchestrator", state.get("orchestrator")],
+        ["Airflow run id", state.get("airflow_run_id")],
+        ["landing folder", state.get("landing_dir")],
+        ["started / finished (UTC)", f"{state.get('started_at')} / {state.get('finished_at')}"],
+        ["error", state.get("error")],
+    ])
+    lines += ["", "## Stages", ""]
+    lines += _table(["stage", "status", "seconds", "peak RSS MiB", "counts"], [
+        [name, s.get("status"), s.get("seconds"), s.get("peak_rss_mib"), _inline(s.get("counts"))]
+        for name, s in state.get("stages", {}).items()])
+    total = sum(s.get("seconds") or 0 for s in state.get("stages", {}).values())
+    lines += ["", f"Total stage time: {total:.1f} s.", ""]
+    lines += _ingest_totals(run.report_dir / "ingest_counts.json")
+    lines += _json_section("Ingest quality (report/ingest_counts.json)",
+                           run.report_dir / "ingest_counts.json")
+    lines += _json_section("Resolution (resolved/resolve_summary.json)",
+                           run.resolved_dir / "resolve_summary.json")
+    charts = sorted(p for p in run.root.rglob("*.html") if p.is_file())
+    lines += ["## Charts", ""]
+    lines += [f"- [{p.stem}]({os.path.relpath(p, run.report_dir)})" for p in charts] or ["(none)"]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def _ingest_totals(path: Path) -> list[str]:
+    """One line with the run's accounting: rows read = accepted + quarantined, and the share."""
+    if not path.exists():
+        return []
+    sources = json.loads(path.read_text(encoding="utf-8")).get("sources", {}).values()
+    read = sum(s.get("rows_read", 0) for s in sources)
+    accepted = sum(s.get("rows_accepted", 0) for s in sources)
+    quarantined = sum(s.get("rows_quarantined", 0) for s in sources)
+    share = f" ({quarantined / read:.2%} quarantined)" if read else ""
+    return [f"Rows read {read:,} = accepted {accepted:,} + quarantined {quarantined:,}{share}.", ""]
+
+
+def _json_section(title: str, path: Path) -> list[str]:
+    """A JSON summary as tables: one row per entry of each mapping, one table per nesting level."""
+    lines = [f"## {title}", ""]
+    if not path.exists():
+        return lines + ["(not written by this run)", ""]
+    data = json.loads(path.read_text(encoding="utf-8"))
+    scalars = {k: v for k, v in data.items() if not isinstance(v, dict | list)}
+    if scalars:
+        lines += _table(["figure", "value"], [[k, v] for k, v in scalars.items()]) + [""]
+    for key, value in data.items():
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            columns = list(dict.fromkeys(c for row in value.values() for c in row))
+            lines += [f"**{key}**", ""]
+            lines += _table([key, *columns], [[name, *(_inline(row.get(c)) for c in columns)]
+                                              for name, row in value.items()]) + [""]
+        elif isinstance(value, dict | list):
+            lines += [f"**{key}**: {_inline(value)}", ""]
+    return lines
+
+
+def _inline(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_inline(v)}" for k, v in value.items())
+    if isinstance(value, list):
+        return ", ".join(_inline(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1 else f"{value:,.2f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_inline(c) for c in row) + " |" for row in rows]
+    return lines

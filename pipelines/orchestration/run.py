@@ -1,0 +1,71 @@
+"""One nightly run without a scheduler: the same stages, in the same order, as the Airflow DAG.
+
+Which exports a run processes: the run with logical date D (Airflow's @daily run stamped at D's
+own midnight) processes the exports landed for the day before, data/landing/<D-1>/, and its run id
+is that export date. `ucv run --date E` processes data/landing/<E>/ directly.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from pipelines.orchestration import stages
+from pipelines.settings import RunPaths
+
+
+def export_date_for(logical_date: date | datetime) -> date:
+    """The export date a run processes: the day before its logical date."""
+    day = logical_date.date() if isinstance(logical_date, datetime) else logical_date
+    return day - timedelta(days=1)
+
+
+def logical_date_for(export_date: date) -> date:
+    """The logical date of the scheduled run that processes `export_date` (inverse of above)."""
+    return export_date + timedelta(days=1)
+
+
+def export_date_for_context(*, logical_date: datetime | None, run_after: datetime,
+                            requested: str | None = None) -> tuple[date, str | None]:
+    """Export date and logical date (ISO) of an Airflow run; `requested` overrides the date.
+
+    Airflow 3 leaves the logical date empty on some manual runs: then the run-after date counts.
+    """
+    if requested:
+        export_date = date.fromisoformat(requested)
+    else:
+        export_date = export_date_for(logical_date or run_after)
+    return export_date, (logical_date.isoformat() if logical_date else None)
+
+
+def run_pipeline(export_date: date, *, landing_dir: Path | None = None,
+                 logical_date: date | None = None) -> RunPaths:
+    """Run every stage for the exports landed on `export_date`; returns the run's folders.
+
+    A stage that fails marks the run failed in run_state.json and raises; stages after it
+    (publish included) do not run, so the previously published warehouse stays in place.
+    """
+    run_id = export_date.isoformat()
+    logical = (logical_date or logical_date_for(export_date)).isoformat()
+    try:
+        _run_stages(export_date, run_id, logical, landing_dir)
+    except BaseException:
+        stages.report_failure(run_id)
+        raise
+    return stages.run_paths(run_id)
+
+
+def _run_stages(export_date: date, run_id: str, logical: str, landing_dir: Path | None) -> None:
+    sources = stages.prepare(export_date, logical_date=logical, landing_dir=landing_dir,
+                             orchestrator="ucv")
+    for source in sources:
+        stages.extract(run_id, source)
+    for source in sources:
+        stages.validate(run_id, source)
+    stages.standardize(run_id, sources)
+    stages.resolve(run_id)
+    stages.identify(run_id)
+    stages.golden(run_id)
+    stages.publish(run_id)
+    stages.export(run_id)
+    stages.report(run_id)

@@ -1,0 +1,336 @@
+"""The nightly run's stages as thin functions: the Airflow tasks and `ucv run` both call these.
+
+Each stage takes the run id (the export date, ISO) and, for per-source stages, the source name;
+it clears its own outputs from an earlier, possibly crashed, attempt, calls the stage package,
+records timings/counts/peak memory in `run_state.json` and returns small counts (never personal
+data), so what travels through Airflow XCom stays tiny. Heavy libraries load inside the bodies.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from pipelines import settings
+from pipelines.orchestration.run_state import (
+    finish_run_state,
+    read_run_state,
+    record_stage,
+    start_run_state,
+)
+from pipelines.settings import RunPaths
+
+# What a run keeps when it starts again: the warehouse as it was before the run's first attempt,
+# so a rerun of the same date carries customer IDs forward from the same state (same outputs).
+BASELINE_DIR = "baseline"
+
+
+# The stage packages' public functions this module calls.
+STAGE_FUNCTIONS = {
+    "pipelines.ingest": ["load_mappings", "extract_source", "validate_source",
+                         "standardize_source", "combine_staged", "SourceRejected"],
+    "pipelines.resolve": ["predict_and_cluster", "write_charts"],
+    "pipelines.identify": ["assign_customer_ids"],
+    "pipelines.golden": ["build_golden", "publish_warehouse", "export_marketing"],
+}
+
+
+def missing_prerequisites(required: dict[str, list[str]] = STAGE_FUNCTIONS) -> list[str]:
+    """What a run still lacks: stage functions that do not import, trained models not on disk."""
+    import importlib
+
+    missing = []
+    for module_name, names in required.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            missing.append(f"{module_name} ({exc})")
+            continue
+        missing += [f"{module_name}.{name}" for name in names if not hasattr(module, name)]
+    if not any(m.startswith("pipelines.resolve") for m in missing):
+        from pipelines.resolve.config import model_paths
+
+        missing += [f"trained model {path}" for path in model_paths().values()
+                    if not path.is_file()]
+    return missing
+
+
+class NothingLanded(FileNotFoundError):
+    """No export files for the run's export date in the landing folder."""
+
+
+def landing_dir_for(export_date: date) -> Path:
+    return settings.landing_root() / export_date.isoformat()
+
+
+def run_paths(run_id: str) -> RunPaths:
+    return RunPaths.for_run(run_id)
+
+
+def configured_sources() -> list[str]:
+    """The source names configured in schemas/sources/*.yaml, in a stable order."""
+    from pipelines.ingest import load_mappings
+
+    return sorted(load_mappings())
+
+
+def parquet_row_counts(folder: Path, names: list[str] | None = None) -> dict[str, int]:
+    """Rows per Parquet file in `folder` (from the file footers, without reading the data)."""
+    import pyarrow.parquet as pq
+
+    files = [folder / f"{n}.parquet" for n in names] if names else sorted(folder.glob("*.parquet"))
+    return {f.stem: pq.read_metadata(f).num_rows for f in files if f.exists()}
+
+
+def _remove(*paths: Path) -> None:
+    """Delete outputs an earlier attempt of a stage left behind (files or whole folders)."""
+    for path in paths:
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
+def _source_outputs(folder: Path, source: str) -> list[Path]:
+    # <source>.parquet, its manifest, and temp files a crashed writer may have left beside them
+    return [*folder.glob(f"{source}.*"), *folder.glob(f".{source}.*")]
+
+
+def _snapshot_warehouse(run: RunPaths) -> None:
+    """Keep the published warehouse as this run's baseline, once, at the run's first attempt.
+
+    Publishing swaps a new file in by rename, so a hard link is a free, stable snapshot.
+    """
+    baseline = run.root / BASELINE_DIR
+    if baseline.exists():
+        return
+    tmp = run.root / f".{BASELINE_DIR}.tmp"
+    _remove(tmp)
+    tmp.mkdir(parents=True)
+    published = settings.warehouse_file()
+    if published.exists():
+        try:
+            (tmp / published.name).hardlink_to(published)
+        except OSError:  # another file system: copy instead
+            shutil.copy2(published, tmp / published.name)
+    tmp.rename(baseline)
+
+
+def previous_warehouse(run: RunPaths) -> Path | None:
+    """The warehouse this run builds on: the one published before the run's first attempt."""
+    snapshot = run.root / BASELINE_DIR / settings.warehouse_file().name
+    return snapshot if snapshot.exists() else None
+
+
+def prepare(export_date: date, *, logical_date: str | None = None,
+            landing_dir: Path | None = None, orchestrator: str = "ucv",
+            airflow_run_id: str | None = None) -> list[str]:
+    """Start the run folder afresh for an export date; return the configured source names.
+
+    Rerunning a date replaces everything under data/runs/<export date>/ except its baseline.
+    """
+    landing = Path(landing_dir) if landing_dir else landing_dir_for(export_date)
+    run = run_paths(export_date.isoformat())
+    run.root.mkdir(parents=True, exist_ok=True)
+    _remove(*(p for p in run.root.iterdir() if p.name != BASELINE_DIR))
+    run.ensure()
+    start_run_state(run, logical_date=logical_date, export_date=export_date.isoformat(),
+                    landing_dir=landing, orchestrator=orchestrator, airflow_run_id=airflow_run_id)
+    with record_stage(run, "prepare") as counts:
+        landed = [p for p in landing.iterdir() if p.is_file()] if landing.is_dir() else []
+        if not landed:
+            raise NothingLanded(f"no exports landed in {landing} for export date {export_date}")
+        _snapshot_warehouse(run)
+        sources = configured_sources()
+        counts.update(landed_files=len(landed), sources=len(sources))
+    return sources
+
+
+def _landing(run: RunPaths) -> Path:
+    return Path(read_run_state(run)["landing_dir"])
+
+
+def extract(run_id: str, source: str) -> str:
+    """Landed files of one source -> raw/<source>.parquet (all text, with lineage columns)."""
+    from pipelines.ingest import extract_source, load_mappings
+
+    run = run_paths(run_id)
+    with record_stage(run, f"extract.{source}") as counts:
+        _remove(*_source_outputs(run.raw_dir, source))
+        result = extract_source(load_mappings()[source], _landing(run), run)
+        counts.update(rows_read=result.rows_read, malformed_rows=result.malformed_rows,
+                      files=len(result.files))
+    return source
+
+
+def validate(run_id: str, source: str) -> str:
+    """raw/<source> -> accepted/ + quarantine/; raises SourceRejected when the source fails."""
+    from pipelines.ingest import load_mappings, validate_source
+    from pipelines.ingest.run import previous_row_count
+
+    run = run_paths(run_id)
+    with record_stage(run, f"validate.{source}") as counts:
+        _remove(*_source_outputs(run.accepted_dir, source),
+                *_source_outputs(run.quarantine_dir, source))
+        result = validate_source(load_mappings()[source], run, previous_row_count(run, source))
+        counts.update(rows_read=result.rows_read, rows_accepted=result.rows_accepted,
+                      rows_quarantined=result.rows_quarantined,
+                      failed_checks=dict(result.failed_checks))
+    return source
+
+
+def standardize(run_id: str, sources: list[str]) -> dict[str, int]:
+    """accepted/<source> -> staged/<source>, all sources -> staged/source_records, and the
+    ingest accounting report/ingest_counts.json (read = accepted + quarantined = staged)."""
+    from pipelines.ingest import combine_staged, load_mappings, standardize_source
+
+    run = run_paths(run_id)
+    with record_stage(run, "standardize") as counts:
+        _remove(run.staged_dir)
+        run.staged_dir.mkdir(parents=True)
+        mappings = load_mappings()
+        sources = sorted(sources)
+        for source in sources:
+            standardize_source(mappings[source], run)
+        combine_staged(run, sources)
+        counts.update(parquet_row_counts(run.staged_dir))
+        write_ingest_counts(run, sources, counts)
+    return counts
+
+
+def write_ingest_counts(run: RunPaths, sources: list[str], staged: dict[str, int]) -> Path:
+    """report/ingest_counts.json from what the per-source tasks recorded, as `ingest()` writes it.
+
+    Extract and validate ran as separate (mapped) tasks, so their results are read back from the
+    raw manifests and the run state rather than passed in memory.
+    """
+    import json
+
+    from pipelines.ingest import ExtractResult, ValidationResult
+    from pipelines.ingest.run import write_counts
+
+    recorded = read_run_state(run)["stages"]
+    extracted, validated = {}, {}
+    for source in sources:
+        manifest = json.loads((run.raw_dir / f"{source}.json").read_text(encoding="utf-8"))
+        extracted[source] = ExtractResult(
+            source=source, raw_path=run.raw_dir / f"{source}.parquet", files=manifest["files"],
+            rows_per_file=manifest["rows_per_file"], columns=manifest["columns"],
+            malformed_rows=manifest["malformed_rows"])
+        v = recorded[f"validate.{source}"]["counts"]
+        validated[source] = ValidationResult(
+            source=source, rows_read=v["rows_read"], rows_accepted=v["rows_accepted"],
+            rows_quarantined=v["rows_quarantined"], failed_checks=v["failed_checks"])
+    return write_counts(run, extracted, validated, {s: staged[s] for s in sources}, [])
+
+
+def resolve(run_id: str) -> dict[str, int]:
+    """staged/source_records -> resolved/match_pairs + clusters (Splink), plus model charts."""
+    from pipelines.resolve import predict_and_cluster, write_charts
+
+    run = run_paths(run_id)
+    with record_stage(run, "resolve") as counts:
+        _remove(run.resolved_dir)
+        run.resolved_dir.mkdir(parents=True)
+        predict_and_cluster(run)
+        write_charts(run)
+        counts.update(parquet_row_counts(run.resolved_dir))
+    return counts
+
+
+def identify(run_id: str) -> dict[str, int]:
+    """Clusters + the previously published warehouse -> stable customer IDs and ID history."""
+    from pipelines.identify import assign_customer_ids
+
+    run = run_paths(run_id)
+    with record_stage(run, "identify") as counts:
+        _remove(run.identified_dir)
+        run.identified_dir.mkdir(parents=True)
+        assign_customer_ids(run, previous_warehouse(run))
+        counts.update(parquet_row_counts(run.identified_dir))
+    return counts
+
+
+def golden(run_id: str) -> dict[str, int]:
+    """Survivorship -> golden customers, policy links, 360° profiles."""
+    from pipelines.golden import build_golden
+
+    run = run_paths(run_id)
+    with record_stage(run, "golden") as counts:
+        _remove(run.golden_dir)
+        run.golden_dir.mkdir(parents=True)
+        build_golden(run, date.fromisoformat(run_id))
+        counts.update(parquet_row_counts(run.golden_dir))
+    return counts
+
+
+def publish(run_id: str) -> dict[str, int]:
+    """Swap the run's tables in as the published warehouse (atomically); counts read back."""
+    from pipelines.golden import publish_warehouse
+
+    run = run_paths(run_id)
+    with record_stage(run, "publish") as counts:
+        publish_warehouse(run)
+        counts.update(warehouse_counts(settings.warehouse_file()))
+    return counts
+
+
+def export(run_id: str) -> dict[str, Any]:
+    """The marketing export of top-confidence, consenting customers for the export date."""
+    from pipelines.golden import export_marketing
+
+    run = run_paths(run_id)
+    with record_stage(run, "export") as counts:
+        written = export_marketing(run, date.fromisoformat(run_id))
+        counts.update(_describe_export(written))
+    return counts
+
+
+def report(run_id: str) -> str:
+    """Write report/run_report.md and mark the run a success; returns the report's path."""
+    from pipelines.orchestration.report import write_run_report
+
+    run = run_paths(run_id)
+    with record_stage(run, "report") as counts:
+        path = write_run_report(run)
+        counts["report_bytes"] = path.stat().st_size
+    finish_run_state(run, "success")
+    write_run_report(run)  # once more, so the report shows the final status and its own timing
+    return str(path)
+
+
+def report_failure(run_id: str) -> Path | None:
+    """Write the run report of a failed run (which stage failed, and why); never raises."""
+    from pipelines.orchestration.report import write_run_report
+
+    run = run_paths(run_id)
+    try:
+        return write_run_report(run) if run.root.exists() else None
+    except Exception:  # the report must not hide the failure it reports
+        return None
+
+
+def warehouse_counts(warehouse: Path) -> dict[str, int]:
+    """Rows per table of a published DuckDB warehouse, opened read-only."""
+    import duckdb
+
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "ORDER BY table_name").fetchall()]
+        return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0] for t in tables}
+
+
+def _describe_export(written: Any) -> dict[str, Any]:
+    """Counts from whatever export_marketing returns: a path to the file, or a dict of counts."""
+    if isinstance(written, dict):
+        return {k: v for k, v in written.items() if isinstance(v, int | float | str)}
+    if isinstance(written, str | Path) and Path(written).exists():
+        path = Path(written)
+        out: dict[str, Any] = {"path": str(path)}
+        if path.suffix == ".parquet":
+            out["rows"] = parquet_row_counts(path.parent, [path.stem]).get(path.stem, 0)
+        return out
+    return {}
