@@ -92,3 +92,13 @@ class RunPaths:
                   self.resolved_dir, self.identified_dir, self.golden_dir, self.report_dir):
             d.mkdir(parents=True, exist_ok=True)
         return self
+
+
+def duckdb_config() -> dict[str, str | bool | int | float | list[str]]:
+    """Settings for the pipeline's own DuckDB connections, so a stage spills to disk rather than
+    growing without bound (DuckDB's default is 80% of RAM). Splink's connection takes its limits
+    from schemas/resolution.yaml. UCV_DUCKDB_MEMORY_LIMIT overrides the limit (e.g. '8GB')."""
+    spill = data_root() / "tmp" / "duckdb"
+    spill.mkdir(parents=True, exist_ok=True)
+    return {"memory_limit": os.environ.get("UCV_DUCKDB_MEMORY_LIMIT", "3GB"),
+            "temp_directory": str(spill)}

@@ -4,20 +4,22 @@
 noise and hard negatives at the rates of schemas/generator.yaml, and the truth the evaluator reads.
 """
 
-from pipelines.generate.config import GeneratorConfig, load_config, records_to_customers
-from pipelines.generate.exports import (
-    DEFAULT_EXPORT_DATE,
-    EXPORT_FILES,
-    GenerationSummary,
-    generate_exports,
-)
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "DEFAULT_EXPORT_DATE",
-    "EXPORT_FILES",
-    "GenerationSummary",
-    "GeneratorConfig",
-    "generate_exports",
-    "load_config",
-    "records_to_customers",
-]
+from pipelines._lazy import lazy_attributes
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time names load on use
+    from pipelines.generate.config import GeneratorConfig, load_config, records_to_customers
+    from pipelines.generate.exports import (
+        DEFAULT_EXPORT_DATE,
+        EXPORT_FILES,
+        GenerationSummary,
+        generate_exports,
+    )
+
+__all__ = ["DEFAULT_EXPORT_DATE", "EXPORT_FILES", "GenerationSummary", "GeneratorConfig", "generate_exports", "load_config", "records_to_customers"]
+
+__getattr__ = lazy_attributes(__name__, {
+    "pipelines.generate.config": ["GeneratorConfig", "load_config", "records_to_customers"],
+    "pipelines.generate.exports": ["DEFAULT_EXPORT_DATE", "EXPORT_FILES", "GenerationSummary", "generate_exports"],
+})

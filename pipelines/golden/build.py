@@ -12,7 +12,7 @@ import duckdb
 from pipelines.golden.config import canonical_fields, golden_fields, survivorship_config
 from pipelines.golden.profile import customer_360_sql, customer_policy_links_sql
 from pipelines.golden.survivorship import customers_sql
-from pipelines.settings import RunPaths
+from pipelines.settings import RunPaths, duckdb_config
 
 GOLDEN_TABLES = ("source_records", "customers", "customer_policy_links", "customer_360")
 
@@ -112,7 +112,7 @@ def build_golden(run: RunPaths, export_date: date | None = None) -> GoldenResult
     export_date = export_date or date.fromisoformat(run.run_id)
     config = survivorship_config()
     result = GoldenResult(run_id=run.run_id, export_date=export_date)
-    with duckdb.connect() as con:
+    with duckdb.connect(config=duckdb_config()) as con:
         load_golden_records(con, run)
         build_golden_tables(con, run.run_id, export_date, config)
         for table in GOLDEN_TABLES:

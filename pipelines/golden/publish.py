@@ -25,7 +25,7 @@ from pipelines import settings
 from pipelines.golden.build import match_pairs_file, sql_path
 from pipelines.golden.config import WAREHOUSE_SCHEMA_FILE, load_yaml
 from pipelines.golden.dictionary import expanded_columns
-from pipelines.settings import RunPaths
+from pipelines.settings import RunPaths, duckdb_config
 
 WAREHOUSE_TABLES = ("source_records", "quarantine", "match_pairs", "customers",
                     "customer_policy_links", "customer_360", "customer_id_history",
@@ -247,7 +247,7 @@ def audit_warehouse(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
 def build_warehouse_file(run: RunPaths, path: Path, previous: Path, sequence: int,
                          version: str, mirror: Path) -> None:
     """Fill a new DuckDB file with every warehouse table, audit it, and write its Parquet mirror."""
-    with duckdb.connect(str(path)) as con:
+    with duckdb.connect(str(path), config=duckdb_config()) as con:
         prior: set[str] = set()
         if previous.exists():
             con.execute(f"ATTACH {sql_path(previous)} AS prev (READ_ONLY)")

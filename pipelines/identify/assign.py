@@ -27,7 +27,7 @@ from pipelines.identify.overrides import (
 )
 from pipelines.identify.review import build_review_queue
 from pipelines.identify.stable_ids import HISTORY_COLUMNS, carry_forward_ids
-from pipelines.settings import RunPaths
+from pipelines.settings import RunPaths, duckdb_config
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def read_clusters(run: RunPaths) -> pd.DataFrame:
     """Resolved clusters, plus any staged record the resolver left out as its own singleton."""
     clusters_file = run.resolved_dir / "clusters.parquet"
     staged_file = run.staged_dir / "source_records.parquet"
-    con = duckdb.connect()
+    con = duckdb.connect(config=duckdb_config())
     try:
         sql = f"""
             select cast(source_record_id as varchar) as source_record_id, party_type,

@@ -20,7 +20,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from pipelines.settings import OVERRIDES_DIR
+from pipelines.settings import OVERRIDES_DIR, duckdb_config
 
 DEFAULT_OVERRIDES_FILE = OVERRIDES_DIR / "overrides.csv"
 OVERRIDE_COLUMNS = [
@@ -211,7 +211,7 @@ def apply_overrides(
     source_record_id of the cluster, so labels do not depend on input order.
     """
     report = report if report is not None else OverrideReport()
-    con = duckdb.connect()
+    con = duckdb.connect(config=duckdb_config())
     try:
         con.register("clusters_in", clusters)
         con.execute("""
@@ -351,7 +351,7 @@ def _strong_edges_within(
     """Links with both records inside the given components: the resolver's `is_link` when present,
     else match weight at or above the threshold."""
     thresholds = _threshold_frame(threshold, members["party_type"].unique())
-    con = duckdb.connect()
+    con = duckdb.connect(config=duckdb_config())
     try:
         con.register("members", members[["source_record_id", "party_type", "component"]])
         if isinstance(match_pairs, pd.DataFrame):

@@ -21,6 +21,7 @@ import pandas as pd
 
 from pipelines.identify.config import IdentifyConfig
 from pipelines.identify.overrides import Override
+from pipelines.settings import duckdb_config
 
 REVIEW_COLUMNS = [
     "review_id", "run_id", "party_type", "reason", "source_record_id_l", "source_record_id_r",
@@ -38,7 +39,7 @@ def build_review_queue(
     run_id: str,
 ) -> pd.DataFrame:
     """Rows for stewards, most uncertain first (match weight closest to the match threshold)."""
-    con = duckdb.connect()
+    con = duckdb.connect(config=duckdb_config())
     try:
         if isinstance(match_pairs, pd.DataFrame):
             con.register("match_pairs_in", match_pairs)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import duckdb
 import pandas as pd
 
+from pipelines.settings import duckdb_config
+
 ID_PREFIX = "C"
 ID_DIGITS = 10
 HISTORY_COLUMNS = ["run_id", "event", "customer_id", "related_customer_id", "party_type", "n_records"]
@@ -49,7 +51,7 @@ def carry_forward_ids(
     `clusters`: (source_record_id, party_type, cluster_id); `previous_map`: (source_record_id,
     customer_id) from the published warehouse; `previous_history`: earlier customer_id_history rows.
     """
-    con = duckdb.connect()
+    con = duckdb.connect(config=duckdb_config())
     try:
         con.register("clusters_in", clusters[["source_record_id", "party_type", "cluster_id"]])
         previous = previous_map.copy()

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from pipelines.ingest.errors import SourceRejected
 from pipelines.ingest.mapping import SourceMapping
-from pipelines.settings import RunPaths
+from pipelines.settings import RunPaths, duckdb_config
 
 LINEAGE_COLUMNS = ("_source_system", "_source_file", "_row_number", "_run_id", "_malformed",
                    "_extra_values")
@@ -277,7 +277,7 @@ def read_jsonl_duckdb(path: Path) -> pa.Table | None:
     """
     literal = "'" + str(path).replace("'", "''") + "'"
     try:
-        with duckdb.connect() as con:
+        with duckdb.connect(config=duckdb_config()) as con:
             con.execute("SET enable_progress_bar = false")
             con.execute(f"""CREATE TEMP TABLE j AS SELECT json FROM
                             read_json_objects({literal}, format = 'newline_delimited')""")

@@ -18,7 +18,7 @@ from pipelines.ingest.errors import AccountingError, SourceRejected
 from pipelines.ingest.extract import ExtractResult, extract_source
 from pipelines.ingest.mapping import SourceMapping, load_mappings
 from pipelines.ingest.validate import ValidationResult, validate_source
-from pipelines.settings import RunPaths
+from pipelines.settings import RunPaths, duckdb_config
 
 
 @dataclass
@@ -114,7 +114,7 @@ def ingest(landing_dir: Path, run: RunPaths,
 
 
 def count_rows(paths: dict[str, Path]) -> dict[str, int]:
-    with duckdb.connect() as con:
+    with duckdb.connect(config=duckdb_config()) as con:
         return {n: con.execute("SELECT count(*) FROM read_parquet(?)", [str(p)]).fetchall()[0][0]
                 for n, p in paths.items()}
 
@@ -172,7 +172,7 @@ def combine_staged(run: RunPaths, sources: Iterable[str] | None = None) -> Path:
         raise FileNotFoundError(f"not standardized yet: {', '.join(missing)}")
     out = run.staged_dir / "source_records.parquet"
     tmp = out.with_suffix(".parquet.tmp")
-    with duckdb.connect() as con:
+    with duckdb.connect(config=duckdb_config()) as con:
         files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
         con.execute(f"CREATE TEMP VIEW s AS SELECT * FROM read_parquet([{files}], union_by_name = true)")
         dupes = con.execute("""SELECT source_record_id, count(*) FROM s GROUP BY 1

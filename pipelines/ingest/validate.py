@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 from pipelines.ingest.errors import AccountingError, SourceRejected
 from pipelines.ingest.extract import LINEAGE_COLUMNS, raw_path
 from pipelines.ingest.mapping import SourceMapping
-from pipelines.settings import RunPaths
+from pipelines.settings import RunPaths, duckdb_config
 
 GE_BATCH_ROWS = 200_000
 QUARANTINE_COLUMNS = ("run_id", "source_system", "source_file", "row_number", "raw", "failed_checks")
@@ -169,7 +169,7 @@ def _structural_failures(mapping: SourceMapping, raw: Path) -> pa.Table:
             SELECT *, row_number() OVER (PARTITION BY k ORDER BY _source_file, _row_number) AS nth
               FROM r WHERE _malformed IS NULL AND k IS NOT NULL) WHERE nth > 1
     """
-    with duckdb.connect() as con:
+    with duckdb.connect(config=duckdb_config()) as con:
         return con.sql(sql, params=[str(raw)]).to_arrow_table().cast(
             pa.schema([("file", pa.string()), ("row_number", pa.int64()), ("rule", pa.string())]))
 
@@ -257,7 +257,7 @@ def write_accepted_and_quarantine(mapping: SourceMapping, run: RunPaths, raw: Pa
     run.quarantine_dir.mkdir(parents=True, exist_ok=True)
     acc, qua = accepted_path(run, mapping.name), quarantine_path(run, mapping.name)
     raw_json = ", ".join(f"{_literal(c)}, {_quote(c)}" for c in columns)
-    with duckdb.connect() as con:
+    with duckdb.connect(config=duckdb_config()) as con:
         con.register("failures", failures)
         con.execute(f"CREATE TEMP VIEW raw AS SELECT * FROM read_parquet('{_path_sql(raw)}')")
         con.execute("""CREATE TEMP TABLE bad AS
