@@ -49,6 +49,9 @@ EXPECTED = {
     "reachable_birth_date": 0.5,
     "reachable_phone_mobile": 0.5,
     "reachable_all_three": 0.25,
+    "name_where_reachable": 1.0,
+    "birth_date_where_reachable": 1.0,
+    "phone_mobile_where_reachable": 1.0,
     "all_three_where_reachable": 1.0,
 }
 
@@ -63,3 +66,16 @@ def test_accuracy_of_a_published_warehouse(run_and_truth, tmp_path):
     path = publish_warehouse(run, tmp_path / "wh")
     assert golden_accuracy(path, truth) == EXPECTED
     assert golden_accuracy(tmp_path / "wh", truth) == EXPECTED
+
+
+def test_a_true_value_some_record_holds_but_golden_missed_counts_against_the_rules(
+        run_and_truth, tmp_path):
+    run, truth = run_and_truth
+    entities = pd.read_parquet(truth / "entities.parquet")
+    entities.loc[entities["entity_id"] == "E1", "given_name"] = "Tom"  # only sales:L-1 says Tom
+    entities.to_parquet(tmp_path / "entities.parquet")
+    (tmp_path / "ground_truth.parquet").write_bytes((truth / "ground_truth.parquet").read_bytes())
+    result = golden_accuracy(run, tmp_path)
+    assert result["name"] == 0.5 and result["reachable_name"] == 0.75
+    assert result["name_where_reachable"] == pytest.approx(0.6667)
+    assert result["all_three_where_reachable"] == 0.0  # C1 was the only fully reachable one

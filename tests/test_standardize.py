@@ -48,8 +48,17 @@ def test_fold_is_idempotent_lowercase_ascii(text: str) -> None:
 @FAST
 @given(st.text(alphabet=HANZI, min_size=1, max_size=6))
 def test_fold_gives_pinyin_of_hanzi(han: str) -> None:
-    expected = "".join(lazy_pinyin(han, style=Style.NORMAL))
-    assert fold(han) == expected
+    folded = fold(han)
+    # never empty: characters pypinyin cannot read are transliterated, not dropped
+    assert folded is not None and re.fullmatch(r"[a-z]+", folded)
+    readings = lazy_pinyin(han, style=Style.NORMAL, errors="ignore")
+    if len(readings) == len(han):  # every character has a pinyin reading: exactly that
+        assert folded == "".join(readings)
+
+
+def test_fold_keeps_a_syllable_for_hanzi_without_a_pinyin_reading() -> None:
+    assert lazy_pinyin("瓼", style=Style.NORMAL, errors="ignore") == []
+    assert fold("王瓼") == "wanglei"
 
 
 @pytest.mark.parametrize("raw, folded", [
@@ -96,9 +105,22 @@ def test_name_examples() -> None:
         parsed = parse_full_name(name, country)
         return parsed.given, parsed.family
 
-    assert parts("WANG Wei") == ("Wei", "WANG")
+    assert parts("WANG Wei") == ("Wei", "Wang")  # capitals mark the family name, not kept
+    assert parts("XIE Jun") == ("Jun", "Xie")  # Jun is a given name here, not "junior"
+    assert parse_full_name("Thomas Müller jun.").suffix == "JR"
+    assert parts("Thomas MÜLLER-LÜDENSCHEIDT") == ("Thomas", "Müller-Lüdenscheidt")
+    assert parts("VON DER HEIDE Hans") == ("Hans", "von der Heide")
+    assert parts("Sean O'BRIEN") == ("Sean", "O'Brien")
     assert parts("Müller, Thomas") == ("Thomas", "Müller")
     assert parts("Wang Wei", country="CN") == ("Wei", "Wang")
+    assert parts("Jianping Liu", country="CN") == ("Jianping", "Liu")  # given name: not a surname
+    assert parts("Li Jianping", country="CN") == ("Jianping", "Li")
+    # both words can be surnames: a common given name is the given name, in either order ...
+    assert parts("Zou Li", country="CN") == parts("Li Zou", country="CN") == ("Li", "Zou")
+    assert parts("Zhang Bo", country="CN") == parts("Bo Zhang", country="CN") == ("Bo", "Zhang")
+    # ... and when that does not tell (both or neither), the more common surname is the family
+    assert parts("Yang Wei", country="CN") == ("Wei", "Yang")  # 杨 is commoner than 魏
+    assert parts("Xu Zhou", country="CN") == ("Xu", "Zhou")  # neither listed: 周 before 徐
     assert parts("Thomas Wang", country="DE") == ("Thomas", "Wang")
     assert parse_full_name("John Smith Jr.").suffix == "JR"
     assert parts("Hans von der Heide") == ("Hans", "von der Heide")

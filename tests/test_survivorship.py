@@ -113,6 +113,28 @@ def test_not_outvoted_puts_slips_of_a_more_common_value_last():
     assert golden(moved, config=config).loc["C", "family_name_norm"] == "weber"
 
 
+def test_at_equal_counts_the_value_other_customers_share_outvotes_a_trusted_slip():
+    fields = ["given_name_norm", "family_name_norm"]
+    config = one_group(["not_outvoted", "source_trust"], fields, variants_of=fields)
+    customer_of = {"underwriting:1": "C", "servicing:1": "C", "servicing:2": "D",
+                   "servicing:3": "E", "underwriting:3": "E", "servicing:4": "F"}
+    rows = [  # C: one trusted record with a typo in the family name, one right
+            record("underwriting:1", given_name_norm="milan", family_name_norm="beire"),
+            record("servicing:1", given_name_norm="milan", family_name_norm="beier"),
+            record("servicing:2", given_name_norm="anna", family_name_norm="beier"),
+            # E: a trusted record with the order swapped ("Zou Li" read as given Zou)
+            record("underwriting:3", given_name_norm="zou", family_name_norm="li"),
+            record("servicing:3", given_name_norm="li", family_name_norm="zou"),
+            record("servicing:4", given_name_norm="li", family_name_norm="wang")]
+    out = golden(rows, customer_of, config=config)
+    assert out.loc["C", "family_name_norm"] == "beier"  # another customer is a Beier
+    assert (out.loc["E", "given_name_norm"], out.loc["E", "family_name_norm"]) == ("li", "zou")
+    # as common as each other: the more trusted source still decides
+    rare = [record("underwriting:1", given_name_norm="milan", family_name_norm="beire"),
+            record("servicing:1", given_name_norm="milan", family_name_norm="beier")]
+    assert golden(rare, config=config).loc["C", "family_name_norm"] == "beire"
+
+
 def test_prefer_lets_a_withdrawal_beat_a_simultaneous_opt_in():
     fields = ["marketing_consent"]
     rows = [record("servicing:1", marketing_consent=True, updated_at=T2),

@@ -5,7 +5,8 @@ from the generator; ties to the smallest entity id), then its golden values are 
 that entity's attributes. Names are compared after the pipeline's folding (case, accents, hanzi as
 pinyin, spaces), so 'Müller' and 'MUELLER' agree but 'Tom' and 'Thomas' do not. Beside each share,
 `reachable_*` says how many customers have the true value in at least one of their records: no
-survivorship rule can do better than that.
+survivorship rule can do better than that; `*_where_reachable` is the share right among those
+customers, i.e. how well the rules pick when the truth is there to pick.
 """
 
 from __future__ import annotations
@@ -113,5 +114,12 @@ def golden_accuracy(warehouse_or_run: RunPaths | Path, truth_dir: Path) -> dict:
         result[f"reachable_{field}"] = round(float(seen_ok[field].mean()), 4)
     reachable = seen_ok["name"] & seen_ok["birth_date"] & seen_ok["phone_mobile"]
     result["reachable_all_three"] = round(float(reachable.mean()), 4)
-    result["all_three_where_reachable"] = round(float(all_three[reachable].mean()), 4)
+    # what the survivorship rules themselves got right: only where the truth was there to pick
+    for field in FIELDS:
+        result[f"{field}_where_reachable"] = share(correct[field][seen_ok[field].to_numpy()])
+    result["all_three_where_reachable"] = share(all_three[reachable])
     return result
+
+
+def share(flags: pd.Series) -> float | None:
+    return round(float(flags.mean()), 4) if len(flags) else None

@@ -47,15 +47,41 @@ def variant_key_sql(fields: list[str]) -> str:
     return "concat_ws(' ', " + ", ".join(f"coalesce(CAST({f} AS VARCHAR), '')" for f in fields) + ")"
 
 
+def commonness_sql(fields: list[str]) -> str:
+    """Per (customer_id, variant_key): how many OTHER customers hold each of its field values,
+    as a sum of ln(1 + n). A typo or a name split the wrong way round is a value nobody else
+    has ("Beire", given name "Zou"); the true value usually is shared ("Beier", given "Li")."""
+    holders = " UNION ALL ".join(
+        f"SELECT {i} AS field, CAST({f} AS VARCHAR) AS value, customer_id FROM candidates"
+        for i, f in enumerate(fields))
+    values = " UNION ALL ".join(
+        f"SELECT customer_id, variant_key, {i} AS field, CAST(any_value({f}) AS VARCHAR) AS value"
+        f" FROM candidates GROUP BY customer_id, variant_key" for i, f in enumerate(fields))
+    return f"""
+        WITH holders AS (
+            SELECT field, value, count(DISTINCT customer_id) AS customers
+            FROM ({holders}) WHERE value IS NOT NULL GROUP BY field, value
+        )
+        SELECT v.customer_id, v.variant_key,
+               round(sum(ln(coalesce(h.customers, 1))), 6) AS commonness  -- ln(1 + others)
+        FROM ({values}) v LEFT JOIN holders h USING (field, value)
+        GROUP BY v.customer_id, v.variant_key
+    """
+
+
 def outvoted_sql(group: SurvivorshipGroup) -> str:
     """(customer_id, variant_key) of values that look like a slip of another value of the same
-    customer held by MORE records (or by as many, from a more trusted source): within one edit
-    (two for values over 6 characters), or the same words swapped."""
+    customer held by MORE records (or by as many, but more common among other customers, or as
+    common and from a more trusted source): within one edit (two for values over 6 characters),
+    or the same words swapped."""
     return """
         SELECT DISTINCT a.customer_id, a.variant_key
         FROM variant_counts a JOIN variant_counts b
           ON a.customer_id = b.customer_id AND a.variant_key <> b.variant_key
-         AND (b.n > a.n OR (b.n = a.n AND b.best_trust < a.best_trust))
+         AND (b.n > a.n
+              OR (b.n = a.n AND (b.commonness > a.commonness
+                                 OR (b.commonness = a.commonness
+                                     AND b.best_trust < a.best_trust))))
          AND (a.variant_key = b.swapped_key
               OR damerau_levenshtein(a.variant_key, b.variant_key)
                  <= CASE WHEN least(length(a.variant_key), length(b.variant_key)) <= 6
@@ -69,6 +95,7 @@ def group_winner_sql(group: SurvivorshipGroup) -> str:
     if group.party_types:
         where += f" AND party_type IN ({sql_list(group.party_types)})"
     frequency_key = ", ".join(["customer_id", *group.frequency_of])
+    outvoting = "not_outvoted" in group.rules
     return f"""
         WITH candidates AS (
             SELECT *, count(*) OVER (PARTITION BY {frequency_key}) AS value_frequency,
@@ -77,12 +104,17 @@ def group_winner_sql(group: SurvivorshipGroup) -> str:
             FROM golden_records
             WHERE {where}
         ),
+        variant_commonness AS ({commonness_sql(group.variants_of) if outvoting else
+                                "SELECT customer_id, variant_key, 0.0 AS commonness "
+                                "FROM candidates WHERE FALSE"}),
         variant_counts AS (
             SELECT customer_id, variant_key, any_value(swapped_key) AS swapped_key, count(*) AS n,
-                   min({trust_rank_sql(group.source_trust)}) AS best_trust
-            FROM candidates GROUP BY customer_id, variant_key
+                   min({trust_rank_sql(group.source_trust)}) AS best_trust,
+                   any_value(vc.commonness) AS commonness
+            FROM candidates LEFT JOIN variant_commonness vc USING (customer_id, variant_key)
+            GROUP BY customer_id, variant_key
         ),
-        outvoted AS ({outvoted_sql(group) if "not_outvoted" in group.rules else
+        outvoted AS ({outvoted_sql(group) if outvoting else
                       "SELECT customer_id, variant_key FROM variant_counts WHERE FALSE"})
         SELECT c.customer_id, {", ".join(f"c.{f}" for f in group.fields)},
                c.source_record_id AS winner_record_id, c.updated_at AS winner_updated_at

@@ -2,8 +2,9 @@
 
 `RealtimeResolver` loads the nightly Splink models and a snapshot of the published warehouse once
 (so a warehouse swap never breaks a query in flight; `refresh()` picks up the next one). Per query:
-1. standardize the record through its source's mapping (ingest's `standardize_frame`, the same
-   code as the nightly run) and build the model's input row (resolve's input SQL);
+1. standardize the record through its source's mapping (a warm `RecordStandardizer` per source,
+   the SQL of ingest's nightly run, prepared once) and build the model's input row (resolve's
+   input SQL);
 2. find stored records sharing a blocking key of the model's own blocking rules, through a key
    index (one row per stored record and rule, with an ART index, so a lookup touches a few rows);
 3. score those pairs with the trained model through Splink's real-time pairwise scoring
@@ -59,6 +60,7 @@ class RealtimeResolver:
         self.max_candidates = max_candidates
         self._lock = threading.Lock()
         self._mappings: dict | None = None
+        self._standardizers: dict[str, Any] = {}  # source -> RecordStandardizer, made on first use
         self._parties: dict[str, _PartyScorer] = {}
         self.refresh()
 
@@ -82,7 +84,7 @@ class RealtimeResolver:
         if source == CANONICAL_SOURCE:
             frame = pd.DataFrame([record])
         else:
-            frame = _standardize_with_mapping(record, source, self._load_mappings())
+            frame = _standardize_with_mapping(record, source, self._standardizer(source))
         if "source_record_id" not in frame or frame["source_record_id"].isna().all():
             frame["source_record_id"] = f"{source}:query"
         frame["source_record_id"] = "query:" + frame["source_record_id"].astype(str)
@@ -101,12 +103,19 @@ class RealtimeResolver:
         with self._lock:
             return self._parties[party_type].best_customers(canonical, top_k)
 
-    def _load_mappings(self) -> dict:
+    def _standardizer(self, source: str):
+        """The source's warm `RecordStandardizer` (prepared SQL on an open connection)."""
         if self._mappings is None:
             from pipelines.ingest import load_mappings
 
             self._mappings = load_mappings()
-        return self._mappings
+        if source not in self._mappings:
+            raise KeyError(f"unknown source {source!r}; known: {sorted(self._mappings)}")
+        if source not in self._standardizers:
+            from pipelines.standardize.records import RecordStandardizer
+
+            self._standardizers[source] = RecordStandardizer(self._mappings[source])
+        return self._standardizers[source]
 
 
 _DEFAULT_RESOLVERS: dict[tuple[str, int], RealtimeResolver] = {}
@@ -126,14 +135,11 @@ def resolve_record(record: dict[str, Any], source: str, warehouse: Path | None =
     return resolver.resolve(record, source, top_k=top_k)
 
 
-def _standardize_with_mapping(record: dict[str, Any], source: str, mappings: dict) -> pd.DataFrame:
-    """One raw record (values as the source writes them) -> canonical row, via ingest's mapping."""
-    from pipelines.ingest import standardize_frame
-
-    if source not in mappings:
-        raise KeyError(f"unknown source {source!r}; known: {sorted(mappings)}")
+def _standardize_with_mapping(record: dict[str, Any], source: str, standardizer) -> pd.DataFrame:
+    """One raw record (values as the source writes them) -> canonical row, via ingest's mapping
+    (the same SQL as the nightly run: tests/test_standardize_frame.py)."""
     raw = pd.DataFrame({k: pd.Series([v], dtype=object) for k, v in record.items()})
-    frame = standardize_frame(mappings[source], raw, "realtime")
+    frame = standardizer.standardize(raw, "realtime")
     if len(frame) != 1:
         raise ValueError(f"the {source} record did not standardize to one canonical row")
     return frame

@@ -1,7 +1,8 @@
 """Person names: split a full name into given/family, fold for comparison, resolve nicknames.
 
 Handles the orders sources use: "Müller, Thomas" (family first, comma), "WANG Wei" (upper-case
-family name), "Wang Wei" from a Chinese record (romanised, family first), "Thomas Müller", and
+family name), "Wang Wei" / "Wei Wang" from a Chinese record (romanised: the word that is a surname,
+the more common one if both are), "Thomas Müller", and
 hanzi "王伟" (family from the list of Chinese surnames in schemas/reference, two-character ones
 first). Hanzi names get toneless pinyin, with surname readings (单 -> shan).
 """
@@ -41,10 +42,40 @@ def chinese_surnames() -> tuple[frozenset[str], frozenset[str], dict[str, str]]:
 
 
 @cache
-def romanised_surnames() -> frozenset[str]:
-    """Pinyin of the Chinese surnames ("wang", "ouyang"), to spot family-first romanised names."""
-    compound, single, readings = chinese_surnames()
-    return frozenset(readings.get(s) or pinyin(s) for s in compound | single)
+def romanised_surname_rank() -> dict[str, int]:
+    """Pinyin surname -> rank by how common it is (0 = "wang"), from the order of the reference
+    list; a reading shared by several surnames (cheng: 程, 成) takes the best rank."""
+    ref = yaml.safe_load((REFERENCE_DIR / "chinese_surnames.yaml").read_text(encoding="utf-8"))
+    _, _, readings = chinese_surnames()
+    rank: dict[str, int] = {}
+    for i, surname in enumerate([*ref["single"], *ref["compound"]]):
+        rank.setdefault(readings.get(surname) or pinyin(surname), i)
+    return rank
+
+
+@cache
+def common_chinese_given_names() -> frozenset[str]:
+    """Pinyin of common one-character Chinese given names (schemas/reference)."""
+    ref = yaml.safe_load((REFERENCE_DIR / "chinese_given_names.yaml").read_text(encoding="utf-8"))
+    return frozenset(ref["common_given"])
+
+
+def romanised_family_first(first: str, last: str) -> bool:
+    """Whether a two-part romanised Chinese name "A B" is family-first. Both orders occur
+    ("Wang Wei" in Chinese use, "Wei Wang" in Western systems). When both words can be surnames
+    ("Zou Li", "Bo Zhang"), a common given name is the given name; else the more common surname
+    is the family name."""
+    rank = romanised_surname_rank()
+    first_key, last_key = fold(first) or "", fold(last) or ""
+    first_rank, last_rank = rank.get(first_key), rank.get(last_key)
+    if first_rank is None:
+        return False
+    if last_rank is None:
+        return True
+    given = common_chinese_given_names()
+    if (first_key in given) != (last_key in given):
+        return last_key in given
+    return first_rank <= last_rank
 
 
 def split_hanzi_name(name: str) -> tuple[str | None, str | None]:
@@ -74,15 +105,18 @@ def parse_full_name(full: str | None, country: str | None = None) -> PersonName:
         return PersonName(" ".join(given_tokens) or None, " ".join(family_tokens) or None,
                           suffix or suffix2, _script(full))
     tokens = [t for t in full.split() if t.lower().strip(".") not in TITLES] or full.split()
-    tokens, suffix = _strip_suffix(tokens)
+    # Without a comma a name needs two words besides a suffix: "XIE Jun" is given name Jun.
+    tokens, suffix = _strip_suffix(tokens, min_kept=2)
     if len(tokens) == 1:
         return PersonName(None, tokens[0], suffix, _script(full))
     upper = [t for t in tokens if _is_upper_word(t)]
     if upper and len(upper) < len(tokens):
-        # "WANG Wei", "Thomas MÜLLER": the upper-case word is the family name.
+        # "WANG Wei", "Thomas MÜLLER": the upper-case word is the family name; the capitals
+        # only mark it, so it is kept as a name is written ("Wang", "Müller").
         given_words = [t for t in tokens if not _is_upper_word(t)]
-        return PersonName(" ".join(given_words), " ".join(upper), suffix, _script(full))
-    if country == "CN" and (fold(tokens[0]) or "") in romanised_surnames():
+        return PersonName(" ".join(given_words), name_case(" ".join(upper)), suffix,
+                          _script(full))
+    if country == "CN" and romanised_family_first(tokens[0], " ".join(tokens[1:])):
         return PersonName(" ".join(tokens[1:]), tokens[0], suffix, _script(full))
     family_start = len(tokens) - 1
     while family_start > 1 and tokens[family_start - 1].lower() in FAMILY_PARTICLES:
@@ -91,10 +125,18 @@ def parse_full_name(full: str | None, country: str | None = None) -> PersonName:
                       _script(full))
 
 
-def _strip_suffix(tokens: list[str]) -> tuple[list[str], str | None]:
-    if len(tokens) > 1 and tokens[-1].lower().strip(".") in SUFFIXES:
+def _strip_suffix(tokens: list[str], min_kept: int = 1) -> tuple[list[str], str | None]:
+    if len(tokens) > min_kept and tokens[-1].lower().strip(".") in SUFFIXES:
         return tokens[:-1], SUFFIXES[tokens[-1].lower().strip(".")]
     return tokens, None
+
+
+def name_case(name: str) -> str:
+    """A name written in capitals as names are written: "MÜLLER-LÜDENSCHEIDT" ->
+    "Müller-Lüdenscheidt", "VON DER HEIDE" -> "von der Heide", "O'BRIEN" -> "O'Brien"."""
+    words = name.title().split()
+    return " ".join(w.lower() if i < len(words) - 1 and w.lower() in FAMILY_PARTICLES else w
+                    for i, w in enumerate(words))
 
 
 def _is_upper_word(token: str) -> bool:

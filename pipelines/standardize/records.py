@@ -9,6 +9,8 @@ DISTINCT value and is joined back; a last SELECT assembles the canonical columns
 from __future__ import annotations
 
 import json
+import re
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,9 +18,16 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from pipelines.ingest.mapping import FieldSpec, SourceMapping, canonical_fields
+from pipelines.ingest.mapping import FieldSpec, IdentifierSpec, SourceMapping, canonical_fields
 from pipelines.settings import RunPaths
-from pipelines.standardize.bulk import address_lookup_table, email_lookup_table, python_lookup
+from pipelines.standardize.addresses import standardize_address
+from pipelines.standardize.bulk import (
+    ADDRESS_PARTS,
+    address_lookup_table,
+    email_lookup_table,
+    python_lookup,
+)
+from pipelines.standardize.contact import standardize_email, standardize_phone
 from pipelines.standardize.names import (
     canonical_given_name,
     family_name_norm,
@@ -31,6 +40,9 @@ from pipelines.standardize.phones import phone_lookup_table
 
 NO_VALUE = "\x1e"   # stands for NULL inside composite lookup keys
 KEY_SEPARATOR = "\x1f"
+# "+49 (0)151 ..." -> "+49151...": the trunk zero in brackets, then everything but digits and +.
+TRUNK_ZERO = re.compile(r"\(0\)")
+NOT_PHONE_CHAR = re.compile(r"[^0-9+]")
 
 
 def staged_path(run: RunPaths, source: str) -> Path:
@@ -56,7 +68,16 @@ def standardize_source(mapping: SourceMapping, run: RunPaths) -> Path:
 
 
 def standardize_frame(mapping: SourceMapping, df: pd.DataFrame, run_id: str) -> pd.DataFrame:
-    """Raw source-shaped rows (export column names) -> canonical rows, as in the batch run."""
+    """Raw source-shaped rows (export column names) -> canonical rows, as in the batch run.
+
+    Runs on the mapping's warm `RecordStandardizer`; tests/test_standardize_frame.py checks it
+    gives the batch run's rows for every source.
+    """
+    return record_standardizer(mapping).standardize(df, run_id)
+
+
+def source_table(mapping: SourceMapping, df: pd.DataFrame, run_id: str) -> pa.Table:
+    """Source-shaped rows as the all-VARCHAR table with lineage columns that ingest's raw step writes."""
     n = len(df)
     arrays = {}
     for column in df.columns:
@@ -70,12 +91,167 @@ def standardize_frame(mapping: SourceMapping, df: pd.DataFrame, run_id: str) -> 
     else:
         arrays["_row_number"] = pa.array(df["_row_number"].astype("int64").tolist(), pa.int64())
     arrays["_run_id"] = pa.array([run_id] * n, pa.string())
-    table = pa.table(arrays)
-    with duckdb.connect() as con:
-        con.register("src_frame", table)
-        con.execute("CREATE TEMP VIEW src AS SELECT * FROM src_frame")
-        final_sql = build_canonical(con, mapping, list(table.column_names), run_id)
-        return con.execute(f"{final_sql} ORDER BY source_row_number").df()
+    return pa.table(arrays)
+
+
+_RECORD_STANDARDIZERS: dict[str, RecordStandardizer] = {}
+_RECORD_STANDARDIZERS_LOCK = threading.Lock()
+
+
+def record_standardizer(mapping: SourceMapping) -> RecordStandardizer:
+    """The warm standardizer of `mapping`, made on first use (a changed mapping gets a new one)."""
+    with _RECORD_STANDARDIZERS_LOCK:
+        standardizer = _RECORD_STANDARDIZERS.get(mapping.name)
+        if standardizer is None or standardizer.mapping != mapping:
+            standardizer = _RECORD_STANDARDIZERS[mapping.name] = RecordStandardizer(mapping)
+        return standardizer
+
+
+class RecordStandardizer:
+    """One source's mapping kept warm for a few rows at a time (real-time resolution).
+
+    The batch run builds ~30 working tables (DuckDB statements cost milliseconds each, whatever
+    the row count). Here the same row-level SQL (`working_select`) and the same canonical SELECT
+    (`_final_select`) run as two statements prepared once on a connection held open, the rows
+    passed in as list parameters; in between, the lookups come from the per-value Python
+    standardizers that the batch's set-based shortcuts are tested against
+    (tests/test_standardize.py).
+    """
+
+    def __init__(self, mapping: SourceMapping):
+        self.mapping = mapping
+        self._con = duckdb.connect()
+        self._con.execute("SET threads = 1")  # a few rows: scheduling threads costs more than it saves
+        self._lock = threading.Lock()
+        self._statements: dict[tuple, tuple[str, str]] = {}
+        self._prepared_count = 0
+
+    def standardize(self, df: pd.DataFrame, run_id: str) -> pd.DataFrame:
+        """Source-shaped rows -> canonical rows, ordered by source row number."""
+        # Only the columns the mapping reads, in its order: one prepared statement serves records
+        # whatever keys they bring.
+        table = source_table(self.mapping, df, run_id).select([*self.mapping.all_columns, *LINEAGE])
+        source_args = [_list_literal(table.column(i).to_pylist(), ARROW_TO_SQL[str(table.schema.types[i])])
+                       for i in range(table.num_columns)]
+        with self._lock:
+            working, canonical = self._prepared(table.schema, run_id)
+            cursor = self._con.execute(f"EXECUTE {working}({', '.join(source_args)})")
+            names = [d[0] for d in cursor.description]
+            rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+            lookups = record_lookups(self.mapping, rows)
+            lookup_args = [_list_literal([row.get(name) for row in lookups], sql_type)
+                           for name, sql_type in lookup_columns(self.mapping)]
+            return self._con.execute(
+                f"EXECUTE {canonical}({', '.join(source_args + lookup_args)})").df()
+
+    def _prepared(self, schema: pa.Schema, run_id: str) -> tuple[str, str]:
+        """Names of the working and canonical statements (parsed and planned once) for tables
+        with this schema: parameters $1.. are the source columns, then the lookup columns."""
+        key = (tuple(schema.names), tuple(str(t) for t in schema.types), run_id)
+        if key not in self._statements:
+            source = [(name, ARROW_TO_SQL[str(type_)]) for name, type_ in zip(schema.names, schema.types,
+                                                                             strict=True)]
+            select, fields = working_select(self.mapping, schema.names)
+            record_src = _unnest_parameters(source, first=1)
+            record_lookups_sql = _unnest_parameters(lookup_columns(self.mapping), first=len(source) + 1)
+            working = (f"SELECT *, {ADDRESS_KEY_SQL} AS a_key "
+                       f"FROM (SELECT {', '.join(select)} FROM ({record_src}) record_src)")
+            ids = list(range(len(self.mapping.identifiers)))
+            canonical = (f"WITH record_lookups AS ({record_lookups_sql}), b AS ({working}) "
+                         f"{_final_select(self.mapping, run_id, fields, ids, 'record_lookups')} "
+                         f"ORDER BY source_row_number")
+            if len(self._statements) >= MAX_PREPARED:  # many run ids: forget the oldest
+                for name in self._statements.pop(next(iter(self._statements))):
+                    self._con.execute(f"DEALLOCATE {name}")
+            n = self._prepared_count = self._prepared_count + 1
+            self._con.execute(f"PREPARE record_working_{n} AS {working}")
+            self._con.execute(f"PREPARE record_canonical_{n} AS {canonical}")
+            self._statements[key] = (f"record_working_{n}", f"record_canonical_{n}")
+        return self._statements[key]
+
+
+LINEAGE = ("_source_file", "_row_number", "_run_id")
+MAX_PREPARED = 8
+ARROW_TO_SQL = {"string": "VARCHAR", "int64": "BIGINT", "bool": "BOOLEAN", "null": "VARCHAR"}
+
+
+def _unnest_parameters(columns: list[tuple[str, str]], first: int) -> str:
+    """SELECT of rows whose columns come as list parameters $first, $first+1, ... (zipped)."""
+    return "SELECT " + ", ".join(f"unnest(${first + i}::{sql_type}[]) AS {_quote(name)}"
+                                 for i, (name, sql_type) in enumerate(columns))
+
+
+def _list_literal(values: list, sql_type: str) -> str:
+    # Typed exactly as the statement's parameter: any other type makes DuckDB re-plan it.
+    return "[" + ", ".join(_literal(v) for v in values) + f"]::{sql_type}[]"
+
+
+def record_lookups(mapping: SourceMapping, rows: list[dict]) -> list[dict]:
+    """Per working row, what the batch's lookup tables hold for it (one Python call per value)."""
+    out = []
+    for b in rows:
+        address = standardize_address(**{p: b[f"a_{p}"] for p in ADDRESS_PARTS},
+                                      default_country=mapping.address.default_country)
+        email, email_flag, email_phone = standardize_email(b["email_raw"])
+        region = address.country or mapping.phone_default_region
+        candidates = [(c["v"], c["kind"]) for c in b["phone_candidates"]]
+        if email_phone is not None:
+            candidates.append((email_phone, None))
+        phones = [standardize_phone(clean_phone(v), region, kind) for v, kind in candidates]
+        row = {
+            "_rid": b["_rid"], "a_key": b["a_key"], "street": address.street,
+            "house_number": address.house_number, "postcode": address.postcode,
+            "city": address.city, "country": address.country,
+            "email_raw": b["email_raw"], "email": email, "email_flag": email_flag,
+            "email_phone": email_phone,
+            # First number of each kind in column order; flags if any number has them.
+            "phone_mobile": next((e for e, kind, _ in phones if kind == "mobile"), None),
+            "phone_landline": next((e for e, kind, _ in phones if kind == "landline"), None),
+            "phone_invalid": any(flag == "phone_invalid" for *_, flag in phones) if phones else None,
+            "phone_unverified": any(flag == "phone_unverified" for *_, flag in phones) if phones
+            else None,
+            "party_type": b["party_type"], "is_person": b["party_type"] == "person",
+        }
+        given = family = None
+        if row["is_person"]:
+            given, family, suffix, script, full = _person_name(
+                b["n_full"], b["n_given"], b["n_family"], b["n_native"], address.country)
+            row.update(name_suffix=suffix, name_script=script, full_name=full)
+        given_norm, given_canonical = _given(given) if given is not None else (None, None)
+        row.update(given_name=given, family_name=family, given_name_norm=given_norm,
+                   given_name_canonical=given_canonical,
+                   family_name_norm=family_name_norm(family) if family is not None else None)
+        org_name = (b["n_org"] or b["n_full"]) if b["party_type"] == "organization" else None
+        org_norm, legal_form = split_legal_form(org_name) if org_name is not None else (None, None)
+        row.update(org_name=org_name, org_name_norm=org_norm, org_legal_form=legal_form)
+        for i, ident in enumerate(mapping.identifiers):
+            value = b[f"id_{i}"]
+            checked = _identifier(ident, value, b["party_type"]) if value is not None else (None,) * 3
+            row.update({f"id_{i}": value, f"id_{i}_value": checked[0], f"id_{i}_type": checked[1],
+                        f"id_{i}_valid": checked[2]})
+        out.append(row)
+    return out
+
+
+def lookup_columns(mapping: SourceMapping) -> list[tuple[str, str]]:
+    """(name, SQL type) of the columns `record_lookups` gives per working row."""
+    booleans = {"phone_invalid", "phone_unverified", "is_person"}
+    names = ["_rid", "a_key", "street", "house_number", "postcode", "city", "country", "email_raw",
+             "email", "email_flag", "email_phone", "phone_mobile", "phone_landline",
+             "phone_invalid", "phone_unverified", "party_type", "is_person", "given_name",
+             "family_name", "name_suffix", "name_script", "full_name", "given_name_norm",
+             "given_name_canonical", "family_name_norm", "org_name", "org_name_norm",
+             "org_legal_form"]
+    for i in range(len(mapping.identifiers)):
+        names += [f"id_{i}", f"id_{i}_value", f"id_{i}_type", f"id_{i}_valid"]
+        booleans.add(f"id_{i}_valid")
+    return [(name, "BIGINT" if name == "_rid" else "BOOLEAN" if name in booleans else "VARCHAR")
+            for name in names]
+
+
+def clean_phone(raw: str) -> str:
+    """The digits and + of a phone number as written, trunk "(0)" dropped (as the batch SQL)."""
+    return NOT_PHONE_CHAR.sub("", TRUNK_ZERO.sub("", raw))
 
 
 def _as_text(value) -> str | None:
@@ -190,6 +366,9 @@ def _key(*parts: str) -> str:
     return "concat_ws(chr(31), " + ", ".join(f"coalesce({p}, chr(30))" for p in parts) + ")"
 
 
+ADDRESS_KEY_SQL = _key(*(f"a_{part}" for part in ADDRESS_PARTS))
+
+
 def _unkey(key: str) -> list[str | None]:
     return [None if p == NO_VALUE else p for p in key.split(KEY_SEPARATOR)]
 
@@ -213,13 +392,20 @@ def _given(given: str) -> tuple:
     return norm, canonical_given_name(norm)
 
 
+def _identifier(ident: IdentifierSpec, value: str, party: str) -> tuple:
+    """(id_value, id_type, id_valid) of one distinct identifier of a person or organization."""
+    modules = ident.person if party == "person" else ident.organization
+    if not modules:
+        return None, None, True
+    return check_identifier(value, modules, ident.patterns if party == "organization" else ())
+
+
 # --------------------------------------------------------------------------------------------
 # The canonical SELECT
 
 
-def build_canonical(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, columns: list[str],
-                    run_id: str) -> str:
-    """Create the working tables for view `src` and return the SELECT of canonical rows."""
+def working_select(mapping: SourceMapping, columns: Sequence[str]) -> tuple[list[str], dict]:
+    """(SELECT list of the working columns per source row, plain fields' SQL) for view `src`."""
     col = lambda path: column_sql(path, columns)  # noqa: E731
     spec, addr = mapping.name_spec, mapping.address
     party = mapping.party_type
@@ -267,12 +453,18 @@ def build_canonical(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, colu
         select.append(f"{_ambiguous_sql(raw, fs.formats)} AS birth_date_ambiguous")
     else:
         select.append("NULL::BOOLEAN AS birth_date_ambiguous")
+    return select, fields
+
+
+def build_canonical(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, columns: list[str],
+                    run_id: str) -> str:
+    """Create the working tables for view `src` and return the SELECT of canonical rows."""
+    select, fields = working_select(mapping, columns)
+    addr = mapping.address
     con.execute(f"CREATE OR REPLACE TEMP TABLE b AS SELECT {', '.join(select)} FROM src")
 
     # Address first: its country decides the phone region and how romanised names are ordered.
-    address_parts = ["a_street_line", "a_one_line", "a_street", "a_house_number", "a_postcode",
-                     "a_city", "a_country"]
-    con.execute(f"ALTER TABLE b ADD COLUMN a_key VARCHAR; UPDATE b SET a_key = {_key(*address_parts)}")
+    con.execute(f"ALTER TABLE b ADD COLUMN a_key VARCHAR; UPDATE b SET a_key = {ADDRESS_KEY_SQL}")
     address_lookup_table(con, "b", addr.default_country)
     email_lookup_table(con, "b")
 
@@ -288,9 +480,10 @@ def build_canonical(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, colu
         SELECT _rid, region, unnest(cands).v AS v, unnest(cands).kind AS kind,
                unnest(range(1, len(cands) + 1)) AS ord
           FROM c WHERE len(cands) > 0""")
-    con.execute(r"""ALTER TABLE phone_rows ADD COLUMN v_clean VARCHAR;
+    con.execute(f"""ALTER TABLE phone_rows ADD COLUMN v_clean VARCHAR;
                     UPDATE phone_rows SET v_clean = regexp_replace(
-                        regexp_replace(v, '\(0\)', '', 'g'), '[^0-9+]', '', 'g')""")
+                        regexp_replace(v, '{TRUNK_ZERO.pattern}', '', 'g'),
+                        '{NOT_PHONE_CHAR.pattern}', '', 'g')""")
     phone_lookup_table(con, "phone_rows")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE phones AS
@@ -306,18 +499,10 @@ def build_canonical(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, colu
 
     id_selects = []
     for i, ident in enumerate(mapping.identifiers):
-        person, org, patterns = ident.person, ident.organization, ident.patterns
-
-        def check(value, party, person=person, org=org, patterns=patterns):
-            modules = person if party == "person" else org
-            if not modules:
-                return None, None, True
-            return check_identifier(value, modules, patterns if party == "organization" else ())
-
         python_lookup(con, f"id_lookup_{i}",
                      f"SELECT DISTINCT id_{i} AS value, party_type FROM b WHERE id_{i} IS NOT NULL",
-                     check, [("id_value", pa.string()), ("id_type", pa.string()),
-                             ("id_valid", pa.bool_())])
+                     lambda value, party, ident=ident: _identifier(ident, value, party),
+                     [("id_value", pa.string()), ("id_type", pa.string()), ("id_valid", pa.bool_())])
         id_selects.append(i)
 
     con.execute("""CREATE OR REPLACE TEMP TABLE persons AS
@@ -347,8 +532,16 @@ def build_canonical(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, colu
     return _final_select(mapping, run_id, fields, id_selects)
 
 
-def _final_select(mapping: SourceMapping, run_id: str, fields: dict, id_selects: list[int]) -> str:
-    """Canonical columns in schema order, from b and the lookup tables."""
+LOOKUP_ALIASES = ("a", "e", "ph", "n", "g", "fa", "o")  # address, e-mail, phones, names, ..., org
+
+
+def _final_select(mapping: SourceMapping, run_id: str, fields: dict, id_selects: list[int],
+                  one_lookup_row: str | None = None) -> str:
+    """Canonical columns in schema order, from b and the lookup tables.
+
+    With `one_lookup_row`, every lookup alias reads that table instead: one row per b row (same
+    _rid) holding what each lookup table has for it, NULL where the lookup has no row.
+    """
     person_ids = [i for i in id_selects if mapping.identifiers[i].person]
     org_ids = [i for i in id_selects if mapping.identifiers[i].organization]
 
@@ -431,4 +624,12 @@ def _final_select(mapping: SourceMapping, run_id: str, fields: dict, id_selects:
     for i in id_selects:
         joins.append(f"LEFT JOIN id_lookup_{i} i{i} ON i{i}.value = b.id_{i} "
                      f"AND i{i}.party_type = b.party_type")
+    if one_lookup_row:
+        # One join, not one per alias: each alias is the lookup row as a struct, so `a.street`
+        # reads a struct field where the batch reads a table column.
+        aliases = [f"r AS {alias}" for alias in LOOKUP_ALIASES] + [
+            f"struct_pack(id_value := r.id_{i}_value, id_type := r.id_{i}_type, "
+            f"id_valid := r.id_{i}_valid) AS i{i}" for i in id_selects]
+        joins = [f"JOIN (SELECT r._rid AS lookup_rid, {', '.join(aliases)} FROM {one_lookup_row} r) "
+                 f"lookup ON lookup.lookup_rid = b._rid"]
     return f"SELECT {', '.join(select)} FROM b {' '.join(joins)}"

@@ -39,8 +39,12 @@ def is_all_han(text: str) -> bool:
 
 
 def pinyin(han: str) -> str:
-    """Toneless pinyin of a run of hanzi, syllables joined ("北京" -> "beijing")."""
-    return "".join(lazy_pinyin(han, style=Style.NORMAL, errors="ignore"))
+    """Toneless pinyin of a run of hanzi, syllables joined ("北京" -> "beijing").
+
+    Rare characters pypinyin has no reading for are transliterated by anyascii rather than
+    dropped, so a name never loses a syllable ("瓼" -> "lei")."""
+    return "".join(lazy_pinyin(han, style=Style.NORMAL,
+                               errors=lambda chars: [anyascii(c).lower() for c in chars]))
 
 
 @lru_cache(maxsize=200_000)
