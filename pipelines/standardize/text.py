@@ -44,7 +44,7 @@ def pinyin(han: str) -> str:
     Rare characters pypinyin has no reading for are transliterated by anyascii rather than
     dropped, so a name never loses a syllable ("瓼" -> "lei")."""
     return "".join(lazy_pinyin(han, style=Style.NORMAL,
-                               errors=lambda chars: [anyascii(c).lower() for c in chars]))
+                               errors=lambda chars: anyascii(chars).lower()))
 
 
 @lru_cache(maxsize=200_000)
