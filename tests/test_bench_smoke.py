@@ -1,0 +1,27 @@
+"""The bench code runs end to end on a tiny size (no timing assertions: figures come from make bench)."""
+
+import json
+import os
+
+from pipelines.bench.run import bench_one_size, summary_table
+
+
+def test_bench_one_size_reports_every_stage_and_the_baseline(tmp_path, monkeypatch):
+    monkeypatch.setenv("UCV_HOME", str(tmp_path / "home"))
+    result = bench_one_size(600, seed=3, work=tmp_path / "bench")
+
+    assert 400 <= result["source_records"] <= 800
+    stages = result["stages"]
+    for stage in ("standardize", "resolve", "identify", "golden", "publish", "export"):
+        assert stages[stage]["seconds"] is not None and stages[stage]["peak_rss_mib"] > 0
+    assert result["pipeline"]["peak_rss_mib"] > 0 and result["pipeline"]["seconds"] > 0
+    bare = result["bare_splink"]
+    assert set(bare["party_types"]) == {"person", "organization"}
+    assert sum(p["records"] for p in bare["party_types"].values()) == result["source_records"]
+    assert result["pipeline_over_bare_splink"] > 1  # the pipeline contains the linking
+    assert result["quality"]["overall"]["pairwise_precision"] > 0.9
+    # the bench leaves the caller's environment as it found it
+    assert os.environ["UCV_HOME"] == str(tmp_path / "home")
+
+    row = summary_table({"sizes": {"600": json.loads(json.dumps(result, default=str))}})[0]
+    assert row[0] == "600" and len(row) == 9
