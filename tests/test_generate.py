@@ -121,7 +121,10 @@ def test_each_export_reads_back_in_its_declared_format(out, summary):
     assert (out / "landing" / "sales_leads.csv").read_bytes().decode("utf-8")
     assert any("\n" in (note or "") for note in sales["notes"].to_pylist()), "multi-line notes quoted"
     births = [b for b in sales["birth_date"].to_pylist() if b]
-    assert births and all(len(b) == 10 and b[2] == "." and b[5] == "." for b in births)
+    dmy = [b for b in births if len(b) == 10 and b[2] == "." and b[5] == "."]
+    iso = [b for b in births if len(b) == 10 and b[4] == "-" and b[7] == "-"]
+    # DD.MM.YYYY as declared, except the few malformed_date rows written ISO (checked below)
+    assert births and len(dmy) + len(iso) == len(births) and len(iso) < 0.02 * len(births)
 
     servicing = read_servicing(out)
     first = servicing[0]
@@ -235,6 +238,10 @@ def test_hard_negative_rates_are_realised(summary):
 
 def test_noise_changes_what_it_says(out, truth, entities):
     gt = truth.to_pandas()
+    sales = read_sales(out).to_pandas().merge(gt[gt.source_system == "sales"],
+                                              left_on="lead_id", right_on="source_key")
+    written_iso = sales.birth_date.str.match(r"^\d{4}-\d{2}-\d{2}$", na=False)
+    assert (written_iso == sales.noise.map(lambda k: "malformed_date" in k)).all()
     ent = entities.set_index("entity_id")
     uw = pq.read_table(out / "landing" / "underwriting_applications.parquet").to_pandas()
     uw = uw.merge(gt[gt.source_system == "underwriting"], left_on="application_no", right_on="source_key")

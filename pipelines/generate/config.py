@@ -53,6 +53,7 @@ class NoiseRates:
     wrong_column: float = 0.01
     invalid_id_checksum: float = 0.02
     legal_form_variant: float = 0.30
+    malformed_date: float = 0.005
     moved: float = 0.10
     surname_change: float = 0.08
 

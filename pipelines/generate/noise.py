@@ -18,7 +18,7 @@ KEYBOARD_NEIGHBOURS = {
     "v": "cbf", "w": "qes", "x": "ycs", "y": "xa", "z": "tuh",
 }
 RECORD_NOISE = ["typo", "nickname", "swapped_day_month", "swapped_name_order", "missing_field",
-                "wrong_column", "invalid_id_checksum", "legal_form_variant"]
+                "wrong_column", "invalid_id_checksum", "legal_form_variant", "malformed_date"]
 ENTITY_NOISE = ["moved", "surname_change"]
 NOISE_KINDS = RECORD_NOISE + ENTITY_NOISE
 

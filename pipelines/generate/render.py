@@ -294,6 +294,10 @@ def render_sales(rows, entities: Entities, pools: Pools, config: GeneratorConfig
     last_second = np.datetime64(export_date, "s") - np.timedelta64(1, "s")
     modified = np.minimum(created + rng.integers(0, 30 * 86400, n).astype("timedelta64[s]"),
                           last_second)
+    # a partner channel's import writes ISO dates into the CRM: rows the sales suite quarantines
+    birth_date_text = dates_as(fields["birth_date"], "dmy")
+    malformed = book.choose("malformed_date", fields["birth_date"] != None)  # noqa: E711
+    birth_date_text[malformed] = dates_as(fields["birth_date"][malformed], "iso")
     table = pa.table({
         "lead_id": as_strings(keys("L", n, rng, 8)),
         "created_at": as_strings(timestamps(created)),
@@ -309,7 +313,7 @@ def render_sales(rows, entities: Entities, pools: Pools, config: GeneratorConfig
         "zip": as_strings(view["postcode"]),
         "city": as_strings(view["city"]),
         "country": as_strings(country_word),
-        "birth_date": as_strings(dates_as(fields["birth_date"], "dmy")),
+        "birth_date": as_strings(birth_date_text),
         "product_interest": as_strings(rows["product"]),
         "marketing_opt_in": as_strings(opt_in),
         "notes": as_strings(SALES_NOTES[rng.integers(0, len(SALES_NOTES), n)]),
