@@ -12,12 +12,12 @@ import argparse
 import shutil
 import sys
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from rich.console import Console
 
-from pipelines import settings
+from pipelines import clock, settings
 from pipelines.orchestration.airflow_local import (
     LOCAL_AIRFLOW_HOME,
     airflow_env,
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console()
     started = time.perf_counter()
 
-    export_date = choose_export_date(args.date, datetime.now(UTC).date())
+    export_date = choose_export_date(args.date, clock.utc_now().date())
     logical_date = logical_date_for(export_date)
     console.print(f"export date {export_date} (run id), Airflow logical date {logical_date}")
     if not landed_export_dates():

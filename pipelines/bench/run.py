@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from pipelines.clock import utc_now
 from pipelines.settings import PROJECT_ROOT, data_root
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
@@ -104,7 +105,7 @@ def bench_one_size(records: int, seed: int = 42, work: Path | None = None) -> di
 def bench(sizes: list[int], seed: int = 42, results_dir: Path = RESULTS_DIR,
           today: date | None = None) -> Path:
     """Benchmark every size in its own process; writes and returns `bench/results/<date>.json`."""
-    results: dict[str, Any] = {"date": (today or date.today()).isoformat(), "seed": seed,
+    results: dict[str, Any] = {"date": (today or utc_now().date()).isoformat(), "seed": seed,
                                "machine": machine(), "sizes": {}}
     results_dir.mkdir(parents=True, exist_ok=True)
     for records in sizes:

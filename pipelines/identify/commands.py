@@ -142,11 +142,10 @@ def review_decide(
     runs_dir: Path = typer.Option(None, help="runs folder (default data/runs)"),
 ) -> None:
     """Record a steward decision as an override; it applies from the next run on, every run."""
-    from datetime import UTC, datetime
-
     import pandas as pd
     from rich.console import Console
 
+    from pipelines.clock import utc_now
     from pipelines.identify.overrides import OverridesInvalid, append_override, utc_timestamp
 
     console = Console()
@@ -163,7 +162,7 @@ def review_decide(
         raise typer.BadParameter("give --pair LEFT RIGHT or --review-id")
     path = _overrides_file(overrides)
     try:
-        written = append_override(path, left, right, decision, by, at or utc_timestamp(datetime.now(UTC)), reason)
+        written = append_override(path, left, right, decision, by, at or utc_timestamp(utc_now()), reason)
     except OverridesInvalid as err:
         for problem in err.problems:
             console.print(f"[red]{problem}[/]")

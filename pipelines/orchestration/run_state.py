@@ -18,7 +18,6 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +75,9 @@ def update_run_state(run: RunPaths, change: Callable[[dict[str, Any]], None]) ->
 
 def utc_now() -> str:
     """Wall-clock timestamp for run metadata only (stage logic uses the run's dates, never this)."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    from pipelines.clock import utc_now as clock_now
+
+    return clock_now().isoformat(timespec="seconds")
 
 
 def start_run_state(run: RunPaths, *, logical_date: str | None, export_date: str,
