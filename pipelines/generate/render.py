@@ -253,9 +253,16 @@ def keys(prefix: str, n: int, rng, width: int) -> np.ndarray:
     return join(prefix, int_strings(serial, width))
 
 
-def mark_life_events(book: NoiseBook, old_address: np.ndarray, maiden: np.ndarray) -> None:
+def start_records(rows, entities: Entities, config: GeneratorConfig, rng, old_address: np.ndarray,
+                  maiden: np.ndarray) -> tuple[int, RecordView, NoiseBook]:
+    """What every system's rendering starts from: the row count, the entities' values as this
+    system sees them (before or after a move or marriage), and a noise book with the life events
+    already labelled."""
+    n = len(rows["entity"])
+    book = NoiseBook(rng, config.noise, n)
     book.mark("moved", old_address)
     book.mark("surname_change", maiden)
+    return n, RecordView(entities, rows["entity"], old_address, maiden), book
 
 
 # --- the four systems --------------------------------------------------------------------------
@@ -263,10 +270,7 @@ def mark_life_events(book: NoiseBook, old_address: np.ndarray, maiden: np.ndarra
 def render_sales(rows, entities: Entities, pools: Pools, config: GeneratorConfig, rng,
                  old_address, maiden, export_date: date) -> Rendered:
     """CRM leads: Latin script, nicknames, free-format phones, DD.MM.YYYY birth dates."""
-    n = len(rows["entity"])
-    view = RecordView(entities, rows["entity"], old_address, maiden)
-    book = NoiseBook(rng, config.noise, n)
-    mark_life_events(book, old_address, maiden)
+    n, view, book = start_records(rows, entities, config, rng, old_address, maiden)
     given, family, person = latin_person_names(view, pools, book, rng, nickname_ok=True)
     suffix = view["name_suffix"]
     family = where(person & (suffix != None) & (rng.random(n) < 0.5), join(family, suffix, sep=" "), family)  # noqa: E711
@@ -338,10 +342,7 @@ def _typo_into(rng, chosen: np.ndarray, person: np.ndarray, person_columns: list
 def render_underwriting(rows, entities: Entities, policies: Policies, pools: Pools,
                         config: GeneratorConfig, rng, old_address, maiden) -> Rendered:
     """Applications: typed Parquet, hanzi or pinyin names, national IDs, ISO country codes."""
-    n = len(rows["entity"])
-    view = RecordView(entities, rows["entity"], old_address, maiden)
-    book = NoiseBook(rng, config.noise, n)
-    mark_life_events(book, old_address, maiden)
+    n, view, book = start_records(rows, entities, config, rng, old_address, maiden)
     given, family, person = latin_person_names(view, pools, book, rng, nickname_ok=False)
     cn_person = person & (view["name_origin"] == "cn")
     hanzi = cn_person & (rng.random(n) < 0.5)
@@ -414,10 +415,7 @@ def render_underwriting(rows, entities: Entities, policies: Policies, pools: Poo
 def render_servicing(rows, entities: Entities, policies: Policies, pools: Pools,
                      config: GeneratorConfig, rng, old_address, maiden) -> Rendered:
     """Policy parties: one name field in varying order, phone lists, nested address (JSON Lines)."""
-    n = len(rows["entity"])
-    view = RecordView(entities, rows["entity"], old_address, maiden)
-    book = NoiseBook(rng, config.noise, n)
-    mark_life_events(book, old_address, maiden)
+    n, view, book = start_records(rows, entities, config, rng, old_address, maiden)
     given, family, person = latin_person_names(view, pools, book, rng, nickname_ok=True)
     company, org = org_names(view, book, rng, hanzi_share=0.4)
     cn_person = person & (view["name_origin"] == "cn")
@@ -487,10 +485,7 @@ def render_servicing(rows, entities: Entities, policies: Policies, pools: Pools,
 def render_claims(rows, entities: Entities, policies: Policies, pools: Pools,
                   config: GeneratorConfig, rng, old_address, maiden) -> Rendered:
     """Claims: one-line names (hanzi for most Chinese claimants), YYYYMMDD, decimal comma."""
-    n = len(rows["entity"])
-    view = RecordView(entities, rows["entity"], old_address, maiden)
-    book = NoiseBook(rng, config.noise, n)
-    mark_life_events(book, old_address, maiden)
+    n, view, book = start_records(rows, entities, config, rng, old_address, maiden)
     given, family, person = latin_person_names(view, pools, book, rng, nickname_ok=True)
     cn_person = person & (view["name_origin"] == "cn")
     hanzi = cn_person & (rng.random(n) < 0.7)
