@@ -9,7 +9,6 @@ ranked by how well they match, then by confidence.
 from __future__ import annotations
 
 import re
-import unicodedata
 from pathlib import Path
 
 import duckdb
@@ -31,30 +30,15 @@ def normalise_phone(text: str) -> list[str]:
 
 
 def pipeline_phone(text: str, region: str | None) -> str | None:
-    """The pipeline's phone standardizer (so lookups agree with what ingest stored), or the same
-    phonenumbers steps when pipelines.standardize is absent."""
-    try:
-        from pipelines.standardize.contact import standardize_phone
-    except ImportError:
-        pass
-    else:
-        return standardize_phone(text, region)[0]
-    import phonenumbers
+    """The pipeline's phone standardizer, so lookups agree with what ingest stored."""
+    from pipelines.standardize.contact import standardize_phone
 
-    try:
-        number = phonenumbers.parse(text.strip(), region)
-    except phonenumbers.NumberParseException:
-        return None
-    if not phonenumbers.is_possible_number(number):
-        return None
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    return standardize_phone(text, region)[0]
 
 
 def normalise_email(text: str) -> str:
-    try:
-        from pipelines.standardize.contact import standardize_email
-    except ImportError:
-        return text.strip().lower()
+    from pipelines.standardize.contact import standardize_email
+
     return standardize_email(text)[0] or text.strip().lower()
 
 
@@ -67,16 +51,9 @@ def name_key(text: str | None) -> str:
 
 
 def pipeline_fold(text: str) -> str | None:
-    """The pipeline's text folding (pipelines.standardize), or the same steps when it is absent."""
-    try:
-        from pipelines.standardize.text import fold
-    except ImportError:
-        from anyascii import anyascii
+    """The pipeline's text folding, so name keys match what ingest stored."""
+    from pipelines.standardize.text import fold
 
-        text = unicodedata.normalize("NFKC", text).lower()
-        for umlaut, spelled in (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ß", "ss")):
-            text = text.replace(umlaut, spelled)
-        return anyascii(text).lower()
     return fold(text)
 
 

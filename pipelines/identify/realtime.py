@@ -173,10 +173,6 @@ class _PartyScorer:
         self.con.execute(f"create or replace table scoring_{party_type} as "
                          f"{self._with_tf(f'stored_{party_type}')} order by unique_id")
         self.con.execute(f"create index scoring_{party_type}_id on scoring_{party_type} (unique_id)")
-        from nicknames import NickNamer
-
-        self._namer = NickNamer()
-        self._variants_cache: dict[str, list[str]] = {}
         self._check_sample = stored.slice(0, min(20, self.n_stored)).to_pandas()
         self.fast_input = False
         self.fast_input = self.n_stored > 0 and self._check_fast_input()
@@ -240,8 +236,8 @@ class _PartyScorer:
 
     def _input_sql_fast(self, typed_source: str, columns: set[str]) -> str:
         """The model input row as one query: the resolve stage's input SQL, plus the nickname
-        variants of the first given name from a namer loaded once (the nightly builder loads it
-        per call). `_check_fast_input` proves at start-up that both give the same row."""
+        variants of the first given name from the same look-up the nightly builder uses.
+        `_check_fast_input` proves at start-up that both give the same row."""
         from pipelines.resolve.features import comparison_input_sql
 
         sql = comparison_input_sql(typed_source, columns, self.party_type)
@@ -254,10 +250,9 @@ class _PartyScorer:
         return f"select b.*, {variants} as given_name_variants from ({sql}) b"
 
     def _nickname_variants(self, name: str) -> list[str]:
-        if name not in self._variants_cache:
-            namer = self._namer
-            self._variants_cache[name] = sorted({name} | namer.canonicals_of(name) | namer.nicknames_of(name))
-        return self._variants_cache[name]
+        from pipelines.resolve.features import nickname_variants
+
+        return nickname_variants([name])[name]
 
     def _check_fast_input(self) -> bool:
         """Stage a few stored records both ways; use the one-statement path only if rows agree."""
