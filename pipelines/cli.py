@@ -31,13 +31,7 @@ COMMAND_MODULES = [
 ]
 
 for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(_name)
-    except ModuleNotFoundError as exc:  # a stage not built yet in this checkout
-        if exc.name != _name and not _name.startswith(str(exc.name)):
-            raise
-        continue
-    app.registered_commands.extend(_module.app.registered_commands)
+    app.registered_commands.extend(importlib.import_module(_name).app.registered_commands)
 
 
 if __name__ == "__main__":
