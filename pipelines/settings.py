@@ -12,9 +12,30 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = PROJECT_ROOT / "schemas"
-SOURCES_DIR = SCHEMAS_DIR / "sources"
-MODELS_DIR = SCHEMAS_DIR / "models"
-EXPECTATIONS_DIR = PROJECT_ROOT / "expectations"
+
+
+def _config_dir() -> Path | None:
+    value = os.environ.get("UCV_CONFIG_DIR")
+    return Path(value).resolve() if value else None
+
+
+# UCV_CONFIG_DIR names a folder that overlays the project's own configuration for one insurer (or
+# one generator profile): its `sources/`, `expectations/`, `models/` and `resolution.yaml` are used
+# where they exist, the project's otherwise. Read once at import: a process serves one deployment.
+CONFIG_DIR = _config_dir()
+
+
+def _overlay(relative: str, default: Path) -> Path:
+    if CONFIG_DIR is not None and (CONFIG_DIR / relative).exists():
+        return CONFIG_DIR / relative
+    return default
+
+
+SOURCES_DIR = _overlay("sources", SCHEMAS_DIR / "sources")
+EXPECTATIONS_DIR = _overlay("expectations", PROJECT_ROOT / "expectations")
+RESOLUTION_FILE = _overlay("resolution.yaml", SCHEMAS_DIR / "resolution.yaml")
+# `ucv train` writes here; with a config folder, always inside it (never into the project's models)
+MODELS_DIR = CONFIG_DIR / "models" if CONFIG_DIR is not None else SCHEMAS_DIR / "models"
 OVERRIDES_DIR = PROJECT_ROOT / "stewardship"
 CANONICAL_SCHEMA_FILE = SCHEMAS_DIR / "canonical.yaml"
 

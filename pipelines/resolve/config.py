@@ -9,9 +9,8 @@ from typing import Any
 
 import yaml
 
-from pipelines.settings import MODELS_DIR, SCHEMAS_DIR
+from pipelines.settings import MODELS_DIR, RESOLUTION_FILE
 
-RESOLUTION_FILE = SCHEMAS_DIR / "resolution.yaml"
 PARTY_TYPES = ("person", "organization")
 
 
@@ -35,9 +34,9 @@ def thresholds(party_type: str) -> Thresholds:
 
 
 def model_paths() -> dict[str, Path]:
-    """The model JSON each party type uses in nightly runs (paths in the yaml are schemas-relative)."""
+    """The model JSON each party type uses in nightly runs (paths relative to resolution.yaml)."""
     models = load_resolution_settings()["models"]
-    return {party: SCHEMAS_DIR / models[party] for party in PARTY_TYPES}
+    return {party: RESOLUTION_FILE.parent / models[party] for party in PARTY_TYPES}
 
 
 def training_settings() -> dict[str, Any]:
@@ -54,5 +53,5 @@ def backend_settings() -> tuple[str, dict[str, Any]]:
     return name, dict(cfg.get(name) or {})
 
 
-__all__ = ["MODELS_DIR", "PARTY_TYPES", "Thresholds", "backend_settings", "link_guards", "load_resolution_settings",
+__all__ = ["MODELS_DIR", "PARTY_TYPES", "RESOLUTION_FILE", "Thresholds", "backend_settings", "link_guards", "load_resolution_settings",
            "model_paths", "thresholds", "training_settings"]
