@@ -21,7 +21,14 @@ import pyarrow.parquet as pq
 
 from pipelines.generate.config import GeneratorConfig, load_config
 from pipelines.generate.entities import Entities, arrow_column, build_entities
-from pipelines.generate.noise import ENTITY_NOISE, NOISE_KINDS, RECORD_NOISE
+from pipelines.generate.kinds import entity_kinds, related_companies
+from pipelines.generate.noise import (
+    ENTITY_KINDS,
+    ENTITY_NOISE,
+    NOISE_KINDS,
+    RECORD_KINDS,
+    RECORD_NOISE,
+)
 from pipelines.generate.pools import build_pools
 from pipelines.generate.portfolio import (
     Policies,
@@ -70,6 +77,7 @@ class GenerationSummary:
     hard_negatives: dict[str, dict]
     policies: dict[str, int]
     config: dict
+    kinds: dict = field(default_factory=dict)
     elapsed_seconds: float = 0.0
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -100,6 +108,8 @@ def generate_exports(out_dir: Path, customers: int, seed: int,
     pools = build_pools(seed)
     entities = build_entities(customers, stage_rng(seed, "entities"), pools, config, export_date)
     life_events(entities, pools, stage_rng(seed, "life_events"))
+    entity_kinds(entities.columns, pools, config, stage_rng(seed, "entity_kinds"))
+    related_companies(entities.columns, config, stage_rng(seed, "related_companies"))
     lap("entities")
 
     policies, appearances = build_appearances(entities, stage_rng(seed, "portfolio"), config, export_date)
@@ -150,6 +160,7 @@ def generate_exports(out_dir: Path, customers: int, seed: int,
         files=files,
         noise=realised_noise(config, rendered, event_eligible),
         hard_negatives=realised_hard_negatives(config, entities),
+        kinds=realised_kinds(config, rendered, entities),
         policies=policy_figures(policies, export_date, config.portfolio.renewal_window_days),
         config=config.to_dict(),
     )
@@ -239,6 +250,16 @@ def ground_truth(entities: Entities, rendered: dict[str, Rendered]) -> pa.Table:
         offsets = np.r_[0, np.cumsum(np.bincount(rows, minlength=n))].astype(np.int32)
         noise = pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.array(NOISE_KINDS, dtype=object)[kinds],
                                                                      pa.string()))
+        party, hard = entities["party_type"][r.entity], entities["hard_case"][r.entity]
+        entity_level = {"organization": party == "organization", "company_owner": hard == "company_owner",
+                        "related_company": hard == "related_company"}
+        every = NOISE_KINDS + RECORD_KINDS + ENTITY_KINDS
+        all_masks = np.column_stack([r.noise.applied[k] for k in NOISE_KINDS + RECORD_KINDS]
+                                    + [entity_level[k] for k in ENTITY_KINDS]) if n else np.zeros((0, len(every)), bool)
+        rows, kind_index = np.nonzero(all_masks)
+        offsets = np.r_[0, np.cumsum(np.bincount(rows, minlength=n))].astype(np.int32)
+        kinds_list = pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.array(every, dtype=object)[kind_index],
+                                                                          pa.string()))
         keys = pa.array(r.keys, pa.string())
         parts.append(pa.table({
             "source_system": pa.array([name] * n, pa.string()),
@@ -249,6 +270,7 @@ def ground_truth(entities: Entities, rendered: dict[str, Rendered]) -> pa.Table:
             "hard_case": pa.array(entities["hard_case"][r.entity], pa.string(), from_pandas=True),
             "hard_case_group": pa.array(entities["hard_case_group"][r.entity], pa.string(), from_pandas=True),
             "noise": noise,
+            "kinds": kinds_list,
         }))
     return pa.concat_tables(parts)
 
@@ -264,8 +286,14 @@ def entity_truth(entities: Entities, old_address, maiden, sources) -> pa.Table:
     for rows in sources.values():
         counts += np.bincount(rows["entity"], minlength=len(entities))
     return (table.append_column("moved", pa.array(cols["_moved"]))
+            .append_column("english_given_name", arrow_column(cols["_english_given"]))
+            .append_column("cantonese_name", arrow_column(_joined(cols["_cantonese_family"], cols["_cantonese_given"])))
             .append_column("previous_family_name", pa.array(previous, pa.string(), from_pandas=True))
             .append_column("n_source_records", pa.array(counts)))
+
+
+def _joined(family: np.ndarray, given: np.ndarray) -> np.ndarray:
+    return np.array([f"{f} {g}" if f is not None else None for f, g in zip(family, given, strict=True)], dtype=object)
 
 
 def policy_figures(policies: Policies, export_date: date, window_days: int) -> dict[str, int]:
@@ -295,12 +323,33 @@ def realised_noise(config: GeneratorConfig, rendered: dict[str, Rendered], event
     return out
 
 
+KIND_RATE = {"english_given_name": "english_given_name_use", "cantonese_romanisation": "cantonese_use"}
+
+
+def realised_kinds(config: GeneratorConfig, rendered: dict[str, Rendered], entities: Entities) -> dict:
+    """Per record-level kind: records eligible, changed, realised rate; entities that have it."""
+    out = {}
+    for kind in RECORD_KINDS:
+        eligible = sum(r.noise.eligible[kind] for r in rendered.values())
+        applied = sum(int(r.noise.applied[kind].sum()) for r in rendered.values())
+        if not eligible:
+            continue  # mobile_changed exists only on a second night
+        holders = set()
+        for r in rendered.values():
+            holders.update(r.entity[r.noise.applied[kind]].tolist())
+        out[kind] = {"asked": getattr(config.kinds, KIND_RATE.get(kind, kind)), "unit": "records",
+                     "eligible": eligible, "applied": applied, "entities": len(holders),
+                     "realised": round(applied / eligible, 4)}
+    return out
+
+
 def realised_hard_negatives(config: GeneratorConfig, entities: Entities) -> dict:
     """Per hard-negative kind: share asked, entities involved, groups and realised share."""
     party, locale, hard = entities["party_type"], entities["locale"], entities["hard_case"]
     persons = party == "person"
     denominators = {"household": persons, "twin": persons, "father_son": persons & (locale != "cn"),
-                    "common_name": persons, "company_owner": party == "organization"}
+                    "common_name": persons, "company_owner": party == "organization",
+                    "related_company": party == "organization"}
     out = {}
     for kind, base in denominators.items():
         involved = base & (hard == kind)
