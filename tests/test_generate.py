@@ -461,3 +461,36 @@ def pd_servicing(out: Path):
     import pandas as pd
 
     return pd.DataFrame(read_servicing(out))
+
+
+# --- later nights (--night N) -----------------------------------------------------------------------
+
+def test_night_two_is_night_one_plus_one_day_of_changes(out, tmp_path):
+    night2 = tmp_path / "night2"
+    summary = generate_exports(night2, CUSTOMERS, SEED, night=2)
+    assert summary.export_date == (DEFAULT_EXPORT_DATE + timedelta(days=1)).isoformat() and summary.night == 2
+    for name in ("underwriting_applications.parquet", "claims.csv"):
+        assert (out / "landing" / name).read_bytes() == (night2 / "landing" / name).read_bytes(), name
+    first, second = read_sales(out).to_pylist(), read_sales(night2).to_pylist()
+    assert second[: len(first)] == first
+    new = second[len(first):]
+    assert new and all(r["lead_id"].startswith("L92") and r["created_at"].startswith("2026-11-22") for r in new)
+    truth = pq.read_table(night2 / "truth" / "ground_truth.parquet").to_pandas()
+    ent = pq.read_table(night2 / "truth" / "entities.parquet").to_pandas().set_index("entity_id")
+    changed = truth[truth.kinds.map(lambda k: "mobile_changed" in k)]
+    assert len(changed) > 20 and (changed.source_system == "servicing").all()
+    before = {r["record_id"]: r for r in read_servicing(out)}
+    for row in read_servicing(night2):
+        old = before[row["record_id"]]
+        if row["record_id"] not in set(changed.source_key):
+            assert row == old
+            continue
+        entity = ent.loc[truth.set_index("source_key").loc[row["record_id"], "entity_id"]]
+        assert row["last_updated"].startswith("2026-11-22")
+        region = row["address"]["country"]
+        written = [phonenumbers.format_number(phonenumbers.parse(p, region), phonenumbers.PhoneNumberFormat.E164)
+                   for p in row["phone_numbers"] + [row["email_address"] or ""] if p and "@" not in p]
+        assert entity.phone_mobile in written or "missing_field" in truth.set_index("source_key").loc[
+            row["record_id"], "kinds"], (row, entity.phone_mobile)
+        assert entity.previous_phone_mobile and entity.previous_phone_mobile != entity.phone_mobile
+    assert ent.previous_phone_mobile.notna().sum() == changed.entity_id.nunique()

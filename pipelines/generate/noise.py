@@ -49,6 +49,14 @@ class NoiseBook:
         self.eligible[kind] += int(eligible.sum())
         return chosen
 
+    @classmethod
+    def concat(cls, first: NoiseBook, second: NoiseBook) -> NoiseBook:
+        """One book for two batches of a system's records (a later night's rows after the first's)."""
+        book = cls(first.rng, first.rates, first.n + second.n)
+        book.applied = {k: np.r_[first.applied[k], second.applied[k]] for k in first.applied}
+        book.eligible = {k: first.eligible[k] + second.eligible[k] for k in first.eligible}
+        return book
+
     def choose_kind(self, kind: str, eligible: np.ndarray, rate: float) -> np.ndarray:
         """Like `choose`, for the hard-case kinds (their own random stream and rates)."""
         eligible = np.asarray(eligible, dtype=bool)

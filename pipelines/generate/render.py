@@ -120,11 +120,13 @@ class RecordView:
     """Entity attributes as one system saw them at the time of each record (moves, marriage)."""
 
     def __init__(self, entities: Entities, entity: np.ndarray, old_address: np.ndarray,
-                 maiden: np.ndarray) -> None:
+                 maiden: np.ndarray, new_mobile: np.ndarray | None = None) -> None:
         self.e = entities
         self.idx = entity
         self.old_address = old_address
         self.maiden = maiden
+        # records a customer updated on a later night: they show the new mobile number
+        self.new_mobile = new_mobile if new_mobile is not None else np.zeros(len(entity), dtype=bool)
 
     def __getitem__(self, name: str) -> np.ndarray:
         current = self.e[name][self.idx]
@@ -133,6 +135,8 @@ class RecordView:
             current = where(self.old_address, self.e[old_name][self.idx], current)
         if name in ("family_name", "family_name_latin") and self.maiden.any():
             current = where(self.maiden, self.e["_maiden"][self.idx], current)
+        if name in ("mobile_ndc", "mobile_sub") and self.new_mobile.any():
+            current = where(self.new_mobile, self.e[f"_new_{name}"][self.idx], current)
         return current
 
     def mask(self, name: str, value) -> np.ndarray:
@@ -348,7 +352,11 @@ def start_records(rows, entities: Entities, config: GeneratorConfig, rng, old_ad
     book = NoiseBook(rng, config.noise, n)
     book.mark("moved", old_address)
     book.mark("surname_change", maiden)
-    return n, RecordView(entities, rows["entity"], old_address, maiden), book
+    new_mobile = rows.get("new_mobile")
+    if new_mobile is not None:
+        book.mark("mobile_changed", new_mobile)
+        book.eligible["mobile_changed"] += n
+    return n, RecordView(entities, rows["entity"], old_address, maiden, new_mobile), book
 
 
 # --- the four systems --------------------------------------------------------------------------
