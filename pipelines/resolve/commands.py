@@ -20,21 +20,42 @@ def _run(run_id: str, runs_dir: Path | None):
 def train(
     records: Path = typer.Option(..., help="canonical source_records.parquet to train on"),
     seed: int = typer.Option(42, help="seed of the random sampling for u"),
-    models_dir: Path = typer.Option(None, help="where to write models (default schemas/models)"),
+    models_dir: Path = typer.Option(None, help="where to write models (default schemas/models, "
+                                               "or <UCV_CONFIG_DIR>/models)"),
+    truth: Path = typer.Option(None, help="folder with ground_truth.parquet: report precision "
+                                          "and recall of the new model"),
+    overrides: Path = typer.Option(None, help="steward decisions to report agreement with "
+                                              "(default stewardship/overrides.csv)"),
 ) -> None:
-    """Train the person and organization models and write versioned JSON (a deliberate step)."""
+    """Build and train person and organization models from the data (a deliberate step)."""
     from rich.console import Console
 
+    from pipelines.identify.overrides import DEFAULT_OVERRIDES_FILE
     from pipelines.resolve import train_models
-    from pipelines.settings import MODELS_DIR, SCHEMAS_DIR
+    from pipelines.resolve.training import TrainingError, report_path
+    from pipelines.settings import MODELS_DIR, RESOLUTION_FILE
 
     console = Console()
-    with console.status("training Splink models (u sampling, EM)..."):
-        written = train_models(records, seed=seed, models_dir=models_dir or MODELS_DIR)
+    if not records.is_file():
+        console.print(f"[red]no records at {records}[/]: give the staged "
+                      "source_records.parquet of a run (data/runs/<date>/staged/)")
+        raise typer.Exit(2)
+    try:
+        with console.status("profiling fields, training Splink models (u sampling, EM)..."):
+            written = train_models(records, seed=seed, models_dir=models_dir or MODELS_DIR,
+                                   truth_dir=truth, overrides_path=overrides or
+                                   DEFAULT_OVERRIDES_FILE)
+    except TrainingError as error:
+        console.print(f"[red]ucv train:[/] {error}", soft_wrap=True)
+        raise typer.Exit(1) from None
     for party_type, path in written.items():
-        shown = path.relative_to(SCHEMAS_DIR) if path.is_relative_to(SCHEMAS_DIR) else path
-        console.print(f"{party_type}: [bold]{path}[/]  (schemas/resolution.yaml models.{party_type}: "
-                      f"{shown})")
+        console.print(f"{party_type}: [bold]{path}[/] (report: {report_path(path).name})")
+    base = RESOLUTION_FILE.parent
+    console.print(f"\nTo use them, put these lines in {RESOLUTION_FILE}:\n", soft_wrap=True)
+    lines = ["models:"] + [
+        f"  {p}: {path.relative_to(base) if path.is_relative_to(base) else path}"
+        for p, path in written.items()]
+    typer.echo("\n".join(lines))  # plain: lines to copy, never wrapped
 
 
 @app.command()
