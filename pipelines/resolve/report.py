@@ -180,6 +180,8 @@ def write_report(path: Path, trained) -> Path:
         "<h2>m, u and weight per level</h2>",
         _table(["comparison", "level", "m", "u", "weight (bits)", "term frequency"],
                _level_rows(model)),
+        "<h2>Training cost</h2>",
+        _table(["step", "seconds"], list(report.get("seconds", {}).items())),
         "<h2>Link guards (resolution.yaml)</h2>",
         _table(["guard", "status", "notes"], guard_rows),
     ]

@@ -65,6 +65,22 @@ class TrainedModel:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+class _Stopwatch:
+    """Seconds per training step (for the report and the bench; not part of the model)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._now = time.perf_counter
+        self._last = self._now()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, step: str) -> None:
+        now = self._now()
+        self.laps[step] = round(self.laps.get(step, 0.0) + now - self._last, 2)
+        self._last = now
+
+
 def _round_floats(value: Any, digits: int) -> Any:
     if isinstance(value, float):
         return float(f"{value:.{digits}g}")
@@ -237,11 +253,13 @@ def train_party_model(records_path, party_type: str, seed: int,
     db_api = database_api()
     con = duckdb_connection(db_api)
     table = f"train_{party_type}"
+    clock = _Stopwatch()
     n = create_comparison_table(con, records_path, party_type, table)
     if n < 2:
         raise TrainingError(f"Cannot train the {party_type} model: the records hold {n} "
                             f"{party_type} record(s), too few to learn from.")
     profile = field_profile(con, table, party_type)
+    clock.lap("prepare_and_profile")
     has = _populated(profile, cfg)
     names = NAME_FIELDS[party_type]
     if not any(has(f) for f in names):
@@ -256,6 +274,7 @@ def train_party_model(records_path, party_type: str, seed: int,
     if not rules:
         raise _missing_evidence(party_type, profile, has, "no blocking rule is both populated "
                                 "and selective enough to stay near linear")
+    clock.lap("choose_blocking_rules")
     deterministic = _deterministic_rules(con, table, party_type, has)
     if not deterministic:
         raise _missing_evidence(party_type, profile, has, "no deterministic rule (an identifier, "
@@ -277,7 +296,9 @@ def train_party_model(records_path, party_type: str, seed: int,
             raise _missing_evidence(party_type, profile, has,
                                     f"Splink could not estimate u or the prior ({error})"
                                     ) from None
+        clock.lap("prior_and_u")
         estimated, em_passes = _run_em(linker, con, table, party_type, n, has, cfg)
+        clock.lap("em")
         unestimated = [c for c, k in estimated.items() if k == 0]
         if not unestimated:
             break
@@ -305,9 +326,13 @@ def train_party_model(records_path, party_type: str, seed: int,
     }
     from pipelines.resolve.report import chart_specs, label_metrics
 
+    clock.lap("blocking_analysis")
     report["charts"] = chart_specs(linker)
+    clock.lap("charts")
     if labels:
         report["labels"] = label_metrics(db_api, table, model, party_type, labels)
+        clock.lap("labels")
+    report["seconds"] = clock.laps
     return TrainedModel(party_type, model, _round_floats(fit_profile, 6), report)
 
 
