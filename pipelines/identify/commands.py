@@ -31,7 +31,7 @@ def _overrides_file(path: Path | None) -> Path:
 @app.command()
 def identify(
     run_id: str = typer.Option(..., help="run (export date) whose resolved clusters get IDs"),
-    warehouse: Path = typer.Option(None, help="previous published warehouse (default: the current one)"),
+    registry: Path = typer.Option(None, help="ID registry to carry IDs forward from (default data/registry/ids.duckdb)"),
     overrides: Path = typer.Option(None, help="steward override file (default stewardship/overrides.csv)"),
     runs_dir: Path = typer.Option(None, help="runs folder (default data/runs)"),
 ) -> None:
@@ -39,14 +39,13 @@ def identify(
     from rich.console import Console
     from rich.table import Table
 
-    from pipelines import settings
     from pipelines.identify import assign_customer_ids
+    from pipelines.orchestration.stages import id_registry
 
     console = Console()
     run = _run(run_id, runs_dir)
-    previous = warehouse or settings.warehouse_file()
     with console.status(f"assigning customer IDs for {run_id}..."):
-        result = assign_customer_ids(run, previous if previous.exists() else None,
+        result = assign_customer_ids(run, registry or id_registry(),
                                      overrides_file=_overrides_file(overrides))
     table = Table(title=f"identify {run_id}")
     table.add_column("what")

@@ -39,23 +39,25 @@ def export_date_for_context(*, logical_date: datetime | None, run_after: datetim
 
 
 def run_pipeline(export_date: date, *, landing_dir: Path | None = None,
-                 logical_date: date | None = None) -> RunPaths:
+                 logical_date: date | None = None, replace_live: bool = False) -> RunPaths:
     """Run every stage for the exports landed on `export_date`; returns the run's folders.
 
     A stage that fails marks the run failed in run_state.json and raises; stages after it
     (publish included) do not run, so the previously published warehouse stays in place.
+    A date older than the live warehouse's is rebuilt without replacing it, unless `replace_live`.
     """
     run_id = export_date.isoformat()
     logical = (logical_date or logical_date_for(export_date)).isoformat()
     try:
-        _run_stages(export_date, run_id, logical, landing_dir)
+        _run_stages(export_date, run_id, logical, landing_dir, replace_live)
     except BaseException:
         stages.report_failure(run_id)
         raise
     return stages.run_paths(run_id)
 
 
-def _run_stages(export_date: date, run_id: str, logical: str, landing_dir: Path | None) -> None:
+def _run_stages(export_date: date, run_id: str, logical: str, landing_dir: Path | None,
+                replace_live: bool = False) -> None:
     sources = stages.prepare(export_date, logical_date=logical, landing_dir=landing_dir,
                              orchestrator="ucv")
     for source in sources:
@@ -66,6 +68,6 @@ def _run_stages(export_date: date, run_id: str, logical: str, landing_dir: Path 
     stages.resolve(run_id)
     stages.identify(run_id)
     stages.golden(run_id)
-    stages.publish(run_id)
+    stages.publish(run_id, replace_live)
     stages.export(run_id)
     stages.report(run_id)
