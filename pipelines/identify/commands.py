@@ -18,12 +18,6 @@ app = typer.Typer()
 DECISION_HELP = "must_link (same customer) or cannot_link (different customers)"
 
 
-def _run(run_id: str, runs_dir: Path | None):
-    from pipelines.settings import RunPaths
-
-    return RunPaths.for_run(run_id, base=runs_dir)
-
-
 def _overrides_file(path: Path | None) -> Path:
     from pipelines.identify.overrides import DEFAULT_OVERRIDES_FILE
 
