@@ -250,7 +250,7 @@ def train_party_model(records_path, party_type: str, seed: int,
     from splink.internals.exceptions import SplinkException
 
     cfg = training_settings()
-    db_api = database_api()
+    db_api = database_api("duckdb")
     con = duckdb_connection(db_api)
     table = f"train_{party_type}"
     clock = _Stopwatch()
