@@ -25,6 +25,8 @@ FORMATS = ("csv", "parquet", "jsonl")
 PARTY_TYPES = ("person", "organization")
 NAME_STYLES = ("parts", "full")
 PHONE_KINDS = ("mobile", "landline")
+# What extract does with a line it cannot decode or parse (docs/mapping_format.md#on_bad_line)
+BAD_LINE_POLICIES = ("fail", "quarantine")
 
 # Canonical fields a mapping's sections (name, phones, email, address, identifiers, party_type)
 # produce; `fields:` may set every other canonical field directly.
@@ -131,6 +133,7 @@ class SourceMapping:
     encoding: str = "utf-8"
     delimiter: str = ","
     quote: str = '"'
+    on_bad_line: str = "fail"
     optional_columns: tuple[str, ...] = ()
     phones: tuple[PhoneSpec, ...] = ()
     phone_default_region: str | None = None
@@ -182,7 +185,8 @@ class _Parser:
 
     TOP_KEYS = {"source", "description", "file_pattern", "format", "encoding", "delimiter", "quote",
                 "native_key", "columns", "optional_columns", "party_type", "name", "phones",
-                "phone_default_region", "email", "address", "identifiers", "fields", "validation"}
+                "phone_default_region", "email", "address", "identifiers", "fields", "validation",
+                "on_bad_line"}
 
     def __init__(self, path: Path, expectations_dir: Path):
         self.path, self.expectations_dir = path, Path(expectations_dir)
@@ -234,6 +238,10 @@ class _Parser:
         delimiter, quote = doc.get("delimiter", ","), doc.get("quote", '"')
         if len(str(delimiter)) != 1 or len(str(quote)) != 1:
             raise self.fail("delimiter", "delimiter and quote must be single characters")
+        on_bad_line = doc.get("on_bad_line", "fail")
+        if on_bad_line not in BAD_LINE_POLICIES:
+            raise self.fail("on_bad_line", f"{on_bad_line!r} is not one of "
+                                           f"{', '.join(BAD_LINE_POLICIES)}")
         for key in ("columns", "optional_columns"):
             cols = doc.get(key, [])
             if not isinstance(cols, list) or not all(isinstance(c, str) and c for c in cols):
@@ -244,7 +252,7 @@ class _Parser:
         native_key = self.column(doc["native_key"], "native_key", required=True)
         return SourceMapping(
             name=name, file=self.path, file_pattern=str(doc["file_pattern"]), format=fmt,
-            encoding=encoding, delimiter=str(delimiter), quote=str(quote),
+            encoding=encoding, delimiter=str(delimiter), quote=str(quote), on_bad_line=on_bad_line,
             native_key=native_key or "", columns=tuple(doc["columns"]),
             optional_columns=tuple(doc.get("optional_columns", [])),
             party_type=self.party_type(doc.get("party_type")),
