@@ -16,6 +16,7 @@ from pipelines.orchestration.run_state import read_run_state
 from pipelines.settings import RunPaths
 
 REPORT_FILE = "run_report.md"
+HTML_REPORT_FILE = "run_report.html"
 
 
 def write_run_report(run: RunPaths) -> Path:

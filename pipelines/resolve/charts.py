@@ -58,7 +58,7 @@ def party_charts(run: RunPaths, party_type: str, out_dir: Path,
 
     records_path = run.staged_dir / "source_records.parquet"
     pairs_path = run.resolved_dir / MATCH_PAIRS_FILE
-    db_api = database_api()
+    db_api = database_api("duckdb")
     con = duckdb_connection(db_api)
     if create_comparison_table(con, records_path, party_type, "records") == 0:
         return []
