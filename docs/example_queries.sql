@@ -1,4 +1,4 @@
--- Example queries on the published warehouse (DuckDB: `duckdb -readonly data/warehouse/ucv.duckdb`).
+-- Example queries on the published warehouse (a read-only SQL shell on it: `ucv sql`).
 -- Each query starts with a `-- name:` line; tests/test_golden_queries.py runs every one of them
 -- against a fixture warehouse and checks the answers. Tables and columns: docs/data_dictionary.md.
 -- Set the customer to look at first:  SET VARIABLE customer_id = 'C1';

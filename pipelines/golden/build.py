@@ -9,7 +9,12 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.golden.config import canonical_fields, golden_fields, survivorship_config
+from pipelines.golden.config import (
+    canonical_fields,
+    computed_columns,
+    golden_fields,
+    survivorship_config,
+)
 from pipelines.golden.profile import customer_360_sql, customer_policy_links_sql
 from pipelines.golden.survivorship import customers_sql
 from pipelines.settings import RunPaths, duckdb_config
@@ -102,7 +107,8 @@ def build_golden_tables(con: duckdb.DuckDBPyConnection, run_id: str, export_date
                 f"SELECT *, '{run_id}' AS run_id FROM ({customers_sql(config)})")
     con.execute("CREATE OR REPLACE TABLE customer_policy_links AS "
                 + customer_policy_links_sql(config, run_id))
-    golden_columns = ["customer_id", "party_type", *golden_fields(config)]
+    golden_columns = ["customer_id", "party_type", *golden_fields(config),
+                      *computed_columns(config)]
     con.execute("CREATE OR REPLACE TABLE customer_360 AS "
                 + customer_360_sql(config, golden_columns, export_date, run_id))
 

@@ -6,6 +6,7 @@ Rules (holder roles, currencies, tiers, ratings, renewal window) are data in
 
 from __future__ import annotations
 
+import itertools
 from datetime import date
 
 from pipelines.golden.survivorship import sql_list, trust_rank_sql
@@ -92,6 +93,14 @@ def rating_sql(rules: dict) -> str:
         cases.append(f"WHEN {' AND '.join(conditions)} THEN '{r['rating']}'")
     return (f"CASE WHEN coalesce(total_annual_premium_eur, 0) <= 0 "
             f"THEN '{rules['rating_without_premium']}' {' '.join(cases)} END")
+
+
+def age_band_sql(bounds: list[int], age: str) -> str:
+    """'<18', '18-24', ..., '75+' from ascending lower bounds; NULL without a birth date."""
+    cases = [f"WHEN {age} < {bounds[0]} THEN '<{bounds[0]}'"]
+    cases += [f"WHEN {age} < {hi} THEN '{lo}-{hi - 1}'"
+              for lo, hi in itertools.pairwise(bounds)]
+    return f"CASE WHEN {age} IS NULL THEN NULL {' '.join(cases)} ELSE '{bounds[-1]}+' END"
 
 
 # Same normalised address -> same household: street/house number lower-cased, spaces and
@@ -211,7 +220,8 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
                    CAST(floor(date_diff('day', pt.customer_since, {day}) / 365.25) AS INTEGER)
                        AS tenure_years,
                    coalesce(pt.renewals_due, []) AS renewals_due,
-                   hh.household_id
+                   hh.household_id,
+                   CAST(date_part('year', age({day}, c.birth_date)) AS INTEGER) AS age_years
             FROM customers c
             LEFT JOIN policy_totals pt USING (customer_id)
             LEFT JOIN covered cv USING (customer_id)
@@ -224,6 +234,7 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
                len(renewals_due) AS n_renewals_due,
                {value_tier_sql(rules)} AS value_tier,
                {rating_sql(rules)} AS rating,
+               {age_band_sql([int(b) for b in rules['age_bands']], 'age_years')} AS age_band,
                CASE WHEN household_id IS NOT NULL
                     THEN count(*) OVER (PARTITION BY household_id) END AS household_size,
                '{run_id}' AS run_id
