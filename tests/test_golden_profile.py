@@ -38,7 +38,7 @@ def profile(con, customer_id):
 def test_golden_writes_its_four_tables_with_counts(built):
     result, _ = built
     assert result.counts == {"source_records": 9, "customers": 5, "customer_policy_links": 5,
-                             "customer_360": 5}
+                             "customer_360": 5, "policies": 2, "claims": 1, "currency_rates": 5}
     assert all(p.exists() and p.parent.name == "golden" for p in result.paths.values())
 
 

@@ -59,6 +59,10 @@ def warehouse_schema(path: Path = WAREHOUSE_SCHEMA_FILE) -> dict[str, dict]:
     return load_yaml(path)["tables"]
 
 
+def warehouse_views(path: Path = WAREHOUSE_SCHEMA_FILE) -> dict[str, dict]:
+    return load_yaml(path).get("views") or {}
+
+
 def data_dictionary_markdown(path: Path = WAREHOUSE_SCHEMA_FILE) -> str:
     """The data dictionary as Markdown: per table its grain, key, description and columns."""
     lines = [
@@ -86,6 +90,22 @@ def data_dictionary_markdown(path: Path = WAREHOUSE_SCHEMA_FILE) -> str:
             lines.append(f"| `{column}` | {markdown_cell(meaning)} |")
         if spec.get("other_columns"):
             lines += ["", f"Other columns: {' '.join(spec['other_columns'].split())}."]
+    views = warehouse_views(path)
+    if views:
+        lines += ["", "# Views", "",
+                  "The common questions, one SELECT each, in the DuckDB file (not in the Parquet "
+                  "mirror).", "Relative dates use the export date of the published run.", "",
+                  "| view | grain | key |", "|---|---|---|"]
+        lines += [f"| [`{name}`](#{name}) | {spec['grain']} | {', '.join(spec['key'])} |"
+                  for name, spec in views.items()]
+    for name, spec in views.items():
+        lines += ["", f"## {name}", "", f"**Grain:** {spec['grain']}.  ",
+                  f"**Key:** {', '.join(f'`{k}`' for k in spec['key'])}", "",
+                  " ".join(spec.get("description", "").split()), "",
+                  "| column | meaning |", "|---|---|"]
+        lines += [f"| `{column}` | {markdown_cell(meaning)} |"
+                  for column, meaning in expanded_columns(spec).items()]
+        lines += ["", "```sql", spec["sql"].rstrip(), "```"]
     return "\n".join(lines) + "\n"
 
 

@@ -20,20 +20,23 @@ def policy_facts_sql(config: dict) -> str:
     picks = ",\n".join(
         f"first({c} ORDER BY {trust}, updated_at DESC NULLS LAST, source_record_id) "
         f"FILTER (WHERE {c} IS NOT NULL) AS {c}"
-        for c in columns
+        for c in ["policy_number", *columns]
     )
     return f"""
-        SELECT policy_number, {picks}
-        FROM golden_records WHERE policy_number IS NOT NULL
-        GROUP BY policy_number
+        SELECT policy_key, {picks},
+               list(DISTINCT source_system ORDER BY source_system) AS source_systems,
+               count(*) AS n_source_records
+        FROM golden_records WHERE policy_key IS NOT NULL
+        GROUP BY policy_key
     """
 
 
 def claim_facts_sql() -> str:
     """One row per claim, from its most recently updated record."""
     return """
-        SELECT claim_number, policy_number, claim_date, claim_amount, claim_paid_amount,
-               claim_status, currency
+        SELECT claim_number, policy_key, policy_number, claim_date, claim_amount,
+               claim_paid_amount, claim_status, currency, customer_id AS claimant_customer_id,
+               source_record_id, source_system
         FROM golden_records WHERE claim_number IS NOT NULL
         QUALIFY row_number() OVER (
             PARTITION BY claim_number ORDER BY updated_at DESC NULLS LAST, source_record_id) = 1
@@ -46,15 +49,15 @@ def customer_policy_links_sql(config: dict, run_id: str) -> str:
     return f"""
         WITH policy_facts AS ({policy_facts_sql(config)}),
         link_records AS (
-            SELECT customer_id, policy_number, coalesce(role, 'unknown') AS role,
+            SELECT customer_id, policy_key, coalesce(role, 'unknown') AS role,
                    source_system, source_record_id, {trust} AS trust_rank,
                    least(policy_start_date, claim_date, interaction_date,
                          CAST(updated_at AS DATE)) AS earliest_date,
                    greatest(CAST(updated_at AS DATE), claim_date, interaction_date,
                             policy_start_date) AS latest_date
-            FROM golden_records WHERE policy_number IS NOT NULL
+            FROM golden_records WHERE policy_key IS NOT NULL
         )
-        SELECT l.customer_id, l.policy_number, l.role,
+        SELECT l.customer_id, any_value(p.policy_number) AS policy_number, l.policy_key, l.role,
                first(l.source_system ORDER BY l.trust_rank, l.source_system) AS source_system,
                list(DISTINCT l.source_system ORDER BY l.source_system) AS source_systems,
                list(l.source_record_id ORDER BY l.source_record_id) AS source_record_ids,
@@ -63,9 +66,9 @@ def customer_policy_links_sql(config: dict, run_id: str) -> str:
                any_value(p.product) AS product,
                any_value(p.policy_status) AS policy_status,
                '{run_id}' AS run_id
-        FROM link_records l LEFT JOIN policy_facts p USING (policy_number)
-        GROUP BY l.customer_id, l.policy_number, l.role
-        ORDER BY l.customer_id, l.policy_number, l.role
+        FROM link_records l LEFT JOIN policy_facts p USING (policy_key)
+        GROUP BY l.customer_id, l.policy_key, l.role
+        ORDER BY l.customer_id, policy_number, l.role
     """
 
 
@@ -125,15 +128,15 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
     return f"""
         WITH policy_facts AS ({policy_facts_sql(config)}),
         claim_facts AS ({claim_facts_sql()}),
-        rates AS ({mapping_values_sql(rules['reference_rates_to_eur'], 'currency', 'rate_to_eur')}),
+        rates AS (SELECT currency, rate_to_reporting AS rate_to_eur FROM currency_rates),
         country_currency AS ({mapping_values_sql(rules['currency_by_country'], 'country', 'currency')}),
         held AS (
-            SELECT DISTINCT customer_id, policy_number
+            SELECT DISTINCT customer_id, policy_key
             FROM customer_policy_links WHERE role IN ({holder_roles})
         ),
         held_facts AS (
             SELECT h.customer_id, p.*, p.annual_premium * r.rate_to_eur AS annual_premium_eur
-            FROM held h JOIN policy_facts p USING (policy_number)
+            FROM held h JOIN policy_facts p USING (policy_key)
             LEFT JOIN rates r USING (currency)
         ),
         policy_totals AS (
@@ -164,7 +167,7 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
             SELECT DISTINCT customer_id, claim_number FROM golden_records
             WHERE claim_number IS NOT NULL
             UNION
-            SELECT h.customer_id, f.claim_number FROM held h JOIN claim_facts f USING (policy_number)
+            SELECT h.customer_id, f.claim_number FROM held h JOIN claim_facts f USING (policy_key)
         ),
         claim_amounts AS (
             SELECT cc.customer_id, f.claim_number, f.claim_date,
@@ -172,7 +175,7 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
             FROM customer_claims cc
             JOIN claim_facts f USING (claim_number)
             JOIN customers c ON c.customer_id = cc.customer_id
-            LEFT JOIN policy_facts p ON p.policy_number = f.policy_number
+            LEFT JOIN policy_facts p ON p.policy_key = f.policy_key
             LEFT JOIN country_currency cur ON cur.country = c.country
             LEFT JOIN rates r ON r.currency = coalesce(f.currency, p.currency, cur.currency)
         ),

@@ -32,8 +32,9 @@ from pipelines.golden.dictionary import expanded_columns
 from pipelines.settings import RunPaths, duckdb_config
 
 WAREHOUSE_TABLES = ("source_records", "quarantine", "match_pairs", "customers",
-                    "customer_policy_links", "customer_360", "customer_id_history",
-                    "review_queue", "runs")
+                    "customer_policy_links", "customer_360", "policies", "claims",
+                    "currency_rates", "customer_id_history", "review_queue", "runs")
+ANALYST_TABLES = ("policies", "claims", "currency_rates")  # the analyst model, from golden/
 MIRROR_DIR = "parquet"
 CURRENT_LINK = "current"
 LATEST_FILE = "LATEST"  # one line: the version folder of the published mirror
@@ -183,6 +184,44 @@ def table_queries(con: duckdb.DuckDBPyConnection, run: RunPaths, previous: set[s
     }
 
 
+def analyst_table_queries(run: RunPaths) -> dict[str, str]:
+    """policies, claims and currency_rates from the run's golden folder."""
+    return {table: f"SELECT * FROM read_parquet({sql_path(run.golden_dir / f'{table}.parquet')})"
+            for table in ANALYST_TABLES}
+
+
+def audit_analyst_model(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """The policy and claim grains hold: one row per key, links and customers that exist."""
+    checks = {
+        "policies.policy_key is unique and not null":
+            "SELECT count(*) FROM (SELECT policy_key FROM policies GROUP BY policy_key "
+            "HAVING count(*) > 1 OR policy_key IS NULL)",
+        "claims.claim_id is unique and not null":
+            "SELECT count(*) FROM (SELECT claim_id FROM claims GROUP BY claim_id "
+            "HAVING count(*) > 1 OR claim_id IS NULL)",
+        "every linked policy is in policies":
+            "SELECT count(*) FROM customer_policy_links ANTI JOIN policies USING (policy_key)",
+        "policy holders and claimants are customers":
+            "SELECT (SELECT count(*) FROM policies p WHERE holder_customer_id IS NOT NULL AND "
+            "holder_customer_id NOT IN (SELECT customer_id FROM customers)) + (SELECT count(*) "
+            "FROM claims WHERE claimant_customer_id NOT IN (SELECT customer_id FROM customers))",
+        f"policies and claims come from run {run_id}":
+            "SELECT (SELECT count(*) FROM policies WHERE run_id IS DISTINCT FROM $run_id) + "
+            "(SELECT count(*) FROM claims WHERE run_id IS DISTINCT FROM $run_id)",
+    }
+    failed = [name for name, sql in checks.items()
+              if con.execute(sql, {"run_id": run_id} if "$run_id" in sql else {}).fetchall()[0][0]]
+    if failed:
+        raise WarehouseAuditFailed("new warehouse not published, failed checks: " + "; ".join(failed))
+
+
+def create_views(con: duckdb.DuckDBPyConnection) -> None:
+    """The views of schemas/warehouse.yaml (the common questions), with their descriptions."""
+    for name, spec in (load_yaml(WAREHOUSE_SCHEMA_FILE).get("views") or {}).items():
+        con.execute(f"CREATE VIEW {name} AS {spec['sql']}")
+        con.execute(f"COMMENT ON VIEW {name} IS {quote(spec['grain'])}")
+
+
 def count(con: duckdb.DuckDBPyConnection, query: str) -> int:
     return con.execute(f"SELECT count(*) FROM ({query})").fetchall()[0][0]
 
@@ -289,13 +328,17 @@ def build_warehouse_file(run: RunPaths, path: Path, previous: Path, sequence: in
         if previous.exists():
             con.execute(f"ATTACH {sql_path(previous)} AS prev (READ_ONLY)")
             prior = previous_tables(con)
-        for table, query in table_queries(con, run, prior).items():
-            con.execute(f"CREATE TABLE {table} AS {query}")
+        queries = {**table_queries(con, run, prior), **analyst_table_queries(run)}
+        for table in WAREHOUSE_TABLES:
+            if table in queries:
+                con.execute(f"CREATE TABLE {table} AS {queries[table]}")
         con.execute(f"CREATE TABLE runs AS {runs_row_sql(con, run, sequence, version, prior)}")
         if previous.exists():
             con.execute("DETACH prev")
         audit_warehouse(con, run.run_id)
+        audit_analyst_model(con, run.run_id)
         comment_tables(con)
+        create_views(con)
         mirror.mkdir(parents=True)
         for table in WAREHOUSE_TABLES:
             con.execute(f"COPY {table} TO {sql_path(mirror / f'{table}.parquet')} "
