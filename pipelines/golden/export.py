@@ -267,7 +267,8 @@ def delta_sql(columns: list[str], previous_columns: list[str], ignore: list[str]
         SELECT CASE WHEN prev.customer_id IS NULL THEN 'new'
                     WHEN cur.customer_id IS NULL THEN 'removed' ELSE 'changed' END AS change,
                CASE WHEN cur.customer_id IS NULL THEN coalesce(
-                   (SELECT any_value(h.event || coalesce(':' || h.related_customer_id, ''))
+                   (SELECT arg_min(h.event || coalesce(':' || h.related_customer_id, ''),
+                                   list_position(['erased', 'merged', 'retired', 'split'], h.event))
                     FROM history h WHERE h.customer_id = prev.customer_id
                       AND h.event IN ('erased', 'merged', 'retired', 'split')),
                    CASE WHEN g.customer_id IS NULL THEN 'not_a_customer'
