@@ -12,14 +12,14 @@ app = typer.Typer()
 
 @app.command()
 def generate(
-    out: Path = typer.Option(..., "--out", help="Output folder: landing/ and truth/ are created in it."),
-    customers: int | None = typer.Option(None, "--customers", help="Number of true customers."),
+    out: Path = typer.Option(..., "--out", file_okay=False, help="Output folder: landing/ and truth/ are created in it."),
+    customers: int | None = typer.Option(None, "--customers", min=1, help="Number of true customers."),
     records: int | None = typer.Option(
-        None, "--records", help="Alternative to --customers: aim for about this many source records."),
-    seed: int = typer.Option(42, "--seed", help="Random seed; the same seed gives the same bytes."),
+        None, "--records", min=1, help="Alternative to --customers: aim for about this many source records."),
+    seed: int = typer.Option(42, "--seed", min=0, help="Random seed; the same seed gives the same bytes."),
     export_date: datetime = typer.Option(
         "2026-11-22", "--export-date", formats=["%Y-%m-%d"], help="Date the systems exported (all dates derive from it)."),
-    config_file: Path | None = typer.Option(None, "--config", help="YAML overriding schemas/generator.yaml."),
+    config_file: Path | None = typer.Option(None, "--config", exists=True, dir_okay=False, help="YAML overriding schemas/generator.yaml."),
     night: int = typer.Option(
         1, "--night", min=1, help="Night N: the same population N-1 days after --export-date, with those "
                                   "days' changes (new mobiles, new leads); records of earlier nights keep their keys."),
