@@ -514,7 +514,11 @@ def test_broker_export_exercises_the_mapping_rows(tmp_path):
     parties = insured + claimants + co
     truth = pq.read_table(tmp_path / "truth" / "ground_truth.parquet").to_pandas()
     broker = truth[truth.source_system == "broker"]
-    assert sorted(broker.source_key) == sorted(p["ref"] for p in parties)  # one record per party object
+    # one record per party object, keyed as `records:` parts name them: <row>/<part>/<ref>
+    expected = [r["notification_id"] for r in rows]
+    expected += [f"{r['notification_id']}/claimant/{r['claimant']['ref']}" for r in rows if r["claimant"]]
+    expected += [f"{r['notification_id']}/co_insured/{p['ref']}" for r in rows for p in r["co_insured"]]
+    assert sorted(broker.source_key) == sorted(expected)
     assert summary.records_per_source["broker"] == len(parties) and len(claimants) > 50 and len(co) > 50
     assert (broker.source_record_id == "broker:" + broker.source_key).all()
     regs = [p["register_number"] for p in insured if p["register_number"]]
@@ -533,7 +537,7 @@ def test_broker_export_exercises_the_mapping_rows(tmp_path):
     assert {p["preferred_channel"] for p in parties} <= {"email", "phone", "post", "sms"}
     assert {p["language"] for p in parties} <= {"de", "en", "zh"}
     wrong = broker[broker.kinds.map(lambda k: "party_type_wrong" in k)]
-    by_ref = {p["ref"]: p for p in insured}
+    by_ref = {r["notification_id"]: r["insured"] for r in rows}
     assert all(by_ref[k]["type"] == "P" and by_ref[k]["company_name"] is None for k in wrong.source_key)
     # the broker's policy numbers, spelled three ways, are the servicing system's numbers
     servicing = {r["policy_number"] for r in read_servicing(tmp_path)}

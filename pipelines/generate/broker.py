@@ -385,11 +385,15 @@ def _broker_truth(entities: Entities, gb, parties: BrokerParties, m: int, gb_row
                 "party_type": list(party), "hard_case": list(hard),
                 "hard_case_group": list(entities["hard_case_group"][entity_idx]), "noise": noise, "kinds": kinds}
 
-    parts = [block(ids[:m] + "-I", parties.insured, insured_book),
-             block(ids[claimant_rows] + "-C", parties.claimant[claimant_rows], claimant_book),
-             block(co_refs, co_entity, co_book)]
+    # keys as a mapping with `native_key: notification_id` and `records:` parts `claimant` and
+    # `co_insured` (each keyed by its `ref`) names them: '<row key>/<part>/<element key>'
+    co_row = np.array([str(r).rsplit("-", 1)[0] for r in co_refs], dtype=object)
+    parts = [block(ids[:m], parties.insured, insured_book),
+             block(ids[claimant_rows] + "/claimant/" + ids[claimant_rows] + "-C", parties.claimant[claimant_rows],
+                   claimant_book),
+             block(co_row + "/co_insured/" + co_refs, co_entity, co_book)]
     n_gb = len(gb_rows)
-    parts.append({"source_key": list(ids[m:] + "-I"), "entity_id": list(gb["entity_id"][gb_rows]),
+    parts.append({"source_key": list(ids[m:]), "entity_id": list(gb["entity_id"][gb_rows]),
                   "party_type": ["organization"] * n_gb, "hard_case": [None] * n_gb, "hard_case_group": [None] * n_gb,
                   "noise": [[] for _ in range(n_gb)], "kinds": [["organization"] for _ in range(n_gb)]})
     merged = {k: sum((p[k] for p in parts), []) for k in parts[0]}
