@@ -114,7 +114,7 @@ def unified_customer_view():
 
     @task
     def identify() -> dict:
-        """Stable customer IDs carried forward from the previously published warehouse."""
+        """Stable customer IDs carried forward from the ID registry (never reissued)."""
         from pipelines.orchestration import stages
 
         return stages.identify(_run()[0])
@@ -128,7 +128,7 @@ def unified_customer_view():
 
     @task
     def publish() -> dict:
-        """Swap the new warehouse in atomically."""
+        """Register the IDs, swap the new warehouse in atomically (not for an older date)."""
         from pipelines.orchestration import stages
 
         return stages.publish(_run()[0])

@@ -163,7 +163,11 @@ def nights(draw):
     """A random sequence of nights, reruns of earlier dates and steward decisions."""
     steps = []
     for _ in range(draw(st.integers(2, 7))):
-        kind = draw(st.sampled_from(["night", "night", "rerun", "rerun_forced", "must", "cannot"]))
+        kind = draw(st.sampled_from(["night", "night", "rerun", "rerun_forced", "must", "cannot",
+                                     "erase"]))
+        if kind == "erase":
+            steps.append((kind, draw(st.sampled_from(RECORDS))))
+            continue
         if kind in ("must", "cannot"):
             a, b = draw(st.lists(st.sampled_from(RECORDS), min_size=2, max_size=2, unique=True))
             steps.append((kind, a, b))
@@ -180,14 +184,28 @@ def nights(draw):
 @settings(max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(steps=nights())
-def test_no_sequence_of_nights_reruns_and_overrides_gives_an_id_to_two_customers(tmp_path_factory,
-                                                                                 steps):
+def test_no_sequence_of_nights_reruns_overrides_and_erasures_gives_an_id_to_two_customers(
+        tmp_path_factory, steps):
     base = tmp_path_factory.mktemp("seq")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UCV_HOME", str(base))
+        run_sequence(base, steps)
+
+
+def run_sequence(base, steps) -> None:
     ledger = Ledger(registry_file(base / "warehouse"))
     overrides = base / "overrides.csv"
     nights_run: list[str] = []
+    erased: set[str] = set()
+    dead: set[str] = set()  # IDs erased: never published again
     for n, step in enumerate(steps):
         kind = step[0]
+        if kind == "erase":
+            erased.add(step[1])
+            ledger.erase({step[1]})
+            history = read_state(ledger.registry).history
+            dead = set(history[history["event"] == "erased"]["customer_id"])
+            continue
         if kind in ("must", "cannot"):
             decision = "must_link" if kind == "must" else "cannot_link"
             before = overrides.read_text() if overrides.exists() else None
@@ -198,13 +216,18 @@ def test_no_sequence_of_nights_reruns_and_overrides_gives_an_id_to_two_customers
             except OverridesInvalid:  # a steward tool refuses a contradiction; so does this test
                 overrides.write_text(before) if before is not None else overrides.unlink()
             continue
-        clusters = step[1]
+        # the tombstone drops erased records at extract (tests/test_tombstone.py)
+        clusters = [kept for c in step[1] if (kept := [r for r in c if r not in erased])]
+        if not clusters:
+            continue
         if kind == "night" or not nights_run:
             run_id = f"2026-01-{len(nights_run) + 1:02d}"
             nights_run.append(run_id)
         else:
             run_id = nights_run[step[2] % len(nights_run)]
-        ledger.publish(base, run_id, clusters, overrides, replace_live=kind == "rerun_forced")
+        seen = ledger.publish(base, run_id, clusters, overrides,
+                              replace_live=kind == "rerun_forced")
+        assert not set(seen.members) & dead, "an erased ID came back"
     no_id_names_two_customers(ledger.observations)
     history_accounts_for_every_change(ledger.registry, ledger.observations)
     state = read_state(ledger.registry)

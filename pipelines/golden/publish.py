@@ -32,7 +32,7 @@ WAREHOUSE_TABLES = ("source_records", "quarantine", "match_pairs", "customers",
                     "review_queue", "runs")
 MIRROR_DIR = "parquet"
 CURRENT_LINK = "current"
-KEEP_MIRROR_VERSIONS = 3  # older versions are removed; a reader still on one of them must re-resolve
+KEEP_MIRROR_VERSIONS = 3  # the default of prune_mirrors; runs keep `retention: mirror_versions`
 
 EMPTY_QUARANTINE_SQL = """
     SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS VARCHAR) AS source_system,
@@ -322,8 +322,16 @@ def publish_warehouse(run: RunPaths, warehouse_dir: Path | None = None,
             if mirror.exists() and mirror != current_or_none(warehouse_dir):
                 shutil.rmtree(mirror, ignore_errors=True)
             raise
-        prune_mirrors(warehouse_dir)
+        prune_mirrors(warehouse_dir, mirror_versions_kept())
     return warehouse_file_in(warehouse_dir)
+
+
+def mirror_versions_kept() -> int:
+    """How many mirror versions a publish keeps: the retention setting (schemas/identify.yaml);
+    a reader still on an older version must re-resolve `current`."""
+    from pipelines.orchestration.retention import load_retention
+
+    return load_retention().mirror_versions
 
 
 def clear_abandoned_publish(warehouse_dir: Path) -> list[Path]:
