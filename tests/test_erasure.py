@@ -10,13 +10,13 @@ from datetime import date
 import duckdb
 import pytest
 from canary import EMAIL, NATIONAL_ID, PHONE, canary_hits, plant_canary
+from orchestration_support import end_to_end_skip_reason, generate_sample, land
 from typer.testing import CliRunner
 
 from pipelines import settings
 from pipelines.cli import app
 from pipelines.identify.registry import read_state, registry_file
 from pipelines.orchestration.run import run_pipeline
-from pipelines.orchestration.testing import end_to_end_skip_reason, generate_sample, land
 
 D1, D2, D3 = date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22)
 

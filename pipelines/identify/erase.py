@@ -25,8 +25,8 @@ The erasure report (counts and locations, no personal data) is printed and store
 
 from __future__ import annotations
 
+import csv
 import json
-import os
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipelines import settings
+from pipelines import fileio, settings
 from pipelines.identify import tombstone
 from pipelines.identify.registry import LIVE_MAP_SQL, open_registry, registry_file
 from pipelines.settings import RunPaths
@@ -49,6 +49,10 @@ LITERAL_COLUMNS = ("full_name", "given_name", "family_name", "name_native", "org
                    "street")
 MIN_LITERAL = 5  # shorter values (a city code, "Li") say nothing about one person
 RUN_TEXT_SUFFIXES = (".html", ".md", ".json", ".txt", ".csv", ".log")
+# a customer-level table of only these columns holds no personal data (the marketing suppression
+# list: customer, channel, why): its rows stay, an erased customer's included
+ID_ONLY_COLUMNS = {"customer_id", "related_customer_id", "channel", "reason", "as_of", "event",
+                   "run_id", "publication", "party_type", "n_records"}
 
 
 @dataclass
@@ -278,7 +282,8 @@ def erased_rows_mask(table: pa.Table, scope: Scope) -> pa.Array | None:
     for column in ("source_record_id", "unique_id", "source_record_id_l", "source_record_id_r"):
         if column in names:
             masks.append(pc.is_in(pc.cast(table[column], pa.string()), value_set=erased))
-    if "customer_id" in names and not ({"source_record_id", "event"} & names):
+    if ("customer_id" in names and not ({"source_record_id", "event"} & names)
+            and not names <= ID_ONLY_COLUMNS):
         touched = pa.array(sorted(scope.touched), pa.string())
         masks.append(pc.is_in(pc.cast(table["customer_id"], pa.string()), value_set=touched))
     if "_source_system" in names:
@@ -338,36 +343,45 @@ def clean_parquet(path: Path, scope: Scope, report: ErasureReport) -> int:
     if removed:
         tmp = path.with_name(f".{path.name}.erasing")
         pq.write_table(table.filter(pc.invert(mask)), tmp, compression="zstd")
-        os.replace(tmp, path)
+        fileio.replace(tmp, path)
         report.cleaned(path, removed)
     return removed
 
 
 def clean_exports(report: ErasureReport) -> None:
-    """Dated marketing files: the CSV and manifest follow the (already cleaned) Parquet file."""
+    """Dated exports: each CSV follows its (already cleaned) Parquet twin; the manifest follows."""
     from pipelines.golden.export import sha256_of, write_safe_csv
 
     rewritten = {Path(loc["location"]) for loc in report.locations}
-    for parquet in sorted(settings.export_dir().glob("*/marketing_customers_*.parquet")):
-        if parquet.relative_to(settings.data_root()) not in rewritten:
-            continue
-        csv_file = parquet.with_suffix(".csv")
-        manifest_file = parquet.parent / "manifest.json"
-        tmp = csv_file.with_name(f".{csv_file.name}.erasing")
-        with duckdb.connect() as con:
-            write_safe_csv(con, f"SELECT * FROM read_parquet('{_sql_text(parquet)}')", tmp)
-        os.replace(tmp, csv_file)
-        report.cleaned(csv_file, action="rewritten from the cleaned Parquet file")
-        if manifest_file.exists():
+    for folder in sorted(p for p in settings.export_dir().glob("*") if p.is_dir()):
+        changed = [p for p in sorted(folder.glob("*.parquet"))
+                   if p.relative_to(settings.data_root()) in rewritten]
+        for parquet in changed:
+            csv_file = parquet.with_suffix(".csv")
+            if csv_file.exists():
+                tmp = csv_file.with_name(f".{csv_file.name}.erasing")
+                with duckdb.connect() as con:
+                    con.execute("SET TimeZone = 'UTC'")  # as the export writes timestamps
+                    write_safe_csv(con, f"SELECT * FROM read_parquet('{_sql_text(parquet)}')",
+                                   tmp)
+                fileio.replace(tmp, csv_file)
+                report.cleaned(csv_file, action="rewritten from the cleaned Parquet file")
+        manifest_file = folder / "manifest.json"
+        if changed and manifest_file.exists():
             manifest = json.loads(manifest_file.read_text(encoding="utf-8"))
-            rows = pq.read_metadata(parquet).num_rows
-            manifest["row_count"] = rows
-            for path in (parquet, csv_file):
-                entry = manifest.get("files", {}).get(path.name, {})
-                entry.update(rows=rows, bytes=path.stat().st_size, sha256=sha256_of(path))
+            for parquet in changed:
+                rows = pq.read_metadata(parquet).num_rows
+                for path in (parquet, parquet.with_suffix(".csv")):
+                    entry = manifest.get("files", {}).get(path.name)
+                    if entry is not None and path.exists():
+                        entry.update(rows=rows, bytes=path.stat().st_size, sha256=sha256_of(path))
+                if parquet.name.startswith("marketing_customers_"):
+                    manifest["row_count"] = rows
             manifest_tmp = manifest_file.with_name(".manifest.json.erasing")
-            manifest_tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-            os.replace(manifest_tmp, manifest_file)
+            manifest_tmp.write_text(json.dumps(manifest, indent=2, default=str) + "\n",
+                                    encoding="utf-8")
+            fileio.replace(manifest_tmp, manifest_file)
+            report.cleaned(manifest_file, action="counts and checksums updated")
 
 
 def clean_text_files(literals: set[str], report: ErasureReport) -> None:
@@ -432,12 +446,12 @@ def rewrite_duckdb_file(path: Path) -> None:
         con.execute("COPY FROM DATABASE old TO new")
         con.execute("DETACH old")
         con.execute("DETACH new")
-    os.replace(tmp, path)
+    fileio.replace(tmp, path)
 
 
 def clean_warehouse(scope: Scope, report: ErasureReport) -> None:
     """Rebuild the live warehouse file without the erased rows; history from the registry."""
-    from pipelines.golden.publish import comment_tables
+    from pipelines.golden.publish import comment_tables, create_views, warehouse_writer
 
     warehouse = settings.warehouse_file()
     if not warehouse.exists():
@@ -450,7 +464,7 @@ def clean_warehouse(scope: Scope, report: ErasureReport) -> None:
         from pipelines.identify.registry import read_state
 
         history = read_state(registry_file()).history
-    with duckdb.connect(str(tmp)) as con:
+    with warehouse_writer(tmp) as con:  # the configured storage version, as publish writes
         con.execute("ATTACH ? AS old (READ_ONLY)", [str(warehouse)])
         tables = [r[0] for r in con.execute(
             "SELECT table_name FROM duckdb_tables() WHERE database_name = 'old' "
@@ -468,27 +482,37 @@ def clean_warehouse(scope: Scope, report: ErasureReport) -> None:
             con.unregister("kept")
         con.execute("DETACH old")
         comment_tables(con)
-        con.execute("CHECKPOINT")
-    os.replace(tmp, warehouse)
+        create_views(con)
+    fileio.replace(tmp, warehouse)
     report.cleaned(warehouse, removed_total)
 
 
 def clean_overrides(erased: set[str], report: ErasureReport) -> int:
-    """Remove steward decisions that name an erased record from the override file."""
-    from pipelines.identify.overrides import DEFAULT_OVERRIDES_FILE, OVERRIDE_COLUMNS
+    """Remove steward decisions that name an erased record from the override file (other rows
+    are written back exactly as they were, formula-safe cells included)."""
+    from pipelines.fileio import formula_unsafe
+    from pipelines.identify.overrides import DEFAULT_OVERRIDES_FILE
 
     path = DEFAULT_OVERRIDES_FILE
     if not path.exists():
         return 0
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    named = frame["source_record_id_l"].isin(erased) | frame["source_record_id_r"].isin(erased)
-    if not named.any():
+    with open(path, newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows:
         return 0
-    tmp = path.with_name(f".{path.name}.erasing")
-    frame.loc[~named, OVERRIDE_COLUMNS].to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    report.cleaned(path, int(named.sum()), "steward decisions removed")
-    return int(named.sum())
+    header, body = rows[0], rows[1:]
+    columns = [header.index(c) for c in ("source_record_id_l", "source_record_id_r")
+               if c in header]
+    kept = [r for r in body
+            if not any(i < len(r) and formula_unsafe(r[i].strip()) in erased for i in columns)]
+    removed = len(body) - len(kept)
+    if removed:
+        tmp = path.with_name(f".{path.name}.erasing")
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([header, *kept])
+        fileio.replace(tmp, path)
+        report.cleaned(path, removed, "steward decisions removed")
+    return removed
 
 
 def _next_erasure_number() -> int:
@@ -504,5 +528,5 @@ def write_report(report: ErasureReport) -> Path:
     report.report_file = str(path)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(asdict(report), indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    fileio.replace(tmp, path)
     return path

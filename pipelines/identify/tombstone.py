@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
-from pipelines import settings
+from pipelines import fileio, settings
 
 if TYPE_CHECKING:
     from pipelines.ingest.mapping import SourceMapping
@@ -108,28 +108,33 @@ def add_tombstones(keys: Iterable[tuple[str, str]]) -> int:
     combined = pd.concat([old, hashed]).drop_duplicates("hash").sort_values(["kind", "hash"])
     tmp = path.with_name(f".{path.name}.tmp")
     pq.write_table(pa.Table.from_pandas(combined, preserve_index=False), tmp)
-    os.replace(tmp, path)
+    fileio.replace(tmp, path)
     return len(combined) - len(old)
 
 
 def erased_condition_sql(mapping: SourceMapping, columns: Iterable[str]) -> str:
-    """SQL over a source's raw text columns: does the row carry a tombstoned key ($tombstones)?"""
-    from pipelines.standardize.records import column_sql, list_column_sql
+    """SQL over a source's raw text columns: does the row carry a tombstoned key ($tombstones)?
+
+    The keys are read the way standardize reads them (the mapping's value expressions). Records
+    a row holds nested (`records:` in the mapping) are matched by the row's own keys only.
+    """
+    from pipelines.ingest.columns import column_sql, value_sql
+    from pipelines.standardize.records import list_column_sql
 
     columns = list(columns)
     key = column_sql(mapping.native_key, columns)
     scalars = [hash_sql("record", f"'{mapping.name}:' || {key}")]
     lists = []
     if mapping.email:
-        scalars.append(hash_sql("email", column_sql(mapping.email, columns)))
+        scalars.append(hash_sql("email", value_sql(mapping.email, columns)))
     for phone in mapping.phones:
         if phone.is_list:
-            lists.append(f"list_transform({list_column_sql(phone.column, columns)}, "
+            lists.append(f"list_transform({list_column_sql(phone.column.refs[0], columns)}, "
                          f"lambda x: {hash_sql('phone', 'x')})")
         else:
-            scalars.append(hash_sql("phone", column_sql(phone.column, columns)))
+            scalars.append(hash_sql("phone", value_sql(phone.column, columns)))
     for ident in mapping.identifiers:
-        scalars.append(hash_sql("national_id", column_sql(ident.column, columns)))
+        scalars.append(hash_sql("national_id", value_sql(ident.column, columns)))
     hashes = "list_concat(" + ", ".join([f"[{', '.join(scalars)}]", *lists]) + ")"
     return f"coalesce(list_has_any({hashes}, $tombstones), false)"
 
@@ -199,8 +204,8 @@ def redact_landed_file(mapping: SourceMapping, path: Path, row_numbers: set[int]
     marker_tmp = marker.with_name(marker.name + ".tmp")
     marker_tmp.write_text(json.dumps({"rows": previously_erased(path) + len(row_numbers)}) + "\n",
                           encoding="utf-8")
-    os.replace(tmp, path)
-    os.replace(marker_tmp, marker)
+    fileio.replace(tmp, path)
+    fileio.replace(marker_tmp, marker)
     return True
 
 
