@@ -31,7 +31,7 @@ def plant_canary(landing: Path) -> None:
     _plant_csv(landing / "sales_leads.csv", "utf-8", ",", lambda row: row.update(
         lead_id="L09999901", lead_type="person", first_name=GIVEN, last_name=FAMILY,
         company_name="", email=EMAIL, mobile=PHONE, phone="", street_address=STREET,
-        zip=POSTCODE, city=CITY, country="DE", birth_date="15.04.1971"),
+        zip=POSTCODE, city=CITY, country="DE", birth_date="15.04.1971", marketing_opt_in="Y"),
         lambda row: row["country"] == "DE" and row["lead_type"] == "person")
     _plant_csv(landing / "claims.csv", "gb18030", ";", lambda row: row.update(
         claim_no="CLM-9999901", claimant_name=f"{GIVEN} {FAMILY}", claimant_birthdate="19710415",
@@ -46,7 +46,7 @@ def plant_canary(landing: Path) -> None:
     template.update(record_id="SV-09999901", name=f"{GIVEN} {FAMILY}", birth_date="1971-04-15",
                     id_number=NATIONAL_ID, phone_numbers=[PHONE], email_address=EMAIL,
                     address={"street": STREET, "postcode": POSTCODE, "city": CITY,
-                             "country": "DE"})
+                             "country": "DE"}, consent_marketing=True)
     servicing.write_text("\n".join([*lines, json.dumps(template, ensure_ascii=False)]) + "\n",
                          encoding="utf-8")
     underwriting = landing / "underwriting_applications.parquet"

@@ -51,6 +51,7 @@ def test_an_erased_canary_leaves_no_trace_after_erase_nights_reruns_and_make_run
     run_pipeline(D2)
     before = canary_hits(home)
     assert len(before) > 20, "the canary should be everywhere before the erasure"
+    assert any("/export/" in hit for hit in before), "the canary opted in: in the marketing file"
     canaries = canary_customers()
     assert canaries
 

@@ -234,3 +234,49 @@ def run_sequence(base, steps) -> None:
     issued = state.history[state.history["event"].isin(["new", "split"])]["customer_id"]
     assert state.highest_sequence == len(issued)  # numbers handed out once, none skipped twice
     assert pd.Series(sorted(issued)).is_unique
+
+
+@pytest.mark.slow
+def test_the_issue_scenario_end_to_end_must_link_then_the_first_night_rerun(tmp_path, monkeypatch):
+    """The sample run, a must-link joining the first two customers, the same night rerun: no
+    published ID may name other records (before the registry every ID after the merge shifted)."""
+    from orchestration_support import EXPORT_DATE, end_to_end_skip_reason, generate_sample, land
+
+    import pipelines.identify.assign as assign
+    from pipelines import settings
+    from pipelines.orchestration.run import run_pipeline
+
+    if reason := end_to_end_skip_reason():
+        pytest.skip(reason)
+    monkeypatch.setenv("UCV_HOME", str(tmp_path / "home"))
+    land(tmp_path / "home", generate_sample(tmp_path / "sample"))
+    overrides = tmp_path / "overrides.csv"
+    monkeypatch.setattr(assign, "DEFAULT_OVERRIDES_FILE", overrides)
+
+    def published() -> dict[str, frozenset[str]]:
+        with duckdb.connect(str(settings.warehouse_file()), read_only=True) as con:
+            rows = con.execute("SELECT customer_id, list(source_record_id) FROM source_records "
+                               "GROUP BY customer_id").fetchall()
+        return {c: frozenset(r) for c, r in rows}
+
+    run_pipeline(EXPORT_DATE)
+    first = published()
+    with duckdb.connect(str(settings.warehouse_file()), read_only=True) as con:
+        person_ids = {r[0] for r in con.execute(
+            "SELECT customer_id FROM customers WHERE party_type = 'person'").fetchall()}
+    persons = sorted(c for c in first if len(first[c]) == 1 and c in person_ids)[:2]
+    a, b = (next(iter(first[c])) for c in persons)
+    append_override(overrides, a, b, "must_link", "ann", "2026-11-23T09:00:00Z", "same person")
+
+    run_pipeline(EXPORT_DATE)
+    again = published()
+    moved = [c for c in first if c in again and not first[c] & again[c]]
+    assert moved == [], f"{len(moved)} published IDs now name other records"
+    assert again[persons[0]] == first[persons[0]] | first[persons[1]]
+    assert persons[1] not in again and set(first) - {persons[1]} == set(again)
+    with duckdb.connect(str(settings.warehouse_file()), read_only=True) as con:
+        merged = con.execute("SELECT customer_id, related_customer_id FROM customer_id_history "
+                             "WHERE event = 'merged'").fetchall()
+        news = con.execute("SELECT count(*) FROM customer_id_history WHERE event = 'new'"
+                           ).fetchall()[0][0]
+    assert merged == [(persons[1], persons[0])] and news == len(first)
