@@ -134,7 +134,9 @@ KILL_POINTS = [
 KILL_SCRIPT = r"""
 import importlib, os, signal, sys
 from datetime import date
+from pipelines.orchestration import stages
 module_name, point, day, first = sys.argv[1:5]
+sources = stages.configured_sources()  # before the kill point is planted (prepare calls it too)
 if module_name != "-":
     module = importlib.import_module(module_name)
     name = point.removeprefix("before:")
@@ -148,10 +150,8 @@ if module_name != "-":
         die()
         return result
     setattr(module, name, killed)
-from pipelines.orchestration import stages
 order = ["prepare", "extract", "validate", "standardize", "resolve", "identify", "golden",
          "publish", "export", "report"]
-sources = stages.configured_sources()
 run = {
     "prepare": lambda: stages.prepare(date.fromisoformat(day)),
     "extract": lambda: [stages.extract(day, s) for s in sources],

@@ -26,6 +26,7 @@ The erasure report (counts and locations, no personal data) is printed and store
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -301,9 +302,7 @@ def erased_rows_mask(table: pa.Table, scope: Scope) -> pa.Array | None:
 def _raw_mask(table: pa.Table, system_column: str, json_column: str | None, scope: Scope
               ) -> pa.Array:
     """Tombstone matches of raw-shaped rows (raw/accepted), or of quarantine's JSON `raw` values."""
-    from pipelines.ingest import load_mappings
-
-    mappings = load_mappings()
+    mappings = _mappings()
     result = pa.array([False] * table.num_rows, pa.bool_())
     systems = set(table[system_column].to_pylist())
     for system in systems:
@@ -322,6 +321,13 @@ def _raw_mask(table: pa.Table, system_column: str, json_column: str | None, scop
             flags[i] = True
         result = pc.or_(result, pa.array(flags, pa.bool_()))
     return result
+
+
+@functools.cache
+def _mappings() -> dict:
+    from pipelines.ingest import load_mappings
+
+    return load_mappings()
 
 
 def _unpack_json(table: pa.Table, column: str, names: tuple[str, ...]) -> pa.Table:

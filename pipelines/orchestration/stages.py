@@ -291,6 +291,9 @@ def published_asset_extra(run_id: str, asset: str, counts: dict[str, Any]) -> di
     else:
         extra.update(path=str(settings.warehouse_file()), customers=counts.get("customers"),
                      source_records=counts.get("source_records"))
+    if asset != "ucv_marketing_export":
+        # an older date rebuilt without replacing the live night: the Asset did not change
+        extra["replaced_live"] = bool(counts.get("replaced_live", 1))
     return extra
 
 
