@@ -133,12 +133,16 @@ def write_counts(run: RunPaths, extracted: dict[str, ExtractResult],
     for name, ext in extracted.items():
         val = validated.get(name)
         entry: dict = {"files": ext.files, "rows_per_file": ext.rows_per_file,
-                       "rows_read": ext.rows_read, "malformed_rows": ext.malformed_rows}
+                       "rows_read": ext.rows_read, "malformed_rows": ext.malformed_rows,
+                       "rows_erased": ext.erased_rows}
         if val is not None:
-            if val.rows_read != ext.rows_read or val.rows_read != val.rows_accepted + val.rows_quarantined:
+            # rows read = accepted + quarantined + erased (erased rows never reach validation)
+            if (val.rows_read != ext.rows_read - ext.erased_rows
+                    or val.rows_read != val.rows_accepted + val.rows_quarantined):
                 raise AccountingError(
-                    f"{name}: extracted {ext.rows_read}, validated {val.rows_read} = accepted "
-                    f"{val.rows_accepted} + quarantined {val.rows_quarantined}?")
+                    f"{name}: extracted {ext.rows_read} - erased {ext.erased_rows}, validated "
+                    f"{val.rows_read} = accepted {val.rows_accepted} + quarantined "
+                    f"{val.rows_quarantined}?")
             entry.update(rows_accepted=val.rows_accepted, rows_quarantined=val.rows_quarantined,
                          failed_checks=val.failed_checks)
         if name in staged:
