@@ -32,6 +32,8 @@ PHONE_KINDS = ("mobile", "landline")
 # How an identifier matched by a declared pattern is written in canonical form.
 CANONICAL_FORMS = ("upper", "compact", "digits", "de_register", "gb_company_number")
 DEFAULT_MAX_VALUE_LENGTH = 10_000
+# What extract does with a line it cannot decode or parse (docs/mapping_format.md#on_bad_line)
+BAD_LINE_POLICIES = ("fail", "quarantine")
 
 # Canonical fields a mapping's sections (name, phones, email, address, identifiers, party_type)
 # produce, or that are derived from other fields; `fields:` may set every other one directly.
@@ -203,6 +205,7 @@ class SourceMapping:
     encoding: str = "utf-8"
     delimiter: str = ","
     quote: str = '"'
+    on_bad_line: str = "fail"
     optional_columns: tuple[str, ...] = ()
     phones: tuple[PhoneSpec, ...] = ()
     phone_default_region: str | None = None
@@ -294,7 +297,7 @@ class _Parser:
                     "identifiers", "fields", "reroute"}
     TOP_KEYS = SECTION_KEYS | {"source", "description", "file_pattern", "format", "encoding",
                                "delimiter", "quote", "native_key", "columns", "optional_columns",
-                               "validation", "records"}
+                               "validation", "records", "on_bad_line"}
     RECORD_KEYS = SECTION_KEYS | {"part", "from", "native_key"}
     VALUE_KEYS = {"column", "columns", "concat", "separator", "value", "values", "rewrite"}
 
@@ -430,6 +433,10 @@ class _Parser:
                                      "(a letter, digit or line break)")
         if delimiter == quote:
             raise self.fail("quote", "must differ from the delimiter")
+        on_bad_line = doc.get("on_bad_line", "fail")
+        if on_bad_line not in BAD_LINE_POLICIES:
+            raise self.fail("on_bad_line", f"{on_bad_line!r} is not one of "
+                                           f"{', '.join(BAD_LINE_POLICIES)}")
         for key in ("columns", "optional_columns"):
             cols = doc.get(key, [])
             if not isinstance(cols, list) or not all(isinstance(c, str) and c for c in cols):
@@ -440,7 +447,7 @@ class _Parser:
         native_key = self.column(doc["native_key"], "native_key", required=True)
         base = SourceMapping(
             name=name, file=self.path, file_pattern=pattern, format=fmt,
-            encoding=str(encoding), delimiter=delimiter, quote=quote,
+            encoding=str(encoding), delimiter=delimiter, quote=quote, on_bad_line=on_bad_line,
             native_key=native_key or "", columns=tuple(doc["columns"]),
             optional_columns=tuple(doc.get("optional_columns", [])),
             party_type=PartyTypeRule(default="person"), name_spec=NameSpec(style="parts"),
