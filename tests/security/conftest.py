@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from security_support import plant_canaries
+
+from pipelines.orchestration.airflow_local import DAGS_FOLDER
 from pipelines.orchestration.testing import (
     DAG_TEST_SCRIPT,
     EXPORT_DATE,
@@ -18,9 +21,6 @@ from pipelines.orchestration.testing import (
     land,
     migrated_airflow_env,
 )
-from security_support import plant_canaries
-
-from pipelines.orchestration.airflow_local import DAGS_FOLDER
 from pipelines.settings import RunPaths
 
 
