@@ -215,3 +215,24 @@ def test_input_regexes_run_in_linear_time_on_1mb_values(name: str) -> None:
     one, two = timed(1_000_000), timed(2_000_000)
     assert one < 20, f"{name}: {one:.1f} s for 1 MB"
     assert two < 3.5 * one + 0.5, f"{name}: 1 MB {one:.2f} s, 2 MB {two:.2f} s (not linear)"
+
+
+def test_dotted_native_key_is_read_from_the_json_object(tmp_path) -> None:
+    """Issue 13 row 1: `native_key: claimant.claimant_ref` passed the check, then crashed validate."""
+    doc = json.loads(json.dumps(BROKER))
+    doc.update(native_key="claimant.ref", records=[])
+    doc["validation"] = {"suite": str(FIXTURES / "broker.json"), "max_bad_row_share": 1.0}
+    path = tmp_path / "broker.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "broker_1.jsonl").write_bytes((FIXTURES / "broker_2026-03-16.jsonl").read_bytes())
+    summary = ingest(landing, RunPaths.for_run("2026-03-16", base=tmp_path / "runs"),
+                     {"broker": load_mapping(path)})
+    counts = summary.sources["broker"]
+    assert counts.rows_accepted == 2  # BR-1 and BR-2 carry a claimant
+    assert counts.failed_checks == {"native_key_present": 9, "policy_no_format": 1}
+    with duckdb.connect() as con:
+        ids = sorted(r[0] for r in con.execute("SELECT source_record_id FROM read_parquet(?)",
+                                               [str(summary.source_records_path)]).fetchall())
+    assert ids == ["broker:C-1", "broker:C-2"]
