@@ -236,3 +236,12 @@ def test_dotted_native_key_is_read_from_the_json_object(tmp_path) -> None:
         ids = sorted(r[0] for r in con.execute("SELECT source_record_id FROM read_parquet(?)",
                                                [str(summary.source_records_path)]).fetchall())
     assert ids == ["broker:C-1", "broker:C-2"]
+
+
+def test_optional_broker_mapping_loads_with_its_suite() -> None:
+    from pipelines.settings import EXPECTATIONS_DIR, SOURCES_DIR
+
+    mapping = load_mapping(SOURCES_DIR / "optional" / "broker.yaml")
+    assert [r.part for r in mapping.records] == ["claimant", "co_insured"]
+    assert mapping.validation.suite_file == EXPECTATIONS_DIR / "broker.json"
+    assert mapping.records[1].mapping.fields["role"].expr.constant == "insured"
