@@ -59,10 +59,10 @@ def assign_customer_ids(
     overrides_file = overrides_file or DEFAULT_OVERRIDES_FILE
     match_pairs_file = run.resolved_dir / "match_pairs.parquet"
 
-    clusters = read_clusters(run)
+    resolver_clusters = read_clusters(run)
     overrides = load_overrides(overrides_file)
     report = OverrideReport()
-    clusters = apply_overrides(clusters, match_pairs_file, overrides, config.match_weight, report)
+    clusters = apply_overrides(resolver_clusters, match_pairs_file, overrides, config.match_weight, report)
     for problem in report.unknown_record_ids:
         log.warning("override names a record not in this run: %s", problem)
     for problem in report.cross_party_type:
@@ -71,7 +71,8 @@ def assign_customer_ids(
     previous_map, previous_history = read_previous_state(previous_warehouse)
     carried = carry_forward_ids(clusters, previous_map, previous_history, run.run_id)
     history = combine_history(previous_history, carried.events, run.run_id)
-    queue = build_review_queue(match_pairs_file, carried.customer_map, overrides, config, run.run_id)
+    queue = build_review_queue(match_pairs_file, carried.customer_map, overrides, config, run.run_id,
+                               resolver_clusters=resolver_clusters)
 
     out = run.identified_dir
     out.mkdir(parents=True, exist_ok=True)
