@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.clock import utc_now
+from pipelines.fileio import formula_safe, formula_unsafe
 from pipelines.identify.overrides import (
     OVERRIDE_COLUMNS,
     Override,
@@ -23,7 +24,6 @@ from pipelines.identify.review import group_decision_pairs
 
 DECISIONS = ("must_link", "cannot_link", "not_sure")
 _WRITE_LOCK = threading.Lock()  # one writer at a time: the file is checked, then appended
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -74,8 +74,9 @@ def not_sure_pairs(path: Path) -> dict[tuple[str, str], dict]:
     with path.open(newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     pairs: dict[tuple[str, str], dict] = {}
-    for row in rows:
-        left, right = row.get("source_record_id_l") or "", row.get("source_record_id_r") or ""
+    for raw in rows:
+        row = {k: formula_unsafe(v or "") for k, v in raw.items() if k}
+        left, right = row.get("source_record_id_l", ""), row.get("source_record_id_r", "")
         if left and right:
             pairs[(min(left, right), max(left, right))] = row
     return pairs
@@ -89,9 +90,5 @@ def _append_not_sure(path: Path, pairs: list[tuple[str, str]], by: str, at: str,
         if new_file:
             writer.writerow(OVERRIDE_COLUMNS)
         for left, right in pairs:
-            writer.writerow([_cell(v) for v in (left, right, "not_sure", by, at, reason)])
-
-
-def _cell(value: str) -> str:
-    """A spreadsheet must not run what a steward typed (CSV formula injection)."""
-    return "'" + value if value.startswith(_FORMULA_START) else value
+            # stewards open this file in spreadsheets: no cell may start a formula
+            writer.writerow([formula_safe(v) for v in (left, right, "not_sure", by, at, reason)])
