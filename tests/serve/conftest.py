@@ -11,10 +11,14 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
+from orchestration_support import (  # tests/orchestration_support.py
+    EXPORT_DATE,
+    generate_sample,
+    land,
+)
 
 from pipelines import settings
 from pipelines.orchestration.run import run_pipeline
-from pipelines.orchestration.testing import EXPORT_DATE, generate_sample, land
 from pipelines.serve.app import create_app
 from pipelines.serve.config import ServeConfig
 from pipelines.serve.warehouse import WarehouseHolder

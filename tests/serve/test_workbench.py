@@ -13,9 +13,9 @@ from pathlib import Path
 import duckdb
 import httpx
 import pytest
+from orchestration_support import EXPORT_DATE  # tests/orchestration_support.py
 
 from pipelines.identify.overrides import load_overrides
-from pipelines.orchestration.testing import EXPORT_DATE
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
