@@ -130,7 +130,10 @@ def _load(url: str, token: str, requests: list[tuple[str, str, dict]], workers: 
     # warm-up outside the timing: the first request of each kind pays lazy imports and caches
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
         for method, path, payload in requests[:5]:
-            client.request(method, path, **({"json": payload} if method == "POST" else {"params": payload}))
+            if method == "POST":
+                client.post(path, json=payload)
+            else:
+                client.get(path, params=payload)
     started = time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(workers)]
     for t in threads:
