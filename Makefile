@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup setup-spark run test lint bench clean airflow generate
+.PHONY: setup setup-spark run test lint bench clean airflow generate serve
 
 setup: $(VENV)/.installed
 
@@ -41,6 +41,11 @@ lint: setup
 
 bench: setup
 	$(BIN)/ucv bench
+	$(BIN)/ucv bench-serve --records 1000000
+
+# The HTTP service (API, OpenAPI, steward workbench) on 127.0.0.1:8765; prints the token once.
+serve: setup
+	$(BIN)/ucv serve
 
 airflow: setup
 	$(BIN)/python -m pipelines.orchestration.airflow_local

@@ -34,6 +34,7 @@ COMMAND_MODULES = [
     "pipelines.identify.commands",
     "pipelines.golden.commands",
     "pipelines.orchestration.commands",
+    "pipelines.serve.commands",
     "pipelines.bench.commands",
 ]
 

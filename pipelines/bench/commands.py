@@ -61,3 +61,46 @@ def bench_backends_command(
     out = bench_backends(sorted(records), seed=seed, results_dir=results_dir or RESULTS_DIR)
     Console().print_json(out.read_text(encoding="utf-8"))
     Console().print(f"results: {out}")
+
+
+@app.command("bench-serve")
+def bench_serve_command(
+    records: int = typer.Option(1_000_000, "--records", "-n",
+                                help="Use the warehouse `ucv bench --records N` left in data/bench."),
+    warehouse: Path = typer.Option(None, help="Or load-test this published warehouse file."),
+    requests: int = typer.Option(400, help="Requests per endpoint and concurrency level (bounded)."),
+    concurrency: list[int] = typer.Option([1, 8], help="Client threads (repeat for several levels)."),
+    seed: int = typer.Option(0, help="Seed drawing the stored records used as queries."),
+    results_dir: Path = typer.Option(None, help="Where <date>-serve.json goes (default bench/results)."),
+) -> None:
+    """Load-test `ucv serve` on loopback: cold start, p50/p95/p99 per endpoint and concurrency."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipelines.bench.run import RESULTS_DIR
+    from pipelines.bench.serve import bench_serve
+    from pipelines.clock import utc_now
+    from pipelines.settings import data_root
+
+    target = warehouse or data_root() / "bench" / f"home-{records}" / "warehouse" / "ucv.duckdb"
+    if not target.exists():
+        raise typer.BadParameter(f"no warehouse at {target}: run `ucv bench --records {records}` "
+                                 "first, or give --warehouse")
+    console = Console()
+    with console.status(f"starting ucv serve on {target} and load-testing it..."):
+        figures = bench_serve(target, requests_per_endpoint=requests, concurrency=tuple(concurrency),
+                              seed=seed)
+    figures["date"] = utc_now().date().isoformat()
+    out_dir = results_dir or RESULTS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{figures['date']}-serve.json"
+    out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    table = Table(title=f"ucv serve on {target.name}: cold start {figures['cold_start_seconds']} s")
+    for header in ("endpoint", "concurrency", "p50 ms", "p95 ms", "p99 ms", "req/s", "errors"):
+        table.add_column(header, justify="right")
+    for endpoint, levels in figures["endpoints"].items():
+        for level, r in levels.items():
+            table.add_row(endpoint, level[1:], str(r["p50_ms"]), str(r["p95_ms"]), str(r["p99_ms"]),
+                          str(r["throughput_rps"]), str(r["errors"]))
+    console.print(table)
+    console.print(f"results: {out}")

@@ -73,10 +73,10 @@ def assign_customer_ids(
     overrides_file = overrides_file or DEFAULT_OVERRIDES_FILE
     match_pairs_file = run.resolved_dir / "match_pairs.parquet"
 
-    clusters = read_clusters(run)
+    resolver_clusters = read_clusters(run)
     overrides = load_overrides(overrides_file)
     report = OverrideReport()
-    clusters = apply_overrides(clusters, match_pairs_file, overrides, config.match_weight, report)
+    clusters = apply_overrides(resolver_clusters, match_pairs_file, overrides, config.match_weight, report)
     for problem in report.unknown_record_ids:
         log.warning("override names a record not in this run: %s", problem)
     for problem in report.cross_party_type:
@@ -87,7 +87,8 @@ def assign_customer_ids(
                                 highest_issued=state.highest_sequence)
     events = carried.events.assign(publication=state.publication + 1)
     history = combine_history(state.history, events)
-    queue = build_review_queue(match_pairs_file, carried.customer_map, overrides, config, run.run_id)
+    queue = build_review_queue(match_pairs_file, carried.customer_map, overrides, config, run.run_id,
+                               resolver_clusters=resolver_clusters)
 
     out = run.identified_dir
     out.mkdir(parents=True, exist_ok=True)

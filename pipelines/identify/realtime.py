@@ -54,7 +54,7 @@ class RealtimeResolver:
     """A warm resolver: models and warehouse snapshot loaded once, then many `resolve` calls."""
 
     def __init__(self, warehouse: Path | None = None, models: dict | None = None,
-                 max_candidates: int = 200):
+                 max_candidates: int = 200, records=None):
         self.warehouse = Path(warehouse or settings.warehouse_file())
         self.models = models
         self.max_candidates = max_candidates
@@ -62,22 +62,28 @@ class RealtimeResolver:
         self._mappings: dict | None = None
         self._standardizers: dict[str, Any] = {}  # source -> RecordStandardizer, made on first use
         self._parties: dict[str, _PartyScorer] = {}
-        self.refresh()
+        self.refresh(records)
 
-    def refresh(self) -> None:
-        """Reload the published warehouse (after a nightly publish)."""
-        if not self.warehouse.exists():
-            raise FileNotFoundError(f"no published warehouse at {self.warehouse}: run the pipeline first")
-        con = duckdb.connect(str(self.warehouse), read_only=True)
-        try:
-            records = con.sql("select * from source_records where customer_id is not null").to_arrow_table()
-        finally:
-            con.close()
+    def refresh(self, records=None) -> None:
+        """Reload the published warehouse (after a nightly publish). `records` (an Arrow table of
+        source_records read by the caller) lets a service build its other indexes from the very
+        same snapshot."""
+        if records is None:
+            records = self._read_records()
         parties = {}
         for party_type in PARTY_TYPES:
             parties[party_type] = _PartyScorer(party_type, records, self.models, self.max_candidates)
         with self._lock:
             self._parties = parties
+
+    def _read_records(self):
+        if not self.warehouse.exists():
+            raise FileNotFoundError(f"no published warehouse at {self.warehouse}: run the pipeline first")
+        con = duckdb.connect(str(self.warehouse), read_only=True)
+        try:
+            return con.sql("select * from source_records where customer_id is not null").to_arrow_table()
+        finally:
+            con.close()
 
     def standardize(self, record: dict[str, Any], source: str) -> pd.DataFrame:
         """The record in the canonical schema, through its source's mapping (one row)."""

@@ -1,0 +1,261 @@
+"""In-memory look-up indexes over one warehouse version, built set-based once at load.
+
+They answer exactly what `pipelines.golden.lookup.lookup` answers (same keys, normalisation, scores
+and ranking; tests compare the two), without scanning the warehouse per query: keys map to record
+positions through dictionaries built from Arrow group-bys, and name similarity (Jaro–Winkler, the
+same measure DuckDB's `jaro_winkler_similarity` computes) is scored with rapidfuzz against the
+distinct name values only, then carried to records through inverted indexes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from rapidfuzz.distance import JaroWinkler
+from rapidfuzz.process import cdist
+
+from pipelines.golden.lookup import (
+    NAME_SIMILARITY_FLOOR,
+    lookup_key,
+    normalise_phone,
+)
+
+ROLE_SCORES = {"policyholder": 1.0, "applicant": 0.95, "insured": 0.9}
+NOT_ALNUM = re.compile(r"[^a-z0-9]")
+ID_NOISE = re.compile(r"[\s\-./]")
+
+
+def _positions_by_key(keys, positions=None) -> dict:
+    """key -> distinct row positions holding it, for the non-null, non-empty keys (an Arrow group-by)."""
+    if positions is None:
+        positions = pa.array(np.arange(len(keys), dtype=np.int64))
+    table = pa.table({"key": keys, "pos": positions})
+    table = table.filter(pc.and_(pc.is_valid(table["key"]), pc.not_equal(table["key"], "")))
+    grouped = table.group_by("key").aggregate([("pos", "distinct")])
+    return dict(zip(grouped["key"].to_pylist(), grouped["pos_distinct"].to_pylist(), strict=True))
+
+
+def _text(column) -> pa.ChunkedArray:
+    return pc.cast(column, pa.string())
+
+
+def normalise_identifier(text: str) -> str:
+    """National IDs and registration numbers as stored: upper case, no spaces, dashes, dots or slashes."""
+    return ID_NOISE.sub("", text).upper()
+
+
+class _Vocabulary:
+    """Distinct non-empty values of one text column, and, per value, the records holding it (CSR)."""
+
+    def __init__(self, values: pa.ChunkedArray):
+        encoded = pc.dictionary_encode(values.combine_chunks())
+        self.values = encoded.dictionary.to_pylist()
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        empty = [i for i, v in enumerate(self.values) if not v]  # '' scores 0, as in DuckDB
+        if empty:
+            codes[np.isin(codes, empty)] = -1
+        self.record_codes = codes
+        order = np.argsort(codes, kind="stable")
+        counts = np.bincount(codes[codes >= 0], minlength=len(self.values))
+        self.records_sorted = order[int((codes < 0).sum()):]
+        self.offsets = np.concatenate([[0], np.cumsum(counts)])
+
+    def scores(self, query: str, cutoff: float) -> np.ndarray:
+        """Jaro–Winkler similarity of every value to `query`, 0 below `cutoff` (DuckDB gives 0 for '')."""
+        if not query or not self.values:
+            return np.zeros(len(self.values))
+        return cdist([query], self.values, scorer=JaroWinkler.normalized_similarity,
+                     score_cutoff=cutoff, dtype=np.float64)[0]
+
+    def records_of(self, codes: np.ndarray) -> np.ndarray:
+        if len(codes) == 0:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([self.records_sorted[self.offsets[c]:self.offsets[c + 1]] for c in codes])
+
+    def record_scores(self, value_scores: np.ndarray, records: np.ndarray) -> np.ndarray:
+        codes = self.record_codes[records]
+        return np.where(codes >= 0, value_scores[np.maximum(codes, 0)], 0.0) if len(value_scores) \
+            else np.zeros(len(records))
+
+
+class NameIndex:
+    """`lookup(name=...)`'s similarity, computed against distinct values instead of every record."""
+
+    def __init__(self, records: pa.Table):
+        def column(name: str) -> pa.ChunkedArray:
+            if name not in records.column_names:
+                return pa.chunked_array([pa.nulls(records.num_rows, pa.string())])
+            return pc.fill_null(_text(records[name]), "")
+
+        def joined(*parts: pa.ChunkedArray) -> pa.ChunkedArray:
+            text = pc.binary_join_element_wise(*parts, "") if len(parts) > 1 else parts[0]
+            return pc.replace_substring_regex(text, r"[^a-z0-9]", "")
+
+        given, family, org = column("given_name_norm"), column("family_name_norm"), column("org_name_norm")
+        self.given = _Vocabulary(given)
+        self.family = _Vocabulary(family)
+        self.org = _Vocabulary(joined(org))
+        self.whole = _Vocabulary(joined(given, family))
+        self.whole_reversed = _Vocabulary(joined(family, given))
+        self.family_joined = _Vocabulary(joined(family))
+
+    def similar(self, whole: str, first: str, last: str) -> tuple[np.ndarray, np.ndarray]:
+        """(record positions, similarity) of records at or above the floor, as lookup's SQL."""
+        floor = NAME_SIMILARITY_FLOOR
+        org_scores = self.org.scores(whole, floor)
+        parts: list[tuple[np.ndarray, np.ndarray]] = [self._hits(self.org, org_scores, floor)]
+        if first != last:
+            # the mean of two similarities reaches the floor only if each is >= 2 * floor - 1
+            part_floor = 2 * floor - 1
+            g_first, g_last = self.given.scores(first, part_floor), self.given.scores(last, part_floor)
+            f_first, f_last = self.family.scores(first, part_floor), self.family.scores(last, part_floor)
+            for g_scores, f_scores in ((g_first, f_last), (g_last, f_first)):
+                records = self._records_with_both(g_scores, f_scores)
+                sim = (self.given.record_scores(g_scores, records)
+                       + self.family.record_scores(f_scores, records)) / 2
+                parts.append((records, sim))
+        else:
+            for vocabulary, weight in ((self.whole, 1.0), (self.whole_reversed, 1.0),
+                                       (self.family_joined, 0.95)):
+                scores = vocabulary.scores(whole, floor / weight) * weight
+                parts.append(self._hits(vocabulary, scores, floor))
+        records = np.concatenate([p[0] for p in parts])
+        sims = np.concatenate([p[1] for p in parts])
+        keep = sims >= floor
+        return records[keep], sims[keep]
+
+    @staticmethod
+    def _hits(vocabulary: _Vocabulary, scores: np.ndarray, floor: float):
+        codes = np.flatnonzero(scores >= floor)
+        records = vocabulary.records_of(codes)
+        return records, vocabulary.record_scores(scores, records)
+
+    def _records_with_both(self, g_scores: np.ndarray, f_scores: np.ndarray) -> np.ndarray:
+        g_codes, f_codes = np.flatnonzero(g_scores > 0), np.flatnonzero(f_scores > 0)
+        if len(g_codes) == 0 or len(f_codes) == 0:
+            return np.zeros(0, dtype=np.int64)
+        # walk the rarer side's records, keep those whose other part also passed
+        if len(self.given.records_of(g_codes)) <= len(self.family.records_of(f_codes)):
+            records = self.given.records_of(g_codes)
+            other = self.family.record_codes[records]
+            return records[(other >= 0) & (f_scores[np.maximum(other, 0)] > 0)]
+        records = self.family.records_of(f_codes)
+        other = self.given.record_codes[records]
+        return records[(other >= 0) & (g_scores[np.maximum(other, 0)] > 0)]
+
+
+@dataclass
+class Hit:
+    customer_id: str
+    score: float
+    reason: str
+
+
+class LookupIndex:
+    """Every look-up key of one warehouse version, in memory."""
+
+    def __init__(self, records: pa.Table, links: pa.Table, history: pa.Table, live_ids: set[str]):
+        self.customer = _text(records["customer_id"]).to_pylist()
+        self.system = _text(records["source_system"]).to_pylist()
+        self.mobile = _text(records["phone_mobile"]).to_pylist()
+        n = records.num_rows
+        self.by_phone = _positions_by_key(
+            pa.chunked_array([*_text(records["phone_mobile"]).chunks,
+                              *_text(records["phone_landline"]).chunks], type=pa.string()),
+            pa.array(np.concatenate([np.arange(n), np.arange(n)]).astype(np.int64)))
+        self.by_email = _positions_by_key(pc.utf8_lower(_text(records["email"])))
+        id_columns = [c for c in ("national_id", "registration_id") if c in records.column_names]
+        self.by_identifier = _positions_by_key(
+            pa.chunked_array([chunk for c in id_columns for chunk in pc.utf8_upper(
+                pc.replace_substring_regex(_text(records[c]), r"[\s\-./]", "")).chunks], type=pa.string()),
+            pa.array(np.concatenate([np.arange(n)] * len(id_columns)).astype(np.int64))) if id_columns else {}
+        self.link_customer = _text(links["customer_id"]).to_pylist()
+        self.link_role = _text(links["role"]).to_pylist()
+        self.link_policy = _text(links["policy_number"]).to_pylist()
+        self.by_policy = _positions_by_key(pc.utf8_upper(_text(links["policy_number"])))
+        self.merged_into = dict(zip(
+            _text(history["customer_id"]).to_pylist(), _text(history["related_customer_id"]).to_pylist(),
+            strict=True))
+        self.live_ids = live_ids
+        self.names = NameIndex(records)
+
+    def hits(self, key: str, value: str) -> list[Hit]:
+        """Candidate customers for one key ('id', 'phone', 'email', 'policy', 'national_id', 'name')."""
+        if key == "national_id":
+            return self._identifier_hits(normalise_identifier(value))
+        kind, params = lookup_key(*(value if k == key else None
+                                    for k in ("id", "phone", "email", "policy", "name")))
+        if kind == "id":
+            return self._id_hits(params[0])
+        if kind == "phone":
+            return self._phone_hits(normalise_phone(value))
+        if kind == "email":
+            return self._record_hits(self.by_email.get(params[0], []), "e-mail")
+        if kind == "policy":
+            return self._policy_hits(params[0].upper())
+        return self._name_hits(*params)
+
+    def _id_hits(self, customer_id: str) -> list[Hit]:
+        hits = []
+        if customer_id in self.live_ids:
+            hits.append(Hit(customer_id, 1.0, "customer ID"))
+        current, hops, seen = customer_id, 0, set()
+        while current in self.merged_into and self.merged_into[current] and hops < 100:
+            current = self.merged_into[current]
+            if current in seen:
+                break
+            seen.add(current)
+            hops += 1
+            if current in self.live_ids:
+                hits.append(Hit(current, 0.9, f"merged from {customer_id}"))
+        return hits
+
+    def _phone_hits(self, phones: list[str]) -> list[Hit]:
+        wanted = set(phones)
+        positions = sorted({p for phone in phones for p in self.by_phone.get(phone, [])})
+        per_customer: dict[str, list[int]] = {}
+        for p in positions:
+            per_customer.setdefault(self.customer[p], []).append(p)
+        hits = []
+        for customer, rows in per_customer.items():
+            best = max(1.0 if self.mobile[p] in wanted else 0.6 for p in rows)
+            hits.append(Hit(customer, best + len(rows) / 1000.0,
+                            f"phone on {len(rows)} record(s): {self._systems(rows)}"))
+        return hits
+
+    def _record_hits(self, positions: list[int], what: str) -> list[Hit]:
+        per_customer: dict[str, list[int]] = {}
+        for p in positions:
+            per_customer.setdefault(self.customer[p], []).append(p)
+        return [Hit(c, 1.0 + len(rows) / 1000.0, f"{what} on {len(rows)} record(s): {self._systems(rows)}")
+                for c, rows in per_customer.items()]
+
+    def _identifier_hits(self, identifier: str) -> list[Hit]:
+        return self._record_hits(self.by_identifier.get(identifier, []), "national ID")
+
+    def _policy_hits(self, policy: str) -> list[Hit]:
+        per_customer: dict[str, list[int]] = {}
+        for p in self.by_policy.get(policy, []):
+            per_customer.setdefault(self.link_customer[p], []).append(p)
+        hits = []
+        for customer, rows in per_customer.items():
+            roles = sorted({self.link_role[p] for p in rows})
+            score = max(ROLE_SCORES.get(self.link_role[p], 0.8) for p in rows)
+            hits.append(Hit(customer, score, f"policy {self.link_policy[rows[0]]} as {', '.join(roles)}"))
+        return hits
+
+    def _name_hits(self, whole: str, first: str, last: str) -> list[Hit]:
+        records, sims = self.names.similar(whole, first, last)
+        best: dict[str, float] = {}
+        for position, sim in zip(records.tolist(), sims.tolist(), strict=True):
+            customer = self.customer[position]
+            if sim > best.get(customer, -1.0):
+                best[customer] = sim
+        return [Hit(c, s, f"name {round(s, 2)} similar") for c, s in best.items()]
+
+    def _systems(self, positions: list[int]) -> str:
+        return ", ".join(sorted({self.system[p] for p in positions}))
