@@ -30,6 +30,7 @@ class CanaryRun:
     airflow_home: Path  # its AIRFLOW_HOME (logs, SQLite metadata DB with XComs)
     run: RunPaths
     planted_cells: int
+    control_cells: int  # names with a tab, CR LF or ESC inside
     result: dict
 
 
@@ -40,11 +41,12 @@ def canary_run(tmp_path_factory) -> CanaryRun:
     base = tmp_path_factory.mktemp("canary")
     home, airflow_home = base / "ucv", base / "airflow"
     landing = land(home, generate_sample(base / "generated"))
-    planted = plant_canaries(landing)
+    planted, control = plant_canaries(landing)
     env = migrated_airflow_env(airflow_home, home)
     result = _dag_test_logged(env, "2026-11-23T00:00:00+00:00", airflow_home / "logs")
     return CanaryRun(home, airflow_home,
-                     RunPaths.for_run(EXPORT_DATE.isoformat(), base=home / "runs"), planted, result)
+                     RunPaths.for_run(EXPORT_DATE.isoformat(), base=home / "runs"), planted, control,
+                     result)
 
 
 def _dag_test_logged(env: dict[str, str], logical_date: str, log_dir: Path) -> dict:
