@@ -358,23 +358,26 @@ def _csv_record(row: list[str | None] | None, error: str | None, taken: list[Lin
     where = (f"line {taken[0].number}" if len(taken) == 1
              else f"lines {taken[0].number}-{taken[-1].number}") if taken else "end of file"
     undecodable = [ln for ln in taken if ln.problem]
-    if undecodable:
-        problem = f"{where}: line {undecodable[0].number}, {undecodable[0].problem}"
-        return [([None] * width, f"undecodable record ({problem})",
-                 json.dumps(["".join(ln.text for ln in taken)], ensure_ascii=False))]
     swallowed = [ln for ln in taken[1:] if _complete_row(ln.text, width, mapping)]
-    if error is not None or swallowed:
-        if len(taken) == 1:
-            return [([None] * width, f"unparseable record ({where}): {error}",
-                      json.dumps([taken[0].text], ensure_ascii=False))]
-        opened = taken[0].number
-        why = (f"line {swallowed[0].number} is a complete row by itself" if swallowed
-               else f"the parser stopped: {error}")
+    if len(taken) > 1 and (error is not None or swallowed or undecodable):
+        if error is not None or swallowed:
+            why = (f"line {swallowed[0].number} is a complete row by itself" if swallowed
+                   else f"the parser stopped: {error}")
+            cause = (f"unbalanced quote: the quoted field opened on line {taken[0].number} runs "
+                     f"over {where} ({why})")
+        else:
+            cause = f"a record over {where} holds an undecodable line"
         return [([None] * width,
-                 f"unbalanced quote: the quoted field opened on line {opened} runs over {where} "
-                 f"({why}); line {ln.number} quarantined on its own",
+                 f"{cause}; line {ln.number} quarantined on its own"
+                 + (f" ({ln.problem})" if ln.problem else ""),
                  json.dumps([ln.text], ensure_ascii=False)) for ln in taken]
-    assert row is not None
+    if undecodable:
+        return [([None] * width, f"undecodable record ({where}, {undecodable[0].problem})",
+                 json.dumps([taken[0].text], ensure_ascii=False))]
+    if error is not None:
+        return [([None] * width, f"unparseable record ({where}): {error}",
+                 json.dumps([taken[0].text] if taken else [], ensure_ascii=False))]
+    row = row or []  # parsed without error: the parser gave a row
     if len(row) != width:
         leftover = json.dumps(row[width:], ensure_ascii=False) if len(row) > width else None
         return [((row + [None] * width)[:width],
