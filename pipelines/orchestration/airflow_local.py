@@ -133,6 +133,9 @@ def serve(port: int = 8080, parallelism: int = 2) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     migrate_db(env)
     password = ensure_admin_password()
+    from pipelines.orchestration.operations import ensure_pools
+
+    ensure_pools(env)  # the heavy stages' pool (schemas/operations.yaml) must exist to schedule
     components = {
         "api-server": airflow_command("api-server", "--host", HOST, "--port", str(port)),
         "scheduler": airflow_command("scheduler", "--skip-serve-logs"),
