@@ -10,10 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from security_support import plant_canaries
-
-from pipelines.orchestration.airflow_local import DAGS_FOLDER
-from pipelines.orchestration.testing import (
+from orchestration_support import (
     DAG_TEST_SCRIPT,
     EXPORT_DATE,
     end_to_end_skip_reason,
@@ -21,6 +18,9 @@ from pipelines.orchestration.testing import (
     land,
     migrated_airflow_env,
 )
+from security_support import plant_canaries
+
+from pipelines.orchestration.airflow_local import DAGS_FOLDER
 from pipelines.settings import RunPaths
 
 
@@ -53,7 +53,7 @@ def _dag_test_logged(env: dict[str, str], logical_date: str, log_dir: Path) -> d
     """One `dag.test()` run (processes the day before `logical_date`), its whole output kept
     in `log_dir` (task logs go to the console under dag.test) so the scan reads it too."""
     result = subprocess.run([sys.executable, "-c", DAG_TEST_SCRIPT, str(DAGS_FOLDER),
-                             logical_date], env=env, capture_output=True, text=True, timeout=900)
+                             logical_date, "unified_customer_view"], env=env, capture_output=True, text=True, timeout=900)
     log_dir.mkdir(parents=True, exist_ok=True)
     (log_dir / "dag_test.stdout.log").write_text(result.stdout)
     (log_dir / "dag_test.stderr.log").write_text(result.stderr)

@@ -42,7 +42,7 @@ def _control_characters(frame: pd.DataFrame) -> list[str]:
             if isinstance(value, str) and CONTROL.search(value)]
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET.format("stripping control characters"))
+@pytest.mark.xfail(strict=True, reason=NOT_YET.format("stripping U+2028/U+2029 line separators"))
 def test_control_characters_never_reach_canonical_text():
     rows = _sales_rows()
     rows.loc[0, ["first_name", "last_name", "street_address", "city"]] = [
@@ -62,7 +62,6 @@ def test_golden_records_of_a_whole_run_hold_no_control_characters(canary_run):
     assert _control_characters(text.map(lambda v: v if isinstance(v, str) else None)) == []
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET.format("field-length limits"))
 def test_an_over_long_field_is_quarantined_with_a_reason(tmp_path):
     landing = tmp_path / "landing"
     landing.mkdir()
@@ -82,34 +81,42 @@ def test_an_over_long_field_is_quarantined_with_a_reason(tmp_path):
 
 
 # One process per probe, killed at its time budget: a quadratic regex on 1 MB would run for hours.
+# A value slower than 5 s at 1 MB is timed again at 250 KB: linear work grows 4x, quadratic 16x.
 REGEX_PROBE = textwrap.dedent("""
     import sys, time
     import pandas as pd
     from pipelines.ingest import load_mappings, standardize_frame
     mapping = load_mappings()["sales"]
     base = pd.read_csv(sys.argv[1], dtype=str, keep_default_na=False).head(1)
+
+    def seconds(column, unit, size):
+        row = base.copy()
+        row[column] = (unit * (size // len(unit.encode())))[:size]
+        started = time.perf_counter()
+        standardize_frame(mapping, row, "2026-03-15")
+        return time.perf_counter() - started
+
     for column in ("street_address", "first_name", "email", "mobile", "city", "zip"):
         for unit in ("1", "a1 ", "1-", "路1", "a.", "+1 "):
-            row = base.copy()
-            row[column] = (unit * (1_000_000 // len(unit.encode())))[:1_000_000]
-            started = time.perf_counter()
-            standardize_frame(mapping, row, "2026-03-15")
-            print(column, repr(unit), round(time.perf_counter() - started, 2), flush=True)
+            big = seconds(column, unit, 1_000_000)
+            small = seconds(column, unit, 250_000) if big > 5 else big / 4
+            print(column, repr(unit), round(big, 2), round(big / max(small, 1e-3), 1), flush=True)
 """)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=NOT_YET.format("linear-time input regexes (RE2)"))
 def test_every_input_regex_is_linear_time_on_1_mb_values():
     try:
         result = subprocess.run([sys.executable, "-c", REGEX_PROBE, str(CLEAN_SALES)],
-                                capture_output=True, text=True, timeout=240, cwd=PROJECT_ROOT)
+                                capture_output=True, text=True, timeout=480, cwd=PROJECT_ROOT)
     except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"standardizing 1 MB values took over 240 s; last done: "
+        pytest.fail(f"standardizing 1 MB values took over 480 s; last done: "
                     f"{(exc.stdout or b'').decode()[-300:]}")
     assert result.returncode == 0, result.stderr[-2000:]
-    timings = [line.rsplit(" ", 1) for line in result.stdout.splitlines()]
-    assert len(timings) == 36 and all(float(t) < 20 for _, t in timings), result.stdout
+    timings = [line.rsplit(" ", 2)[1:] for line in result.stdout.splitlines()]
+    assert len(timings) == 36, result.stdout
+    # seconds for 1 MB stay bounded, and 4x the input never costs more than 8x the time
+    assert all(float(t) < 90 and float(growth) < 8 for t, growth in timings), result.stdout
 
 
 def _mapping_copy(tmp_path: Path, source: str, old: str, new: str) -> Path:
@@ -120,7 +127,6 @@ def _mapping_copy(tmp_path: Path, source: str, old: str, new: str) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET.format("delimiter sanity at mapping load"))
 @pytest.mark.parametrize("delimiter", ["5", "a", '"\\n"', '"\\""'])
 def test_a_nonsensical_delimiter_is_refused_at_mapping_load(tmp_path, delimiter):
     path = _mapping_copy(tmp_path, "sales", 'delimiter: ","', f"delimiter: {delimiter}")
@@ -147,10 +153,9 @@ REDOS_PROBE = textwrap.dedent("""
 """)
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET.format("regex checks at mapping load / RE2"))
 def test_a_catastrophic_backtracking_pattern_is_refused_or_harmless(tmp_path):
-    pattern = 'de_hr: "HR[AB] [0-9]{1,6}(?: [A-Z]{1,2})?"'
-    path = _mapping_copy(tmp_path, "servicing", pattern, 'de_hr: "(A+)+$"')
+    pattern = 'pattern: "HR[AB] [0-9]{1,6}(?: [A-Z]{1,2})?"'
+    path = _mapping_copy(tmp_path, "servicing", pattern, 'pattern: "(A+)+$"')
     shutil.copy(FIXTURES / "exports" / "policy_servicing.jsonl", tmp_path / "servicing.jsonl")
     try:
         result = subprocess.run([sys.executable, "-c", REDOS_PROBE, str(path),
