@@ -22,9 +22,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines import fileio
 from pipelines.ingest.errors import SourceRejected
 from pipelines.ingest.mapping import SourceMapping
 from pipelines.settings import RunPaths, duckdb_config
+from pipelines.sql import quote_ident, quote_literal, quote_path
 
 LINEAGE_COLUMNS = ("_source_system", "_source_file", "_row_number", "_run_id", "_malformed",
                    "_extra_values")
@@ -108,7 +110,7 @@ def extract_source(mapping: SourceMapping, landing_dir: Path, run: RunPaths) -> 
     result.malformed_rows = table.num_rows - table["_malformed"].null_count if table.num_rows else 0
     tmp = out.with_suffix(".parquet.tmp")
     pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(out)
+    fileio.replace(tmp, out)
     manifest = {"source": mapping.name, "files": result.files, "rows_per_file": result.rows_per_file,
                 "columns": result.columns, "malformed_rows": result.malformed_rows}
     out.with_suffix(".json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
@@ -437,7 +439,7 @@ def read_jsonl_duckdb(path: Path) -> pa.Table | None:
     JSON text. Any parse or decoding problem returns None, and the line-by-line reader (which
     quarantines bad lines and names bad bytes) takes over.
     """
-    literal = "'" + str(path).replace("'", "''") + "'"
+    literal = quote_path(path)
     try:
         with duckdb.connect(config=duckdb_config()) as con:
             con.execute("SET enable_progress_bar = false")
@@ -470,11 +472,11 @@ def read_jsonl_duckdb(path: Path) -> pa.Table | None:
 
 
 def _sql_text(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    return quote_literal(text)
 
 
 def _sql_name(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    return quote_ident(name)
 
 
 def read_jsonl_python(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
