@@ -54,7 +54,6 @@ def test_control_characters_never_reach_canonical_text():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=NOT_YET.format("stripping control characters"))
 def test_golden_records_of_a_whole_run_hold_no_control_characters(canary_run):
     customers = pq.read_table(canary_run.run.golden_dir / "customers.parquet").to_pandas()
     text = customers[[c for c in customers.columns if customers[c].dtype == object]]
