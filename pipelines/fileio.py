@@ -56,7 +56,8 @@ def apply_private_umask() -> int:
 def replace(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Rename a finished file (or folder) over `dst` atomically, with the private mode set first."""
     src_path = Path(src)
-    src_path.chmod(dir_mode() if src_path.is_dir() else file_mode())
+    if not src_path.is_symlink():  # a link's mode means nothing, and chmod would follow it
+        src_path.chmod(dir_mode() if src_path.is_dir() else file_mode())
     os.replace(src_path, dst)
     return Path(dst)
 

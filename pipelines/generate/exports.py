@@ -47,6 +47,7 @@ from pipelines.generate.render import (
     render_servicing,
     render_underwriting,
 )
+from pipelines.sql import quote_literal
 
 DEFAULT_EXPORT_DATE = date(2026, 11, 22)
 EXPORT_FILES = {
@@ -269,7 +270,7 @@ def write_jsonl(table: pa.Table, path: Path) -> None:
     try:
         con.execute("SET preserve_insertion_order = true")
         con.register("servicing", table)
-        con.execute(f"COPY (SELECT * FROM servicing) TO '{path.as_posix()}' (FORMAT json)")
+        con.execute(f"COPY (SELECT * FROM servicing) TO {quote_literal(path.as_posix())} (FORMAT json)")
     finally:
         con.close()
 

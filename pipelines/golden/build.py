@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 import duckdb
 
+from pipelines import fileio
 from pipelines.golden.config import (
     canonical_fields,
     computed_columns,
@@ -19,6 +19,7 @@ from pipelines.golden.portfolio import claims_sql, currency_rates_sql, policies_
 from pipelines.golden.profile import customer_360_sql, customer_policy_links_sql
 from pipelines.golden.survivorship import customers_sql
 from pipelines.settings import RunPaths, duckdb_config
+from pipelines.sql import quote_literal, quote_path
 
 GOLDEN_TABLES = ("source_records", "customers", "customer_policy_links", "customer_360",
                  "policies", "claims", "currency_rates")
@@ -48,7 +49,7 @@ def match_pairs_file(run: RunPaths) -> Path:
 
 
 def sql_path(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
+    return quote_path(path)
 
 
 def parquet_columns(con: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
@@ -104,7 +105,7 @@ def write_parquet(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> Non
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     con.execute(f"COPY ({query}) TO {sql_path(tmp)} (FORMAT parquet, COMPRESSION zstd)")
-    os.replace(tmp, path)
+    fileio.replace(tmp, path)
 
 
 def build_golden_tables(con: duckdb.DuckDBPyConnection, run_id: str, export_date: date,
@@ -112,7 +113,7 @@ def build_golden_tables(con: duckdb.DuckDBPyConnection, run_id: str, export_date
     """Create `customers`, `customer_policy_links`, `currency_rates`, `customer_360`, `policies`
     and `claims` from `golden_records`."""
     con.execute(f"CREATE OR REPLACE TABLE customers AS "
-                f"SELECT *, '{run_id}' AS run_id FROM ({customers_sql(config)})")
+                f"SELECT *, {quote_literal(run_id)} AS run_id FROM ({customers_sql(config)})")
     con.execute("CREATE OR REPLACE TABLE customer_policy_links AS "
                 + customer_policy_links_sql(config, run_id))
     con.execute("CREATE OR REPLACE TABLE currency_rates AS " + currency_rates_sql(config))

@@ -23,17 +23,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from datetime import date
 from pathlib import Path
 
 import duckdb
 
-from pipelines import settings
+from pipelines import fileio, settings
 from pipelines.golden.build import sql_path
 from pipelines.golden.config import survivorship_config
 from pipelines.settings import RunPaths
+from pipelines.sql import quote_literal
 
 # first characters a spreadsheet may read as a formula (ASCII and full-width forms)
 FORMULA_TRIGGERS = "=+-@\t\r\n\uff1d\uff0b\uff0d\uff20"
@@ -89,7 +89,7 @@ def inert_cell_sql(expr: str) -> str:
     triggers = ", ".join(f"chr({ord(c)})" for c in FORMULA_TRIGGERS)
     inert = "|".join(f"(?:{p})" for p in INERT_PATTERNS.values())
     return (f"CASE WHEN left({expr}, 1) = chr(39) OR (left({expr}, 1) IN ({triggers}) "
-            f"AND NOT regexp_full_match({expr}, '{inert}')) THEN chr(39) || {expr} ELSE {expr} END")
+            f"AND NOT regexp_full_match({expr}, {quote_literal(inert)})) THEN chr(39) || {expr} ELSE {expr} END")
 
 
 def text_form_sql(column: str, dtype: str) -> str:
@@ -287,14 +287,14 @@ def delta_sql(columns: list[str], previous_columns: list[str], ignore: list[str]
 
 def suppression_sql(previous_columns: list[str], first_export: bool) -> str:
     """Per (customer, channel): a withdrawal since the previous export, or an erasure. No PII."""
-    previously = [f"SELECT customer_id, '{ch}' AS channel FROM previous_export "
+    previously = [f"SELECT customer_id, {quote_literal(ch)} AS channel FROM previous_export "
                   f"WHERE consent_{ch} IS TRUE" for ch in CHANNELS
                   if f"consent_{ch}" in previous_columns]
     if "marketing_consent" in previous_columns:  # exports written before per-channel consent
-        previously += [f"SELECT customer_id, '{ch}' FROM previous_export "
+        previously += [f"SELECT customer_id, {quote_literal(ch)} FROM previous_export "
                        "WHERE marketing_consent IS TRUE" for ch in CHANNELS]
     withdrawn = " UNION ALL ".join(
-        f"SELECT customer_id, '{ch}' AS channel, consent_{ch}_as_of AS as_of FROM consent "
+        f"SELECT customer_id, {quote_literal(ch)} AS channel, consent_{ch}_as_of AS as_of FROM consent "
         f"WHERE consent_{ch} IS FALSE" for ch in CHANNELS)
     since = "TRUE" if first_export else "w.as_of >= CAST($since AS TIMESTAMPTZ)"
     previous_union = " UNION ".join(previously) or (
@@ -405,12 +405,12 @@ def export_marketing(run: RunPaths, export_date: date, export_dir: Path | None =
     }
     (folder / "manifest.json").unlink(missing_ok=True)  # no manifest describing other files
     for entry in written.values():
-        os.replace(entry["tmp"], entry["path"])
+        fileio.replace(entry["tmp"], entry["path"])
     for path, content in ((folder / "export_summary.json", summary),
                           (run.root / "export_summary.json", summary),
                           (folder / "manifest.json", manifest)):  # the manifest last
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(content, indent=2, default=str) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        fileio.replace(tmp, path)
     return written[f"{outputs['snapshot']}.parquet"]["path"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pipelines.golden.profile import claim_facts_sql, policy_facts_sql
 from pipelines.golden.survivorship import sql_list, trust_rank_sql
+from pipelines.sql import quote_literal
 
 
 def currency_rates(config: dict) -> dict:
@@ -68,7 +69,7 @@ def policies_sql(config: dict, run_id: str) -> str:
                r.reporting_currency, r.rate_to_reporting, r.rates_as_of,
                h.holder_customer_id, coalesce(l.n_customers, 0) AS n_customers,
                coalesce(l.customer_ids, []) AS customer_ids,
-               p.source_systems, p.n_source_records, '{run_id}' AS run_id
+               p.source_systems, p.n_source_records, {quote_literal(run_id)} AS run_id
         FROM policy_facts p
         LEFT JOIN currency_rates r USING (currency)
         LEFT JOIN holders h USING (policy_key)
@@ -93,7 +94,7 @@ def claims_sql(config: dict, run_id: str) -> str:
                round(f.claim_amount * r.rate_to_reporting, 2) AS claim_amount_reporting,
                round(f.claim_paid_amount * r.rate_to_reporting, 2) AS claim_paid_amount_reporting,
                r.reporting_currency, r.rate_to_reporting, r.rates_as_of,
-               f.source_system, f.source_record_id, '{run_id}' AS run_id
+               f.source_system, f.source_record_id, {quote_literal(run_id)} AS run_id
         FROM claim_facts f
         LEFT JOIN policies p USING (policy_key)
         LEFT JOIN customers c ON c.customer_id = f.claimant_customer_id

@@ -10,6 +10,7 @@ import itertools
 from datetime import date
 
 from pipelines.golden.survivorship import sql_list, trust_rank_sql
+from pipelines.sql import quote_literal
 
 
 def policy_facts_sql(config: dict) -> str:
@@ -65,7 +66,7 @@ def customer_policy_links_sql(config: dict, run_id: str) -> str:
                max(l.latest_date) AS last_seen,
                any_value(p.product) AS product,
                any_value(p.policy_status) AS policy_status,
-               '{run_id}' AS run_id
+               {quote_literal(run_id)} AS run_id
         FROM link_records l LEFT JOIN policy_facts p USING (policy_key)
         GROUP BY l.customer_id, l.policy_key, l.role
         ORDER BY l.customer_id, policy_number, l.role
@@ -103,7 +104,7 @@ def age_band_sql(bounds: list[int], age: str) -> str:
     cases = [f"WHEN {age} < {bounds[0]} THEN '<{bounds[0]}'"]
     cases += [f"WHEN {age} < {hi} THEN '{lo}-{hi - 1}'"
               for lo, hi in itertools.pairwise(bounds)]
-    return f"CASE WHEN {age} IS NULL THEN NULL {' '.join(cases)} ELSE '{bounds[-1]}+' END"
+    return f"CASE WHEN {age} IS NULL THEN NULL {' '.join(cases)} ELSE {quote_literal(f'{bounds[-1]}+')} END"
 
 
 # Same normalised address -> same household: street/house number lower-cased, spaces and
@@ -240,7 +241,7 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
                {age_band_sql([int(b) for b in rules['age_bands']], 'age_years')} AS age_band,
                CASE WHEN household_id IS NOT NULL
                     THEN count(*) OVER (PARTITION BY household_id) END AS household_size,
-               '{run_id}' AS run_id
+               {quote_literal(run_id)} AS run_id
         FROM profile
         ORDER BY customer_id
     """

@@ -25,11 +25,12 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines import settings
+from pipelines import fileio, settings
 from pipelines.golden.build import match_pairs_file, sql_path
 from pipelines.golden.config import WAREHOUSE_SCHEMA_FILE, load_yaml
 from pipelines.golden.dictionary import expanded_columns
 from pipelines.settings import RunPaths, duckdb_config
+from pipelines.sql import quote_ident, quote_literal
 
 WAREHOUSE_TABLES = ("source_records", "quarantine", "match_pairs", "customers",
                     "customer_policy_links", "customer_360", "policies", "claims",
@@ -140,7 +141,7 @@ def with_run_id_sql(con: duckdb.DuckDBPyConnection, path: Path, run_id: str) -> 
     """SELECT * from a Parquet file, adding a run_id column when the file has none."""
     columns = [r[0] for r in con.execute(
         f"DESCRIBE SELECT * FROM read_parquet({sql_path(path)})").fetchall()]
-    extra = "" if "run_id" in columns else f", '{run_id}' AS run_id"
+    extra = "" if "run_id" in columns else f", {quote_literal(run_id)} AS run_id"
     return f"SELECT *{extra} FROM read_parquet({sql_path(path)})"
 
 
@@ -157,7 +158,7 @@ def table_queries(con: duckdb.DuckDBPyConnection, run: RunPaths, previous: set[s
         files = "[" + ", ".join(sql_path(p) for p in quarantine_files) + "]"
         quarantine = f"SELECT * FROM read_parquet({files}, union_by_name = true)"
         if "run_id" not in [r[0] for r in con.execute(f"DESCRIBE {quarantine}").fetchall()]:
-            quarantine = f"SELECT *, '{run.run_id}' AS run_id FROM ({quarantine})"
+            quarantine = f"SELECT *, {quote_literal(run.run_id)} AS run_id FROM ({quarantine})"
     else:
         quarantine = EMPTY_QUARANTINE_SQL
     history_file = run.identified_dir / "customer_id_history.parquet"
@@ -166,7 +167,7 @@ def table_queries(con: duckdb.DuckDBPyConnection, run: RunPaths, previous: set[s
     if "customer_id_history" in previous and not history_is_complete(con, history_file):
         # earlier runs' events from the previous warehouse; a rerun replaces its own events
         history_parts.insert(0, f"SELECT * FROM prev.customer_id_history "
-                                f"WHERE run_id <> '{run.run_id}'")
+                                f"WHERE run_id <> {quote_literal(run.run_id)}")
     review_file = run.identified_dir / "review_queue.parquet"
     return {
         "source_records": f"SELECT * FROM read_parquet({sql_path(golden / 'source_records.parquet')})",
@@ -242,7 +243,7 @@ def runs_row_sql(con: duckdb.DuckDBPyConnection, run: RunPaths, sequence: int, v
     stages = state.get("stages") or {}
     stage_counts = {name: s.get("counts") for name, s in stages.items() if isinstance(s, dict)}
     stage_seconds = {name: s.get("seconds") for name, s in stages.items() if isinstance(s, dict)}
-    history_events = count(con, f"SELECT * FROM customer_id_history WHERE run_id = '{run.run_id}'")
+    history_events = count(con, f"SELECT * FROM customer_id_history WHERE run_id = {quote_literal(run.run_id)}")
     row = {
         "run_id": run.run_id,
         "logical_date": state.get("logical_date"),
@@ -280,7 +281,7 @@ def runs_row_sql(con: duckdb.DuckDBPyConnection, run: RunPaths, sequence: int, v
                 "CAST($stage_counts AS JSON) AS stage_counts, "
                 "CAST($stage_seconds AS JSON) AS stage_seconds)", row)
     if "runs" in previous:
-        return (f"SELECT * FROM prev.runs WHERE run_id <> '{run.run_id}' "
+        return (f"SELECT * FROM prev.runs WHERE run_id <> {quote_literal(run.run_id)} "
                 "UNION ALL BY NAME SELECT * FROM this_run ORDER BY publish_sequence")
     return "SELECT * FROM this_run"
 
@@ -295,11 +296,11 @@ def comment_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"COMMENT ON TABLE {table} IS {quote(spec['grain'])}")
         for column, meaning in expanded_columns(spec).items():
             if column in present:
-                con.execute(f'COMMENT ON COLUMN {table}."{column}" IS {quote(str(meaning))}')
+                con.execute(f"COMMENT ON COLUMN {table}.{quote_ident(column)} IS {quote(str(meaning))}")
 
 
 def quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    return quote_literal(text)
 
 
 def audit_warehouse(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
@@ -323,7 +324,7 @@ def audit_warehouse(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
     for table in ("source_records", "match_pairs", "customers", "customer_policy_links",
                   "customer_360", "review_queue"):
         checks[f"{table} comes from run {run_id}"] = (
-            f"SELECT count(*) FROM {table} WHERE run_id IS DISTINCT FROM '{run_id}'")
+            f"SELECT count(*) FROM {table} WHERE run_id IS DISTINCT FROM {quote_literal(run_id)}")
     failed = [name for name, sql in checks.items() if con.execute(sql).fetchall()[0][0]]
     if failed:
         raise WarehouseAuditFailed("new warehouse not published, failed checks: " + "; ".join(failed))
@@ -365,7 +366,7 @@ def swap_in(warehouse_dir: Path, building: Path, mirror: Path) -> None:
     os.symlink(mirror.name, tmp_link)
     write_latest_pointer(warehouse_dir, mirror)
     os.replace(tmp_link, link)
-    os.replace(building, warehouse_file_in(warehouse_dir))
+    fileio.replace(building, warehouse_file_in(warehouse_dir))
 
 
 def prune_mirrors(warehouse_dir: Path, keep: int = KEEP_MIRROR_VERSIONS) -> None:

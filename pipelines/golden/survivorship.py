@@ -8,10 +8,11 @@ one wins, and its `source_record_id` is kept beside every value it gave.
 from __future__ import annotations
 
 from pipelines.golden.config import SurvivorshipGroup, computed_columns, survivorship_groups
+from pipelines.sql import quote_list
 
 
 def sql_list(values: list[str]) -> str:
-    return ", ".join("'" + v.replace("'", "''") + "'" for v in values)
+    return quote_list(values)
 
 
 def trust_rank_sql(order: list[str]) -> str:

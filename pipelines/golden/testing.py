@@ -16,6 +16,7 @@ import pandas as pd
 from pipelines.golden.build import canonical_select_sql
 from pipelines.golden.config import canonical_fields
 from pipelines.settings import RunPaths
+from pipelines.sql import quote_literal
 
 
 def record(source_record_id: str, **fields) -> dict:
@@ -44,14 +45,14 @@ def write_run_inputs(run: RunPaths, records: list[dict], customer_of: dict[str, 
     with duckdb.connect() as con:
         tmp = run.staged_dir / ".fixture_raw.parquet"
         con.register("frame", frame)
-        con.execute(f"COPY frame TO '{tmp}' (FORMAT parquet)")
+        con.execute(f"COPY frame TO {quote_literal(tmp)} (FORMAT parquet)")
         con.execute(f"COPY ({canonical_select_sql(con, tmp)}) "
-                    f"TO '{run.staged_dir / 'source_records.parquet'}' (FORMAT parquet)")
+                    f"TO {quote_literal(run.staged_dir / 'source_records.parquet')} (FORMAT parquet)")
         tmp.unlink()
         con.register("customer_map", pd.DataFrame(
             [(r["source_record_id"], r["party_type"], customer_of[r["source_record_id"]])
              for r in records], columns=["source_record_id", "party_type", "customer_id"]))
-        con.execute(f"COPY customer_map TO '{run.identified_dir / 'customer_map.parquet'}' "
+        con.execute(f"COPY customer_map TO {quote_literal(run.identified_dir / 'customer_map.parquet')} "
                     "(FORMAT parquet)")
         con.register("pairs", pair_frame)
         con.execute(f"""COPY (SELECT source_record_id_l, source_record_id_r,
@@ -60,7 +61,7 @@ def write_run_inputs(run: RunPaths, records: list[dict], customer_of: dict[str, 
                                      log2(greatest(match_probability, 1e-9)
                                           / greatest(1 - match_probability, 1e-9)) AS match_weight
                               FROM pairs)
-                        TO '{run.resolved_dir / 'match_pairs.parquet'}' (FORMAT parquet)""")
+                        TO {quote_literal(run.resolved_dir / 'match_pairs.parquet')} (FORMAT parquet)""")
     return run
 
 
@@ -78,13 +79,13 @@ def write_identify_extras(run: RunPaths, history: list[dict] | None = None,
                                      CAST(customer_id AS VARCHAR) customer_id,
                                      CAST(related_customer_id AS VARCHAR) related_customer_id
                               FROM h)
-                        TO '{run.identified_dir / 'customer_id_history.parquet'}' (FORMAT parquet)""")
+                        TO {quote_literal(run.identified_dir / 'customer_id_history.parquet')} (FORMAT parquet)""")
         con.register("q", review_frame)
         con.execute(f"""COPY (SELECT CAST(source_record_id_l AS VARCHAR) source_record_id_l,
                                      CAST(source_record_id_r AS VARCHAR) source_record_id_r,
                                      CAST(match_probability AS DOUBLE) match_probability,
                                      CAST(reason AS VARCHAR) reason FROM q)
-                        TO '{run.identified_dir / 'review_queue.parquet'}' (FORMAT parquet)""")
+                        TO {quote_literal(run.identified_dir / 'review_queue.parquet')} (FORMAT parquet)""")
 
 
 def small_portfolio(run: RunPaths, extra_records: Iterable[tuple[dict, str]] = ()) -> RunPaths:
@@ -167,5 +168,5 @@ def write_records_file(path: Path, records: list[dict]) -> Path:
     frame = pd.DataFrame(records).astype(object)
     with duckdb.connect() as con:
         con.register("frame", frame)
-        con.execute(f"COPY frame TO '{path}' (FORMAT parquet)")
+        con.execute(f"COPY frame TO {quote_literal(path)} (FORMAT parquet)")
     return path

@@ -39,6 +39,7 @@ from pipelines.identify.registry import (
 from pipelines.identify.review import build_review_queue
 from pipelines.identify.stable_ids import carry_forward_ids
 from pipelines.settings import RunPaths, duckdb_config
+from pipelines.sql import quote_literal
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +123,14 @@ def read_clusters(run: RunPaths) -> pd.DataFrame:
         sql = f"""
             select cast(source_record_id as varchar) as source_record_id, party_type,
                    cast(cluster_id as varchar) as cluster_id
-            from read_parquet('{clusters_file.as_posix()}')
+            from read_parquet({quote_literal(clusters_file.as_posix())})
         """
         if staged_file.exists():
             sql += f"""
             union all
             select s.source_record_id, s.party_type, '~' || s.source_record_id
-            from read_parquet('{staged_file.as_posix()}') s
-            anti join read_parquet('{clusters_file.as_posix()}') c
+            from read_parquet({quote_literal(staged_file.as_posix())}) s
+            anti join read_parquet({quote_literal(clusters_file.as_posix())}) c
                 on cast(c.source_record_id as varchar) = s.source_record_id
             """
         return con.execute(sql + " order by source_record_id").df()

@@ -22,6 +22,7 @@ import pandas as pd
 
 from pipelines.fileio import formula_safe, formula_unsafe
 from pipelines.settings import OVERRIDES_DIR, duckdb_config
+from pipelines.sql import quote_literal
 
 DEFAULT_OVERRIDES_FILE = OVERRIDES_DIR / "overrides.csv"
 OVERRIDE_COLUMNS = [
@@ -360,7 +361,7 @@ def _strong_edges_within(
         if isinstance(match_pairs, pd.DataFrame):
             con.register("pairs", match_pairs)
         else:
-            con.execute(f"create view pairs as select * from read_parquet('{Path(match_pairs).as_posix()}')")
+            con.execute(f"create view pairs as select * from read_parquet({quote_literal(Path(match_pairs).as_posix())})")
         columns = {r[0] for r in con.execute("describe pairs").fetchall()}
         # The resolver's own link decision when it wrote one (its guards can veto a strong pair).
         link = ("coalesce(p.is_link, p.match_weight >= t.match_threshold)" if "is_link" in columns

@@ -27,6 +27,7 @@ import duckdb
 import pandas as pd
 
 from pipelines import settings
+from pipelines.sql import quote_list
 
 PARTY_TYPES = ("person", "organization")
 CANONICAL_SOURCE = "canonical"  # a record already in the canonical schema (other services)
@@ -375,7 +376,7 @@ def _literal_or_null(value: Any) -> str:
 
 
 def _literals(values: list[str]) -> str:
-    return ", ".join("'" + str(v).replace("'", "''") + "'" for v in values)
+    return quote_list(values)
 
 
 def _key_expr(rule_index: int, expressions: list[str]) -> str:

@@ -27,6 +27,7 @@ import pandas as pd
 from pipelines.identify.config import IdentifyConfig
 from pipelines.identify.overrides import Override
 from pipelines.settings import duckdb_config
+from pipelines.sql import quote_literal
 
 REVIEW_COLUMNS = [
     "review_id", "run_id", "party_type", "reason", "source_record_id_l", "source_record_id_r",
@@ -54,7 +55,7 @@ def build_review_queue(
             con.register("match_pairs_in", match_pairs)
             source = "match_pairs_in"
         else:
-            source = f"read_parquet('{Path(match_pairs).as_posix()}')"
+            source = f"read_parquet({quote_literal(Path(match_pairs).as_posix())})"
         columns = [r[0] for r in con.execute(f"describe select * from {source}").fetchall()]
         con.register("customer_map", customer_map[["source_record_id", "customer_id"]])
         if resolver_clusters is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pipelines.ingest.mapping import ValueExpr
+from pipelines.sql import quote_literal
 
 # C0/C1 controls (tab, CR, LF, NUL, ...) and the invisible format characters that reorder or hide
 # text (bidi overrides, zero-width joiners, BOM): each run replaced by one space.
@@ -29,7 +30,7 @@ def literal(value) -> str:
         return "TRUE" if value else "FALSE"
     if isinstance(value, int | float):
         return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
+    return quote_literal(value)
 
 
 def raw_sql(path: str, columns: Sequence[str]) -> str:

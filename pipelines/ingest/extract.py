@@ -22,10 +22,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines import fileio
 from pipelines.identify.tombstone import drop_erased
 from pipelines.ingest.errors import SourceRejected
 from pipelines.ingest.mapping import SourceMapping
 from pipelines.settings import RunPaths, duckdb_config
+from pipelines.sql import quote_ident, quote_literal, quote_path
 
 LINEAGE_COLUMNS = ("_source_system", "_source_file", "_row_number", "_run_id", "_malformed",
                    "_extra_values")
@@ -116,7 +118,7 @@ def extract_source(mapping: SourceMapping, landing_dir: Path, run: RunPaths) -> 
     result.malformed_rows = table.num_rows - table["_malformed"].null_count if table.num_rows else 0
     tmp = out.with_suffix(".parquet.tmp")
     pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(out)
+    fileio.replace(tmp, out)
     manifest = {"source": mapping.name, "files": result.files, "rows_per_file": result.rows_per_file,
                 "columns": result.columns, "malformed_rows": result.malformed_rows,
                 "erased_rows": result.erased_rows}
@@ -367,23 +369,26 @@ def _csv_record(row: list[str | None] | None, error: str | None, taken: list[Lin
     where = (f"line {taken[0].number}" if len(taken) == 1
              else f"lines {taken[0].number}-{taken[-1].number}") if taken else "end of file"
     undecodable = [ln for ln in taken if ln.problem]
-    if undecodable:
-        problem = f"{where}: line {undecodable[0].number}, {undecodable[0].problem}"
-        return [([None] * width, f"undecodable record ({problem})",
-                 json.dumps(["".join(ln.text for ln in taken)], ensure_ascii=False))]
     swallowed = [ln for ln in taken[1:] if _complete_row(ln.text, width, mapping)]
-    if error is not None or swallowed:
-        if len(taken) == 1:
-            return [([None] * width, f"unparseable record ({where}): {error}",
-                      json.dumps([taken[0].text], ensure_ascii=False))]
-        opened = taken[0].number
-        why = (f"line {swallowed[0].number} is a complete row by itself" if swallowed
-               else f"the parser stopped: {error}")
+    if len(taken) > 1 and (error is not None or swallowed or undecodable):
+        if error is not None or swallowed:
+            why = (f"line {swallowed[0].number} is a complete row by itself" if swallowed
+                   else f"the parser stopped: {error}")
+            cause = (f"unbalanced quote: the quoted field opened on line {taken[0].number} runs "
+                     f"over {where} ({why})")
+        else:
+            cause = f"a record over {where} holds an undecodable line"
         return [([None] * width,
-                 f"unbalanced quote: the quoted field opened on line {opened} runs over {where} "
-                 f"({why}); line {ln.number} quarantined on its own",
+                 f"{cause}; line {ln.number} quarantined on its own"
+                 + (f" ({ln.problem})" if ln.problem else ""),
                  json.dumps([ln.text], ensure_ascii=False)) for ln in taken]
-    assert row is not None
+    if undecodable:
+        return [([None] * width, f"undecodable record ({where}, {undecodable[0].problem})",
+                 json.dumps([taken[0].text], ensure_ascii=False))]
+    if error is not None:
+        return [([None] * width, f"unparseable record ({where}): {error}",
+                 json.dumps([taken[0].text] if taken else [], ensure_ascii=False))]
+    row = row or []  # parsed without error: the parser gave a row
     if len(row) != width:
         leftover = json.dumps(row[width:], ensure_ascii=False) if len(row) > width else None
         return [((row + [None] * width)[:width],
@@ -443,7 +448,7 @@ def read_jsonl_duckdb(path: Path) -> pa.Table | None:
     JSON text. Any parse or decoding problem returns None, and the line-by-line reader (which
     quarantines bad lines and names bad bytes) takes over.
     """
-    literal = "'" + str(path).replace("'", "''") + "'"
+    literal = quote_path(path)
     try:
         with duckdb.connect(config=duckdb_config()) as con:
             con.execute("SET enable_progress_bar = false")
@@ -476,11 +481,11 @@ def read_jsonl_duckdb(path: Path) -> pa.Table | None:
 
 
 def _sql_text(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    return quote_literal(text)
 
 
 def _sql_name(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    return quote_ident(name)
 
 
 def read_jsonl_python(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:

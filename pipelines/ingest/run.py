@@ -14,11 +14,13 @@ from pathlib import Path
 
 import duckdb
 
+from pipelines import fileio
 from pipelines.ingest.errors import AccountingError, SourceRejected
 from pipelines.ingest.extract import ExtractResult, extract_source
 from pipelines.ingest.mapping import SourceMapping, load_mappings
 from pipelines.ingest.validate import ValidationResult, validate_source
 from pipelines.settings import RunPaths, duckdb_config
+from pipelines.sql import quote_list, quote_path
 
 
 @dataclass
@@ -197,15 +199,15 @@ def combine_staged(run: RunPaths, sources: Iterable[str] | None = None) -> Path:
     out = run.staged_dir / "source_records.parquet"
     tmp = out.with_suffix(".parquet.tmp")
     with duckdb.connect(config=duckdb_config()) as con:
-        files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in paths)
+        files = quote_list(str(p) for p in paths)
         con.execute(f"CREATE TEMP VIEW s AS SELECT * FROM read_parquet([{files}], union_by_name = true)")
         dupes = con.execute("""SELECT source_record_id, count(*) FROM s GROUP BY 1
                                HAVING count(*) > 1 LIMIT 3""").fetchall()
         if dupes:
             raise AccountingError(f"source_record_id not unique across staged sources: {dupes}")
         con.execute(f"COPY (SELECT * FROM s ORDER BY source_system, source_file, source_row_number) "
-                    f"TO '{str(tmp).replace(chr(39), chr(39) * 2)}' (FORMAT parquet, COMPRESSION zstd)")
-    tmp.replace(out)
+                    f"TO {quote_path(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+    fileio.replace(tmp, out)
     return out
 
 

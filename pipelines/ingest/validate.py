@@ -25,6 +25,7 @@ from pipelines.ingest.errors import AccountingError, SourceRejected
 from pipelines.ingest.extract import LINEAGE_COLUMNS, raw_path
 from pipelines.ingest.mapping import SourceMapping
 from pipelines.settings import RunPaths, duckdb_config
+from pipelines.sql import quote_literal, quote_path
 
 GE_BATCH_ROWS = 200_000
 QUARANTINE_COLUMNS = ("run_id", "source_system", "source_file", "row_number", "raw", "failed_checks")
@@ -324,14 +325,14 @@ def write_accepted_and_quarantine(mapping: SourceMapping, run: RunPaths, raw: Pa
     raw_json = ", ".join(f"{_literal(c)}, {_quote(c)}" for c in columns)
     with duckdb.connect(config=duckdb_config()) as con:
         con.register("failures", failures)
-        con.execute(f"CREATE TEMP VIEW raw AS SELECT * FROM read_parquet('{_path_sql(raw)}')")
+        con.execute(f"CREATE TEMP VIEW raw AS SELECT * FROM read_parquet({quote_path(raw)})")
         con.execute("""CREATE TEMP TABLE bad AS
                        SELECT file, row_number, list(DISTINCT rule ORDER BY rule) AS failed_checks
                          FROM failures GROUP BY ALL""")
         con.execute(f"""COPY (SELECT r.* FROM raw r ANTI JOIN bad b
                                 ON r._source_file = b.file AND r._row_number = b.row_number
                               ORDER BY r._source_file, r._row_number)
-                        TO '{_path_sql(acc)}' (FORMAT parquet, COMPRESSION zstd)""")
+                        TO {quote_path(acc)} (FORMAT parquet, COMPRESSION zstd)""")
         raw_object = f"json_object({raw_json})" if columns else "json_object()"
         con.execute(f"""COPY (SELECT r._run_id AS run_id, r._source_system AS source_system,
                                      r._source_file AS source_file, r._row_number AS row_number,
@@ -344,7 +345,7 @@ def write_accepted_and_quarantine(mapping: SourceMapping, run: RunPaths, raw: Pa
                                 FROM raw r JOIN bad b
                                   ON r._source_file = b.file AND r._row_number = b.row_number
                                ORDER BY r._source_file, r._row_number)
-                        TO '{_path_sql(qua)}' (FORMAT parquet, COMPRESSION zstd)""")
+                        TO {quote_path(qua)} (FORMAT parquet, COMPRESSION zstd)""")
         read = con.execute("SELECT count(*) FROM raw").fetchall()[0][0]
         accepted = con.execute("SELECT count(*) FROM read_parquet(?)", [str(acc)]).fetchall()[0][0]
         quarantined = con.execute("SELECT count(*) FROM read_parquet(?)", [str(qua)]).fetchall()[0][0]
@@ -363,8 +364,5 @@ def _quote(name: str) -> str:
 
 
 def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    return quote_literal(text)
 
-
-def _path_sql(path: Path) -> str:
-    return str(path).replace("'", "''")

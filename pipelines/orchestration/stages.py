@@ -21,6 +21,7 @@ from pipelines.orchestration.run_state import (
     start_run_state,
 )
 from pipelines.settings import RunPaths
+from pipelines.sql import quote_ident
 
 # The stage packages' public functions this module calls.
 STAGE_FUNCTIONS = {
@@ -333,7 +334,7 @@ def warehouse_counts(warehouse: Path) -> dict[str, int]:
         tables = [r[0] for r in con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
             "ORDER BY table_name").fetchall()]
-        return {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchall()[0][0] for t in tables}
+        return {t: con.execute(f"SELECT count(*) FROM {quote_ident(t)}").fetchall()[0][0] for t in tables}
 
 
 def _describe_export(written: Any) -> dict[str, Any]:

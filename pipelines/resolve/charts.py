@@ -18,6 +18,7 @@ from pipelines.resolve.config import PARTY_TYPES, thresholds
 from pipelines.resolve.features import create_comparison_table
 from pipelines.resolve.predict import CLUSTERS_FILE, MATCH_PAIRS_FILE, load_model
 from pipelines.settings import RunPaths
+from pipelines.sql import quote_literal
 
 WATERFALL_PAIRS = 12
 
@@ -37,7 +38,7 @@ def _sample_pairs_sql(pairs_path: Path, party_type: str, match: float, n: int) -
     third = max(n // 3, 1)
     return f"""
         WITH p AS (SELECT source_record_id_l, source_record_id_r, match_weight
-                   FROM read_parquet('{pairs_path}') WHERE party_type = '{party_type}'),
+                   FROM read_parquet({quote_literal(pairs_path)}) WHERE party_type = {quote_literal(party_type)}),
         near_above AS (SELECT * FROM p WHERE match_weight >= {match}
                        ORDER BY match_weight, source_record_id_l LIMIT {third}),
         near_below AS (SELECT * FROM p WHERE match_weight < {match}
@@ -86,7 +87,7 @@ def party_charts(run: RunPaths, party_type: str, out_dir: Path,
         written.append(_save(chart, out_dir / f"{party_type}_waterfall.html"))
     histogram = con.execute(f"""
         SELECT floor(match_weight) AS bin, count(*) AS pairs
-        FROM read_parquet('{pairs_path}') WHERE party_type = '{party_type}'
+        FROM read_parquet({quote_literal(pairs_path)}) WHERE party_type = {quote_literal(party_type)}
         GROUP BY 1 ORDER BY 1""").fetchall()
     written.append(_save(_bar_spec(
         [{"match_weight": b, "pairs": n} for b, n in histogram], "match_weight", "pairs",
@@ -115,7 +116,7 @@ def cluster_size_chart(run: RunPaths, out_dir: Path) -> Path | None:
         return None
     rows = duckdb.connect().execute(f"""
         WITH sizes AS (SELECT party_type, cluster_id, count(*) AS size
-                       FROM read_parquet('{clusters_path}') GROUP BY ALL)
+                       FROM read_parquet({quote_literal(clusters_path)}) GROUP BY ALL)
         SELECT party_type, size, count(*) AS clusters FROM sizes GROUP BY ALL ORDER BY ALL
     """).fetchall()
     # one panel per party type

@@ -19,6 +19,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipelines.sql import quote_ident, quote_literal
+
 TRUTH_FILE = "ground_truth.parquet"
 HARD_CASE_KINDS = ("household", "twin", "father_son", "common_name", "company_owner")
 
@@ -36,7 +38,7 @@ def _f1(precision: float | None, recall: float | None) -> float | None:
 def _load_labelled(con, clusters_path: Path, truth_path: Path) -> dict[str, int]:
     """Table `labelled`: one row per clustered record that ground truth knows."""
     truth_cols = {r[0] for r in con.execute(
-        f"DESCRIBE SELECT * FROM read_parquet('{truth_path}')").fetchall()}
+        f"DESCRIBE SELECT * FROM read_parquet({quote_literal(truth_path)})").fetchall()}
     noise = "t.noise" if "noise" in truth_cols else "CAST([] AS VARCHAR[])"
     kinds = "t.kinds" if "kinds" in truth_cols else noise
     hard = "t.hard_case" if "hard_case" in truth_cols else "NULL::VARCHAR"
@@ -47,12 +49,12 @@ def _load_labelled(con, clusters_path: Path, truth_path: Path) -> dict[str, int]
                c.party_type || '|' || c.cluster_id AS cluster_key,
                t.entity_id, {hard} AS hard_case, {group} AS hard_case_group, {noise} AS noise,
                {kinds} AS kinds
-        FROM read_parquet('{clusters_path}') c
-        JOIN read_parquet('{truth_path}') t USING (source_record_id)
+        FROM read_parquet({quote_literal(clusters_path)}) c
+        JOIN read_parquet({quote_literal(truth_path)}) t USING (source_record_id)
     """)
     n_clustered, n_truth, n_labelled = con.execute(f"""
-        SELECT (SELECT count(*) FROM read_parquet('{clusters_path}')),
-               (SELECT count(*) FROM read_parquet('{truth_path}')),
+        SELECT (SELECT count(*) FROM read_parquet({quote_literal(clusters_path)})),
+               (SELECT count(*) FROM read_parquet({quote_literal(truth_path)})),
                (SELECT count(*) FROM labelled)
     """).fetchall()[0]
     return {"records_clustered": n_clustered, "records_in_truth": n_truth,
@@ -227,7 +229,7 @@ def _exploded(table: str, columns: list[str]) -> str:
     `arrays_to_explode` compares every element of one record with every element of the other)."""
     relation = table
     for column in columns:
-        relation = f'(SELECT * REPLACE (unnest("{column}") AS "{column}") FROM {relation})'
+        relation = f'(SELECT * REPLACE (unnest({quote_ident(column)}) AS {quote_ident(column)}) FROM {relation})'
     return relation
 
 
@@ -306,7 +308,7 @@ def link_precision(con, pairs_path: Path) -> dict[str, Any]:
         SELECT p.party_type, count(*) FILTER (WHERE p.is_link),
                count(*) FILTER (WHERE p.is_link AND a.entity_id = b.entity_id),
                count(*) FILTER (WHERE NOT p.is_link AND a.entity_id = b.entity_id)
-        FROM read_parquet('{pairs_path}') p
+        FROM read_parquet({quote_literal(pairs_path)}) p
         JOIN labelled a ON a.source_record_id = p.source_record_id_l
         JOIN labelled b ON b.source_record_id = p.source_record_id_r
         GROUP BY 1 ORDER BY 1

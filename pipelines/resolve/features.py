@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from pipelines.sql import quote_literal
+
 # Canonical columns a party type's model may use; missing ones are filled with NULL so that a
 # source set without, say, any national IDs still runs. Which of them a model actually compares
 # is decided by `ucv train` from the field profile (model.py), never assumed here.
@@ -67,7 +69,7 @@ def comparison_input_sql(source: str, available_columns: set[str], party_type: s
         SELECT source_record_id AS unique_id,
         {_select_list(available_columns, party_type)}
         FROM {source}
-        {f"WHERE party_type = '{party_type}'" if "party_type" in available_columns else ""}
+        {f"WHERE party_type = {quote_literal(party_type)}" if "party_type" in available_columns else ""}
     )
     SELECT *, {derived_sql}
     FROM base
@@ -95,7 +97,7 @@ def create_comparison_table(con, records_path_or_source, party_type: str, table_
     `records_path_or_source` is a parquet path or the name of a table/view already in `con`.
     """
     if isinstance(records_path_or_source, Path) or str(records_path_or_source).endswith(".parquet"):
-        source = f"read_parquet('{records_path_or_source}')"
+        source = f"read_parquet({quote_literal(records_path_or_source)})"
     else:
         source = str(records_path_or_source)
     available = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}

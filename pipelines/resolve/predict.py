@@ -26,6 +26,7 @@ from pipelines.resolve.config import (
 from pipelines.resolve.features import create_comparison_table
 from pipelines.resolve.model import applicable_guard, guard_sql
 from pipelines.settings import RunPaths
+from pipelines.sql import quote_literal, quote_path
 
 log = logging.getLogger(__name__)
 
@@ -176,11 +177,11 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
         scratch = out_dir / f"spark_work_{party_type}"
         scratch.mkdir(parents=True, exist_ok=True)
         input_part = scratch / "input.parquet"
-        con.execute(f"COPY input_{party_type} TO '{input_part}' (FORMAT parquet)")
+        con.execute(f"COPY input_{party_type} TO {quote_literal(input_part)} (FORMAT parquet)")
         predicted_dir, by_rule = predict_on_spark(input_part, party_type, model, cut.review_floor, scratch,
                                                   backend_options("spark"))
         con.execute(f"CREATE VIEW spark_predictions_{party_type} AS SELECT * FROM "
-                    f"read_parquet('{predicted_dir}/*.parquet')")
+                    f"read_parquet({quote_path(Path(predicted_dir) / '*.parquet')})")
         predictions_table = f"spark_predictions_{party_type}"
         rules = [br["blocking_rule"] for br in model["blocking_rules_to_generate_predictions"]]
         n_comparisons = int(sum(by_rule.values()))
@@ -203,7 +204,7 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
         CREATE TABLE pairs_{party_type} AS
         WITH scored AS (
             SELECT unique_id_l AS source_record_id_l, unique_id_r AS source_record_id_r,
-                   '{party_type}' AS party_type, match_weight, match_probability,
+                   {quote_literal(party_type)} AS party_type, match_weight, match_probability,
                    {blocked_sql} AS link_blocked_by,
                    match_key::INTEGER AS match_key, {", ".join(evidence)}
             FROM {predictions_table}
@@ -218,7 +219,7 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
     """)
     con.execute(f"""COPY (SELECT * FROM pairs_{party_type}
                           ORDER BY source_record_id_l, source_record_id_r)
-                    TO '{pairs_part}' (FORMAT parquet)""")
+                    TO {quote_literal(pairs_part)} (FORMAT parquet)""")
     con.execute(f"""CREATE VIEW links_{party_type} AS
         SELECT source_record_id_l AS unique_id_l, source_record_id_r AS unique_id_r, match_weight,
                match_probability FROM pairs_{party_type} WHERE is_link""")
@@ -228,20 +229,20 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
         from pipelines.resolve.spark import cluster_on_spark
 
         links_part = scratch / "links.parquet"
-        con.execute(f"COPY links_{party_type} TO '{links_part}' (FORMAT parquet)")
+        con.execute(f"COPY links_{party_type} TO {quote_literal(links_part)} (FORMAT parquet)")
         clustered_dir = cluster_on_spark(input_part, links_part, party_type, cut.match, scratch,
                                          backend_options("spark"))
         con.execute(f"CREATE VIEW spark_clusters_{party_type} AS SELECT * FROM "
-                    f"read_parquet('{clustered_dir}/*.parquet')")
+                    f"read_parquet({quote_path(Path(clustered_dir) / '*.parquet')})")
         clusters_table = f"spark_clusters_{party_type}"
     else:
         clusters_table = connected_clusters(db_api, f"input_{party_type}",
                                             f"links_{party_type}", cut.match).physical_name
     con.execute(f"""
         COPY (
-            SELECT unique_id AS source_record_id, '{party_type}' AS party_type, cluster_id
+            SELECT unique_id AS source_record_id, {quote_literal(party_type)} AS party_type, cluster_id
             FROM {clusters_table} ORDER BY source_record_id
-        ) TO '{clusters_part}' (FORMAT parquet)
+        ) TO {quote_literal(clusters_part)} (FORMAT parquet)
     """)
     clustered_at = time.perf_counter()
     pairs_kept, links = con.execute(
@@ -287,9 +288,9 @@ def _write_empty_parts(con, pairs_part: Path, clusters_part: Path) -> None:
         NULL::DOUBLE AS match_weight, NULL::DOUBLE AS match_probability,
         NULL::BOOLEAN AS is_link, NULL::VARCHAR AS link_blocked_by,
         NULL::INTEGER AS match_key LIMIT 0)
-        TO '{pairs_part}' (FORMAT parquet)""")
+        TO {quote_literal(pairs_part)} (FORMAT parquet)""")
     con.execute(f"""COPY (SELECT NULL::VARCHAR AS source_record_id, NULL::VARCHAR AS party_type,
-        NULL::VARCHAR AS cluster_id LIMIT 0) TO '{clusters_part}' (FORMAT parquet)""")
+        NULL::VARCHAR AS cluster_id LIMIT 0) TO {quote_literal(clusters_part)} (FORMAT parquet)""")
 
 
 def _model_name(party_type: str, models: dict | None) -> str:
@@ -318,9 +319,9 @@ def predict_and_cluster(run: RunPaths, models: dict | None = None) -> ResolveRes
     con = duckdb.connect()
     # union_by_name: person and organization pairs carry different evidence columns
     con.execute(f"COPY (SELECT * FROM read_parquet({pair_parts}, union_by_name = true)) "
-                f"TO '{pairs_path}' (FORMAT parquet)")
+                f"TO {quote_literal(pairs_path)} (FORMAT parquet)")
     con.execute(f"COPY (SELECT * FROM read_parquet({cluster_parts})) "
-                f"TO '{clusters_path}' (FORMAT parquet)")
+                f"TO {quote_literal(clusters_path)} (FORMAT parquet)")
     con.close()
     for part in pair_parts + cluster_parts:
         Path(part).unlink(missing_ok=True)

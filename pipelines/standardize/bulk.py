@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
 
+from pipelines.sql import quote_literal
 from pipelines.standardize.addresses import (
     GERMAN_STREET,
     LEADING_NUMBER_STREET,
@@ -32,7 +33,7 @@ ADDRESS_PARTS = ("street_line", "one_line", "street", "house_number", "postcode"
 
 
 def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    return quote_literal(text)
 
 
 def python_lookup(con: duckdb.DuckDBPyConnection, name: str, distinct_sql: str,

@@ -20,6 +20,7 @@ import re2
 import yaml
 
 from pipelines.settings import SCHEMAS_DIR
+from pipelines.sql import quote_literal
 from pipelines.standardize.text import fold, has_han, nfkc
 
 
@@ -106,7 +107,7 @@ def company_name_patterns() -> tuple[str, str, str]:
 def company_name_sql(name_sql: str) -> str:
     """SQL: TRUE when the name (a person's, by its column) holds a legal form or company word."""
     folded, exact, han = company_name_patterns()
-    lit = lambda text: "'" + text.replace("'", "''") + "'"  # noqa: E731
+    lit = quote_literal
     return (f"coalesce(regexp_matches({_folded_sql(name_sql)}, {lit(folded)}) "
             f"OR regexp_matches({name_sql}, {lit(exact + '|' + han)}), FALSE)")
 

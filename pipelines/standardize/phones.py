@@ -18,6 +18,7 @@ import phonenumbers
 import pyarrow as pa
 from phonenumbers import PhoneMetadata
 
+from pipelines.sql import quote_literal
 from pipelines.standardize.contact import standardize_phone
 
 OTHER_TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager",
@@ -25,7 +26,7 @@ OTHER_TYPES = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_num
 
 
 def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
+    return quote_literal(text)
 
 
 @cache

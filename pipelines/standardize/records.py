@@ -22,10 +22,12 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from pipelines import fileio
 from pipelines.ingest.columns import column_sql, literal, value_sql
 from pipelines.ingest.columns import quote as _quote
 from pipelines.ingest.mapping import FieldSpec, IdentifierSpec, SourceMapping, canonical_fields
 from pipelines.settings import RunPaths
+from pipelines.sql import quote_literal, quote_path
 from pipelines.standardize.addresses import standardize_address
 from pipelines.standardize.bulk import (
     ADDRESS_PARTS,
@@ -76,7 +78,7 @@ def standardize_source(mapping: SourceMapping, run: RunPaths) -> Path:
     out = staged_path(run, mapping.name)
     tmp = out.with_suffix(".parquet.tmp")
     with duckdb.connect() as con:
-        con.execute(f"CREATE TEMP VIEW rows AS SELECT * FROM read_parquet('{_path_sql(accepted)}')")
+        con.execute(f"CREATE TEMP VIEW rows AS SELECT * FROM read_parquet({quote_path(accepted)})")
         columns = [r[0] for r in con.execute("DESCRIBE rows").fetchall()]
         parts = []
         for i, sub in enumerate([mapping, *(r.mapping for r in mapping.records)]):
@@ -87,8 +89,8 @@ def standardize_source(mapping: SourceMapping, run: RunPaths) -> Path:
             parts.append(f"SELECT * FROM canonical_{i}")
         con.execute(f"COPY ({' UNION ALL '.join(parts)} ORDER BY source_file, source_row_number, "
                     f"source_part NULLS FIRST, source_key) "
-                    f"TO '{_path_sql(tmp)}' (FORMAT parquet, COMPRESSION zstd)")
-    tmp.replace(out)
+                    f"TO {quote_path(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+    fileio.replace(tmp, out)
     return out
 
 
@@ -376,9 +378,6 @@ def _as_text(value) -> str | None:
 # SQL building blocks
 
 
-def _path_sql(path: Path) -> str:
-    return str(path).replace("'", "''")
-
 
 def list_column_sql(path: str, columns: Sequence[str]) -> str:
     """A JSON list column as VARCHAR[]; a plain value becomes a one-element list."""
@@ -627,8 +626,8 @@ def build_canonical(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, colu
           FROM c WHERE len(cands) > 0""")
     con.execute(f"""ALTER TABLE phone_rows ADD COLUMN v_clean VARCHAR;
                     UPDATE phone_rows SET v_clean = regexp_replace(
-                        regexp_replace(v, '{TRUNK_ZERO.pattern}', '', 'g'),
-                        '{NOT_PHONE_CHAR.pattern}', '', 'g')""")
+                        regexp_replace(v, {quote_literal(TRUNK_ZERO.pattern)}, '', 'g'),
+                        {quote_literal(NOT_PHONE_CHAR.pattern)}, '', 'g')""")
     phone_lookup_table(con, "phone_rows")
     con.execute("""
         CREATE OR REPLACE TEMP TABLE phones AS
@@ -702,14 +701,14 @@ def _final_select(mapping: SourceMapping, run_id: str, fields: dict, id_selects:
     def first_valid(indexes: list[int], column: str, party: str) -> str:
         if not indexes:
             return "NULL::VARCHAR"
-        parts = [f"CASE WHEN b.party_type = '{party}' AND i{i}.id_valid THEN i{i}.{column} END"
+        parts = [f"CASE WHEN b.party_type = {quote_literal(party)} AND i{i}.id_valid THEN i{i}.{column} END"
                  for i in indexes]
         return f"coalesce({', '.join(parts)})" if len(parts) > 1 else parts[0]
 
     def any_invalid(indexes: list[int], party: str) -> str:
         if not indexes:
             return "FALSE"
-        parts = [f"coalesce(b.party_type = '{party}' AND NOT i{i}.id_valid, FALSE)" for i in indexes]
+        parts = [f"coalesce(b.party_type = {quote_literal(party)} AND NOT i{i}.id_valid, FALSE)" for i in indexes]
         return " OR ".join(parts)
 
     not_canonical = " OR ".join(
@@ -732,7 +731,7 @@ def _final_select(mapping: SourceMapping, run_id: str, fields: dict, id_selects:
     for name, (_typed, raw) in fields.items():
         if raw is not None:
             flags.append(f"CASE WHEN b.r_{name} IS NOT NULL AND b.f_{name} IS NULL "
-                         f"THEN '{name}_invalid' END")
+                         f"THEN {quote_literal(name + '_invalid')} END")
     is_person = "b.party_type = 'person'"
     values = {
         "source_record_id": f"{_literal(mapping.name)} || ':' || b.source_key",

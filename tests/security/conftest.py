@@ -30,6 +30,7 @@ class CanaryRun:
     airflow_home: Path  # its AIRFLOW_HOME (logs, SQLite metadata DB with XComs)
     run: RunPaths
     planted_cells: int
+    control_cells: int  # names with a tab, CR LF or ESC inside
     result: dict
 
 
@@ -40,18 +41,19 @@ def canary_run(tmp_path_factory) -> CanaryRun:
     base = tmp_path_factory.mktemp("canary")
     home, airflow_home = base / "ucv", base / "airflow"
     landing = land(home, generate_sample(base / "generated"))
-    planted = plant_canaries(landing)
+    planted, control = plant_canaries(landing)
     env = migrated_airflow_env(airflow_home, home)
     result = _dag_test_logged(env, "2026-11-23T00:00:00+00:00", airflow_home / "logs")
     return CanaryRun(home, airflow_home,
-                     RunPaths.for_run(EXPORT_DATE.isoformat(), base=home / "runs"), planted, result)
+                     RunPaths.for_run(EXPORT_DATE.isoformat(), base=home / "runs"), planted, control,
+                     result)
 
 
 def _dag_test_logged(env: dict[str, str], logical_date: str, log_dir: Path) -> dict:
     """One `dag.test()` run (processes the day before `logical_date`), its whole output kept
     in `log_dir` (task logs go to the console under dag.test) so the scan reads it too."""
     result = subprocess.run([sys.executable, "-c", DAG_TEST_SCRIPT, str(DAGS_FOLDER),
-                             logical_date], env=env, capture_output=True, text=True, timeout=900)
+                             logical_date, "unified_customer_view"], env=env, capture_output=True, text=True, timeout=900)
     log_dir.mkdir(parents=True, exist_ok=True)
     (log_dir / "dag_test.stdout.log").write_text(result.stdout)
     (log_dir / "dag_test.stderr.log").write_text(result.stderr)

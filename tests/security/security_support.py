@@ -9,6 +9,7 @@ import json
 import os
 import re
 import sqlite3
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from pipelines.ingest.mapping import SourceMapping
 
 # ASCII, so it survives case folding, transliteration and JSON escaping unchanged.
 CANARY = "Zqcanary"
+CONTROL_CHARACTERS = ("\t", "\r\n", "\x1b")
 
 # The places that hold personal data on purpose (protected by file modes, never scanned): the
 # landed exports, the run's data folders, the warehouse, the exports. Everything else a run
@@ -32,7 +34,7 @@ DATA_SUFFIXES = (".parquet", ".duckdb", ".duckdb.wal")
 
 def _name_columns(mapping: SourceMapping) -> list[str]:
     spec = mapping.name_spec
-    return [c for c in (spec.family, spec.full, spec.organization) if c]
+    return list(dict.fromkeys(c for c in (spec.family, spec.full, spec.organization) if c))
 
 
 class _Planter:
@@ -40,12 +42,21 @@ class _Planter:
 
     def __init__(self) -> None:
         self.cells = 0
+        self.control_cells = 0
 
     def value(self, value, is_email: bool):
         if not isinstance(value, str) or not value[:1].isascii() or not value[:1].isalpha():
             return value  # hanzi names keep their script; the canary goes into Latin values only
         self.cells += 1
-        return CANARY.lower() + value if is_email else CANARY + value.lower()
+        if is_email:
+            return CANARY.lower() + value
+        # One name in five also gets a tab, a line break or an escape — decided by the value, so
+        # every source spells that person the same way and survivorship cannot avoid it.
+        digest = zlib.crc32(value.lower().encode())
+        if digest % 5:
+            return CANARY + value.lower()
+        self.control_cells += 1
+        return CANARY + CONTROL_CHARACTERS[digest % 3] + value.lower()
 
     def row(self, row: dict, names: list[str], email: str | None) -> dict:
         for column in names:
@@ -56,9 +67,10 @@ class _Planter:
         return row
 
 
-def plant_canaries(landing: Path) -> int:
+def plant_canaries(landing: Path) -> tuple[int, int]:
     """Prefix every Latin family/full/organization name and e-mail in the landed exports with
-    the canary (the same way in every source, so records still match); returns the cells."""
+    the canary (the same way in every source, so records still match), some with a control
+    character after it; returns (canary cells, control-character cells)."""
     planter = _Planter()
     for mapping in load_mappings().values():
         names, email = _name_columns(mapping), mapping.email
@@ -85,7 +97,7 @@ def plant_canaries(landing: Path) -> int:
                     c: pa.array([planter.value(v, c == email) for v in table[c].to_pylist()],
                                 table[c].type) if c in names or c == email else table[c]
                     for c in table.column_names}), path)
-    return planter.cells
+    return planter.cells, planter.control_cells
 
 
 def is_personal_data_store(path: Path, home: Path) -> bool:
