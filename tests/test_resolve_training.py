@@ -186,3 +186,21 @@ def test_a_declared_identifier_gets_its_own_exact_match_evidence(sample, tmp_pat
                                               "organization": sample["models"]["organization"]})
     quality = evaluate(result.clusters_path, result.match_pairs_path, sample["truth"])
     assert quality["by_party_type"]["person"]["pairwise_precision"] >= 0.99
+
+
+def test_a_config_folder_needs_only_the_models_lines(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "resolution.yaml").write_text(
+        "models:\n  person: models/person-v3.json\n", encoding="utf-8")
+    code = ("from pipelines.resolve.config import model_paths, thresholds; "
+            "print(model_paths()['person']); print(model_paths()['organization']); "
+            "print(thresholds('person').match)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "UCV_CONFIG_DIR": str(tmp_path)}).stdout.split()
+    assert out[0] == str(tmp_path / "models" / "person-v3.json")
+    assert out[1].endswith("schemas/models/organization-v2.json")  # the project's, not overlaid
+    assert float(out[2]) > 0
