@@ -77,6 +77,12 @@ def model_fit_settings() -> dict[str, Any]:
     return {**defaults, **(load_resolution_settings().get("model_fit") or {})}
 
 
+def cluster_evidence_settings() -> dict[str, Any]:
+    """When a lone record joins a cluster on the cluster's union of evidence (cluster_evidence.py)."""
+    defaults = {"enabled": True, "margin": 2.0, "max_cluster_size": 20}
+    return {**defaults, **(load_resolution_settings().get("cluster_evidence") or {})}
+
+
 def link_guards(party_type: str) -> list[dict[str, Any]]:
     return list((load_resolution_settings().get("link_guards") or {}).get(party_type) or [])
 
@@ -87,5 +93,5 @@ def backend_settings() -> tuple[str, dict[str, Any]]:
     return name, dict(cfg.get(name) or {})
 
 
-__all__ = ["MODELS_DIR", "PARTY_TYPES", "RESOLUTION_FILE", "Thresholds", "backend_settings", "link_guards", "load_resolution_settings", "model_fit_settings",
+__all__ = ["MODELS_DIR", "PARTY_TYPES", "RESOLUTION_FILE", "Thresholds", "backend_settings", "cluster_evidence_settings", "link_guards", "load_resolution_settings", "model_fit_settings",
            "model_paths", "thresholds", "training_settings"]
