@@ -40,11 +40,18 @@ def _comparison_sql(settings: dict) -> str:
         settings["blocking_rules_to_generate_predictions"])
 
 
+@pytest.fixture(scope="module")
+def small_frame(tmp_path_factory):
+    records_path, _ = write_sample(tmp_path_factory.mktemp("small_sample"), seed=3,
+                                   households=15, singles=50)
+    return pd.read_parquet(records_path)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("column", DROPPABLE)
 def test_training_without_a_field_gives_a_model_or_names_the_missing_evidence(
-        sample, tmp_path, column):
-    frame = sample["frame"]
+        small_frame, tmp_path, column):
+    frame = small_frame
     if column not in frame.columns:
         pytest.skip(f"the sample has no {column} to drop")
     path = tmp_path / "records.parquet"
@@ -202,5 +209,5 @@ def test_a_config_folder_needs_only_the_models_lines(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "UCV_CONFIG_DIR": str(tmp_path)}).stdout.split()
     assert out[0] == str(tmp_path / "models" / "person-v3.json")
-    assert out[1].endswith("schemas/models/organization-v2.json")  # the project's, not overlaid
+    assert out[1].endswith("schemas/models/organization-v3.json")  # the project's, not overlaid
     assert float(out[2]) > 0
