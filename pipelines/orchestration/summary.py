@@ -70,9 +70,9 @@ def print_next_steps(run: RunPaths, export: dict, console: Console) -> None:
     export_folder = Path(export["path"]).parent if export.get("path") else settings.export_dir()
     csv_files = sorted(export_folder.glob("*.csv")) if export_folder.is_dir() else []
     rows = f" ({export['rows']:,} customers)" if "rows" in export else ""
-    query = (f"{shlex.quote(sys.executable)} -c "
-             + shlex.quote(f"import duckdb; duckdb.connect({str(warehouse)!r}, read_only=True)"
-                           f".sql({FIRST_QUERY!r}).show()"))
+    # double quotes outside, single inside: pastes into any POSIX shell as printed
+    query = (f'{shlex.quote(sys.executable)} -c "import duckdb; duckdb.connect('
+             f"'{warehouse}', read_only=True).sql('{FIRST_QUERY}').show()\"")
     console.print("\n[bold]open next[/bold]")
     for label, value in [
         ("run report", _existing(run.report_dir / HTML_REPORT_FILE)),

@@ -100,18 +100,23 @@ def evaluate(
 
     from pipelines.resolve import evaluate as evaluate_clusters
     from pipelines.resolve import evaluation_table
-    from pipelines.resolve.evaluate import write_evaluation
-    from pipelines.resolve.predict import CLUSTERS_FILE, MATCH_PAIRS_FILE
+    from pipelines.resolve.config import PARTY_TYPES
+    from pipelines.resolve.evaluate import kind_table, write_evaluation
+    from pipelines.resolve.predict import CLUSTERS_FILE, MATCH_PAIRS_FILE, load_model
 
     run = cli_args.existing_run(run_id, runs_dir)
+    records = run.staged_dir / "source_records.parquet"
+    models = {party: load_model(party) for party in PARTY_TYPES} if records.is_file() else None
     result = evaluate_clusters(run.resolved_dir / CLUSTERS_FILE,
-                               run.resolved_dir / MATCH_PAIRS_FILE, truth)
+                               run.resolved_dir / MATCH_PAIRS_FILE, truth,
+                               records_path=records, models=models)
     path = write_evaluation(result, run.report_dir)
     console = Console()
     if as_json:
         console.print_json(json.dumps(result))
         return
     console.print(evaluation_table(result))
+    console.print(kind_table(result))
     console.print("hard negatives merged: " + ", ".join(
         f"{kind} {v['merged']}/{v['entity_pairs']}"
         for kind, v in result["hard_negative_groups"].items()))
