@@ -211,3 +211,56 @@ def test_a_config_folder_needs_only_the_models_lines(tmp_path):
     assert out[0] == str(tmp_path / "models" / "person-v3.json")
     assert out[1].endswith("schemas/models/organization-v3.json")  # the project's, not overlaid
     assert float(out[2]) > 0
+
+
+def _levels(party_type: str, name: str) -> list[dict]:
+    from pipelines.resolve.model import choose_comparisons
+
+    choice = choose_comparisons(party_type, lambda field: True)
+    comparison = [c for c in choice.comparisons if c.create_output_column_name() == name][0]
+    return comparison.get_comparison("duckdb").as_dict()["comparison_levels"]
+
+
+def _first_level(levels: list[dict], row: dict) -> str:
+    """The label of the first level whose SQL holds for a pair given as *_l / *_r values."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE pair AS SELECT " + ", ".join(
+        f"{v!r}::{'VARCHAR[]' if isinstance(v, list) else 'VARCHAR'} AS {k}"
+        if v is not None else f"NULL::VARCHAR AS {k}" for k, v in row.items()))
+    for level in levels:
+        if level.get("is_null_level"):
+            continue
+        if level["sql_condition"] == "ELSE" or con.execute(
+                f"SELECT coalesce(({level['sql_condition']}), false) FROM pair").fetchall()[0][0]:
+            return level["label_for_charts"]
+    raise AssertionError("no level")
+
+
+def test_a_holding_beside_its_operating_company_is_a_related_company():
+    from pipelines.resolve.model import RELATED_COMPANY
+
+    levels = _levels("organization", "org_name")
+    pair = {"org_name_norm_l": "hoevel druckerei", "org_name_norm_r": "hoevel druckerei beteiligungs",
+            "org_name_tokens_l": ["druckerei", "hoevel"],
+            "org_name_tokens_r": ["beteiligungs", "druckerei", "hoevel"],
+            "org_name_qualifiers_l": [], "org_name_qualifiers_r": ["beteiligung"]}
+    assert _first_level(levels, pair) == RELATED_COMPANY
+    same = {**pair, "org_name_norm_r": "hoevel druckerei", "org_name_tokens_r": ["druckerei", "hoevel"],
+            "org_name_qualifiers_r": []}
+    assert _first_level(levels, same) == "Exact match on org_name_norm"
+
+
+def test_an_english_next_to_a_chinese_given_name_is_not_a_different_given_name():
+    levels = _levels("person", "given_name")
+    pair = {"given_name_norm_l": "cindy", "given_name_norm_r": "minhong",
+            "given_name_origin_l": "western", "given_name_origin_r": "pinyin",
+            "name_native_l": None, "name_native_r": "王敏红",
+            "given_name_variants_l": ["cindy"], "given_name_variants_r": ["minhong"],
+            "name_tokens_l": "cindy wang", "name_tokens_r": "minhong wang",
+            "family_name_norm_l": "wang", "family_name_norm_r": "wang"}
+    assert _first_level(levels, pair) == "English and Chinese given names (Cindy / Minhong)"
+    namesakes = {**pair, "given_name_norm_r": "peter", "given_name_origin_r": "western",
+                 "given_name_variants_r": ["peter"], "name_tokens_r": "peter wang"}
+    assert _first_level(levels, namesakes) == "Different given name"

@@ -262,6 +262,11 @@ QUALIFIERS_DIFFER = ("list_sort(coalesce(org_name_qualifiers_l, []::VARCHAR[])) 
                      "list_sort(coalesce(org_name_qualifiers_r, []::VARCHAR[]))")
 SAME_TOKENS = ("len(org_name_tokens_l) > 0 "
                "AND list_sort(org_name_tokens_l) = list_sort(org_name_tokens_r)")
+# the qualifier's own word is one of the tokens: the other name's words are all in this one's
+SIMILAR_NAME = ("len(org_name_tokens_l) > 0 AND len(org_name_tokens_r) > 0 "
+                "AND (list_has_all(org_name_tokens_l, org_name_tokens_r) "
+                "OR list_has_all(org_name_tokens_r, org_name_tokens_l) "
+                "OR jaro_winkler_similarity(org_name_norm_l, org_name_norm_r) >= 0.88)")
 RELATED_COMPANY = "Same distinctive name, a qualifier on one side only (related company)"
 
 
@@ -271,7 +276,7 @@ def org_name_comparison(has: Has) -> cl.CustomComparison:
     levels: list[Any] = [cll.NullLevel("org_name_norm")]
     if has("org_name_qualifiers") and has("org_name_tokens"):
         # before any similarity level: 'hoevel druckerei' vs 'hoevel druckerei beteiligungs'
-        levels.append(_sql(f"({SAME_TOKENS}) AND ({QUALIFIERS_DIFFER})", RELATED_COMPANY))
+        levels.append(_sql(f"({SIMILAR_NAME}) AND ({QUALIFIERS_DIFFER})", RELATED_COMPANY))
     levels.append(cll.ExactMatchLevel("org_name_norm", term_frequency_adjustments=True))
     if has("org_name_tokens"):
         levels.append(_sql(SAME_TOKENS, "Same distinctive name tokens"))
