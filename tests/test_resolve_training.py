@@ -144,6 +144,7 @@ def test_prior_scales_with_the_number_of_records(sample):
     fit = json.loads(profile_path(sample["models"]["person"]).read_text())
     n = fit["training_records"]
     assert scale_prior(model, fit, n) == model
+    assert scale_prior(model, fit, n // 2) == model  # never more lenient than trained
     ten_times = scale_prior(model, fit, 10 * n)["probability_two_random_records_match"]
     assert ten_times == pytest.approx(model["probability_two_random_records_match"]
                                       * (n - 1) / (10 * n - 1))

@@ -79,7 +79,7 @@ def model_fit_settings() -> dict[str, Any]:
 
 def cluster_evidence_settings() -> dict[str, Any]:
     """When a lone record joins a cluster on the cluster's union of evidence (cluster_evidence.py)."""
-    defaults = {"enabled": True, "margin": 2.0, "max_cluster_size": 20}
+    defaults = {"enabled": True, "margin": 2.0, "max_cluster_size": 20, "party_types": ["person"]}
     return {**defaults, **(load_resolution_settings().get("cluster_evidence") or {})}
 
 

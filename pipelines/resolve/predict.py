@@ -78,12 +78,16 @@ def scale_prior(model: dict[str, Any], training: dict[str, Any] | None, n: int) 
 
     The prior is the probability that two random records match: with a fixed number of records
     per customer, matches grow with n and pairs with n^2, so it scales as (n_train - 1)/(n - 1).
+    Only downwards: a run smaller than the training set keeps the trained prior.
     """
     n_train = int((training or {}).get("training_records", 0))
     if n_train < 2 or n < 2 or n == n_train or not training_settings().get(
             "scale_prior_with_records", True):
         return model
     prior = float(model["probability_two_random_records_match"])
+    if n < n_train:
+        # a smaller run is never scored more leniently than the model was trained and judged at
+        return model
     scaled = float(f"{prior * (n_train - 1) / (n - 1):.9g}")
     return {**model, "probability_two_random_records_match": min(max(scaled, 1e-12), 0.5)}
 
@@ -243,9 +247,10 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
     else:
         clusters_table = connected_clusters(db_api, f"input_{party_type}",
                                             f"links_{party_type}", cut.match).physical_name
-        n_cluster_evidence = cluster_evidence_links(
-            con, f"pairs_{party_type}", clusters_table, model, cut.match,
-            cluster_evidence_settings())
+        evidence_cfg = cluster_evidence_settings()
+        if party_type in evidence_cfg.get("party_types", ["person"]):
+            n_cluster_evidence = cluster_evidence_links(
+                con, f"pairs_{party_type}", clusters_table, model, cut.match, evidence_cfg)
         if n_cluster_evidence:
             clusters_table = connected_clusters(db_api, f"input_{party_type}",
                                                 f"links_{party_type}", cut.match).physical_name
