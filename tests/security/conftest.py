@@ -10,10 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from security_support import plant_canaries
-
-from pipelines.orchestration.airflow_local import DAGS_FOLDER
-from pipelines.orchestration.testing import (
+from orchestration_support import (
     DAG_TEST_SCRIPT,
     EXPORT_DATE,
     end_to_end_skip_reason,
@@ -21,6 +18,9 @@ from pipelines.orchestration.testing import (
     land,
     migrated_airflow_env,
 )
+from security_support import plant_canaries
+
+from pipelines.orchestration.airflow_local import DAGS_FOLDER
 from pipelines.settings import RunPaths
 
 
