@@ -210,7 +210,7 @@ def test_a_config_folder_needs_only_the_models_lines(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "UCV_CONFIG_DIR": str(tmp_path)}).stdout.split()
     assert out[0] == str(tmp_path / "models" / "person-v3.json")
-    assert out[1].endswith("schemas/models/organization-v1.json")  # the project's, not overlaid
+    assert out[1].endswith("schemas/models/organization-v3.json")  # the project's, not overlaid
     assert float(out[2]) > 0
 
 
