@@ -40,11 +40,18 @@ def _comparison_sql(settings: dict) -> str:
         settings["blocking_rules_to_generate_predictions"])
 
 
+@pytest.fixture(scope="module")
+def small_frame(tmp_path_factory):
+    records_path, _ = write_sample(tmp_path_factory.mktemp("small_sample"), seed=3,
+                                   households=15, singles=50)
+    return pd.read_parquet(records_path)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("column", DROPPABLE)
 def test_training_without_a_field_gives_a_model_or_names_the_missing_evidence(
-        sample, tmp_path, column):
-    frame = sample["frame"]
+        small_frame, tmp_path, column):
+    frame = small_frame
     if column not in frame.columns:
         pytest.skip(f"the sample has no {column} to drop")
     path = tmp_path / "records.parquet"
@@ -137,6 +144,7 @@ def test_prior_scales_with_the_number_of_records(sample):
     fit = json.loads(profile_path(sample["models"]["person"]).read_text())
     n = fit["training_records"]
     assert scale_prior(model, fit, n) == model
+    assert scale_prior(model, fit, n // 2) == model  # never more lenient than trained
     ten_times = scale_prior(model, fit, 10 * n)["probability_two_random_records_match"]
     assert ten_times == pytest.approx(model["probability_two_random_records_match"]
                                       * (n - 1) / (10 * n - 1))
@@ -186,3 +194,74 @@ def test_a_declared_identifier_gets_its_own_exact_match_evidence(sample, tmp_pat
                                               "organization": sample["models"]["organization"]})
     quality = evaluate(result.clusters_path, result.match_pairs_path, sample["truth"])
     assert quality["by_party_type"]["person"]["pairwise_precision"] >= 0.99
+
+
+def test_a_config_folder_needs_only_the_models_lines(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "resolution.yaml").write_text(
+        "models:\n  person: models/person-v3.json\n", encoding="utf-8")
+    code = ("from pipelines.resolve.config import model_paths, thresholds; "
+            "print(model_paths()['person']); print(model_paths()['organization']); "
+            "print(thresholds('person').match)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "UCV_CONFIG_DIR": str(tmp_path)}).stdout.split()
+    assert out[0] == str(tmp_path / "models" / "person-v3.json")
+    assert out[1].endswith("schemas/models/organization-v3.json")  # the project's, not overlaid
+    assert float(out[2]) > 0
+
+
+def _levels(party_type: str, name: str) -> list[dict]:
+    from pipelines.resolve.model import choose_comparisons
+
+    choice = choose_comparisons(party_type, lambda field: True)
+    comparison = [c for c in choice.comparisons if c.create_output_column_name() == name][0]
+    return comparison.get_comparison("duckdb").as_dict()["comparison_levels"]
+
+
+def _first_level(levels: list[dict], row: dict) -> str:
+    """The label of the first level whose SQL holds for a pair given as *_l / *_r values."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE pair AS SELECT " + ", ".join(
+        f"{v!r}::{'VARCHAR[]' if isinstance(v, list) else 'VARCHAR'} AS {k}"
+        if v is not None else f"NULL::VARCHAR AS {k}" for k, v in row.items()))
+    for level in levels:
+        if level.get("is_null_level"):
+            continue
+        if level["sql_condition"] == "ELSE" or con.execute(
+                f"SELECT coalesce(({level['sql_condition']}), false) FROM pair").fetchall()[0][0]:
+            return level["label_for_charts"]
+    raise AssertionError("no level")
+
+
+def test_a_holding_beside_its_operating_company_is_a_related_company():
+    from pipelines.resolve.model import RELATED_COMPANY
+
+    levels = _levels("organization", "org_name")
+    pair = {"org_name_norm_l": "hoevel druckerei", "org_name_norm_r": "hoevel druckerei beteiligungs",
+            "org_name_tokens_l": ["druckerei", "hoevel"],
+            "org_name_tokens_r": ["beteiligungs", "druckerei", "hoevel"],
+            "org_name_qualifiers_l": [], "org_name_qualifiers_r": ["beteiligung"]}
+    assert _first_level(levels, pair) == RELATED_COMPANY
+    same = {**pair, "org_name_norm_r": "hoevel druckerei", "org_name_tokens_r": ["druckerei", "hoevel"],
+            "org_name_qualifiers_r": []}
+    assert _first_level(levels, same) == "Exact match on org_name_norm"
+
+
+def test_an_english_next_to_a_chinese_given_name_is_not_a_different_given_name():
+    levels = _levels("person", "given_name")
+    pair = {"given_name_norm_l": "cindy", "given_name_norm_r": "minhong",
+            "given_name_origin_l": "western", "given_name_origin_r": "pinyin",
+            "name_native_l": None, "name_native_r": "王敏红",
+            "given_name_variants_l": ["cindy"], "given_name_variants_r": ["minhong"],
+            "name_tokens_l": "cindy wang", "name_tokens_r": "minhong wang",
+            "family_name_norm_l": "wang", "family_name_norm_r": "wang"}
+    assert _first_level(levels, pair) == "English and Chinese given names (Cindy / Minhong)"
+    namesakes = {**pair, "given_name_norm_r": "peter", "given_name_origin_r": "western",
+                 "given_name_variants_r": ["peter"], "name_tokens_r": "peter wang"}
+    assert _first_level(levels, namesakes) == "Different given name"

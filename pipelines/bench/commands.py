@@ -45,6 +45,29 @@ def bench(
     console.print(f"results: {out}")
 
 
+@app.command("bench-train")
+def bench_train(
+    records: Path = typer.Option(..., exists=True, dir_okay=False,
+                                 help="staged source_records.parquet to train on"),
+    seed: int = typer.Option(42, min=0, help="seed of the random sampling for u"),
+    results_dir: Path = typer.Option(None, file_okay=False,
+                                     help="Where train-<records>.json goes (default bench/results)."),
+) -> None:
+    """Training cost: `ucv train` once on the given records; seconds, peak RSS, seconds per step."""
+    from rich.console import Console
+
+    from pipelines.bench.run import RESULTS_DIR
+    from pipelines.resolve.bench import bench_training
+
+    figures = bench_training(records, seed=seed)
+    out_dir = results_dir or RESULTS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"train-{figures['records']}.json"
+    out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    Console().print_json(json.dumps(figures))
+    Console().print(f"results: {out}")
+
+
 @app.command("bench-backends")
 def bench_backends_command(
     records: list[int] = typer.Option([100_000], "--records", "-n", min=1,

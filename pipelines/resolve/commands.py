@@ -36,7 +36,7 @@ def train(
     from pipelines.identify.overrides import DEFAULT_OVERRIDES_FILE
     from pipelines.resolve import train_models
     from pipelines.resolve.training import TrainingError, report_path
-    from pipelines.settings import MODELS_DIR, RESOLUTION_FILE
+    from pipelines.settings import CONFIG_DIR, MODELS_DIR, SCHEMAS_DIR
 
     console = Console()
     try:
@@ -49,8 +49,10 @@ def train(
         raise typer.Exit(1) from None
     for party_type, path in written.items():
         console.print(f"{party_type}: [bold]{path}[/] (report: {report_path(path).name})")
-    base = RESOLUTION_FILE.parent
-    console.print(f"\nTo use them, put these lines in {RESOLUTION_FILE}:\n", soft_wrap=True)
+    # a configuration folder's resolution.yaml needs only these lines (merged over the project's)
+    target = (CONFIG_DIR / "resolution.yaml") if CONFIG_DIR else SCHEMAS_DIR / "resolution.yaml"
+    base = target.parent
+    console.print(f"\nTo use them, put these lines in {target}:\n", soft_wrap=True)
     lines = ["models:"] + [
         f"  {p}: {path.relative_to(base) if path.is_relative_to(base) else path}"
         for p, path in written.items()]

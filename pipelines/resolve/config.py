@@ -1,4 +1,9 @@
-"""Resolution settings from schemas/resolution.yaml: backend, model files, thresholds, training."""
+"""Resolution settings from schemas/resolution.yaml: backend, model files, thresholds, training.
+
+A configuration folder (UCV_CONFIG_DIR) may hold a `resolution.yaml` of its own: it is merged
+over the project's, key by key, so it needs only what differs, typically the `models:` lines
+that `ucv train` prints. Model paths are relative to the file that names them.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,9 @@ from typing import Any
 
 import yaml
 
-from pipelines.settings import MODELS_DIR, RESOLUTION_FILE
+from pipelines.settings import MODELS_DIR, RESOLUTION_FILE, SCHEMAS_DIR
+
+PROJECT_RESOLUTION_FILE = SCHEMAS_DIR / "resolution.yaml"
 
 PARTY_TYPES = ("person", "organization")
 
@@ -22,10 +29,31 @@ class Thresholds:
     match: float
 
 
+def _merged(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        merged[key] = (_merged(merged[key], value)
+                       if isinstance(value, dict) and isinstance(merged.get(key), dict) else value)
+    return merged
+
+
+def _models_relative_to(path: Path) -> dict[str, Path]:
+    """Each model file named in `path`'s `models:`, resolved against that file's folder."""
+    models = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("models") or {}
+    return {party: (path.parent / name).resolve() for party, name in models.items()}
+
+
 @lru_cache(maxsize=4)
 def load_resolution_settings(path: Path = RESOLUTION_FILE) -> dict[str, Any]:
-    """The parsed resolution.yaml (cached; it is configuration, not data)."""
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    """The parsed resolution.yaml, a configuration folder's merged over the project's (cached;
+    it is configuration, not data). Model paths come out absolute."""
+    settings = yaml.safe_load(PROJECT_RESOLUTION_FILE.read_text(encoding="utf-8"))
+    models = _models_relative_to(PROJECT_RESOLUTION_FILE)
+    if path.resolve() != PROJECT_RESOLUTION_FILE.resolve():
+        settings = _merged(settings, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        models.update(_models_relative_to(path))
+    settings["models"] = {party: str(p) for party, p in models.items()}
+    return settings
 
 
 def thresholds(party_type: str) -> Thresholds:
@@ -34,9 +62,9 @@ def thresholds(party_type: str) -> Thresholds:
 
 
 def model_paths() -> dict[str, Path]:
-    """The model JSON each party type uses in nightly runs (paths relative to resolution.yaml)."""
+    """The model JSON each party type uses in nightly runs (as named in resolution.yaml)."""
     models = load_resolution_settings()["models"]
-    return {party: RESOLUTION_FILE.parent / models[party] for party in PARTY_TYPES}
+    return {party: Path(models[party]) for party in PARTY_TYPES}
 
 
 def training_settings() -> dict[str, Any]:
@@ -49,6 +77,12 @@ def model_fit_settings() -> dict[str, Any]:
     return {**defaults, **(load_resolution_settings().get("model_fit") or {})}
 
 
+def cluster_evidence_settings() -> dict[str, Any]:
+    """When a lone record joins a cluster on the cluster's union of evidence (cluster_evidence.py)."""
+    defaults = {"enabled": True, "margin": 2.0, "max_cluster_size": 20, "party_types": ["person"]}
+    return {**defaults, **(load_resolution_settings().get("cluster_evidence") or {})}
+
+
 def link_guards(party_type: str) -> list[dict[str, Any]]:
     return list((load_resolution_settings().get("link_guards") or {}).get(party_type) or [])
 
@@ -59,5 +93,5 @@ def backend_settings() -> tuple[str, dict[str, Any]]:
     return name, dict(cfg.get(name) or {})
 
 
-__all__ = ["MODELS_DIR", "PARTY_TYPES", "RESOLUTION_FILE", "Thresholds", "backend_settings", "link_guards", "load_resolution_settings", "model_fit_settings",
+__all__ = ["MODELS_DIR", "PARTY_TYPES", "RESOLUTION_FILE", "Thresholds", "backend_settings", "cluster_evidence_settings", "link_guards", "load_resolution_settings", "model_fit_settings",
            "model_paths", "thresholds", "training_settings"]

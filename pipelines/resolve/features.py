@@ -16,7 +16,7 @@ from pipelines.sql import quote_literal
 # is decided by `ucv train` from the field profile (model.py), never assumed here.
 PERSON_COLUMNS = [
     "source_system", "given_name_norm", "family_name_norm", "given_name_canonical",
-    "given_name_origin", "birth_family_name_norm", "name_suffix", "sex", "birth_date",
+    "given_name_origin", "name_native", "birth_family_name_norm", "name_suffix", "sex", "birth_date",
     "national_id", "national_id_type", "passport_number", "customer_number",
     "phone_mobile", "phone_landline", "email", "street", "house_number", "postcode", "city",
     "country",

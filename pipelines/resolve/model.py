@@ -128,14 +128,23 @@ SWAPPED_TYPO = ("jaro_winkler_similarity(given_name_norm_l, family_name_norm_r) 
                 "AND jaro_winkler_similarity(family_name_norm_l, given_name_norm_r) >= 0.92")
 
 
+SAME_HANZI = "name_native_l = name_native_r"
+# one side an English/Christian given name, the other a Chinese one: not comparable by spelling
+OTHER_ORIGIN = ("given_name_origin_l <> given_name_origin_r "
+                "AND 'western' IN (given_name_origin_l, given_name_origin_r)")
+
+
 def given_name_comparison(has: Has) -> cl.CustomComparison:
     both = has("family_name_norm")
     levels: list[Any] = [
         cll.NullLevel("given_name_norm"),
         cll.ExactMatchLevel("given_name_norm", term_frequency_adjustments=True),
-        _sql("list_has_any(given_name_variants_l, given_name_variants_r)",
-             "Nickname or formal form (Ronny = Ronald)"),
     ]
+    if has("name_native"):
+        # Cantonese and Mandarin romanisations of one hanzi name ('Wong' / 'Wang')
+        levels.append(_sql(SAME_HANZI, "Same name in Chinese characters, romanised differently"))
+    levels.append(_sql("list_has_any(given_name_variants_l, given_name_variants_r)",
+                       "Nickname or formal form (Ronny = Ronald)"))
     if both:
         # common names ('wang wei') are common in either order: adjust by their frequency
         levels.append(_sql("name_tokens_l = name_tokens_r",
@@ -145,8 +154,10 @@ def given_name_comparison(has: Has) -> cl.CustomComparison:
     levels.append(cll.JaroWinklerLevel("given_name_norm", 0.92))
     if both:
         levels.append(_sql(SWAPPED_TYPO, "Given and family name swapped, with a typo"))
-    levels += [cll.JaroWinklerLevel("given_name_norm", 0.85),
-               cll.ElseLevel().configure(label_for_charts="Different given name")]
+    levels.append(cll.JaroWinklerLevel("given_name_norm", 0.85))
+    if has("given_name_origin"):
+        levels.append(_sql(OTHER_ORIGIN, "English and Chinese given names (Cindy / Minhong)"))
+    levels.append(cll.ElseLevel().configure(label_for_charts="Different given name"))
     return cl.CustomComparison(
         output_column_name="given_name",
         comparison_description="Given name (pinyin/Latin form, nicknames resolved); also scores "
@@ -158,6 +169,15 @@ def family_name_comparison(has: Has) -> cl.CustomComparison:
     both = has("given_name_norm")
     levels: list[Any] = [cll.NullLevel("family_name_norm"),
               cll.ExactMatchLevel("family_name_norm", term_frequency_adjustments=True)]
+    if has("name_native"):
+        levels.append(_sql(SAME_HANZI, "Same name in Chinese characters (scored under given name)")
+                      .configure(**COUNTED_ONCE))
+    if has("birth_family_name_norm"):
+        # a married name: evidence scored under birth_family_name, not a conflict here
+        levels.append(_sql("birth_family_name_norm_l = family_name_norm_r "
+                           "OR family_name_norm_l = birth_family_name_norm_r",
+                           "The other's birth family name (scored under birth family name)")
+                      .configure(**COUNTED_ONCE))
     if both:
         levels.append(_sql("name_tokens_l = name_tokens_r",
                            "Name in another order (scored under given name)")
@@ -238,17 +258,34 @@ def mobile_comparison(has: Has) -> cl.CustomComparison:
         ])
 
 
+QUALIFIERS_DIFFER = ("list_sort(coalesce(org_name_qualifiers_l, []::VARCHAR[])) <> "
+                     "list_sort(coalesce(org_name_qualifiers_r, []::VARCHAR[]))")
+SAME_TOKENS = ("len(org_name_tokens_l) > 0 "
+               "AND list_sort(org_name_tokens_l) = list_sort(org_name_tokens_r)")
+# the qualifier's own word is one of the tokens: the other name's words are all in this one's
+SIMILAR_NAME = ("len(org_name_tokens_l) > 0 AND len(org_name_tokens_r) > 0 "
+                "AND (list_has_all(org_name_tokens_l, org_name_tokens_r) "
+                "OR list_has_all(org_name_tokens_r, org_name_tokens_l) "
+                "OR jaro_winkler_similarity(org_name_norm_l, org_name_norm_r) >= 0.88)")
+RELATED_COMPANY = "Same distinctive name, a qualifier on one side only (related company)"
+
+
 def org_name_comparison(has: Has) -> cl.CustomComparison:
-    return cl.CustomComparison(
-        output_column_name="org_name",
-        comparison_description="Organization name without legal form",
-        comparison_levels=[
-            cll.NullLevel("org_name_norm"),
-            cll.ExactMatchLevel("org_name_norm", term_frequency_adjustments=True),
-            cll.JaroWinklerLevel("org_name_norm", 0.95),
-            cll.JaroWinklerLevel("org_name_norm", 0.88),
-            cll.ElseLevel().configure(label_for_charts="Different name"),
-        ])
+    """Organization name. With distinctive tokens and qualifiers from standardization, a
+    'Holding' or 'Beteiligungs' company beside its operating company is a related company."""
+    levels: list[Any] = [cll.NullLevel("org_name_norm")]
+    if has("org_name_qualifiers") and has("org_name_tokens"):
+        # before any similarity level: 'hoevel druckerei' vs 'hoevel druckerei beteiligungs'
+        levels.append(_sql(f"({SIMILAR_NAME}) AND ({QUALIFIERS_DIFFER})", RELATED_COMPANY))
+    levels.append(cll.ExactMatchLevel("org_name_norm", term_frequency_adjustments=True))
+    if has("org_name_tokens"):
+        levels.append(_sql(SAME_TOKENS, "Same distinctive name tokens"))
+    levels += [cll.JaroWinklerLevel("org_name_norm", 0.95),
+               cll.JaroWinklerLevel("org_name_norm", 0.88),
+               cll.ElseLevel().configure(label_for_charts="Different name")]
+    return cl.CustomComparison(output_column_name="org_name",
+                               comparison_description="Organization name without legal form",
+                               comparison_levels=levels)
 
 
 def legal_form_comparison(has: Has) -> cl.CustomComparison:
@@ -394,6 +431,14 @@ BLOCKING_CANDIDATES: dict[str, list[CandidateRule]] = {
         _rule("national_id"), _rule("passport_number"), _rule("customer_number"),
         _rule("phone_mobile"), _rule("email"),
         _rule("family_name_norm", "birth_date"), _rule("given_name_norm", "birth_date"),
+        # movers and renamed people: stable evidence without the address or the family name
+        _rule("given_name_canonical", "birth_date"),
+        _rule("birth_family_name_norm", "birth_date"),
+        CandidateRule(("birth_family_name_norm", "given_name_canonical"),
+                      ("family_name_norm", "given_name_canonical")),
+        CandidateRule(("family_name_norm", "given_name_canonical"),
+                      ("birth_family_name_norm", "given_name_canonical")),
+        _rule("name_native", "birth_date"),
         _rule("given_name_canonical", "family_name_norm", "postcode"),
         _rule("birth_date", "postcode"),
         # names written in the other order; common names ('wang wei' / 'wei wang') make
@@ -409,6 +454,8 @@ BLOCKING_CANDIDATES: dict[str, list[CandidateRule]] = {
         # different companies share names ("Nordwind Logistik"): the name alone is quadratic
         _rule("org_name_norm", "city"),
         _rule("phone_any"), _rule("email"),
+        # the same company under a spelling that changes the folded name
+        CandidateRule(("array_to_string(list_sort(org_name_tokens), ' ')", "postcode")),
         CandidateRule(("postcode", "substr(org_name_norm, 1, 4)")),
     ],
 }
@@ -455,8 +502,9 @@ def rule_populated(rule: CandidateRule, has: Has) -> bool:
     """All fields of the rule populated (an expression like substr(x, ...) needs x)."""
     import re
 
-    names = {m for f in rule.fields for m in re.findall(r"[a-z_]+", f)
-             if m not in {"substr"}}
+    # the column names in each key, not the SQL functions around them ("substr(x, 1, 4)")
+    names = {m.strip() for f in rule.fields for m in re.findall(r"[a-z_]+\s*\(?", f)
+             if not m.endswith("(")}
     return all(has(n) for n in names) and not any(has(f) for f in rule.only_without)
 
 

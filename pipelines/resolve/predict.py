@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.resolve.backend import backend_name, backend_options, database_api, duckdb_connection
+from pipelines.resolve.cluster_evidence import cluster_evidence_links
 from pipelines.resolve.config import (
     PARTY_TYPES,
+    cluster_evidence_settings,
     link_guards,
     model_fit_settings,
     model_paths,
@@ -77,12 +79,16 @@ def scale_prior(model: dict[str, Any], training: dict[str, Any] | None, n: int) 
 
     The prior is the probability that two random records match: with a fixed number of records
     per customer, matches grow with n and pairs with n^2, so it scales as (n_train - 1)/(n - 1).
+    Only downwards: a run smaller than the training set keeps the trained prior.
     """
     n_train = int((training or {}).get("training_records", 0))
     if n_train < 2 or n < 2 or n == n_train or not training_settings().get(
             "scale_prior_with_records", True):
         return model
     prior = float(model["probability_two_random_records_match"])
+    if n < n_train:
+        # a smaller run is never scored more leniently than the model was trained and judged at
+        return model
     scaled = float(f"{prior * (n_train - 1) / (n - 1):.9g}")
     return {**model, "probability_two_random_records_match": min(max(scaled, 1e-12), 0.5)}
 
@@ -213,19 +219,23 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
                match_probability,
                match_weight >= {cut.match} AND link_blocked_by IS NULL AS is_link,
                CASE WHEN match_weight >= {cut.match} THEN link_blocked_by END AS link_blocked_by,
+               CASE WHEN match_weight >= {cut.match} AND link_blocked_by IS NULL
+                    THEN 'pairwise' END AS link_via,
+               NULL::DOUBLE AS cluster_evidence_weight,
                * EXCLUDE (source_record_id_l, source_record_id_r, party_type, match_weight,
-                          match_probability, link_blocked_by)
+                          match_probability, link_blocked_by),
+               link_blocked_by AS _guard
         FROM scored
     """)
-    con.execute(f"""COPY (SELECT * FROM pairs_{party_type}
-                          ORDER BY source_record_id_l, source_record_id_r)
-                    TO {quote_literal(pairs_part)} (FORMAT parquet)""")
+    # a link made by cluster-level evidence enters clustering with the weight that made it
     con.execute(f"""CREATE VIEW links_{party_type} AS
-        SELECT source_record_id_l AS unique_id_l, source_record_id_r AS unique_id_r, match_weight,
+        SELECT source_record_id_l AS unique_id_l, source_record_id_r AS unique_id_r,
+               coalesce(cluster_evidence_weight, match_weight) AS match_weight,
                match_probability FROM pairs_{party_type} WHERE is_link""")
     predicted_at = time.perf_counter()
 
-    if engine == "spark":
+    n_cluster_evidence = 0
+    if engine == "spark":  # cluster-level evidence is not wired for Spark yet
         from pipelines.resolve.spark import cluster_on_spark
 
         links_part = scratch / "links.parquet"
@@ -238,6 +248,16 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
     else:
         clusters_table = connected_clusters(db_api, f"input_{party_type}",
                                             f"links_{party_type}", cut.match).physical_name
+        evidence_cfg = cluster_evidence_settings()
+        if party_type in evidence_cfg.get("party_types", ["person"]):
+            n_cluster_evidence = cluster_evidence_links(
+                con, f"pairs_{party_type}", clusters_table, model, cut.match, evidence_cfg)
+        if n_cluster_evidence:
+            clusters_table = connected_clusters(db_api, f"input_{party_type}",
+                                                f"links_{party_type}", cut.match).physical_name
+    con.execute(f"""COPY (SELECT * EXCLUDE (_guard) FROM pairs_{party_type}
+                          ORDER BY source_record_id_l, source_record_id_r)
+                    TO {quote_literal(pairs_part)} (FORMAT parquet)""")
     con.execute(f"""
         COPY (
             SELECT unique_id AS source_record_id, {quote_literal(party_type)} AS party_type, cluster_id
@@ -262,6 +282,7 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
         "comparisons_by_blocking_rule": {rules[int(k)]: int(v) for k, v in by_rule.items()},
         "pairs_kept": int(pairs_kept),
         "links": int(links),
+        "links_by_cluster_evidence": n_cluster_evidence,
         "links_blocked_by_guards": {k: int(v) for k, v in blocked.items()},
         "clusters": int(n_clusters),
         "model_fit": fit,
