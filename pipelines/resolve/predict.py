@@ -234,27 +234,33 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
                match_probability FROM pairs_{party_type} WHERE is_link""")
     predicted_at = time.perf_counter()
 
-    n_cluster_evidence = 0
-    if engine == "spark":  # cluster-level evidence is not wired for Spark yet
+    def cluster(round_: int) -> str:
+        """Connected components of the current links, on the configured engine."""
+        if engine != "spark":
+            return connected_clusters(db_api, f"input_{party_type}", f"links_{party_type}",
+                                      cut.match).physical_name
         from pipelines.resolve.spark import cluster_on_spark
 
-        links_part = scratch / "links.parquet"
+        links_part = scratch / f"links_{round_}.parquet"
         con.execute(f"COPY links_{party_type} TO {quote_literal(links_part)} (FORMAT parquet)")
-        clustered_dir = cluster_on_spark(input_part, links_part, party_type, cut.match, scratch,
+        clustered_dir = cluster_on_spark(input_part, links_part, f"{party_type}_{round_}",
+                                         cut.match, scratch / f"round_{round_}",
                                          backend_options("spark"))
-        con.execute(f"CREATE VIEW spark_clusters_{party_type} AS SELECT * FROM "
+        name = f"spark_clusters_{party_type}_{round_}"
+        # materialised: the Spark scratch folder is removed before the counts below
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM "
                     f"read_parquet({quote_path(Path(clustered_dir) / '*.parquet')})")
-        clusters_table = f"spark_clusters_{party_type}"
-    else:
-        clusters_table = connected_clusters(db_api, f"input_{party_type}",
-                                            f"links_{party_type}", cut.match).physical_name
-        evidence_cfg = cluster_evidence_settings()
-        if party_type in evidence_cfg.get("party_types", ["person"]):
-            n_cluster_evidence = cluster_evidence_links(
-                con, f"pairs_{party_type}", clusters_table, model, cut.match, evidence_cfg)
-        if n_cluster_evidence:
-            clusters_table = connected_clusters(db_api, f"input_{party_type}",
-                                                f"links_{party_type}", cut.match).physical_name
+        return name
+
+    clusters_table = cluster(1)
+    n_cluster_evidence = 0
+    evidence_cfg = cluster_evidence_settings()
+    if party_type in evidence_cfg.get("party_types", ["person"]):
+        # DuckDB SQL over the pairs and the clusters, whichever engine clustered them
+        n_cluster_evidence = cluster_evidence_links(
+            con, f"pairs_{party_type}", clusters_table, model, cut.match, evidence_cfg)
+    if n_cluster_evidence:
+        clusters_table = cluster(2)
     con.execute(f"""COPY (SELECT * EXCLUDE (_guard) FROM pairs_{party_type}
                           ORDER BY source_record_id_l, source_record_id_r)
                     TO {quote_literal(pairs_part)} (FORMAT parquet)""")
