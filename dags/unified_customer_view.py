@@ -1,10 +1,10 @@
 """Unified customer view, nightly: landed source exports -> resolved customers -> published warehouse.
 
 The run with logical date D (02:00 UTC) processes the exports landed for the day before,
-data/landing/<D-1>/; that export date is the run id and names the run folder data/runs/<D-1>/.
-Trigger with conf {"export_date": "YYYY-MM-DD"} to (re)process another landed date.
+`data/landing/<D-1>/`; that export date is the run id and names the run folder `data/runs/<D-1>/`.
+Trigger with conf `{"export_date": "YYYY-MM-DD"}` to (re)process another landed date.
 Tasks are thin calls into `pipelines.orchestration.stages`; XCom carries source names and counts
-only. See docs/operations.md for the task graph, reruns, backfills and production set-up.
+only. See `docs/operations.md` for the task graph, reruns, backfills and production set-up.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from datetime import timedelta
 
 import pendulum
 from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+
+from pipelines.orchestration.schedule import SCHEDULE_CRON, START_DATE
 
 
 def _run(context=None) -> tuple[str, str | None]:
@@ -47,8 +49,10 @@ DEFAULT_ARGS = {
 
 @dag(
     dag_id="unified_customer_view",
-    schedule=CronTriggerTimetable("0 2 * * *", timezone="UTC"),
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    description="Nightly: landed exports -> validated, resolved customers -> published "
+                "warehouse, Parquet mirror and marketing export",
+    schedule=CronTriggerTimetable(SCHEDULE_CRON, timezone="UTC"),
+    start_date=pendulum.datetime(START_DATE.year, START_DATE.month, START_DATE.day, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=12),

@@ -3,7 +3,9 @@
 Which date: the most recent export date already landed in data/landing/; when nothing is landed,
 yesterday (UTC) — sample exports (20,000 customers, seed 42) are generated into data/sample/ once
 and copied into data/landing/<yesterday>/. The Airflow run's logical date is the export date + 1
-day, exactly as the nightly schedule would run it. `--date YYYY-MM-DD` picks the export date.
+day at 02:00 UTC, exactly as the nightly schedule would run it. `--date YYYY-MM-DD` picks the
+export date. A date the DAG cannot run (before its start date, nothing landed) is refused before
+Airflow starts, and a run that did not happen is never reported as one.
 """
 
 from __future__ import annotations
@@ -24,9 +26,9 @@ from pipelines.orchestration.airflow_local import (
     dags_test,
     migrate_db,
 )
-from pipelines.orchestration.run import logical_date_for
 from pipelines.orchestration.run_state import read_run_state, utc_now
-from pipelines.orchestration.stages import run_paths
+from pipelines.orchestration.schedule import START_DATE, first_export_date, logical_datetime_for
+from pipelines.orchestration.stages import landing_dir_for, run_paths
 from pipelines.orchestration.summary import print_run_summary
 
 SAMPLE_CUSTOMERS = 20_000
@@ -51,12 +53,46 @@ def landed_export_dates() -> list[date]:
     return sorted(dates)
 
 
+class CannotRun(Exception):
+    """A date `make run` will not hand to Airflow, with the reason and what to do instead."""
+
+
 def choose_export_date(requested: str | None, today: date) -> date:
     """The requested date, else the latest landed date, else yesterday."""
     if requested:
         return date.fromisoformat(requested)
     landed = landed_export_dates()
     return landed[-1] if landed else today - timedelta(days=1)
+
+
+def check_runnable(export_date: date) -> None:
+    """Refuse an export date the DAG would not process; `CannotRun` says why and what instead.
+
+    Airflow runs no task for a logical date before the DAG's start date, yet reports the run a
+    success: such a date must never reach `airflow dags test`.
+    """
+    if export_date < first_export_date():
+        raise CannotRun(
+            f"export date {export_date} is before the DAG's first night: its run (logical date "
+            f"{logical_datetime_for(export_date):%Y-%m-%d %H:%M} UTC) would be before the DAG's "
+            f"start date {START_DATE}, so Airflow would run no task. The first export date the "
+            f"DAG processes is {first_export_date()}; to process {export_date} anyway, run it "
+            f"without Airflow: ucv run --date {export_date}")
+    landed = landed_export_dates()
+    if landed and export_date not in landed:
+        raise CannotRun(
+            f"nothing is landed for export date {export_date} in {landing_dir_for(export_date)}; "
+            f"landed dates: {', '.join(str(d) for d in landed[-5:])}")
+
+
+def parse_date(text: str) -> str:
+    """argparse type: an export date written YYYY-MM-DD."""
+    from pipelines.cli_args import iso_date
+
+    try:
+        return str(iso_date(text))
+    except Exception as exc:  # typer.BadParameter: say it argparse's way
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def land_sample_exports(export_date: date, console: Console) -> Path:
@@ -84,14 +120,11 @@ def land_sample_exports(export_date: date, console: Console) -> Path:
 
 def follow_run(process, run_id: str, launched_at: str, console: Console) -> int:
     """Wait for the Airflow process, printing each stage as run_state.json records it."""
-    run = run_paths(run_id)
     shown: set[tuple[str, str]] = set()
     while True:
         finished = process.poll() is not None
-        state = read_run_state(run) if run.root.exists() else {}
-        # until `prepare` starts this run afresh, the file may still describe an earlier run
-        stages = state.get("stages", {}) if state.get("started_at", "") >= launched_at else {}
-        for name, stage in stages.items():
+        state = this_run_state(run_id, launched_at)
+        for name, stage in state.get("stages", {}).items():
             status = stage.get("status")
             if status in ("success", "failed") and (name, status) not in shown:
                 shown.add((name, status))
@@ -102,15 +135,28 @@ def follow_run(process, run_id: str, launched_at: str, console: Console) -> int:
         time.sleep(1)
 
 
+def this_run_state(run_id: str, launched_at: str) -> dict:
+    """The run state written by the run launched at `launched_at`; {} while (or if) it has not
+    started: until `prepare` starts afresh, the file may still describe an earlier run."""
+    run = run_paths(run_id)
+    state = read_run_state(run) if run.root.exists() else {}
+    return state if state.get("started_at", "") >= launched_at else {}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--date", help="export date to process (YYYY-MM-DD)")
+    parser.add_argument("--date", type=parse_date, help="export date to process (YYYY-MM-DD)")
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(soft_wrap=True)  # paths whole, also when stdout is a file or a pipe
     started = time.perf_counter()
 
     export_date = choose_export_date(args.date, clock.utc_now().date())
-    logical_date = logical_date_for(export_date)
+    logical_date = logical_datetime_for(export_date)
+    try:
+        check_runnable(export_date)
+    except CannotRun as exc:
+        console.print(f"[red]make run: {exc}[/red]", highlight=False)
+        return 2
     console.print(f"export date {export_date} (run id), Airflow logical date {logical_date}")
     if not landed_export_dates():
         land_sample_exports(export_date, console)
@@ -126,14 +172,20 @@ def main(argv: list[str] | None = None) -> int:
     exit_code = follow_run(dags_test(logical_date.isoformat(), env, log_file),
                            export_date.isoformat(), launched_at, console)
 
+    state = this_run_state(export_date.isoformat(), launched_at)
+    if not state:
+        console.print(f"[red]Airflow ran no task of this night (exit code {exit_code}): nothing "
+                      f"was processed and nothing published.[/red] See {log_file}")
+        return exit_code or 1
     print_run_summary(run_paths(export_date.isoformat()), console)
     console.print(f"wall time {time.perf_counter() - started:.0f} s (Airflow log: {log_file})")
-    if exit_code != 0:
+    if exit_code != 0 or state.get("status") != "success":
         console.print(f"[red]the Airflow run failed (exit code {exit_code})[/red]; details in "
                       f"{log_file}")
         if not read_run_state(run_paths(export_date.isoformat())).get("error"):
             console.print("\n".join(log_file.read_text().splitlines()[-15:]), markup=False)
-    return exit_code
+        return exit_code or 1
+    return 0
 
 
 if __name__ == "__main__":

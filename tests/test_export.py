@@ -193,15 +193,21 @@ def test_display_forms_go_out_and_comparison_forms_stay_in(tmp_path):
     assert customer["given_name_display_source_record_id"] == "sales:L-1"
 
 
-def consent_run(base: Path, run_id: str, statements: dict[str, dict], history=()) -> RunPaths:
-    """One single-record customer per entry, with the given consent fields."""
-    records = [record(f"servicing:{cid}", **{
-        "given_name": cid, "family_name": "Test", "given_name_norm": cid.lower(),
-        "family_name_norm": "test", "email": f"{cid.lower()}@example.org",
-        "phone_mobile": "+491510000000", "street": "weg", "city": "ort", "country": "DE",
-        "updated_at": datetime(2026, 1, 1), **fields}) for cid, fields in statements.items()]
-    run = write_run_inputs(RunPaths.for_run(run_id, base=base), records,
-                           {f"servicing:{cid}": cid for cid in statements})
+def consent_run(base: Path, run_id: str, statements: dict[str, dict | list[dict]],
+                history=()) -> RunPaths:
+    """Customers with the given consent fields: one record per dict (each from its own system)."""
+    systems = ["servicing", "sales", "underwriting", "claims"]
+    records, customer_of = [], {}
+    for cid, stated in statements.items():
+        for system, fields in zip(systems, stated if isinstance(stated, list) else [stated],
+                                  strict=False):
+            records.append(record(f"{system}:{cid}", **{
+                "given_name": cid, "family_name": "Test", "given_name_norm": cid.lower(),
+                "family_name_norm": "test", "email": f"{cid.lower()}@example.org",
+                "phone_mobile": "+491510000000", "street": "weg", "city": "ort", "country": "DE",
+                "updated_at": datetime(2026, 1, 1), **fields}))
+            customer_of[f"{system}:{cid}"] = cid
+    run = write_run_inputs(RunPaths.for_run(run_id, base=base), records, customer_of)
     write_identify_extras(run, history=list(history))
     build_golden(run, date.fromisoformat(run_id))
     return run
@@ -209,19 +215,25 @@ def consent_run(base: Path, run_id: str, statements: dict[str, dict], history=()
 
 def test_consent_is_per_channel_the_newest_statement_winning(tmp_path):
     run = consent_run(tmp_path, "2026-11-22", {
-        # a general yes, then a newer e-mail no: everything but e-mail
-        "A": dict(marketing_consent=True, consent_email=False,
-                  consent_email_at=datetime(2026, 6, 1, 8, 30)),
+        # a general yes, then a newer e-mail no (another system): everything but e-mail
+        "A": [dict(marketing_consent=True),
+              dict(consent_email=False, consent_email_at=datetime(2026, 6, 1, 8, 30))],
         # an old e-mail no, then a newer general yes: the general yes covers e-mail again
-        "B": dict(consent_email=False, consent_email_at=datetime(2025, 1, 1),
-                  marketing_consent=True),
+        "B": [dict(marketing_consent=True),
+              dict(consent_email=False, consent_email_at=datetime(2025, 1, 1))],
         # only post, no general statement
         "C": dict(consent_post=True, consent_post_at=datetime(2026, 2, 2)),
         # nothing said: not in the file
         "D": {},
+        # an e-mail opt-in, with the general consent a mapping derives from it: e-mail only
+        "E": dict(consent_email=True, consent_email_at=datetime(2026, 4, 1),
+                  marketing_consent=True),
     })
     rows = rows_of(export_marketing(run, EXPORT_DATE, tmp_path / "export"))
-    assert set(rows) == {"A", "B", "C"}
+    assert set(rows) == {"A", "B", "C", "E"}
+    e = rows["E"]
+    assert (e["consent_email"], e["consent_sms"], e["consent_phone"], e["phone_mobile"]) == (
+        True, None, None, None)
     a, b, c = rows["A"], rows["B"], rows["C"]
     assert (a["consent_email"], a["consent_sms"], a["consent_post"]) == (False, True, True)
     assert a["email"] is None and a["phone_mobile"] == "+491510000000"  # no e-mail consent
@@ -236,8 +248,8 @@ def test_delta_and_suppression_follow_the_previous_export(tmp_path):
     day1 = consent_run(tmp_path / "r1", "2026-11-21", {"A": yes, "B": yes, "C": yes, "E": yes})
     export_marketing(day1, date(2026, 11, 21), tmp_path / "export")
     day2 = consent_run(tmp_path / "r2", "2026-11-22", {
-        "A": dict(marketing_consent=True, consent_sms=False,
-                  consent_sms_at=datetime(2026, 11, 21, 18, 0)),   # withdrew SMS: changed
+        "A": [yes, dict(consent_sms=False,
+                        consent_sms_at=datetime(2026, 11, 21, 18, 0))],  # withdrew SMS: changed
         "B": yes,                                                   # unchanged: not in delta
         "E": dict(marketing_consent=False, updated_at=datetime(2026, 11, 21, 9)),  # withdrew all
         "N": yes,                                                   # new

@@ -12,10 +12,10 @@ app = typer.Typer()
 
 @app.command()
 def bench(
-    records: list[int] = typer.Option([100_000, 1_000_000], "--records", "-n",
+    records: list[int] = typer.Option([100_000, 1_000_000], "--records", "-n", min=1,
                                       help="Source records per size (repeat for several sizes)."),
-    seed: int = typer.Option(42, help="Generator seed (exports are reused per size and seed)."),
-    results_dir: Path = typer.Option(None, help="Where <date>.json goes (default bench/results)."),
+    seed: int = typer.Option(42, min=0, help="Generator seed (exports are reused per size and seed)."),
+    results_dir: Path = typer.Option(None, file_okay=False, help="Where <date>.json goes (default bench/results)."),
 ) -> None:
     """Run the whole pipeline at each size; per-stage time, peak memory, counts, bare-Splink ratio."""
     from rich.console import Console

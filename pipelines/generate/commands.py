@@ -12,14 +12,17 @@ app = typer.Typer()
 
 @app.command()
 def generate(
-    out: Path = typer.Option(..., "--out", help="Output folder: landing/ and truth/ are created in it."),
-    customers: int | None = typer.Option(None, "--customers", help="Number of true customers."),
+    out: Path = typer.Option(..., "--out", file_okay=False, help="Output folder: landing/ and truth/ are created in it."),
+    customers: int | None = typer.Option(None, "--customers", min=1, help="Number of true customers."),
     records: int | None = typer.Option(
-        None, "--records", help="Alternative to --customers: aim for about this many source records."),
-    seed: int = typer.Option(42, "--seed", help="Random seed; the same seed gives the same bytes."),
+        None, "--records", min=1, help="Alternative to --customers: aim for about this many source records."),
+    seed: int = typer.Option(42, "--seed", min=0, help="Random seed; the same seed gives the same bytes."),
     export_date: datetime = typer.Option(
         "2026-11-22", "--export-date", formats=["%Y-%m-%d"], help="Date the systems exported (all dates derive from it)."),
-    config_file: Path | None = typer.Option(None, "--config", help="YAML overriding schemas/generator.yaml."),
+    config_file: Path | None = typer.Option(None, "--config", exists=True, dir_okay=False, help="YAML overriding schemas/generator.yaml."),
+    profile: str | None = typer.Option(
+        None, "--profile", help="Population profile from schemas/profiles/<name>/ (no_national_id, us, "
+                                "leads_light); --config applies on top."),
 ) -> None:
     """Generate the four source exports (sales, underwriting, servicing, claims) and ground truth."""
     from rich.console import Console
@@ -29,7 +32,10 @@ def generate(
 
     if (customers is None) == (records is None):
         raise typer.BadParameter("give exactly one of --customers or --records")
-    config = load_config(config_file)
+    try:
+        config = load_config(config_file, profile=profile)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
     n_customers = customers if customers is not None else records_to_customers(int(records or 0), config)
     console = Console()
     with console.status(f"Generating exports for {n_customers:,} customers (seed {seed})..."):

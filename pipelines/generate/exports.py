@@ -132,7 +132,8 @@ def generate_exports(out_dir: Path, customers: int, seed: int,
     write_sales_csv(rendered["sales"].table, landing / EXPORT_FILES["sales"])
     write_parquet(rendered["underwriting"].table, landing / EXPORT_FILES["underwriting"])
     write_jsonl(rendered["servicing"].table, landing / EXPORT_FILES["servicing"])
-    write_claims_csv(rendered["claims"].table, landing / EXPORT_FILES["claims"])
+    write_claims_csv(rendered["claims"].table, landing / EXPORT_FILES["claims"],
+                     us=config.population.western_country == "US")
     lap("write_exports")
 
     truth = ground_truth(entities, rendered)
@@ -168,7 +169,7 @@ def _life_event_records(entities: Entities, sources: dict, config: GeneratorConf
     ordinary_person = (entities["party_type"] == "person") & (entities["hard_case"] == None)  # noqa: E711
     multi = multi_record_entities(entity, n)
     can_move = ordinary_person & multi
-    can_marry = can_move & (entities["sex"] == "F") & (entities["locale"] == "de")
+    can_marry = can_move & (entities["sex"] == "F") & (entities["locale"] != "cn")
     moved = can_move & (rng.random(n) < config.noise.moved)
     married = can_marry & (rng.random(n) < config.noise.surname_change)
     old_all = before_event(entity, times, moved, rng)
@@ -202,9 +203,14 @@ def write_sales_csv(table: pa.Table, path: Path) -> None:
     path.write_bytes(_csv_bytes(table, ","))
 
 
-def write_claims_csv(table: pa.Table, path: Path) -> None:
-    """GB18030, semicolon; the claims system predates UTF-8 in the insurer's Chinese branch."""
-    path.write_bytes(_csv_bytes(table, ";").decode("utf-8").encode("gb18030"))
+def write_claims_csv(table: pa.Table, path: Path, us: bool = False) -> None:
+    """GB18030, semicolon; the claims system predates UTF-8 in the insurer's Chinese branch.
+
+    A US insurer's claims system writes Windows-1252 with commas instead."""
+    if us:
+        path.write_bytes(_csv_bytes(table, ",").decode("utf-8").encode("cp1252"))
+    else:
+        path.write_bytes(_csv_bytes(table, ";").decode("utf-8").encode("gb18030"))
 
 
 def write_jsonl(table: pa.Table, path: Path) -> None:
@@ -293,7 +299,7 @@ def realised_hard_negatives(config: GeneratorConfig, entities: Entities) -> dict
     """Per hard-negative kind: share asked, entities involved, groups and realised share."""
     party, locale, hard = entities["party_type"], entities["locale"], entities["hard_case"]
     persons = party == "person"
-    denominators = {"household": persons, "twin": persons, "father_son": persons & (locale == "de"),
+    denominators = {"household": persons, "twin": persons, "father_son": persons & (locale != "cn"),
                     "common_name": persons, "company_owner": party == "organization"}
     out = {}
     for kind, base in denominators.items():

@@ -8,18 +8,19 @@ from pathlib import Path
 
 import typer
 
+from pipelines import cli_args
+
 app = typer.Typer()
 
 
 def _run(run_id: str):
-    from pipelines.settings import RunPaths
-
-    return RunPaths.for_run(run_id)
+    return cli_args.existing_run(run_id)
 
 
 @app.command()
-def golden(run_id: str = typer.Option(..., help="run folder (the export date, ISO)"),
-           export_date: str = typer.Option(None, help="defaults to the run_id")) -> None:
+def golden(run_id: str = typer.Option(..., callback=cli_args.run_id,
+                                    help="run folder (the export date, ISO)"),
+           export_date: str = typer.Option(None, callback=cli_args.iso_date, help="defaults to the run_id")) -> None:
     """Survivorship -> golden customers, customer–policy links, 360° profiles (golden/)."""
     from rich import print
 
@@ -31,7 +32,7 @@ def golden(run_id: str = typer.Option(..., help="run folder (the export date, IS
 
 
 @app.command()
-def publish(run_id: str = typer.Option(..., help="run folder to publish"),
+def publish(run_id: str = typer.Option(..., callback=cli_args.run_id, help="run folder to publish"),
             warehouse_dir: Path = typer.Option(None, help="defaults to data/warehouse")) -> None:
     """Publish the run's tables as the warehouse: DuckDB file + Parquet mirror, swapped atomically."""
     from rich import print
@@ -42,8 +43,9 @@ def publish(run_id: str = typer.Option(..., help="run folder to publish"),
 
 
 @app.command("export-marketing")
-def export_marketing(run_id: str = typer.Option(..., help="run folder to export from"),
-                     export_date: str = typer.Option(None, help="defaults to the run_id"),
+def export_marketing(run_id: str = typer.Option(..., callback=cli_args.run_id,
+                                                help="run folder to export from"),
+                     export_date: str = typer.Option(None, callback=cli_args.iso_date, help="defaults to the run_id"),
                      export_dir: Path = typer.Option(None, help="defaults to data/export")) -> None:
     """Marketing file of consenting customers above the confidence threshold (Parquet, CSV, manifest)."""
     import json
@@ -67,7 +69,12 @@ def sql(command: str = typer.Option(None, "--command", "-c", help="run this SQL 
 
     from pipelines.golden.publish import sql_shell_command
 
-    raise typer.Exit(subprocess.run(sql_shell_command(warehouse, mirror, command)).returncode)
+    path = cli_args.published_warehouse(warehouse)
+    try:
+        argv = sql_shell_command(path, mirror, command)
+    except FileNotFoundError as problem:  # no mirror published, or no duckdb CLI installed
+        raise cli_args.DataProblem(str(problem)) from None
+    raise typer.Exit(subprocess.run(argv).returncode)
 
 
 @app.command()
@@ -77,16 +84,18 @@ def lookup(customer_id: str = typer.Option(None, "--id", help="customer ID"),
            policy: str = typer.Option(None, help="policy number"),
            name: str = typer.Option(None, help="person or company name"),
            warehouse: Path = typer.Option(None, help="DuckDB file; defaults to the published one"),
-           limit: int = typer.Option(10, help="at most this many candidates")) -> None:
+           limit: int = typer.Option(10, min=1, max=1000, help="at most this many candidates")) -> None:
     """Print one customer's 360° view; several candidates, ranked, when the key is ambiguous."""
     from rich.console import Console
 
     from pipelines.golden.lookup import lookup as find
     from pipelines.golden.lookup_view import candidates_table, profile_table
 
+    if sum(bool(key) for key in (customer_id, phone, email, policy, name)) != 1:
+        raise typer.BadParameter("give exactly one of --id, --phone, --email, --policy, --name")
     console = Console()
     found = find(customer_id, phone=phone, email=email, policy=policy, name=name,
-                 warehouse=warehouse, limit=limit)
+                 warehouse=cli_args.published_warehouse(warehouse), limit=limit)
     if not found:
         console.print("[yellow]no customer found[/yellow]")
         raise typer.Exit(1)
@@ -118,15 +127,16 @@ def data_dictionary(check: bool = typer.Option(False, help="fail if docs/ is out
 
 
 @app.command("golden-accuracy")
-def golden_accuracy(truth_dir: Path = typer.Option(..., help="the generator's truth/ folder"),
-                    run_id: str = typer.Option(None, help="a run folder; else the warehouse"),
+def golden_accuracy(truth_dir: Path = typer.Option(..., exists=True, file_okay=False,
+                                                   help="the generator's truth/ folder"),
+                    run_id: str = typer.Option(None, callback=cli_args.run_id,
+                                               help="a run folder; else the warehouse"),
                     warehouse: Path = typer.Option(None, help="DuckDB file or warehouse folder")
                     ) -> None:
     """Share of customers whose golden name, birth date and mobile phone equal the true values."""
     from rich import print
 
-    from pipelines import settings
     from pipelines.golden import golden_accuracy as measure
 
-    source = _run(run_id) if run_id else Path(warehouse or settings.warehouse_file())
+    source = _run(run_id) if run_id else cli_args.published_warehouse(warehouse)
     print(measure(source, truth_dir))

@@ -11,8 +11,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import duckdb
-
 from pipelines import settings
 
 PHONE_REGIONS = ("DE", "CN")  # regions tried for numbers written without a country code
@@ -174,6 +172,8 @@ def lookup(customer_id: str | None = None, *, phone: str | None = None, email: s
     key, value = lookup_key(customer_id, phone, email, policy, name)
     if key == "phone" and not value[0]:
         return []
+    import duckdb  # here, not at the top: `ucv --help` imports this module
+
     path = Path(warehouse or settings.warehouse_file())
     if path.is_dir():
         path = path / settings.warehouse_file().name

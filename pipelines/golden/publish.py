@@ -19,7 +19,7 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -86,7 +86,7 @@ def current_mirror(warehouse_dir: Path | None = None) -> Path:
 def write_latest_pointer(warehouse_dir: Path, mirror: Path) -> None:
     """Name `mirror` in parquet/LATEST, replaced by rename (readers see the old or the new name)."""
     latest = mirror_root(warehouse_dir) / LATEST_FILE
-    tmp = latest.with_name(f".{LATEST_FILE}-{mirror.name}")
+    tmp = latest.with_name(f".{LATEST_FILE}.tmp")  # one fixed name: a crash leaves nothing to sweep
     tmp.write_text(mirror.name + "\n", encoding="utf-8")
     os.replace(tmp, latest)
 
@@ -163,7 +163,7 @@ def table_queries(con: duckdb.DuckDBPyConnection, run: RunPaths, previous: set[s
     history_file = run.identified_dir / "customer_id_history.parquet"
     history_parts = [f"SELECT * FROM read_parquet({sql_path(history_file)})"
                      if history_file.exists() else EMPTY_HISTORY_SQL]
-    if "customer_id_history" in previous:
+    if "customer_id_history" in previous and not history_is_complete(con, history_file):
         # earlier runs' events from the previous warehouse; a rerun replaces its own events
         history_parts.insert(0, f"SELECT * FROM prev.customer_id_history "
                                 f"WHERE run_id <> '{run.run_id}'")
@@ -220,6 +220,15 @@ def create_views(con: duckdb.DuckDBPyConnection) -> None:
     for name, spec in (load_yaml(WAREHOUSE_SCHEMA_FILE).get("views") or {}).items():
         con.execute(f"CREATE VIEW {name} AS {spec['sql']}")
         con.execute(f"COMMENT ON VIEW {name} IS {quote(spec['grain'])}")
+
+
+def history_is_complete(con: duckdb.DuckDBPyConnection, history_file: Path) -> bool:
+    """Identify writes the ID registry's whole history (with `publication`): nothing to add."""
+    if not history_file.exists():
+        return False
+    columns = [r[0] for r in con.execute(
+        f"DESCRIBE SELECT * FROM read_parquet({sql_path(history_file)})").fetchall()]
+    return "publication" in columns
 
 
 def count(con: duckdb.DuckDBPyConnection, query: str) -> int:
@@ -369,16 +378,24 @@ def prune_mirrors(warehouse_dir: Path, keep: int = KEEP_MIRROR_VERSIONS) -> None
             shutil.rmtree(old, ignore_errors=True)
 
 
-def publish_warehouse(run: RunPaths, warehouse_dir: Path | None = None) -> Path:
-    """Publish the run's tables as the warehouse (DuckDB + Parquet mirror); returns the DuckDB file."""
+def publish_warehouse(run: RunPaths, warehouse_dir: Path | None = None,
+                      before_swap: Callable[[], object] | None = None) -> Path:
+    """Publish the run's tables as the warehouse (DuckDB + Parquet mirror); returns the DuckDB file.
+
+    `before_swap` runs once the new warehouse is built and audited, just before it goes live (the
+    ID registry commits there, so it never lags behind what readers can see).
+    """
     warehouse_dir = Path(warehouse_dir or settings.warehouse_dir())
     with publish_lock(warehouse_dir):
+        clear_abandoned_publish(warehouse_dir)
         sequence, version = next_version(warehouse_dir, run.run_id)
         building = warehouse_dir / f".building-{version}.duckdb"
         mirror = mirror_root(warehouse_dir) / version
         try:
             build_warehouse_file(run, building, warehouse_file_in(warehouse_dir), sequence,
                                  version, mirror)
+            if before_swap is not None:
+                before_swap()
             swap_in(warehouse_dir, building, mirror)
         except BaseException:
             building.unlink(missing_ok=True)
@@ -388,6 +405,36 @@ def publish_warehouse(run: RunPaths, warehouse_dir: Path | None = None) -> Path:
             raise
         prune_mirrors(warehouse_dir)
     return warehouse_file_in(warehouse_dir)
+
+
+def clear_abandoned_publish(warehouse_dir: Path) -> list[Path]:
+    """Remove what a publish killed mid-way left (call under the publish lock); returns it.
+
+    A SIGKILL skips the cleanup in publish_warehouse: a half-built `.building-*.duckdb` (and WAL),
+    a temporary `current` link, and mirror versions newer than the live one (publishes are
+    serialized, so a version newer than `current` was never swapped in). Left there they would make
+    the next attempt fail or keep half-written Parquet as if it were a version.
+    """
+    removed = [p for p in warehouse_dir.glob(".building-*") if p.is_file()]
+    root = mirror_root(warehouse_dir)
+    current = current_or_none(warehouse_dir)
+    if root.is_dir():
+        removed += [p for p in root.glob(f".{CURRENT_LINK}-*") if p.is_symlink() or p.exists()]
+        live_sequence = version_sequence(current.name) if current is not None else 0
+        removed += [p for p in root.iterdir()
+                    if p.is_dir() and not p.is_symlink() and p != current
+                    and (version_sequence(p.name) or 0) > (live_sequence or 0)]
+    for path in removed:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    return removed
+
+
+def version_sequence(name: str) -> int | None:
+    match = re.fullmatch(r"\.?(\d{6})-.*", name)
+    return int(match.group(1)) if match else None
 
 
 def current_or_none(warehouse_dir: Path) -> Path | None:

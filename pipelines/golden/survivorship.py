@@ -96,6 +96,8 @@ def group_winner_sql(group: SurvivorshipGroup) -> str:
     where = " AND ".join(f"{f} IS NOT NULL" for f in group.required)
     if group.party_types:
         where += f" AND party_type IN ({sql_list(group.party_types)})"
+    if group.candidates:
+        where += f" AND ({group.candidates})"
     frequency_key = ", ".join(["customer_id", *group.frequency_of])
     outvoting = "not_outvoted" in group.rules
     return f"""

@@ -11,15 +11,11 @@ from pathlib import Path
 
 import typer
 
+from pipelines import cli_args
+
 app = typer.Typer()
 
 DECISION_HELP = "must_link (same customer) or cannot_link (different customers)"
-
-
-def _run(run_id: str, runs_dir: Path | None):
-    from pipelines.settings import RunPaths
-
-    return RunPaths.for_run(run_id, base=runs_dir)
 
 
 def _overrides_file(path: Path | None) -> Path:
@@ -30,8 +26,8 @@ def _overrides_file(path: Path | None) -> Path:
 
 @app.command()
 def identify(
-    run_id: str = typer.Option(..., help="run (export date) whose resolved clusters get IDs"),
-    warehouse: Path = typer.Option(None, help="previous published warehouse (default: the current one)"),
+    run_id: str = typer.Option(..., callback=cli_args.run_id, help="run (export date) whose resolved clusters get IDs"),
+    registry: Path = typer.Option(None, help="ID registry to carry IDs forward from (default data/registry/ids.duckdb)"),
     overrides: Path = typer.Option(None, help="steward override file (default stewardship/overrides.csv)"),
     runs_dir: Path = typer.Option(None, help="runs folder (default data/runs)"),
 ) -> None:
@@ -39,14 +35,13 @@ def identify(
     from rich.console import Console
     from rich.table import Table
 
-    from pipelines import settings
     from pipelines.identify import assign_customer_ids
+    from pipelines.orchestration.stages import id_registry
 
     console = Console()
-    run = _run(run_id, runs_dir)
-    previous = warehouse or settings.warehouse_file()
+    run = cli_args.existing_run(run_id, runs_dir)
     with console.status(f"assigning customer IDs for {run_id}..."):
-        result = assign_customer_ids(run, previous if previous.exists() else None,
+        result = assign_customer_ids(run, registry or id_registry(),
                                      overrides_file=_overrides_file(overrides))
     table = Table(title=f"identify {run_id}")
     table.add_column("what")
@@ -63,7 +58,8 @@ def identify(
 
 @app.command("overrides-check")
 def overrides_check(
-    overrides: Path = typer.Option(None, help="override file (default stewardship/overrides.csv)"),
+    overrides: Path = typer.Option(None, exists=True, dir_okay=False,
+                                   help="override file (default stewardship/overrides.csv)"),
     warehouse: Path = typer.Option(None, help="check record ids against this warehouse (default: current)"),
 ) -> None:
     """Validate the override file: malformed rows, contradictions, and record ids nobody knows."""
@@ -104,8 +100,8 @@ def overrides_check(
 
 @app.command("review-list")
 def review_list(
-    run_id: str = typer.Option(..., help="run whose review queue to show"),
-    limit: int = typer.Option(20, help="rows to show, most uncertain first"),
+    run_id: str = typer.Option(..., callback=cli_args.run_id, help="run whose review queue to show"),
+    limit: int = typer.Option(20, min=1, help="rows to show, most uncertain first"),
     reason: str = typer.Option(None, help="only this reason (borderline_pair, weak_cluster_link, ...)"),
     runs_dir: Path = typer.Option(None, help="runs folder (default data/runs)"),
 ) -> None:
@@ -114,7 +110,9 @@ def review_list(
     from rich.console import Console
     from rich.table import Table
 
-    queue = pd.read_parquet(_run(run_id, runs_dir).identified_dir / "review_queue.parquet")
+    queue = pd.read_parquet(cli_args.existing_file(cli_args.existing_run(run_id, runs_dir)
+                                                   .identified_dir / "review_queue.parquet",
+                                                   "review queue"))
     if reason:
         queue = queue[queue["reason"] == reason]
     table = Table(title=f"review queue {run_id}: {len(queue):,} rows")
@@ -136,7 +134,7 @@ def review_decide(
     reason: str = typer.Option(..., help="why: the evidence the steward relied on"),
     pair: tuple[str, str] | None = typer.Option(None, help="the two source_record_ids"),
     review_id: str = typer.Option(None, help="a review_queue row instead of --pair"),
-    run_id: str = typer.Option(None, help="run whose queue holds --review-id"),
+    run_id: str = typer.Option(None, callback=cli_args.run_id, help="run whose queue holds --review-id"),
     at: str = typer.Option(None, help="decision time, ISO (default: now, UTC)"),
     overrides: Path = typer.Option(None, help="override file (default stewardship/overrides.csv)"),
     runs_dir: Path = typer.Option(None, help="runs folder (default data/runs)"),
@@ -153,7 +151,9 @@ def review_decide(
     if review_id:
         if not run_id:
             raise typer.BadParameter("--review-id needs --run-id")
-        queue = pd.read_parquet(_run(run_id, runs_dir).identified_dir / "review_queue.parquet")
+        queue = pd.read_parquet(cli_args.existing_file(cli_args.existing_run(run_id, runs_dir)
+                                                       .identified_dir / "review_queue.parquet",
+                                                       "review queue"))
         match = queue[queue["review_id"] == review_id]
         if match.empty:
             raise typer.BadParameter(f"no review row {review_id} in run {run_id}")
@@ -175,8 +175,8 @@ def review_decide(
 def resolve_command(
     source: str = typer.Option(..., help="source system whose shape the record has (sales, claims, ...)"),
     record: str = typer.Option(None, help="the record as a JSON object"),
-    file: Path = typer.Option(None, help="a JSON file holding the record instead of --record"),
-    top_k: int = typer.Option(5, help="how many customers to return"),
+    file: Path = typer.Option(None, dir_okay=False, help="a JSON file holding the record instead of --record"),
+    top_k: int = typer.Option(5, min=1, max=100, help="how many customers to return"),
     warehouse: Path = typer.Option(None, help="warehouse to resolve against (default: the published one)"),
 ) -> None:
     """Is this record someone we already know? Best existing customers with probability and evidence."""
@@ -187,7 +187,8 @@ def resolve_command(
 
     if (record is None) == (file is None):
         raise typer.BadParameter("give exactly one of --record or --file")
-    payload = json.loads(record if record is not None else file.read_text(encoding="utf-8"))
+    payload = cli_args.json_record(record) if record is not None else cli_args.json_record_file(file)
+    warehouse = cli_args.published_warehouse(warehouse)
     candidates = resolve_record(payload, source, warehouse=warehouse, top_k=top_k)
     console = Console()
     if not candidates:
@@ -206,16 +207,15 @@ def resolve_command(
 @app.command("resolve-bench")
 def resolve_bench(
     warehouse: Path = typer.Option(None, help="warehouse to query (default: the published one)"),
-    queries: int = typer.Option(1000, help="timed queries (after 20 warm-up queries)"),
-    seed: int = typer.Option(0, help="seed drawing the stored records used as queries"),
+    queries: int = typer.Option(1000, min=1, help="timed queries (after 20 warm-up queries)"),
+    seed: int = typer.Option(0, min=0, help="seed drawing the stored records used as queries"),
 ) -> None:
     """Real-time resolution latency in a warm process: p50/p95/p99 per query, and the hit rate."""
     from rich.console import Console
 
-    from pipelines import settings
     from pipelines.identify.bench import bench_realtime
 
     console = Console()
     with console.status("loading the warehouse and models, then timing queries..."):
-        figures = bench_realtime(warehouse or settings.warehouse_file(), n_queries=queries, seed=seed)
+        figures = bench_realtime(cli_args.published_warehouse(warehouse), n_queries=queries, seed=seed)
     console.print_json(json.dumps(figures))

@@ -4,11 +4,23 @@ Source systems are configuration: one mapping per source in `schemas/sources/<sy
 (format in docs/mapping_format.md) and one Great Expectations suite in `expectations/`.
 """
 
+from typing import TYPE_CHECKING
+
+from pipelines._lazy import lazy_attributes
 from pipelines.ingest.errors import AccountingError, MappingError, SourceRejected
-from pipelines.ingest.extract import ExtractResult, extract_source
-from pipelines.ingest.mapping import SourceMapping, load_mapping, load_mappings
-from pipelines.ingest.run import IngestSummary, SourceCounts, combine_staged, ingest
-from pipelines.ingest.validate import ValidationResult, validate_source
+
+if TYPE_CHECKING:  # what type checkers see; at run time the names load on first use (ucv --help)
+    from pipelines.ingest.extract import ExtractResult, extract_source
+    from pipelines.ingest.mapping import SourceMapping, load_mapping, load_mappings
+    from pipelines.ingest.run import IngestSummary, SourceCounts, combine_staged, ingest
+    from pipelines.ingest.validate import ValidationResult, validate_source
+
+__getattr__ = lazy_attributes(__name__, {
+    "pipelines.ingest.extract": ["ExtractResult", "extract_source"],
+    "pipelines.ingest.mapping": ["SourceMapping", "load_mapping", "load_mappings"],
+    "pipelines.ingest.run": ["IngestSummary", "SourceCounts", "combine_staged", "ingest"],
+    "pipelines.ingest.validate": ["ValidationResult", "validate_source"],
+})
 
 
 def standardize_source(mapping, run):

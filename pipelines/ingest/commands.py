@@ -6,10 +6,12 @@ from pathlib import Path
 
 import typer
 
+from pipelines import cli_args
+
 app = typer.Typer()
 
-LANDING = typer.Option(..., "--landing", help="Folder with the landed export files.")
-RUN_ID = typer.Option(..., "--run-id", help="Run id (the export date, ISO).")
+LANDING = typer.Option(..., "--landing", exists=True, file_okay=False, help="Folder with the landed export files.")
+RUN_ID = typer.Option(..., "--run-id", callback=cli_args.run_id, help="Run id (the export date, ISO).")
 SOURCES = typer.Option(None, "--source", help="Only these sources (repeatable).")
 
 
@@ -89,6 +91,7 @@ def validate(run_id: str = RUN_ID, source: list[str] | None = SOURCES) -> None:
     from pipelines.ingest import validate_source
     from pipelines.ingest.run import previous_row_count
 
+    cli_args.existing_run(run_id)
     try:
         run = _run(run_id)
         for name, mapping in _mappings(source).items():
@@ -104,6 +107,7 @@ def standardize(run_id: str = RUN_ID, source: list[str] | None = SOURCES) -> Non
     """accepted -> staged/<source>.parquet (canonical schema) and staged/source_records.parquet."""
     from pipelines.ingest import combine_staged, standardize_source
 
+    cli_args.existing_run(run_id)
     try:
         run = _run(run_id)
         mappings = _mappings(source)

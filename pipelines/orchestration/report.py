@@ -11,20 +11,19 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pipelines import fileio
 from pipelines.orchestration.run_state import read_run_state
 from pipelines.settings import RunPaths
 
 REPORT_FILE = "run_report.md"
+HTML_REPORT_FILE = "run_report.html"
 
 
 def write_run_report(run: RunPaths) -> Path:
     """Write report/run_report.md for the run (atomically) and return its path."""
     path = run.report_dir / REPORT_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{REPORT_FILE}.tmp")
-    tmp.write_text(render_run_report(run), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return fileio.write_text(path, render_run_report(run))
 
 
 def render_run_report(run: RunPaths) -> str:

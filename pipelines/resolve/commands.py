@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from pipelines import cli_args
+
 app = typer.Typer()
 
 
@@ -18,8 +20,8 @@ def _run(run_id: str, runs_dir: Path | None):
 
 @app.command()
 def train(
-    records: Path = typer.Option(..., help="canonical source_records.parquet to train on"),
-    seed: int = typer.Option(42, help="seed of the random sampling for u"),
+    records: Path = typer.Option(..., exists=True, dir_okay=False, help="canonical source_records.parquet to train on"),
+    seed: int = typer.Option(42, min=0, help="seed of the random sampling for u"),
     models_dir: Path = typer.Option(None, help="where to write models (default schemas/models)"),
 ) -> None:
     """Train the person and organization models and write versioned JSON (a deliberate step)."""
@@ -39,7 +41,7 @@ def train(
 
 @app.command()
 def link(
-    run_id: str = typer.Option(..., help="run whose staged source records to resolve"),
+    run_id: str = typer.Option(..., callback=cli_args.run_id, help="run whose staged source records to resolve"),
     runs_dir: Path = typer.Option(None, help="runs folder (default data/runs)"),
     charts: bool = typer.Option(True, help="also write Splink charts to the run report"),
 ) -> None:
@@ -50,7 +52,7 @@ def link(
     from pipelines.resolve import predict_and_cluster, write_charts
 
     console = Console()
-    run = _run(run_id, runs_dir)
+    run = cli_args.existing_run(run_id, runs_dir)
     with console.status(f"resolving {run.run_id}..."):
         result = predict_and_cluster(run)
         chart_files = write_charts(run) if charts else []
@@ -68,8 +70,8 @@ def link(
 
 @app.command()
 def evaluate(
-    run_id: str = typer.Option(..., help="run whose clusters to evaluate"),
-    truth: Path = typer.Option(..., help="folder with ground_truth.parquet (the generator's truth/)"),
+    run_id: str = typer.Option(..., callback=cli_args.run_id, help="run whose clusters to evaluate"),
+    truth: Path = typer.Option(..., exists=True, file_okay=False, help="folder with ground_truth.parquet (the generator's truth/)"),
     runs_dir: Path = typer.Option(None, help="runs folder (default data/runs)"),
     as_json: bool = typer.Option(False, "--json", help="print the full result as JSON"),
 ) -> None:
@@ -81,7 +83,7 @@ def evaluate(
     from pipelines.resolve.evaluate import write_evaluation
     from pipelines.resolve.predict import CLUSTERS_FILE, MATCH_PAIRS_FILE
 
-    run = _run(run_id, runs_dir)
+    run = cli_args.existing_run(run_id, runs_dir)
     result = evaluate_clusters(run.resolved_dir / CLUSTERS_FILE,
                                run.resolved_dir / MATCH_PAIRS_FILE, truth)
     path = write_evaluation(result, run.report_dir)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.resolve.backend import database_api, duckdb_connection
+from pipelines.resolve.backend import backend_name, backend_options, database_api, duckdb_connection
 from pipelines.resolve.config import PARTY_TYPES, link_guards, model_paths, thresholds
 from pipelines.resolve.features import create_comparison_table
 from pipelines.resolve.model import guard_sql
@@ -84,7 +84,9 @@ def resolve_party(records_path: Path, party_type: str, model: dict[str, Any],
                   out_dir: Path) -> dict[str, Any]:
     """Predict and cluster one party type; writes two part files in out_dir, returns its counts."""
     cut = thresholds(party_type)
-    db_api = database_api()
+    engine = backend_name()
+    # features and everything after scoring run in DuckDB on both engines (see spark.py)
+    db_api = database_api("duckdb")
     con = duckdb_connection(db_api)
     started = time.perf_counter()
     n_records = create_comparison_table(con, records_path, party_type, f"input_{party_type}")
@@ -94,19 +96,36 @@ def resolve_party(records_path: Path, party_type: str, model: dict[str, Any],
         _write_empty_parts(con, pairs_part, clusters_part)
         return {"records": 0, "comparisons": 0, "comparisons_per_record": 0.0, "pairs_kept": 0,
                 "links": 0, "clusters": 0, "seconds": {}}
-    linker = _linker(db_api, f"input_{party_type}", model)
+    if engine == "spark":
+        from pipelines.resolve.spark import predict_on_spark
 
-    blocked = linker.inference.compute_blocked_pairs_for_predict()
-    by_rule = dict(con.execute(
-        f"SELECT match_key, count(*) FROM {blocked.physical_name} GROUP BY 1 ORDER BY 1"
-    ).fetchall())
-    n_comparisons = int(sum(by_rule.values()))
-    blocked_at = time.perf_counter()
-
-    predictions = linker.inference.predict(threshold_match_weight=cut.review_floor,
-                                           warning_mode="never")
+        # Spark's readers skip files whose names start with '.' or '_'
+        scratch = out_dir / f"spark_work_{party_type}"
+        scratch.mkdir(parents=True, exist_ok=True)
+        input_part = scratch / "input.parquet"
+        con.execute(f"COPY input_{party_type} TO '{input_part}' (FORMAT parquet)")
+        predicted_dir, by_rule = predict_on_spark(input_part, party_type, model, cut.review_floor, scratch,
+                                                  backend_options("spark"))
+        con.execute(f"CREATE VIEW spark_predictions_{party_type} AS SELECT * FROM "
+                    f"read_parquet('{predicted_dir}/*.parquet')")
+        predictions_table = f"spark_predictions_{party_type}"
+        rules = [br["blocking_rule"] for br in model["blocking_rules_to_generate_predictions"]]
+        n_comparisons = int(sum(by_rule.values()))
+        blocked_at = time.perf_counter()
+    else:
+        linker = _linker(db_api, f"input_{party_type}", model)
+        blocked = linker.inference.compute_blocked_pairs_for_predict()
+        by_rule = dict(con.execute(
+            f"SELECT match_key, count(*) FROM {blocked.physical_name} GROUP BY 1 ORDER BY 1"
+        ).fetchall())
+        n_comparisons = int(sum(by_rule.values()))
+        blocked_at = time.perf_counter()
+        predictions_table = linker.inference.predict(threshold_match_weight=cut.review_floor,
+                                                     warning_mode="never").physical_name
+        rules = [br.blocking_rule_sql
+                 for br in linker._settings_obj._blocking_rules_to_generate_predictions]
     evidence = evidence_columns([r[0] for r in con.execute(
-        f"DESCRIBE {predictions.physical_name}").fetchall()])
+        f"DESCRIBE {predictions_table}").fetchall()])
     con.execute(f"""
         CREATE TABLE pairs_{party_type} AS
         WITH scored AS (
@@ -114,7 +133,7 @@ def resolve_party(records_path: Path, party_type: str, model: dict[str, Any],
                    '{party_type}' AS party_type, match_weight, match_probability,
                    {blocked_by_sql(model, party_type)} AS link_blocked_by,
                    match_key::INTEGER AS match_key, {", ".join(evidence)}
-            FROM {predictions.physical_name}
+            FROM {predictions_table}
         )
         SELECT source_record_id_l, source_record_id_r, party_type, match_weight,
                match_probability,
@@ -132,12 +151,23 @@ def resolve_party(records_path: Path, party_type: str, model: dict[str, Any],
                match_probability FROM pairs_{party_type} WHERE is_link""")
     predicted_at = time.perf_counter()
 
-    clusters = connected_clusters(db_api, f"input_{party_type}", f"links_{party_type}",
-                                  cut.match)
+    if engine == "spark":
+        from pipelines.resolve.spark import cluster_on_spark
+
+        links_part = scratch / "links.parquet"
+        con.execute(f"COPY links_{party_type} TO '{links_part}' (FORMAT parquet)")
+        clustered_dir = cluster_on_spark(input_part, links_part, party_type, cut.match, scratch,
+                                         backend_options("spark"))
+        con.execute(f"CREATE VIEW spark_clusters_{party_type} AS SELECT * FROM "
+                    f"read_parquet('{clustered_dir}/*.parquet')")
+        clusters_table = f"spark_clusters_{party_type}"
+    else:
+        clusters_table = connected_clusters(db_api, f"input_{party_type}",
+                                            f"links_{party_type}", cut.match).physical_name
     con.execute(f"""
         COPY (
             SELECT unique_id AS source_record_id, '{party_type}' AS party_type, cluster_id
-            FROM {clusters.physical_name} ORDER BY source_record_id
+            FROM {clusters_table} ORDER BY source_record_id
         ) TO '{clusters_part}' (FORMAT parquet)
     """)
     clustered_at = time.perf_counter()
@@ -148,8 +178,9 @@ def resolve_party(records_path: Path, party_type: str, model: dict[str, Any],
         f"SELECT link_blocked_by, count(*) FROM pairs_{party_type} "
         "WHERE link_blocked_by IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall())
     n_clusters = con.execute(
-        f"SELECT count(DISTINCT cluster_id) FROM {clusters.physical_name}").fetchall()[0][0]
-    rules = [br.blocking_rule_sql for br in linker._settings_obj._blocking_rules_to_generate_predictions]
+        f"SELECT count(DISTINCT cluster_id) FROM {clusters_table}").fetchall()[0][0]
+    if engine == "spark":
+        _remove_spark_scratch(out_dir, party_type)
     return {
         "records": n_records,
         "comparisons": n_comparisons,
@@ -160,10 +191,18 @@ def resolve_party(records_path: Path, party_type: str, model: dict[str, Any],
         "links_blocked_by_guards": {k: int(v) for k, v in blocked.items()},
         "clusters": int(n_clusters),
         "thresholds": {"review_floor": cut.review_floor, "match": cut.match},
+        "backend": engine,
         "seconds": {"prepare_and_block": round(blocked_at - started, 3),
                     "predict": round(predicted_at - blocked_at, 3),
                     "cluster": round(clustered_at - predicted_at, 3)},
     }
+
+
+def _remove_spark_scratch(out_dir: Path, party_type: str) -> None:
+    """Spark's intermediate Parquet of one party type (the kept parts hold what it found)."""
+    import shutil
+
+    shutil.rmtree(out_dir / f"spark_work_{party_type}", ignore_errors=True)
 
 
 def _write_empty_parts(con, pairs_part: Path, clusters_part: Path) -> None:

@@ -65,7 +65,7 @@ def load_linker(party_type: str, records, models: dict | None = None) -> PartyLi
     """The trained model of `party_type` over stored canonical records (DataFrame or parquet)."""
     from splink import Linker
 
-    db_api = database_api()
+    db_api = database_api("duckdb")
     stored = _register_comparison_table(db_api, records, party_type, f"stored_{party_type}")
     linker = Linker(stored, load_model(party_type, models), log_level=logging.WARNING)
     for column in tf_columns(party_type):

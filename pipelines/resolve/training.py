@@ -43,7 +43,7 @@ def train_party_model(records_path: Path, party_type: str, seed: int) -> dict[st
     from splink import Linker
 
     cfg = training_settings()
-    db_api = database_api()
+    db_api = database_api("duckdb")
     table = f"train_{party_type}"
     n = create_comparison_table(duckdb_connection(db_api), records_path, party_type, table)
     if n < 2:
