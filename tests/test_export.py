@@ -181,11 +181,23 @@ def test_display_forms_go_out_and_comparison_forms_stay_in(tmp_path):
                house_number="3a", city="muenchen", postcode="80331", country="DE",
                updated_at=datetime(2026, 1, 1)),
     ]
+    chinese = dict(given_name_norm="li", given_name_canonical="li", family_name_norm="wang",
+                   marketing_consent=True, country="CN")
+    records += [  # the winner writes hanzi; a romanised record must not replace them
+        record("servicing:S-2", given_name="丽", family_name="王", name_script="han",
+               updated_at=datetime(2026, 6, 1), **chinese),
+        record("sales:L-2", given_name="Li", family_name="Wang", name_script="latin",
+               updated_at=datetime(2026, 1, 1), **chinese),
+    ]
     run = write_run_inputs(RunPaths.for_run("2026-11-22", base=tmp_path), records,
-                           {"servicing:S-1": "C1", "sales:L-1": "C1"},
-                           [("servicing:S-1", "sales:L-1", 0.99)])
+                           {"servicing:S-1": "C1", "sales:L-1": "C1", "servicing:S-2": "C2",
+                            "sales:L-2": "C2"},
+                           [("servicing:S-1", "sales:L-1", 0.99),
+                            ("servicing:S-2", "sales:L-2", 0.99)])
     build_golden(run, EXPORT_DATE)
-    row = rows_of(export_marketing(run, EXPORT_DATE, tmp_path / "export"))["C1"]
+    exported = rows_of(export_marketing(run, EXPORT_DATE, tmp_path / "export"))
+    assert (exported["C2"]["display_name"], exported["C2"]["given_name"]) == ("王丽", "丽")
+    row = exported["C1"]
     assert (row["display_name"], row["street"], row["house_number"], row["city"]) == (
         "Jörg Müller-Lüdenscheidt", "Isabel-Rudolph-Weg", "3 a", "München")
     customer = rows_of(run.golden_dir / "customers.parquet")["C1"]
