@@ -36,7 +36,7 @@ test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: setup
-	$(BIN)/ruff check pipelines dags tests
+	$(BIN)/ruff check pipelines dags plugins tests
 	$(BIN)/mypy pipelines
 
 bench: setup

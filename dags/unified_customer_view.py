@@ -13,9 +13,19 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import CronTriggerTimetable, Param, dag, get_current_context, task
+from airflow.sdk import CronTriggerTimetable, Param, PokeReturnValue, dag, get_current_context, task
 
+from pipelines.orchestration.airflow_alerts import (
+    MARKETING_EXPORT,
+    PARQUET_MIRROR,
+    WAREHOUSE,
+    deadline_alerts,
+    failure_notifiers,
+)
+from pipelines.orchestration.operations import load_operations
 from pipelines.orchestration.schedule import SCHEDULE_CRON, START_DATE
+
+OPERATIONS = load_operations()  # schemas/operations.yaml: landing wait, deadline, alerts, pools
 
 
 def _run(context=None) -> tuple[str, str | None]:
@@ -43,7 +53,8 @@ DEFAULT_ARGS = {
     "retry_delay": timedelta(minutes=5),
     "retry_exponential_backoff": True,
     "execution_timeout": timedelta(hours=4),
-    "on_failure_callback": _report_failure,
+    # the run report first, then every configured alert channel (schemas/operations.yaml)
+    "on_failure_callback": [_report_failure, *failure_notifiers(OPERATIONS)],
 }
 
 
@@ -56,6 +67,7 @@ DEFAULT_ARGS = {
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=12),
+    deadline=deadline_alerts(OPERATIONS),
     default_args=DEFAULT_ARGS,
     params={"export_date": Param(None, type=["null", "string"],
                                  description="Landed export date to process (default: day "
@@ -64,6 +76,28 @@ DEFAULT_ARGS = {
     doc_md=__doc__,
 )
 def unified_customer_view():
+    @task.sensor(mode="reschedule", poke_interval=OPERATIONS.landing_poke,
+                 timeout=OPERATIONS.landing_wait + timedelta(minutes=30), retries=0)
+    def wait_for_exports() -> PokeReturnValue:
+        """Wait (slot freed between checks) until every source has landed; fail at the deadline."""
+        from datetime import date
+
+        from airflow.sdk.exceptions import AirflowFailException
+
+        from pipelines.clock import utc_now
+        from pipelines.orchestration.landing import ExportsLate, exports_ready
+
+        # waiting starts at the scheduled 02:00, or later when the run itself started later
+        # (a manual trigger, a backfill): every run gets the whole wait
+        dag_run = get_current_context()["dag_run"]
+        start = max(t for t in (dag_run.logical_date, dag_run.run_after, dag_run.start_date) if t)
+        try:
+            check = exports_ready(date.fromisoformat(_run()[0]), scheduled_start=start,
+                                  wait=OPERATIONS.landing_wait, now=utc_now())
+        except ExportsLate as exc:
+            raise AirflowFailException(str(exc)) from exc
+        return PokeReturnValue(is_done=check.complete, xcom_value=check.landed)
+
     @task
     def prepare() -> list[str]:
         """Start the run folder afresh; return the configured source names to map over."""
@@ -109,7 +143,7 @@ def unified_customer_view():
 
         return stages.standardize(_run()[0], list(sources))
 
-    @task
+    @task(pool=OPERATIONS.pool_of("resolve"))
     def resolve() -> dict:
         """Splink scoring and clustering; persons and organizations separately."""
         from pipelines.orchestration import stages
@@ -123,35 +157,44 @@ def unified_customer_view():
 
         return stages.identify(_run()[0])
 
-    @task
+    @task(pool=OPERATIONS.pool_of("golden"))
     def golden() -> dict:
         """Golden records, customer-policy links and 360° profiles."""
         from pipelines.orchestration import stages
 
         return stages.golden(_run()[0])
 
-    @task
+    @task(pool=OPERATIONS.pool_of("publish"), outlets=[WAREHOUSE, PARQUET_MIRROR])
     def publish() -> dict:
-        """Swap the new warehouse in atomically."""
+        """Swap the new warehouse in atomically; tell the Assets which run it holds."""
         from pipelines.orchestration import stages
 
-        return stages.publish(_run()[0])
+        counts = stages.publish(_run()[0])
+        events = get_current_context()["outlet_events"]
+        for asset in (WAREHOUSE, PARQUET_MIRROR):
+            events[asset].extra = stages.published_asset_extra(_run()[0], asset.name, counts)
+        return counts
 
-    @task
+    @task(outlets=[MARKETING_EXPORT])
     def export() -> dict:
-        """The marketing export for the export date."""
+        """The marketing export for the export date; the Asset event names file and rows."""
         from pipelines.orchestration import stages
 
-        return stages.export(_run()[0])
+        counts = stages.export(_run()[0])
+        get_current_context()["outlet_events"][MARKETING_EXPORT].extra = (
+            stages.published_asset_extra(_run()[0], MARKETING_EXPORT.name, counts))
+        return counts
 
     @task
     def report() -> str:
-        """report/run_report.md with counts, quality figures and chart links."""
+        """report/run_report.html (and .md): figures, pictures, trend; marks the run a success."""
         from pipelines.orchestration import stages
 
         return stages.report(_run()[0])
 
-    validated = validate.expand(source=extract.expand(source=prepare()))
+    sources = prepare()
+    wait_for_exports() >> sources
+    validated = validate.expand(source=extract.expand(source=sources))
     standardize(validated) >> resolve() >> identify() >> golden() >> publish() >> export() >> report()
 
 

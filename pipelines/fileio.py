@@ -80,3 +80,27 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     tmp = target.with_name(f".{target.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     return replace(tmp, target)
+
+
+# First characters a spreadsheet may read as a formula (OWASP "CSV Injection"), ASCII and
+# full-width forms; the marketing export uses the same set.
+FORMULA_TRIGGERS = "=+-@\t\r\n\uff1d\uff0b\uff0d\uff20"
+
+
+def _starts_formula(text: str) -> bool:
+    stripped = text.lstrip("'")
+    return bool(stripped) and stripped[0] in FORMULA_TRIGGERS
+
+
+def formula_safe(value: str) -> str:
+    """A CSV cell people open in spreadsheets: a leading formula trigger gets a single quote.
+
+    Reversible (`formula_unsafe`): a value that only looks neutralised ('=..., ''+...) gets one
+    more quote, so reading back always gives the value written.
+    """
+    return "'" + value if _starts_formula(value) else value
+
+
+def formula_unsafe(cell: str) -> str:
+    """The value `formula_safe` was given."""
+    return cell[1:] if cell.startswith("'") and _starts_formula(cell) else cell

@@ -26,6 +26,7 @@ from pipelines.orchestration.airflow_local import (
     dags_test,
     migrate_db,
 )
+from pipelines.orchestration.operations import ensure_pools
 from pipelines.orchestration.run_state import read_run_state, utc_now
 from pipelines.orchestration.schedule import START_DATE, first_export_date, logical_datetime_for
 from pipelines.orchestration.stages import landing_dir_for, run_paths
@@ -166,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     log_file = LOCAL_AIRFLOW_HOME / "logs" / "make_run" / f"{export_date}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.write_text("")
-    console.print(f"airflow db migrate, then airflow dags test (log: {log_file})")
+    console.print(f"airflow db migrate, pools, then airflow dags test (log: {log_file})")
     migrate_db(env, log_file)
+    ensure_pools(env, log_file)
     launched_at = utc_now()
     exit_code = follow_run(dags_test(logical_date.isoformat(), env, log_file),
                            export_date.isoformat(), launched_at, console)

@@ -34,6 +34,7 @@ def _overlay(relative: str, default: Path) -> Path:
 SOURCES_DIR = _overlay("sources", SCHEMAS_DIR / "sources")
 EXPECTATIONS_DIR = _overlay("expectations", PROJECT_ROOT / "expectations")
 RESOLUTION_FILE = _overlay("resolution.yaml", SCHEMAS_DIR / "resolution.yaml")
+OPERATIONS_FILE = _overlay("operations.yaml", SCHEMAS_DIR / "operations.yaml")
 # `ucv train` writes here; with a config folder, always inside it (never into the project's models)
 MODELS_DIR = CONFIG_DIR / "models" if CONFIG_DIR is not None else SCHEMAS_DIR / "models"
 OVERRIDES_DIR = PROJECT_ROOT / "stewardship"

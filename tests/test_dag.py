@@ -18,12 +18,14 @@ from pipelines.orchestration.graph import documented_edges
 from pipelines.settings import PROJECT_ROOT
 
 DAG_ID = "unified_customer_view"
+DOWNSTREAM_DAG_ID = "ucv_marketing_handoff"
 HEAVY_MODULES = ["pandas", "duckdb", "splink", "great_expectations", "pyarrow", "numpy",
                  "pipelines.ingest", "pipelines.resolve", "pipelines.identify", "pipelines.golden"]
 
 INSPECT_DAG = r"""
 import json, sys, time
 from airflow.dag_processing.dagbag import DagBag
+as_seconds = lambda v: v.total_seconds() if hasattr(v, "total_seconds") else v
 before = set(sys.modules)
 started = time.perf_counter()
 bag = DagBag(dag_folder=sys.argv[1])
@@ -39,18 +41,33 @@ if dag is not None:
         schedule=getattr(tt, "expression", None), timezone=str(getattr(tt, "timezone", None)),
         timetable=type(tt).__name__, catchup=dag.catchup, max_active_runs=dag.max_active_runs,
         dagrun_timeout=dag.dagrun_timeout.total_seconds() if dag.dagrun_timeout else None,
-        tags=sorted(dag.tags), doc_md=bool(dag.doc_md), params=sorted(dag.params.keys()),
-        tasks={t.task_id: {"owner": t.owner, "retries": t.retries,
+        tags=sorted(dag.tags), doc_md=dag.doc_md, params=sorted(dag.params.keys()),
+        description=dag.description,
+        deadlines=[{"reference": type(d.reference).__name__,
+                    "interval": d.interval.total_seconds(), "callback": str(d.callback.path)}
+                   for d in (dag.deadline or [])],
+        tasks={t.task_id: {"owner": t.owner, "retries": t.retries, "pool": t.pool,
+                           "outlets": sorted(a.name for a in t.outlets),
+                           "mode": getattr(t, "mode", None),
+                           "poke_interval": as_seconds(getattr(t, "poke_interval", None)),
+                           "sensor_timeout": as_seconds(getattr(t, "timeout", None)),
                            "retry_delay": t.retry_delay.total_seconds(),
                            "execution_timeout": t.execution_timeout.total_seconds()
                            if t.execution_timeout else None,
                            "mapped": bool(getattr(t, "is_mapped", False)),
                            "downstream": sorted(t.downstream_task_ids),
+                           "upstream": sorted(t.upstream_task_ids),
                            "doc": bool(t.doc_md or t.doc),
                            "on_failure": bool(t.on_failure_callback)}
                for t in dag.tasks},
     )
-print("FACTS" + json.dumps(facts))
+down = bag.dags.get(sys.argv[4])
+if down is not None:
+    condition = down.timetable.asset_condition
+    facts["downstream"] = {"condition": type(condition).__name__,
+                           "assets": sorted(a.name for a in condition.objects),
+                           "tags": sorted(down.tags), "doc_md": bool(down.doc_md)}
+print("FACTS" + json.dumps(facts, default=str))
 """
 
 
@@ -62,7 +79,8 @@ def dag_facts(tmp_path_factory) -> dict:
     env.pop("UCV_TASK_RETRIES", None)  # the policy as deployed, not as `make run` tunes it
     result = subprocess.run(
         [sys.executable, "-c", INSPECT_DAG, str(PROJECT_ROOT / "dags"), DAG_ID,
-         json.dumps(HEAVY_MODULES)], env=env, capture_output=True, text=True, timeout=120)
+         json.dumps(HEAVY_MODULES), DOWNSTREAM_DAG_ID], env=env, capture_output=True, text=True,
+        timeout=120)
     line = next((ln for ln in result.stdout.splitlines() if ln.startswith("FACTS")), None)
     assert line, f"DAG inspection failed:\n{result.stdout}\n{result.stderr}"
     return json.loads(line[len("FACTS"):])
@@ -72,7 +90,7 @@ def dag_facts(tmp_path_factory) -> dict:
 
 def test_dag_imports_without_errors(dag_facts):
     assert dag_facts["import_errors"] == {}
-    assert dag_facts["dag_ids"] == [DAG_ID]
+    assert dag_facts["dag_ids"] == sorted([DAG_ID, DOWNSTREAM_DAG_ID])
 
 
 def test_parsing_the_dag_imports_no_heavy_library(dag_facts):
@@ -95,7 +113,8 @@ def test_schedule_is_nightly_without_catchup_and_one_run_at_a_time(dag_facts):
 
 def test_every_task_retries_with_a_delay_and_has_an_owner_and_a_timeout(dag_facts):
     for task_id, task in dag_facts["tasks"].items():
-        assert task["retries"] >= 1, task_id
+        # a reschedule-mode sensor's waiting is its retry; it fails only at its deadline
+        assert task["retries"] >= 1 or task["mode"] == "reschedule", task_id
         assert task["retry_delay"] >= timedelta(minutes=1).total_seconds(), task_id
         assert task["owner"] not in ("", "airflow"), task_id
         assert task["execution_timeout"], task_id
@@ -105,8 +124,52 @@ def test_every_task_retries_with_a_delay_and_has_an_owner_and_a_timeout(dag_fact
 
 
 def test_tags_and_documentation(dag_facts):
+    from markdown_it import MarkdownIt
+
     assert {"ucv", "nightly"} <= set(dag_facts["tags"])
-    assert dag_facts["doc_md"]
+    assert dag_facts["description"] and len(dag_facts["description"]) < 200
+    # the UI renders doc_md as Markdown: placeholders in angle brackets must survive it
+    html = MarkdownIt().render(dag_facts["doc_md"])
+    assert "data/landing/&lt;D-1&gt;/" in html and "data/runs/&lt;D-1&gt;/" in html
+
+
+def test_published_state_is_declared_as_assets_a_downstream_dag_waits_for(dag_facts):
+    tasks = dag_facts["tasks"]
+    assert tasks["publish"]["outlets"] == ["ucv_parquet_mirror", "ucv_warehouse"]
+    assert tasks["export"]["outlets"] == ["ucv_marketing_export"]
+    assert all(not t["outlets"] for name, t in tasks.items() if name not in ("publish", "export"))
+    assert dag_facts["downstream"]["assets"] == ["ucv_marketing_export", "ucv_warehouse"]
+    assert dag_facts["downstream"]["condition"] == "AssetAll"  # both, from the same night
+    assert dag_facts["downstream"]["doc_md"]
+
+
+def test_landed_exports_are_awaited_in_reschedule_mode_until_a_deadline(dag_facts):
+    from pipelines.orchestration.operations import load_operations
+
+    sensor, ops = dag_facts["tasks"]["wait_for_exports"], load_operations()
+    assert sensor["mode"] == "reschedule"  # the worker slot is free between checks
+    assert sensor["poke_interval"] == ops.landing_poke.total_seconds()
+    # the sensor's own timeout is only a safety net behind the deadline it enforces itself
+    assert sensor["sensor_timeout"] > ops.landing_wait.total_seconds()
+    assert "wait_for_exports" in dag_facts["tasks"]["prepare"]["upstream"]
+
+
+def test_a_late_run_raises_deadline_alerts_through_the_notifiers(dag_facts):
+    from pipelines.orchestration.operations import load_operations
+
+    run_deadline = load_operations().run_deadline.total_seconds()
+    assert {d["reference"] for d in dag_facts["deadlines"]} == {"DagRunLogicalDateDeadline"}
+    assert {d["interval"] for d in dag_facts["deadlines"]} == {run_deadline}
+    assert sorted(d["callback"].rsplit(".", 1)[1] for d in dag_facts["deadlines"]) == [
+        "EmailNotifier", "WebhookNotifier"]
+
+
+def test_heavy_stages_share_a_pool(dag_facts):
+    from pipelines.orchestration.operations import load_operations
+
+    (pool,) = load_operations().pools
+    for task_id, task in dag_facts["tasks"].items():
+        assert (task["pool"] == pool.name) == (task_id in pool.tasks), task_id
 
 
 # --- layer 3: structure --------------------------------------------------------------------------

@@ -7,17 +7,18 @@ with a temporary AIRFLOW_HOME (SQLite, migrated first) and a temporary UCV_HOME.
 from __future__ import annotations
 
 import pytest
-
-from pipelines.orchestration import stages
-from pipelines.orchestration.run_state import read_run_state
-from pipelines.orchestration.testing import (
+from orchestration_support import (
     EXPORT_DATE,
     end_to_end_skip_reason,
     generate_sample,
     land,
     migrated_airflow_env,
     run_dag_test,
+    serialize_dags,
 )
+
+from pipelines.orchestration import stages
+from pipelines.orchestration.run_state import read_run_state
 from pipelines.settings import RunPaths
 
 
@@ -27,8 +28,9 @@ def test_dag_run_processes_the_day_before_through_every_stage(tmp_path, monkeypa
     home = tmp_path / "ucv"
     land(home, generate_sample(tmp_path / "sample"))
     env = migrated_airflow_env(tmp_path / "airflow", home)
+    serialize_dags(env)  # the downstream DAG must be known for the publish to queue it
 
-    result = run_dag_test(env, "2026-11-23T00:00:00+00:00")  # processes EXPORT_DATE, 11-22
+    result = run_dag_test(env, "2026-11-23T02:00:00+00:00")  # processes EXPORT_DATE, 11-22
 
     failed = [ti for ti in result["tis"] if ti["state"] != "success"]
     assert result["state"] == "success" and not failed, failed
@@ -52,3 +54,16 @@ def test_dag_run_processes_the_day_before_through_every_stage(tmp_path, monkeypa
     assert (home / "warehouse" / "ucv.duckdb").exists()
     assert list((home / "export" / EXPORT_DATE.isoformat()).glob("marketing_customers_*"))
     assert "| status | success |" in (run.report_dir / "run_report.md").read_text()
+
+    # the publish announced the warehouse, its mirror and the export as Asset events ...
+    events = {e["asset"]: e["extra"] for e in result["asset_events"]}
+    assert set(events) == {"ucv_warehouse", "ucv_parquet_mirror", "ucv_marketing_export"}
+    assert all(e["run_id"] == EXPORT_DATE.isoformat() for e in events.values())
+    assert events["ucv_warehouse"]["customers"] == published["customers"]
+    assert events["ucv_marketing_export"]["rows"] == state["stages"]["export"]["counts"]["rows"]
+    # ... so the scheduler now owes the downstream DAG a run, and its check passes on them
+    assert "ucv_marketing_handoff" in result["dags_due"]
+    from pipelines.orchestration.handoff import check_marketing_export
+
+    handoff = check_marketing_export(events["ucv_marketing_export"])
+    assert handoff["rows"] == events["ucv_marketing_export"]["rows"]

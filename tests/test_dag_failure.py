@@ -4,9 +4,7 @@ without retrying the rejected source, and the published warehouse stays as it wa
 from __future__ import annotations
 
 import pytest
-
-from pipelines.orchestration.run_state import read_run_state
-from pipelines.orchestration.testing import (
+from orchestration_support import (
     EXPORT_DATE,
     drift_csv_header,
     end_to_end_skip_reason,
@@ -15,6 +13,8 @@ from pipelines.orchestration.testing import (
     migrated_airflow_env,
     run_dag_test,
 )
+
+from pipelines.orchestration.run_state import read_run_state
 from pipelines.settings import RunPaths
 
 
@@ -29,7 +29,7 @@ def test_rejected_source_fails_the_dag_run_without_retry_and_before_publish(tmp_
     before = (published.stat().st_ino, published.read_bytes())
     env = migrated_airflow_env(tmp_path / "airflow", home)
 
-    result = run_dag_test(env, "2026-11-23T00:00:00+00:00")
+    result = run_dag_test(env, "2026-11-23T02:00:00+00:00")
 
     assert result["state"] == "failed"
     failed = [ti for ti in result["tis"] if ti["state"] == "failed"]

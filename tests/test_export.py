@@ -12,6 +12,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from golden_builders import (
+    record,
+    small_portfolio,
+    write_identify_extras,
+    write_run_inputs,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,12 +29,6 @@ from pipelines.golden.export import (
     inert_cell,
     restore_cell,
     write_safe_csv,
-)
-from pipelines.golden.testing import (
-    record,
-    small_portfolio,
-    write_identify_extras,
-    write_run_inputs,
 )
 from pipelines.settings import RunPaths
 
@@ -151,6 +151,17 @@ def test_the_export_summary_reports_size_columns_and_consent(exported, tmp_path)
     assert summary["consent_exported"]["email"] == {"true": 2, "false": 0, "unknown": 0}
     assert summary["consent_all_customers"]["post"] == {"true": 4, "false": 1, "unknown": 0}
     assert summary["delta"] == {"new": 2} and summary["suppression"] == {"withdrawn": 4}
+
+
+def test_the_run_report_shows_the_export_summary(exported, tmp_path):
+    from pipelines.orchestration.report import render_run_report
+
+    run, _ = exported
+    export_marketing(run, EXPORT_DATE, tmp_path)
+    report = render_run_report(run)
+    section = report.split("## Marketing export (export_summary.json)")[1]
+    assert "| rows | 2 |" in section and "| columns | 33 |" in section
+    assert "consent_exported" in section and "marketing_customers_2026-11-22.csv" in section
 
 
 def test_phones_numbers_and_names_are_byte_exact_in_the_csv(exported):

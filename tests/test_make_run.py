@@ -40,6 +40,7 @@ class FakeProcess:
 def no_airflow(monkeypatch, process=None):
     launched = []
     monkeypatch.setattr(make_run, "migrate_db", lambda env, log: None)
+    monkeypatch.setattr(make_run, "ensure_pools", lambda env, log: None)
     monkeypatch.setattr(make_run, "dags_test",
                         lambda logical, env, log: launched.append(logical) or process)
     monkeypatch.setattr(make_run, "LOCAL_AIRFLOW_HOME", make_run.settings.data_root() / ".af")

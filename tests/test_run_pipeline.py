@@ -9,12 +9,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-
-from pipelines import settings
-from pipelines.orchestration import stages
-from pipelines.orchestration.run import run_pipeline
-from pipelines.orchestration.run_state import read_run_state
-from pipelines.orchestration.testing import (
+from orchestration_support import (
     EXPORT_DATE,
     drift_csv_header,
     end_to_end_skip_reason,
@@ -22,6 +17,11 @@ from pipelines.orchestration.testing import (
     generate_sample,
     land,
 )
+
+from pipelines import settings
+from pipelines.orchestration import stages
+from pipelines.orchestration.run import run_pipeline
+from pipelines.orchestration.run_state import read_run_state
 
 
 @pytest.fixture(scope="module")

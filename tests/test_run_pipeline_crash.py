@@ -13,18 +13,18 @@ import sys
 import time
 
 import pytest
-
-from pipelines import settings
-from pipelines.orchestration import stages
-from pipelines.orchestration.run import run_pipeline
-from pipelines.orchestration.run_state import read_run_state
-from pipelines.orchestration.testing import (
+from orchestration_support import (
     EXPORT_DATE,
     end_to_end_skip_reason,
     fingerprints,
     generate_sample,
     land,
 )
+
+from pipelines import settings
+from pipelines.orchestration import stages
+from pipelines.orchestration.run import run_pipeline
+from pipelines.orchestration.run_state import read_run_state
 
 RUN_ID = EXPORT_DATE.isoformat()
 

@@ -14,7 +14,7 @@ from pipelines.settings import SCHEMAS_DIR
 
 DEFAULT_CONFIG_FILE = SCHEMAS_DIR / "generator.yaml"
 PROFILES_DIR = SCHEMAS_DIR / "profiles"
-SECTIONS = ("mix", "population", "portfolio", "noise", "hard_negatives")
+SECTIONS = ("mix", "population", "portfolio", "noise", "kinds", "hard_negatives", "exports")
 WESTERN_COUNTRIES = ("DE", "US")
 
 
@@ -74,6 +74,20 @@ class NoiseRates:
 
 
 @dataclass(frozen=True)
+class KindRates:
+    """Rates of the hard cases resolution must get right (truth `kinds`); see generator.yaml."""
+
+    english_given_name: float = 0.12       # of Chinese-locale persons: also use an English given name
+    english_given_name_use: float = 0.6    # of their records in Latin-script systems: written with it
+    cantonese_romanisation: float = 0.08   # of Chinese-locale persons: romanised in Cantonese (Chan Tai Man)
+    cantonese_use: float = 0.7             # of their records in Latin-script systems: written so
+    party_type_wrong: float = 0.04         # of organization records in sales/servicing: keyed as a person
+    full_name_in_family_field: float = 0.05  # of Chinese person records in sales/underwriting
+    mobile_changed: float = 0.02           # night 2: of persons with a mobile, a new number
+    new_records: float = 0.01              # night 2: new leads, as a share of customers
+
+
+@dataclass(frozen=True)
 class HardNegativeRates:
     """Share of entities placed in each kind of must-not-merge group."""
 
@@ -82,6 +96,15 @@ class HardNegativeRates:
     father_son: float = 0.01
     common_name: float = 0.02
     company_owner: float = 0.25
+    related_company: float = 0.06   # of organizations: groups of 2-3 related companies at one address
+
+
+@dataclass(frozen=True)
+class Exports:
+    """Optional export columns and systems, off until a mapping on main reads them."""
+
+    underwriting_birth_name: bool = False  # a Geburtsname column `birth_name` in underwriting
+    broker: bool = False                   # the fifth export, broker_claims.jsonl (issue 13)
 
 
 @dataclass(frozen=True)
@@ -90,7 +113,9 @@ class GeneratorConfig:
     population: Population = field(default_factory=Population)
     portfolio: Portfolio = field(default_factory=Portfolio)
     noise: NoiseRates = field(default_factory=NoiseRates)
+    kinds: KindRates = field(default_factory=KindRates)
     hard_negatives: HardNegativeRates = field(default_factory=HardNegativeRates)
+    exports: Exports = field(default_factory=Exports)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,7 +163,9 @@ def load_config(path: Path | None = None, profile: str | None = None) -> Generat
             population=_merged(config.population, data.get("population")),
             portfolio=_merged(config.portfolio, data.get("portfolio")),
             noise=_merged(config.noise, data.get("noise")),
+            kinds=_merged(config.kinds, data.get("kinds")),
             hard_negatives=_merged(config.hard_negatives, data.get("hard_negatives")),
+            exports=_merged(config.exports, data.get("exports")),
         )
     if config.population.western_country not in WESTERN_COUNTRIES:
         raise ValueError(f"population.western_country must be one of {WESTERN_COUNTRIES}, "

@@ -22,6 +22,7 @@ from pipelines.generate.identifiers import (
     format_us_phones,
     int_strings,
 )
+from pipelines.generate.kinds import apply_other_names
 from pipelines.generate.noise import (
     NoiseBook,
     pick_present_field,
@@ -119,11 +120,13 @@ class RecordView:
     """Entity attributes as one system saw them at the time of each record (moves, marriage)."""
 
     def __init__(self, entities: Entities, entity: np.ndarray, old_address: np.ndarray,
-                 maiden: np.ndarray) -> None:
+                 maiden: np.ndarray, new_mobile: np.ndarray | None = None) -> None:
         self.e = entities
         self.idx = entity
         self.old_address = old_address
         self.maiden = maiden
+        # records a customer updated on a later night: they show the new mobile number
+        self.new_mobile = new_mobile if new_mobile is not None else np.zeros(len(entity), dtype=bool)
 
     def __getitem__(self, name: str) -> np.ndarray:
         current = self.e[name][self.idx]
@@ -132,6 +135,8 @@ class RecordView:
             current = where(self.old_address, self.e[old_name][self.idx], current)
         if name in ("family_name", "family_name_latin") and self.maiden.any():
             current = where(self.maiden, self.e["_maiden"][self.idx], current)
+        if name in ("mobile_ndc", "mobile_sub") and self.new_mobile.any():
+            current = where(self.new_mobile, self.e[f"_new_{name}"][self.idx], current)
         return current
 
     def mask(self, name: str, value) -> np.ndarray:
@@ -347,7 +352,11 @@ def start_records(rows, entities: Entities, config: GeneratorConfig, rng, old_ad
     book = NoiseBook(rng, config.noise, n)
     book.mark("moved", old_address)
     book.mark("surname_change", maiden)
-    return n, RecordView(entities, rows["entity"], old_address, maiden), book
+    new_mobile = rows.get("new_mobile")
+    if new_mobile is not None:
+        book.mark("mobile_changed", new_mobile)
+        book.eligible["mobile_changed"] += n
+    return n, RecordView(entities, rows["entity"], old_address, maiden, new_mobile), book
 
 
 # --- the four systems --------------------------------------------------------------------------
@@ -357,6 +366,7 @@ def render_sales(rows, entities: Entities, pools: Pools, config: GeneratorConfig
     """CRM leads: Latin script, nicknames, free-format phones, DD.MM.YYYY birth dates."""
     n, view, book = start_records(rows, entities, config, rng, old_address, maiden)
     given, family, person = latin_person_names(view, pools, book, rng, nickname_ok=True)
+    apply_other_names(view, book, config, given, family, person)
     suffix = view["name_suffix"]
     family = where(person & (suffix != None) & (rng.random(n) < 0.5), join(family, suffix, sep=" "), family)  # noqa: E711
     company, org = org_names(view, book, rng, hanzi_share=0.3)
@@ -392,16 +402,20 @@ def render_sales(rows, entities: Entities, pools: Pools, config: GeneratorConfig
     # a partner channel's import writes ISO dates into the CRM: rows the sales suite quarantines
     birth_date_text = dates_as(fields["birth_date"], written_date_style(config, "dmy"))
     notes = US_SALES_NOTES if config.population.western_country == "US" else SALES_NOTES
+    as_person, company_first, company_rest = company_as_person(book, config, org, company)
+    whole = full_name_in_family(book, config, person & (view["name_origin"] == "cn"))
+    family = where(whole, join(family, given, sep=" "), family)
+    given = where(whole, None, given)
     malformed = book.choose("malformed_date", fields["birth_date"] != None)  # noqa: E711
     birth_date_text[malformed] = dates_as(fields["birth_date"][malformed], "iso")
     table = pa.table({
         "lead_id": as_strings(keys("L", n, rng, 8)),
         "created_at": as_strings(timestamps(created)),
         "channel": as_strings(rows["channel"]),
-        "lead_type": as_strings(np.where(person, "person", "company").astype(object)),
-        "first_name": as_strings(where(person, given, None)),
-        "last_name": as_strings(where(person, family, None)),
-        "company_name": as_strings(company),
+        "lead_type": as_strings(np.where(person | as_person, "person", "company").astype(object)),
+        "first_name": as_strings(where(person, given, where(as_person, company_first, None))),
+        "last_name": as_strings(where(person, family, where(as_person, company_rest, None))),
+        "company_name": as_strings(where(as_person, None, company)),
         "email": as_strings(fields["email"]),
         "mobile": as_strings(fields["mobile"]),
         "phone": as_strings(phone),
@@ -417,6 +431,24 @@ def render_sales(rows, entities: Entities, pools: Pools, config: GeneratorConfig
         "last_modified": as_strings(timestamps(np.maximum(modified, created))),
     })
     return Rendered(table, as_objects(table["lead_id"].combine_chunks()), rows["entity"], book)
+
+
+def company_as_person(book: NoiseBook, config: GeneratorConfig, org: np.ndarray,
+                      company: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Companies keyed into a person-only screen: the whole name in the family-name field, or
+    (a third of them) the first word as if it were a given name ("Hövel" / "Druckerei GmbH")."""
+    as_person = book.choose_kind("party_type_wrong", org, config.kinds.party_type_wrong)
+    split = as_person & (book.kind_rng.random(len(org)) < 1 / 3)
+    parts = [(c or "").split(" ", 1) for c in company]
+    first = np.array([p[0] if len(p) == 2 else None for p in parts], dtype=object)
+    rest = np.array([p[1] if len(p) == 2 else None for p in parts], dtype=object)
+    split &= first != None  # noqa: E711
+    return as_person, where(split, first, None), where(split, rest, company)
+
+
+def full_name_in_family(book: NoiseBook, config: GeneratorConfig, cn_person: np.ndarray) -> np.ndarray:
+    """Chinese persons whose whole name went into the family-name field, the given name left empty."""
+    return book.choose_kind("full_name_in_family_field", cn_person, config.kinds.full_name_in_family_field)
 
 
 def _typo_into(rng, chosen: np.ndarray, person: np.ndarray, person_columns: list[np.ndarray],
@@ -449,9 +481,11 @@ def render_underwriting(rows, entities: Entities, policies: Policies, pools: Poo
     _typo_into(rng, chosen_typo, person, [given, family], [company])
     swap = book.choose("swapped_name_order", person)
     given, family = where(swap, family, given), where(swap, given, family)
+    whole = full_name_in_family(book, config, cn_person)
+    whole_name = where(hanzi, join(family, given), join(family, given, sep=" "))
     dob = birth_dates(view, book)
     national_id = where(person & (cn | (rng.random(n) < 0.7)), view["national_id"], None)
-    reg_no = view["registration_id"].copy()
+    reg_no = where(view["_registration_hidden"], None, view["registration_id"])
     ids = where(person, national_id, reg_no)
     corrupt_ids(book, rng, ids, person | (org & cn), view)
     national_id, reg_no = where(person, ids, None), where(org, ids, None)
@@ -480,8 +514,8 @@ def render_underwriting(rows, entities: Entities, policies: Policies, pools: Poo
     table = pa.table({
         "application_no": as_strings(app_no),
         "applicant_type": as_strings(np.where(person, "P", "O").astype(object)),
-        "surname": as_strings(where(person, family, None)),
-        "given_names": as_strings(where(person, given, None)),
+        "surname": as_strings(where(person, where(whole, whole_name, family), None)),
+        "given_names": as_strings(where(person & ~whole, given, None)),
         "name_native": as_strings(where(cn_person, view["name_native"], None)),
         "sex": as_strings(where(person, view["sex"], None)),
         "dob": pa.array(fields["dob"], type=pa.date32()),
@@ -516,6 +550,7 @@ def render_servicing(rows, entities: Entities, policies: Policies, pools: Pools,
     cn_person = person & (view["name_origin"] == "cn")
     style = rng.random(n)
     hanzi = cn_person & (style < 0.4)
+    apply_other_names(view, book, config, given, family, person & ~hanzi)
     street = street_lines(view)
     chosen_typo = np.flatnonzero(book.choose("typo", (person & ~hanzi) | org))
     _typo_into(rng, chosen_typo, person, [given, family, street], [company])
@@ -531,10 +566,11 @@ def render_servicing(rows, entities: Entities, policies: Policies, pools: Pools,
                     where(style < 0.6, join(given, family_s, sep=", "), join(family_s, given, sep=" ")))
     name = where(swap, swapped, name)
     name = where(org, company, name)
+    as_person = book.choose_kind("party_type_wrong", org, config.kinds.party_type_wrong)
     dob = birth_dates(view, book)
     cn = view["country"] == "CN"
     ids = where(person & (rng.random(n) < np.where(cn, 0.9, 0.5)), view["national_id"], None)
-    ids = where(org, view["registration_id"], ids)
+    ids = where(org, where(view["_registration_hidden"], None, view["registration_id"]), ids)
     corrupt_ids(book, rng, ids, person | (org & cn), view)
     mobile = phones_written(view, "mobile", np.where(rng.random(n) < 0.6, 0, rng.integers(0, 5, n)))
     landline = phones_written(view, "landline", np.where(rng.random(n) < 0.6, 0, rng.integers(0, 5, n)))
@@ -556,7 +592,7 @@ def render_servicing(rows, entities: Entities, policies: Policies, pools: Pools,
         "record_id": as_strings(keys("SV-", n, rng, 8)),
         "policy_number": as_strings(policies.number[policy]),
         "role": as_strings(rows["role"]),
-        "party_kind": as_strings(np.where(person, "natural", "legal").astype(object)),
+        "party_kind": as_strings(np.where(person | as_person, "natural", "legal").astype(object)),
         "name": as_strings(name),
         "birth_date": as_strings(dates_as(fields["birth_date"], written_date_style(config, "iso"))),
         "gender": as_strings(gender.astype(object)),
@@ -586,6 +622,7 @@ def render_claims(rows, entities: Entities, policies: Policies, pools: Pools,
     given, family, person = latin_person_names(view, pools, book, rng, nickname_ok=True)
     cn_person = person & (view["name_origin"] == "cn")
     hanzi = cn_person & (rng.random(n) < 0.7)
+    apply_other_names(view, book, config, given, family, person & ~hanzi)
     legacy = ~cn_person & (rng.random(n) < 0.4)  # an old system that folds umlauts: Mueller
     cn = view["country"] == "CN"
     de_street = street_lines(view)

@@ -184,6 +184,15 @@ def table_queries(con: duckdb.DuckDBPyConnection, run: RunPaths, previous: set[s
     }
 
 
+def history_is_complete(con: duckdb.DuckDBPyConnection, history_file: Path) -> bool:
+    """Identify writes the ID registry's whole history (with `publication`): nothing to add."""
+    if not history_file.exists():
+        return False
+    columns = [r[0] for r in con.execute(
+        f"DESCRIBE SELECT * FROM read_parquet({sql_path(history_file)})").fetchall()]
+    return "publication" in columns
+
+
 def analyst_table_queries(run: RunPaths) -> dict[str, str]:
     """policies, claims and currency_rates from the run's golden folder."""
     return {table: f"SELECT * FROM read_parquet({sql_path(run.golden_dir / f'{table}.parquet')})"
@@ -220,15 +229,6 @@ def create_views(con: duckdb.DuckDBPyConnection) -> None:
     for name, spec in (load_yaml(WAREHOUSE_SCHEMA_FILE).get("views") or {}).items():
         con.execute(f"CREATE VIEW {name} AS {spec['sql']}")
         con.execute(f"COMMENT ON VIEW {name} IS {quote(spec['grain'])}")
-
-
-def history_is_complete(con: duckdb.DuckDBPyConnection, history_file: Path) -> bool:
-    """Identify writes the ID registry's whole history (with `publication`): nothing to add."""
-    if not history_file.exists():
-        return False
-    columns = [r[0] for r in con.execute(
-        f"DESCRIBE SELECT * FROM read_parquet({sql_path(history_file)})").fetchall()]
-    return "publication" in columns
 
 
 def count(con: duckdb.DuckDBPyConnection, query: str) -> int:

@@ -278,6 +278,25 @@ def export(run_id: str) -> dict[str, Any]:
     return counts
 
 
+def published_asset_extra(run_id: str, asset: str, counts: dict[str, Any]) -> dict[str, Any]:
+    """What an Airflow Asset event says about what was published: run, where, how many rows."""
+    extra: dict[str, Any] = {"run_id": run_id}
+    if asset == "ucv_marketing_export":
+        path = Path(str(counts.get("path", "")))
+        extra.update(path=str(path), rows=counts.get("rows"),
+                     manifest=str(path.parent / "manifest.json"))
+    elif asset == "ucv_parquet_mirror":
+        from pipelines.golden import current_mirror
+
+        # the immutable version folder, resolved now: a consumer reading it later never mixes
+        # two publishes (parquet/current would move under it)
+        extra["path"] = str(current_mirror())
+    else:
+        extra.update(path=str(settings.warehouse_file()), customers=counts.get("customers"),
+                     source_records=counts.get("source_records"))
+    return extra
+
+
 def report(run_id: str) -> str:
     """Write report/run_report.md and mark the run a success; returns the report's path."""
     from pipelines.orchestration.report import write_run_report

@@ -47,6 +47,7 @@ def database_api(backend: str | None = None, options: dict[str, Any] | None = No
     if "threads" in options:
         connection.execute("SET threads = ?", [int(options["threads"])])
     connection.execute("SET preserve_insertion_order = false")
+    connection.execute("SET enable_progress_bar = false")  # keeps CLI output and logs clean
     return DuckDBAPI(connection=connection)
 
 

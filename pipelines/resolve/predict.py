@@ -15,9 +15,16 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.resolve.backend import backend_name, backend_options, database_api, duckdb_connection
-from pipelines.resolve.config import PARTY_TYPES, link_guards, model_paths, thresholds
+from pipelines.resolve.config import (
+    PARTY_TYPES,
+    link_guards,
+    model_fit_settings,
+    model_paths,
+    thresholds,
+    training_settings,
+)
 from pipelines.resolve.features import create_comparison_table
-from pipelines.resolve.model import guard_sql
+from pipelines.resolve.model import applicable_guard, guard_sql
 from pipelines.settings import RunPaths
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,60 @@ def load_model(party_type: str, models: dict | None = None) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+class ModelFitError(ValueError):
+    """Tonight's records no longer fit the model's training profile (names the fields)."""
+
+
+def load_training_profile(party_type: str, models: dict | None = None) -> dict[str, Any] | None:
+    """The field profile stored beside the model file (None for in-memory models or old files)."""
+    from pipelines.resolve.training import profile_path
+
+    source = (models or {}).get(party_type) or model_paths()[party_type]
+    if isinstance(source, dict):
+        return None
+    path = profile_path(Path(source))
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def scale_prior(model: dict[str, Any], training: dict[str, Any] | None, n: int) -> dict[str, Any]:
+    """The model with its prior rescaled from the training record count to `n` records.
+
+    The prior is the probability that two random records match: with a fixed number of records
+    per customer, matches grow with n and pairs with n^2, so it scales as (n_train - 1)/(n - 1).
+    """
+    n_train = int((training or {}).get("training_records", 0))
+    if n_train < 2 or n < 2 or n == n_train or not training_settings().get(
+            "scale_prior_with_records", True):
+        return model
+    prior = float(model["probability_two_random_records_match"])
+    scaled = float(f"{prior * (n_train - 1) / (n - 1):.9g}")
+    return {**model, "probability_two_random_records_match": min(max(scaled, 1e-12), 0.5)}
+
+
+def check_model_fit(con, table: str, party_type: str, training: dict[str, Any] | None
+                    ) -> dict[str, Any]:
+    """Compare tonight's fill rates with the model's training profile (resolution.yaml
+    `model_fit`); raises ModelFitError naming the fields, returns the warnings."""
+    from pipelines.resolve.profile import field_profile, model_fit
+
+    if training is None:
+        return {"checked": False, "failures": [], "warnings": []}
+    cfg = model_fit_settings()
+    tonight = field_profile(con, table, party_type, distinct=False)
+    fit = model_fit(training["profile"], tonight, training["used_fields"],
+                    warn_drop=float(cfg["warn_drop"]), fail_drop=float(cfg["fail_drop"]),
+                    min_fill_rate=float(training["min_fill_rate"]))
+    if fit.failures and cfg.get("on_failure", "fail") == "fail":
+        raise ModelFitError(
+            f"The {party_type} model no longer fits tonight's records: "
+            + "; ".join(fit.failures) + f". Fill rates fell by more than {cfg['fail_drop']:.0%}"
+            " (resolution.yaml model_fit.fail_drop). Fix the export or mapping, or retrain "
+            "with `ucv train` and point resolution.yaml at the new model.")
+    for warning in fit.failures + fit.warnings:
+        log.warning("%s model fit: %s", party_type, warning)
+    return {"checked": True, **fit.to_dict()}
+
+
 def evidence_columns(columns: list[str]) -> list[str]:
     """Per-comparison evidence: comparison level (gamma_*) and match weight (mw_*, log2 Bayes
     factor, with mw_tf_adj_* the term-frequency part) of every comparison."""
@@ -71,16 +132,22 @@ def connected_clusters(db_api, nodes_table: str, edges_table: str, match_weight:
         threshold_match_weight=match_weight)
 
 
-def blocked_by_sql(model: dict[str, Any], party_type: str) -> str:
-    """CASE expression naming the first link guard (resolution.yaml) that blocks a pair."""
-    guards = link_guards(party_type)
+def blocked_by_sql(model: dict[str, Any], party_type: str) -> tuple[str, list[str]]:
+    """CASE expression naming the first link guard (resolution.yaml) that blocks a pair, and
+    notes on guards skipped or narrowed because the model lacks what they name."""
+    guards, notes = [], []
+    for guard in link_guards(party_type):
+        applied, guard_notes = applicable_guard(model, guard)
+        notes += guard_notes
+        if applied:
+            guards.append(applied)
     if not guards:
-        return "NULL::VARCHAR"
+        return "NULL::VARCHAR", notes
     whens = " ".join(f"WHEN {guard_sql(model, g)} THEN '{g['name']}'" for g in guards)
-    return f"CASE {whens} END"
+    return f"CASE {whens} END", notes
 
 
-def resolve_party(records_path: Path, party_type: str, model: dict[str, Any],
+def resolve_party(records_path: Path, party_type: str, models: dict | None,
                   out_dir: Path) -> dict[str, Any]:
     """Predict and cluster one party type; writes two part files in out_dir, returns its counts."""
     cut = thresholds(party_type)
@@ -96,6 +163,12 @@ def resolve_party(records_path: Path, party_type: str, model: dict[str, Any],
         _write_empty_parts(con, pairs_part, clusters_part)
         return {"records": 0, "comparisons": 0, "comparisons_per_record": 0.0, "pairs_kept": 0,
                 "links": 0, "clusters": 0, "seconds": {}}
+    training = load_training_profile(party_type, models)
+    fit = check_model_fit(con, f"input_{party_type}", party_type, training)
+    model = scale_prior(load_model(party_type, models), training, n_records)
+    blocked_sql, guard_notes = blocked_by_sql(model, party_type)
+    for note in guard_notes:
+        log.info("%s: %s", party_type, note)
     if engine == "spark":
         from pipelines.resolve.spark import predict_on_spark
 
@@ -131,7 +204,7 @@ def resolve_party(records_path: Path, party_type: str, model: dict[str, Any],
         WITH scored AS (
             SELECT unique_id_l AS source_record_id_l, unique_id_r AS source_record_id_r,
                    '{party_type}' AS party_type, match_weight, match_probability,
-                   {blocked_by_sql(model, party_type)} AS link_blocked_by,
+                   {blocked_sql} AS link_blocked_by,
                    match_key::INTEGER AS match_key, {", ".join(evidence)}
             FROM {predictions_table}
         )
@@ -190,6 +263,9 @@ def resolve_party(records_path: Path, party_type: str, model: dict[str, Any],
         "links": int(links),
         "links_blocked_by_guards": {k: int(v) for k, v in blocked.items()},
         "clusters": int(n_clusters),
+        "model_fit": fit,
+        "link_guard_notes": guard_notes,
+        "prior": model["probability_two_random_records_match"],
         "thresholds": {"review_floor": cut.review_floor, "match": cut.match},
         "backend": engine,
         "seconds": {"prepare_and_block": round(blocked_at - started, 3),
@@ -232,8 +308,8 @@ def predict_and_cluster(run: RunPaths, models: dict | None = None) -> ResolveRes
     started = time.perf_counter()
     per_party = {}
     for party_type in PARTY_TYPES:
-        per_party[party_type] = resolve_party(records_path, party_type,
-                                              load_model(party_type, models), run.resolved_dir)
+        per_party[party_type] = resolve_party(records_path, party_type, models,
+                                              run.resolved_dir)
 
     pairs_path = run.resolved_dir / MATCH_PAIRS_FILE
     clusters_path = run.resolved_dir / CLUSTERS_FILE

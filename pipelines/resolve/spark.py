@@ -85,7 +85,8 @@ def spark_session(master: str, driver_memory: str, shuffle_partitions: int, work
                .config("spark.driver.memory", driver_memory)
                .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
                .config("spark.local.dir", str(Path(work_dir) / "local"))
-               .config("spark.ui.enabled", "false"))
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", "false"))
     if master.startswith("local"):
         # a local driver talks to itself only (no port open to the network)
         builder = (builder.config("spark.driver.bindAddress", "127.0.0.1")

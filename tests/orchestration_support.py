@@ -1,4 +1,5 @@
-"""Test support for end-to-end runs: a small generated sample, landing it, fingerprinting a run."""
+"""Test support for end-to-end runs: a small generated sample, landing it, fingerprinting a run,
+and running the DAG under `dag.test()` in a fresh interpreter."""
 
 from __future__ import annotations
 
@@ -59,14 +60,21 @@ def drift_csv_header(landing: Path, prefix: str = "sales") -> Path:
     return csv
 
 
-# One DAG run with dag.test() in a fresh interpreter; prints the run and task states as JSON.
+# One DAG run with dag.test() in a fresh interpreter; prints the run and task states as JSON, the
+# reschedules of sensors, the Asset events the run emitted and the DAGs the scheduler now owes a
+# run (the scheduler's own query: an Asset-scheduled DAG appears once its Assets were updated).
 # Retries are off (a test must not wait minutes for a retry), except where the DAG itself must
 # prevent them: extract and validate fail at once on a rejected source.
 DAG_TEST_SCRIPT = r"""
 import json, sys
 from datetime import datetime
 from airflow.dag_processing.dagbag import DagBag
-dag = DagBag(dag_folder=sys.argv[1]).get_dag("unified_customer_view")
+from airflow.models.asset import AssetEvent
+from airflow.models.dag import DagModel
+from airflow.models.taskreschedule import TaskReschedule
+from airflow.utils.session import create_session
+from sqlalchemy import select
+dag = DagBag(dag_folder=sys.argv[1]).get_dag(sys.argv[3])
 for t in dag.tasks:
     if t.task_id not in ("extract", "validate"):
         t.retries = 0
@@ -74,7 +82,18 @@ dr = dag.test(logical_date=datetime.fromisoformat(sys.argv[2]))
 tis = [{"task_id": ti.task_id, "map_index": ti.map_index, "state": str(ti.state),
         "try_number": ti.try_number, "rendered_map_index": ti.rendered_map_index}
        for ti in dr.get_task_instances()]
-print("RESULT" + json.dumps({"state": str(dr.state), "run_id": dr.run_id, "tis": tis}))
+with create_session() as session:
+    reschedules = {}
+    for ti in dr.get_task_instances(session=session):
+        n = len(session.scalars(select(TaskReschedule).where(TaskReschedule.ti_id == ti.id)).all())
+        if n:
+            reschedules[ti.task_id] = n
+    events = [{"asset": e.asset.name, "extra": e.extra, "source_task_id": e.source_task_id}
+              for e in session.scalars(select(AssetEvent)).all()]
+    _, due = DagModel.dags_needing_dagruns(session)
+print("RESULT" + json.dumps({"state": str(dr.state), "run_id": dr.run_id, "tis": tis,
+                             "reschedules": reschedules, "asset_events": events,
+                             "dags_due": sorted(due)}, default=str))
 """
 
 
@@ -84,12 +103,24 @@ def migrated_airflow_env(airflow_home: Path, ucv_home: Path) -> dict[str, str]:
 
     env = airflow_env(airflow_home)
     env["UCV_HOME"] = str(ucv_home)
+    env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
     migrate_db(env, airflow_home / "migrate.log")
     return env
 
 
-def run_dag_test(env: dict[str, str], logical_date: str) -> dict:
-    """Run the DAG once for a logical date with dag.test(); returns run state and task states."""
+def serialize_dags(env: dict[str, str]) -> None:
+    """Put every DAG of the folder in the test's metadata DB, as the dag-processor would, so
+    Asset-scheduled DAGs are known to the scheduler's queries."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], env=env, check=True,
+                   capture_output=True, timeout=300)
+
+
+def run_dag_test(env: dict[str, str], logical_date: str,
+                 dag_id: str = "unified_customer_view") -> dict:
+    """Run a DAG once for a logical date with dag.test(); returns run state and task states."""
     import json
     import subprocess
     import sys
@@ -97,7 +128,7 @@ def run_dag_test(env: dict[str, str], logical_date: str) -> dict:
     from pipelines.orchestration.airflow_local import DAGS_FOLDER
 
     result = subprocess.run([sys.executable, "-c", DAG_TEST_SCRIPT, str(DAGS_FOLDER),
-                             logical_date], env=env, capture_output=True, text=True, timeout=600)
+                             logical_date, dag_id], env=env, capture_output=True, text=True, timeout=600)
     line = next((ln for ln in result.stdout.splitlines() if ln.startswith("RESULT")), None)
     if line is None:
         raise RuntimeError(f"dag.test() did not finish:\n{result.stdout[-4000:]}\n"
