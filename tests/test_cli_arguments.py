@@ -69,6 +69,8 @@ BAD_ARGUMENTS = [
     (["lookup", "--id", "C1", "--limit", "-3"], USAGE, "--limit"),
     (["lookup", "--id", "C1", "--warehouse", "{tmp}/no.duckdb"], DATA, "no warehouse"),
     (["data-dictionary", "--check", "extra"], USAGE, "extra"),
+    (["sql", "--warehouse", "{tmp}/no.duckdb"], DATA, "no warehouse"),
+    (["sql", "--mirror", "-c", "SELECT 1"], DATA, "no warehouse"),
     (["golden-accuracy", "--truth-dir", "{tmp}/none"], USAGE, "--truth-dir"),
     (["golden-accuracy", "--truth-dir", "{tmp}", "--warehouse", "{tmp}/no.duckdb"], DATA,
      "no warehouse"),

@@ -12,6 +12,12 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from golden_builders import (
+    record,
+    small_portfolio,
+    write_identify_extras,
+    write_run_inputs,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,12 +29,6 @@ from pipelines.golden.export import (
     inert_cell,
     restore_cell,
     write_safe_csv,
-)
-from pipelines.golden.testing import (
-    record,
-    small_portfolio,
-    write_identify_extras,
-    write_run_inputs,
 )
 from pipelines.settings import RunPaths
 
@@ -153,6 +153,17 @@ def test_the_export_summary_reports_size_columns_and_consent(exported, tmp_path)
     assert summary["delta"] == {"new": 2} and summary["suppression"] == {"withdrawn": 4}
 
 
+def test_the_run_report_shows_the_export_summary(exported, tmp_path):
+    from pipelines.orchestration.report import render_run_report
+
+    run, _ = exported
+    export_marketing(run, EXPORT_DATE, tmp_path)
+    report = render_run_report(run)
+    section = report.split("## Marketing export (export_summary.json)")[1]
+    assert "| rows | 2 |" in section and "| columns | 33 |" in section
+    assert "consent_exported" in section and "marketing_customers_2026-11-22.csv" in section
+
+
 def test_phones_numbers_and_names_are_byte_exact_in_the_csv(exported):
     _, path = exported
     parquet = rows_of(path)
@@ -181,11 +192,23 @@ def test_display_forms_go_out_and_comparison_forms_stay_in(tmp_path):
                house_number="3a", city="muenchen", postcode="80331", country="DE",
                updated_at=datetime(2026, 1, 1)),
     ]
+    chinese = dict(given_name_norm="li", given_name_canonical="li", family_name_norm="wang",
+                   marketing_consent=True, country="CN")
+    records += [  # the winner writes hanzi; a romanised record must not replace them
+        record("servicing:S-2", given_name="丽", family_name="王", name_script="han",
+               updated_at=datetime(2026, 6, 1), **chinese),
+        record("sales:L-2", given_name="Li", family_name="Wang", name_script="latin",
+               updated_at=datetime(2026, 1, 1), **chinese),
+    ]
     run = write_run_inputs(RunPaths.for_run("2026-11-22", base=tmp_path), records,
-                           {"servicing:S-1": "C1", "sales:L-1": "C1"},
-                           [("servicing:S-1", "sales:L-1", 0.99)])
+                           {"servicing:S-1": "C1", "sales:L-1": "C1", "servicing:S-2": "C2",
+                            "sales:L-2": "C2"},
+                           [("servicing:S-1", "sales:L-1", 0.99),
+                            ("servicing:S-2", "sales:L-2", 0.99)])
     build_golden(run, EXPORT_DATE)
-    row = rows_of(export_marketing(run, EXPORT_DATE, tmp_path / "export"))["C1"]
+    exported = rows_of(export_marketing(run, EXPORT_DATE, tmp_path / "export"))
+    assert (exported["C2"]["display_name"], exported["C2"]["given_name"]) == ("王丽", "丽")
+    row = exported["C1"]
     assert (row["display_name"], row["street"], row["house_number"], row["city"]) == (
         "Jörg Müller-Lüdenscheidt", "Isabel-Rudolph-Weg", "3 a", "München")
     customer = rows_of(run.golden_dir / "customers.parquet")["C1"]
@@ -193,15 +216,21 @@ def test_display_forms_go_out_and_comparison_forms_stay_in(tmp_path):
     assert customer["given_name_display_source_record_id"] == "sales:L-1"
 
 
-def consent_run(base: Path, run_id: str, statements: dict[str, dict], history=()) -> RunPaths:
-    """One single-record customer per entry, with the given consent fields."""
-    records = [record(f"servicing:{cid}", **{
-        "given_name": cid, "family_name": "Test", "given_name_norm": cid.lower(),
-        "family_name_norm": "test", "email": f"{cid.lower()}@example.org",
-        "phone_mobile": "+491510000000", "street": "weg", "city": "ort", "country": "DE",
-        "updated_at": datetime(2026, 1, 1), **fields}) for cid, fields in statements.items()]
-    run = write_run_inputs(RunPaths.for_run(run_id, base=base), records,
-                           {f"servicing:{cid}": cid for cid in statements})
+def consent_run(base: Path, run_id: str, statements: dict[str, dict | list[dict]],
+                history=()) -> RunPaths:
+    """Customers with the given consent fields: one record per dict (each from its own system)."""
+    systems = ["servicing", "sales", "underwriting", "claims"]
+    records, customer_of = [], {}
+    for cid, stated in statements.items():
+        for system, fields in zip(systems, stated if isinstance(stated, list) else [stated],
+                                  strict=False):
+            records.append(record(f"{system}:{cid}", **{
+                "given_name": cid, "family_name": "Test", "given_name_norm": cid.lower(),
+                "family_name_norm": "test", "email": f"{cid.lower()}@example.org",
+                "phone_mobile": "+491510000000", "street": "weg", "city": "ort", "country": "DE",
+                "updated_at": datetime(2026, 1, 1), **fields}))
+            customer_of[f"{system}:{cid}"] = cid
+    run = write_run_inputs(RunPaths.for_run(run_id, base=base), records, customer_of)
     write_identify_extras(run, history=list(history))
     build_golden(run, date.fromisoformat(run_id))
     return run
@@ -209,19 +238,25 @@ def consent_run(base: Path, run_id: str, statements: dict[str, dict], history=()
 
 def test_consent_is_per_channel_the_newest_statement_winning(tmp_path):
     run = consent_run(tmp_path, "2026-11-22", {
-        # a general yes, then a newer e-mail no: everything but e-mail
-        "A": dict(marketing_consent=True, consent_email=False,
-                  consent_email_at=datetime(2026, 6, 1, 8, 30)),
+        # a general yes, then a newer e-mail no (another system): everything but e-mail
+        "A": [dict(marketing_consent=True),
+              dict(consent_email=False, consent_email_at=datetime(2026, 6, 1, 8, 30))],
         # an old e-mail no, then a newer general yes: the general yes covers e-mail again
-        "B": dict(consent_email=False, consent_email_at=datetime(2025, 1, 1),
-                  marketing_consent=True),
+        "B": [dict(marketing_consent=True),
+              dict(consent_email=False, consent_email_at=datetime(2025, 1, 1))],
         # only post, no general statement
         "C": dict(consent_post=True, consent_post_at=datetime(2026, 2, 2)),
         # nothing said: not in the file
         "D": {},
+        # an e-mail opt-in, with the general consent a mapping derives from it: e-mail only
+        "E": dict(consent_email=True, consent_email_at=datetime(2026, 4, 1),
+                  marketing_consent=True),
     })
     rows = rows_of(export_marketing(run, EXPORT_DATE, tmp_path / "export"))
-    assert set(rows) == {"A", "B", "C"}
+    assert set(rows) == {"A", "B", "C", "E"}
+    e = rows["E"]
+    assert (e["consent_email"], e["consent_sms"], e["consent_phone"], e["phone_mobile"]) == (
+        True, None, None, None)
     a, b, c = rows["A"], rows["B"], rows["C"]
     assert (a["consent_email"], a["consent_sms"], a["consent_post"]) == (False, True, True)
     assert a["email"] is None and a["phone_mobile"] == "+491510000000"  # no e-mail consent
@@ -236,8 +271,8 @@ def test_delta_and_suppression_follow_the_previous_export(tmp_path):
     day1 = consent_run(tmp_path / "r1", "2026-11-21", {"A": yes, "B": yes, "C": yes, "E": yes})
     export_marketing(day1, date(2026, 11, 21), tmp_path / "export")
     day2 = consent_run(tmp_path / "r2", "2026-11-22", {
-        "A": dict(marketing_consent=True, consent_sms=False,
-                  consent_sms_at=datetime(2026, 11, 21, 18, 0)),   # withdrew SMS: changed
+        "A": [yes, dict(consent_sms=False,
+                        consent_sms_at=datetime(2026, 11, 21, 18, 0))],  # withdrew SMS: changed
         "B": yes,                                                   # unchanged: not in delta
         "E": dict(marketing_consent=False, updated_at=datetime(2026, 11, 21, 9)),  # withdrew all
         "N": yes,                                                   # new

@@ -6,9 +6,9 @@ from datetime import date
 
 import pandas as pd
 import pytest
+from golden_builders import small_portfolio
 
 from pipelines.golden import build_golden, golden_accuracy, publish_warehouse
-from pipelines.golden.testing import small_portfolio
 from pipelines.settings import RunPaths
 
 

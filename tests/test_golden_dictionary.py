@@ -7,6 +7,7 @@ import re
 from datetime import date
 
 import duckdb
+from golden_builders import small_portfolio, write_identify_extras
 
 from pipelines.golden import build_golden, publish_warehouse
 from pipelines.golden.dictionary import (
@@ -17,7 +18,6 @@ from pipelines.golden.dictionary import (
     warehouse_views,
 )
 from pipelines.golden.publish import WAREHOUSE_TABLES
-from pipelines.golden.testing import small_portfolio, write_identify_extras
 from pipelines.settings import RunPaths
 
 

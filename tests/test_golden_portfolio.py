@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import date, datetime
 
 import duckdb
+from golden_builders import record, write_run_inputs
 
 from pipelines.golden import build_golden
 from pipelines.golden.config import survivorship_config
-from pipelines.golden.testing import record, write_run_inputs
 from pipelines.settings import RunPaths
 
 

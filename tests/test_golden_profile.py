@@ -6,10 +6,10 @@ from datetime import date
 
 import duckdb
 import pytest
+from golden_builders import record, small_portfolio, write_run_inputs
 
 from pipelines.golden import build_golden
 from pipelines.golden.config import survivorship_config, survivorship_groups
-from pipelines.golden.testing import record, small_portfolio, write_run_inputs
 from pipelines.settings import RunPaths
 
 EXPORT_DATE = date(2026, 11, 22)

@@ -8,9 +8,9 @@ from datetime import date, datetime
 
 import duckdb
 import pytest
+from golden_builders import record, small_portfolio
 
 from pipelines.golden import build_golden, publish_warehouse
-from pipelines.golden.testing import record, small_portfolio
 from pipelines.settings import PROJECT_ROOT, RunPaths
 
 QUERIES_FILE = PROJECT_ROOT / "docs" / "example_queries.sql"

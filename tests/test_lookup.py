@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from golden_builders import small_portfolio, write_identify_extras
 from typer.testing import CliRunner
 
 from pipelines.golden import build_golden, lookup, publish_warehouse
 from pipelines.golden.commands import app
 from pipelines.golden.lookup import name_key, normalise_phone
-from pipelines.golden.testing import small_portfolio, write_identify_extras
 from pipelines.settings import RunPaths
 
 

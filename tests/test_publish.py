@@ -10,10 +10,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from golden_builders import small_portfolio, write_identify_extras
 
 from pipelines.golden import build_golden, current_mirror, publish_warehouse
 from pipelines.golden.publish import WAREHOUSE_TABLES, WarehouseAuditFailed
-from pipelines.golden.testing import small_portfolio, write_identify_extras
 from pipelines.settings import RunPaths
 
 SINGLE_RUN_TABLES = ("source_records", "match_pairs", "customers", "customer_policy_links",

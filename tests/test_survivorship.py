@@ -7,12 +7,12 @@ from datetime import date, datetime
 import duckdb
 import pandas as pd
 import pytest
+from golden_builders import record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.golden.config import canonical_fields, survivorship_config, survivorship_groups
 from pipelines.golden.survivorship import customers_sql
-from pipelines.golden.testing import record
 
 
 def golden(records: list[dict], customer_of: dict[str, str] | None = None,

@@ -9,13 +9,13 @@ from datetime import date
 
 import duckdb
 import pytest
+from golden_builders import small_portfolio
 from legacy_duckdb import run_with_duckdb
 from test_golden_queries import example_queries
 
 from pipelines.golden import build_golden, publish_warehouse
 from pipelines.golden import publish as publish_module
 from pipelines.golden.publish import sql_shell_command
-from pipelines.golden.testing import small_portfolio
 from pipelines.settings import RunPaths
 
 ANALYST_DUCKDB = "1.4.1"  # the oldest 1.x the configured storage version v1.4.0 is read by

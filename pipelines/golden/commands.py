@@ -69,7 +69,12 @@ def sql(command: str = typer.Option(None, "--command", "-c", help="run this SQL 
 
     from pipelines.golden.publish import sql_shell_command
 
-    raise typer.Exit(subprocess.run(sql_shell_command(warehouse, mirror, command)).returncode)
+    path = cli_args.published_warehouse(warehouse)
+    try:
+        argv = sql_shell_command(path, mirror, command)
+    except FileNotFoundError as problem:  # no mirror published, or no duckdb CLI installed
+        raise cli_args.DataProblem(str(problem)) from None
+    raise typer.Exit(subprocess.run(argv).returncode)
 
 
 @app.command()

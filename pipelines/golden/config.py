@@ -48,6 +48,7 @@ class SurvivorshipGroup:
     party_types: list[str] | None
     source_trust: list[str]
     as_of: str = "updated_at"  # SQL over the winning record: when its statement was made
+    candidates: str | None = None  # SQL condition a record must meet to be a candidate
     display: dict[str, dict[str, str]] | None = None  # display column -> {value, same}
 
 
@@ -89,6 +90,7 @@ def survivorship_groups(config: dict) -> list[SurvivorshipGroup]:
             party_types=spec.get("party_types"),
             source_trust=list(spec.get("source_trust", config["source_trust"])),
             as_of=str(spec.get("as_of", "updated_at")),
+            candidates=spec.get("candidates"),
             display=dict(spec.get("display") or {}),
         )
         for column, display in (group.display or {}).items():

@@ -414,3 +414,10 @@ def export_marketing(run: RunPaths, export_date: date, export_dir: Path | None =
         tmp.write_text(json.dumps(content, indent=2, default=str) + "\n", encoding="utf-8")
         fileio.replace(tmp, path)
     return written[f"{outputs['snapshot']}.parquet"]["path"]
+
+
+def export_summary(run: RunPaths) -> dict | None:
+    """The run's export summary (runs/<run_id>/export_summary.json), for the run report; None
+    before the export stage ran."""
+    path = run.root / "export_summary.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None

@@ -87,7 +87,7 @@ def current_mirror(warehouse_dir: Path | None = None) -> Path:
 def write_latest_pointer(warehouse_dir: Path, mirror: Path) -> None:
     """Name `mirror` in parquet/LATEST, replaced by rename (readers see the old or the new name)."""
     latest = mirror_root(warehouse_dir) / LATEST_FILE
-    tmp = latest.with_name(f".{LATEST_FILE}-{mirror.name}")
+    tmp = latest.with_name(f".{LATEST_FILE}.tmp")  # one fixed name: a crash leaves nothing to sweep
     tmp.write_text(mirror.name + "\n", encoding="utf-8")
     os.replace(tmp, latest)
 

@@ -97,6 +97,8 @@ def group_winner_sql(group: SurvivorshipGroup) -> str:
     where = " AND ".join(f"{f} IS NOT NULL" for f in group.required)
     if group.party_types:
         where += f" AND party_type IN ({sql_list(group.party_types)})"
+    if group.candidates:
+        where += f" AND ({group.candidates})"
     frequency_key = ", ".join(["customer_id", *group.frequency_of])
     outvoting = "not_outvoted" in group.rules
     return f"""
@@ -182,18 +184,27 @@ def display_quality_sql(value: str) -> str:
 
 def display_winner_sql(group: SurvivorshipGroup, column: str, value: str, same: str) -> str:
     """One row per customer: the best-written `value` among the records whose comparison form
-    `same` equals the group winner's ("Müller" beats "MUELLER" and "mueller" for "mueller")."""
+    `same` equals the group winner's ("Müller" beats "MUELLER" and "mueller" for "mueller"), in
+    the winner's script (hanzi stay hanzi: 王丽 is not replaced by a romanised "Wang Li")."""
     return f"""
-        SELECT w.customer_id, r.display AS {column}, r.source_record_id AS {column}_source_record_id
-        FROM g_{group.name} w
-        JOIN (SELECT customer_id, source_record_id, updated_at, {same} AS same_value,
-                     {trust_rank_sql(group.source_trust)} AS trust_rank, ({value}) AS display
-              FROM golden_records) r
-          ON r.customer_id = w.customer_id AND r.same_value IS NOT DISTINCT FROM w.{same}
-         AND r.display IS NOT NULL
-        QUALIFY row_number() OVER (PARTITION BY w.customer_id ORDER BY
-            {display_quality_sql("r.display")} DESC, r.source_record_id = w.winner_record_id DESC,
-            r.trust_rank, r.updated_at DESC NULLS LAST, r.source_record_id) = 1
+        SELECT customer_id, display AS {column}, source_record_id AS {column}_source_record_id
+        FROM (
+            SELECT w.customer_id, r.display, r.source_record_id, r.trust_rank, r.updated_at,
+                   r.source_record_id = w.winner_record_id AS is_winner, r.han,
+                   max(CASE WHEN r.source_record_id = w.winner_record_id THEN r.han END)
+                       OVER (PARTITION BY w.customer_id) AS winner_han
+            FROM g_{group.name} w
+            JOIN (SELECT customer_id, source_record_id, updated_at, {same} AS same_value,
+                         {trust_rank_sql(group.source_trust)} AS trust_rank, ({value}) AS display,
+                         regexp_matches(({value}), '\\p{{Han}}') AS han
+                  FROM golden_records) r
+              ON r.customer_id = w.customer_id AND r.same_value IS NOT DISTINCT FROM w.{same}
+             AND r.display IS NOT NULL
+        )
+        QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY
+            han IS NOT DISTINCT FROM coalesce(winner_han, han) DESC,
+            {display_quality_sql("display")} DESC, is_winner DESC,
+            trust_rank, updated_at DESC NULLS LAST, source_record_id) = 1
     """
 
 

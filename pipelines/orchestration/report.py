@@ -50,6 +50,8 @@ def render_run_report(run: RunPaths) -> str:
                            run.report_dir / "ingest_counts.json")
     lines += _json_section("Resolution (resolved/resolve_summary.json)",
                            run.resolved_dir / "resolve_summary.json")
+    lines += _json_section("Marketing export (export_summary.json)",
+                           run.root / "export_summary.json")
     charts = sorted(p for p in run.root.rglob("*.html") if p.is_file())
     lines += ["## Charts", ""]
     lines += [f"- [{p.stem}]({os.path.relpath(p, run.report_dir)})" for p in charts] or ["(none)"]

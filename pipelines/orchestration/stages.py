@@ -288,7 +288,11 @@ def published_asset_extra(run_id: str, asset: str, counts: dict[str, Any]) -> di
         extra.update(path=str(path), rows=counts.get("rows"),
                      manifest=str(path.parent / "manifest.json"))
     elif asset == "ucv_parquet_mirror":
-        extra["path"] = str(settings.warehouse_dir() / "parquet" / "current")
+        from pipelines.golden import current_mirror
+
+        # the immutable version folder, resolved now: a consumer reading it later never mixes
+        # two publishes (parquet/current would move under it)
+        extra["path"] = str(current_mirror())
     else:
         extra.update(path=str(settings.warehouse_file()), customers=counts.get("customers"),
                      source_records=counts.get("source_records"))

@@ -71,14 +71,15 @@ def print_next_steps(run: RunPaths, export: dict, console: Console) -> None:
     csv_files = sorted(export_folder.glob("*.csv")) if export_folder.is_dir() else []
     rows = f" ({export['rows']:,} customers)" if "rows" in export else ""
     # double quotes outside, single inside: pastes into any POSIX shell as printed
-    query = (f'{shlex.quote(sys.executable)} -c "import duckdb; duckdb.connect('
-             f"'{warehouse}', read_only=True).sql('{FIRST_QUERY}').show()\"")
+    ucv = Path(sys.executable).parent / "ucv"  # `ucv sql`: the pinned DuckDB CLI, read-only
+    query = (f"{shlex.quote(str(ucv))} sql --warehouse {shlex.quote(str(warehouse))} "
+             f"-c {shlex.quote(FIRST_QUERY)}")
     console.print("\n[bold]open next[/bold]")
     for label, value in [
         ("run report", _existing(run.report_dir / HTML_REPORT_FILE)),
         ("  (Markdown)", _existing(run.report_dir / REPORT_FILE)),
         ("warehouse", _existing(warehouse)),
-        ("  Parquet mirror", _existing(settings.warehouse_dir() / "parquet" / "current")),
+        ("  Parquet mirror pointer", _existing(settings.warehouse_dir() / "parquet" / "LATEST")),
         (f"marketing export{rows}", str(csv_files[0]) if csv_files else str(export_folder)),
         ("  its manifest", _existing(export_folder / "manifest.json")),
         ("data dictionary", str(settings.PROJECT_ROOT / "docs" / "data_dictionary.md")),

@@ -1,4 +1,4 @@
-"""Small hand-made upstream outputs (canonical records, customer map, match pairs) for tests and demos.
+"""Test builders: small hand-made upstream outputs (canonical records, customer map, match pairs).
 
 Lets the golden stage be exercised without running ingest, resolve and identify: a test states a
 few records and which customer each belongs to, and gets a run folder shaped like the real one.
