@@ -104,6 +104,7 @@ def migrated_airflow_env(airflow_home: Path, ucv_home: Path) -> dict[str, str]:
     env = airflow_env(airflow_home)
     env["UCV_HOME"] = str(ucv_home)
     env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
+    env["UCV_DEADLINE_ALERTS"] = "0"  # as `make run` does: see the DAG file
     migrate_db(env, airflow_home / "migrate.log")
     return env
 

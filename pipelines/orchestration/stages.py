@@ -236,7 +236,23 @@ def resolve(run_id: str) -> dict[str, int]:
         run.resolved_dir.mkdir(parents=True)
         predict_and_cluster(run)
         write_charts(run)
-        counts.update(parquet_row_counts(run.resolved_dir))
+        counts.update(resolve_counts(run))
+    return counts
+
+
+def resolve_counts(run: RunPaths) -> dict[str, Any]:
+    """Pairs, clusters (not the records in them) and the thresholds the run scored against."""
+    import json
+
+    rows = parquet_row_counts(run.resolved_dir)
+    summary_file = run.resolved_dir / "resolve_summary.json"
+    parties = (json.loads(summary_file.read_text(encoding="utf-8")).get("party_types", {})
+               if summary_file.exists() else {})
+    counts: dict[str, Any] = {"match_pairs": rows.get("match_pairs"),
+                              "clustered_records": rows.get("clusters"),
+                              "clusters": sum(p.get("clusters", 0) for p in parties.values())}
+    for party, p in parties.items():
+        counts[f"{party}_match_threshold"] = (p.get("thresholds") or {}).get("match")
     return counts
 
 
@@ -285,6 +301,12 @@ def export(run_id: str) -> dict[str, Any]:
     with record_stage(run, "export") as counts:
         written = export_marketing(run, date.fromisoformat(run_id))
         counts.update(_describe_export(written))
+        manifest = Path(str(counts.get("path", ""))).parent / "manifest.json"
+        if manifest.is_file():
+            import json
+
+            counts["min_confidence"] = json.loads(manifest.read_text(encoding="utf-8")).get(
+                "min_confidence")
     return counts
 
 
