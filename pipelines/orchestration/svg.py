@@ -4,6 +4,7 @@ no plotting library; every label is escaped."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
 
 TONIGHT = "#2b6cb0"
@@ -20,7 +21,7 @@ def _number(value: float | int | None) -> str:
     return f"{int(value):,}"
 
 
-def bars(rows: list[tuple[str, float | None, float | None]], width: int = 560) -> str:
+def bars(rows: Sequence[tuple[str, float | None, float | None]], width: int = 560) -> str:
     """Horizontal bars, one row per label: tonight (filled) and last night (grey, thin)."""
     if not rows:
         return '<p class="empty">none</p>'
