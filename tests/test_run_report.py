@@ -4,6 +4,7 @@ personal data, and a page that renders in a real browser (headless Chromium)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from datetime import date
@@ -148,6 +149,14 @@ def test_two_consecutive_nights_render_with_the_trend_and_no_personal_data(tmp_p
         shot = screenshot(page, TEST_OUTPUT / f"run_report_{night}.png")
         assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
 
+    # Great Expectations' Data Docs of the suites are kept (one copy per suite version), linked
+    docs = pages[1].with_name("data_docs.html")
+    target = re.search(r'url=([^"]+)"', docs.read_text(encoding="utf-8")).group(1)
+    index = (docs.parent / target).resolve()
+    assert index.is_file() and index.is_relative_to(home / "data_docs")
+    assert {p.stem for p in index.parent.rglob("*.html")} >= {"index", "sales_rows"}
+    assert 'href="data_docs.html"' in pages[1].read_text(encoding="utf-8")
+
     html = pages[1].read_text(encoding="utf-8")
     assert "the last 2 published nights (since 2026-11-22)" in html
     assert "compared with 2026-11-22" in html
@@ -156,6 +165,7 @@ def test_two_consecutive_nights_render_with_the_trend_and_no_personal_data(tmp_p
     assert len(secrets) > 500
     for page in pages:
         for text in (page.read_text(encoding="utf-8"),
-                     page.with_name("run_report.md").read_text(encoding="utf-8")):
+                     page.with_name("run_report.md").read_text(encoding="utf-8"),
+                     *(p.read_text(encoding="utf-8") for p in index.parent.rglob("*.html"))):
             leaked = sorted(v for v in secrets if v in text)
             assert leaked == [], leaked[:5]

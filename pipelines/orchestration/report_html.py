@@ -124,6 +124,15 @@ def _previous_counts(history: list[dict[str, Any]], run: RunPaths) -> dict[str, 
     return (json.loads(counts) if isinstance(counts, str) else counts) or {}
 
 
+def _exported_rows(run_id: str | None) -> int | None:
+    """Rows of a night's marketing export, from its manifest (the export runs after publish,
+    so the `runs` table does not hold them)."""
+    manifest = settings.export_dir() / str(run_id) / "manifest.json"
+    if not run_id or not manifest.is_file():
+        return None
+    return json.loads(manifest.read_text(encoding="utf-8")).get("row_count")
+
+
 def _tiles(tonight: NightFigures, last: NightFigures | None, ingest: dict | None,
            export: dict[str, Any], previous: dict[str, Any]) -> list[dict[str, Any]]:
     sources = (ingest or {}).get("sources", {}).values()
@@ -142,7 +151,7 @@ def _tiles(tonight: NightFigures, last: NightFigures | None, ingest: dict | None
         {"label": "review queue", **_delta(sum(tonight.review_queue.values()) or None,
                                            sum(prev.review_queue.values()) if last else None)},
         {"label": "exported customers", **_delta(export.get("rows"),
-                                                 (previous.get("export") or {}).get("rows"))},
+                                                 _exported_rows(last.run_id if last else None))},
     ]
     return tiles
 
@@ -220,7 +229,8 @@ def _links(run: RunPaths) -> list[dict[str, str]]:
     found = [("Markdown report", run.report_dir / "run_report.md"),
              ("run state (JSON)", run.root / "run_state.json"),
              ("ingest accounting (JSON)", run.report_dir / "ingest_counts.json"),
-             ("Great Expectations Data Docs", run.report_dir / "data_docs" / "index.html")]
+             ("Great Expectations Data Docs (the rules each source is validated with)",
+              run.report_dir / "data_docs.html")]
     charts = sorted(p for p in (run.report_dir / "charts").glob("*.html")) \
         if (run.report_dir / "charts").is_dir() else []
     found += [(f"Splink chart: {p.stem.replace('_', ' ')}", p) for p in charts]

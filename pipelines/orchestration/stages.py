@@ -327,10 +327,12 @@ def published_asset_extra(run_id: str, asset: str, counts: dict[str, Any]) -> di
 
 def report(run_id: str) -> str:
     """Write report/run_report.md and mark the run a success; returns the report's path."""
+    from pipelines.orchestration.data_docs import link_data_docs
     from pipelines.orchestration.report import write_run_report
 
     run = run_paths(run_id)
     with record_stage(run, "report") as counts:
+        link_data_docs(run.report_dir)
         path = write_run_report(run)
         counts["report_bytes"] = path.stat().st_size
     finish_run_state(run, "success")

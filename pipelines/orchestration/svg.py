@@ -83,10 +83,13 @@ def histogram(edges: list[float], counts: list[int], previous: list[int] | None 
         parts.append(f'<text x="{x(value):.1f}" y="{height - 8}" text-anchor="middle">'
                      f'{_number(value)}</text>')
     if marker is not None and lo <= marker <= hi:
+        # the label sits on the side of the line with room for it
+        right_half = x(marker) > left + plot_w / 2
+        anchor, dx = ("end", -4) if right_half else ("start", 4)
         parts.append(f'<line x1="{x(marker):.1f}" y1="{top_pad - 4}" x2="{x(marker):.1f}" '
                      f'y2="{y(0)}" stroke="{THRESHOLD}" stroke-dasharray="4 3"/>'
-                     f'<text x="{x(marker) + 4:.1f}" y="{top_pad + 4}" fill="{THRESHOLD}">'
-                     f'{escape(marker_label)}</text>')
+                     f'<text x="{x(marker) + dx:.1f}" y="{top_pad + 4}" fill="{THRESHOLD}" '
+                     f'text-anchor="{anchor}">{escape(marker_label)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
