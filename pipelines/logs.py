@@ -18,10 +18,25 @@ NOISY_LIBRARIES = ("great_expectations", "splink", "py4j", "numexpr", "urllib3",
 STAGE_LOGGER = "ucv.stage"
 
 
+class LibraryNoise(logging.Filter):
+    """Drops the noisy libraries' records below WARNING at the handler: some set their own
+    module loggers to INFO when imported (Great Expectations does), so levels alone do not hold."""
+
+    def __init__(self, level: int = logging.WARNING) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level or not record.name.startswith(NOISY_LIBRARIES)
+
+
 def quiet_libraries(level: int = logging.WARNING) -> None:
-    """Raise the noisy libraries' loggers to `level` (idempotent, cheap)."""
+    """Keep the noisy libraries at `level` and above on every root handler (idempotent)."""
     for name in NOISY_LIBRARIES:
         logging.getLogger(name).setLevel(level)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, LibraryNoise) for f in handler.filters):
+            handler.addFilter(LibraryNoise(level))
 
 
 def configure_cli_logging() -> None:
