@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: setup run test lint bench clean airflow generate
+.PHONY: setup setup-spark run test lint bench clean airflow generate
 
 setup: $(VENV)/.installed
 
@@ -20,6 +20,10 @@ $(UV):
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --locked --python $(PYTHON)
 	@touch $@
+
+# Optional: Splink's Spark backend (`backend: spark`); adds the locked extra, keeps the rest.
+setup-spark: setup
+	$(UV) sync --locked --extra spark --inexact --python $(PYTHON)
 
 # The main job: sample exports if none are landed, then one nightly run through Airflow.
 run: setup
@@ -32,7 +36,7 @@ test: setup
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: setup
-	$(BIN)/ruff check pipelines dags tests
+	$(BIN)/ruff check pipelines dags plugins tests
 	$(BIN)/mypy pipelines
 
 bench: setup

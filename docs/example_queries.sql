@@ -1,4 +1,4 @@
--- Example queries on the published warehouse (DuckDB: `duckdb -readonly data/warehouse/ucv.duckdb`).
+-- Example queries on the published warehouse (a read-only SQL shell on it: `ucv sql`).
 -- Each query starts with a `-- name:` line; tests/test_golden_queries.py runs every one of them
 -- against a fixture warehouse and checks the answers. Tables and columns: docs/data_dictionary.md.
 -- Set the customer to look at first:  SET VARIABLE customer_id = 'C1';
@@ -53,3 +53,39 @@ SELECT customer_id, confidence, weakest_link_probability, nearest_other_customer
 FROM customers
 WHERE confidence < 0.9
 ORDER BY confidence, customer_id;
+
+-- name: customers_with_two_or_more_lines_of_business
+-- Cross-sold customers (view customers_multi_line): who holds active policies in 2+ lines.
+SELECT customer_id, display_name, lines_of_business, n_active_policies, annual_premium_reporting
+FROM customers_multi_line
+ORDER BY n_lines_of_business DESC, annual_premium_reporting DESC, customer_id;
+
+-- name: loss_ratio_by_tier_and_product
+-- 12-month loss ratio per value tier and product, in the reporting currency (one rate table:
+-- currency_rates), from policies and claims de-duplicated across sources.
+SELECT value_tier, product, n_active_policies, annual_premium_reporting, n_claims_12m,
+       claims_paid_12m_reporting, loss_ratio_12m
+FROM loss_ratio_by_tier_product
+ORDER BY value_tier, product;
+
+-- name: renewals_next_month
+-- Every active policy ending in the month after the export date, with its holder.
+SELECT policy_number, product, policy_end_date, annual_premium, currency, customer_id,
+       display_name, last_interaction_channel
+FROM renewals_next_month
+ORDER BY policy_end_date, policy_number;
+
+-- name: households_and_what_they_hold
+-- Households with more than one member: who lives there and what they hold together.
+SELECT household_id, n_members, members, address, n_active_policies, products_held
+FROM households
+WHERE n_members > 1
+ORDER BY n_members DESC, household_id;
+
+-- name: why_are_these_records_one_customer
+-- The scored pairs around a customer, with the compared values side by side.
+SELECT source_record_id_l, source_record_id_r, round(match_probability, 3) AS p,
+       name_l, name_r, birth_date_l, birth_date_r, phone_mobile_l, phone_mobile_r
+FROM match_pairs_explained
+WHERE getvariable('customer_id') IN (customer_id_l, customer_id_r)
+ORDER BY match_probability DESC, source_record_id_l, source_record_id_r;

@@ -74,7 +74,8 @@ from airflow.models.dag import DagModel
 from airflow.models.taskreschedule import TaskReschedule
 from airflow.utils.session import create_session
 from sqlalchemy import select
-dag = DagBag(dag_folder=sys.argv[1]).get_dag(sys.argv[3])
+dag = DagBag(dag_folder=sys.argv[1]).get_dag(sys.argv[3] if len(sys.argv) > 3
+                                             else "unified_customer_view")
 for t in dag.tasks:
     if t.task_id not in ("extract", "validate"):
         t.retries = 0

@@ -76,6 +76,8 @@ BAD_ARGUMENTS = [
     (["run", "--date", INJECTION], USAGE, "--date"),
     (["run", "--date", "2026-11-22"], DATA, "no exports landed"),
     (["bench", "--records", "-5"], USAGE, "--records"),
+    (["bench-backends", "--records", "0"], USAGE, "--records"),
+    (["sql", "--warehouse", "{tmp}/no.duckdb", "-c", "SELECT 1"], DATA, "no warehouse"),
     (["no-such-command"], USAGE, "no-such-command"),
 ]
 

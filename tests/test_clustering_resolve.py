@@ -12,7 +12,7 @@ from pipelines.resolve.predict import connected_clusters
 
 
 def _clusters(nodes: list[str], edges: list[tuple[str, str, float]], threshold: float):
-    db_api = database_api()
+    db_api = database_api("duckdb")
     con = duckdb_connection(db_api)
     con.execute("CREATE TABLE nodes (unique_id VARCHAR)")
     con.executemany("INSERT INTO nodes VALUES (?)", [(n,) for n in nodes])

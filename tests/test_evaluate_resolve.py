@@ -85,3 +85,78 @@ def test_matches_brute_force_on_random_partitions(tmp_path, seed):
     assert m["pairwise_recall"] == pytest.approx(oracle["recall"], abs=1e-6)
     assert m["bcubed_precision"] == pytest.approx(oracle["bp"], abs=1e-6)
     assert m["bcubed_recall"] == pytest.approx(oracle["br"], abs=1e-6)
+
+
+# --- by kind and blocking recall -------------------------------------------------------------------
+
+def _write_kinds(tmp_path, clusters: dict[str, str], entities: dict[str, str],
+                 kinds: dict[str, list[str]], party: dict[str, str] | None = None):
+    path, truth = _write(tmp_path, clusters, entities)
+    ids = sorted(entities)
+    frame = pd.read_parquet(truth / "ground_truth.parquet")
+    frame["kinds"] = [kinds.get(i, []) for i in ids]
+    if party:
+        frame["party_type"] = [party.get(i, "person") for i in ids]
+    frame.to_parquet(truth / "ground_truth.parquet")
+    return path, truth
+
+
+def test_by_kind_split_rate_split_off_and_false_merges(tmp_path):
+    # A = {1, 2, 3} split into {1, 2} and {3}; B = {4, 5} whole; C = {6} merged into B's cluster
+    clusters = {"1": "c1", "2": "c1", "3": "c2", "4": "c3", "5": "c3", "6": "c3"}
+    entities = {"1": "A", "2": "A", "3": "A", "4": "B", "5": "B", "6": "C"}
+    kinds = {"3": ["moved"], "1": ["moved", "nickname"], "4": ["nickname"], "6": ["typo"]}
+    path, truth = _write_kinds(tmp_path, clusters, entities, kinds)
+    by_kind = evaluate(path, None, truth)["by_kind"]
+    moved = by_kind["moved"]
+    assert (moved["entities"], moved["split_entities"], moved["split_rate"]) == (1, 1, 1.0)
+    assert (moved["records"], moved["records_split_off"]) == (2, 1)  # record 3 left A's main cluster
+    assert moved["false_merge_clusters"] == 0
+    nickname = by_kind["nickname"]
+    assert (nickname["entities"], nickname["split_entities"]) == (2, 1)
+    assert nickname["false_merge_clusters"] == 1 and nickname["wrongly_merged_pairs"] == 1  # (4, 6)
+    typo = by_kind["typo"]
+    assert typo["split_rate"] == 0 and typo["wrongly_merged_pairs"] == 2  # (4, 6) and (5, 6)
+
+
+def test_blocking_recall_against_brute_force(tmp_path):
+    rng = random.Random(3)
+    ids = [f"r{i:03d}" for i in range(60)]
+    entities = {i: f"E{rng.randrange(0, 20)}" for i in ids}
+    party = {i: "organization" if entities[i] in ("E0", "E1") else "person" for i in ids}
+    wrong = {"r000", "r001"}  # records keyed with the wrong party type
+    emails = {e: f"{e.lower()}@example.org" for e in set(entities.values())}
+    records = pd.DataFrame({
+        "source_record_id": ids,
+        "party_type": [("person" if party[i] == "organization" else "organization") if i in wrong else party[i]
+                       for i in ids],
+        "email": [emails[entities[i]] if rng.random() < 0.6 else None for i in ids],
+        "phone_mobile": [f"+4915{entities[i][1:]}" if rng.random() < 0.5 else None for i in ids],
+        "org_name_norm": [entities[i].lower() for i in ids],
+    })
+    records.to_parquet(tmp_path / "records.parquet")
+    models = {"person": {"blocking_rules_to_generate_predictions": [
+                  {"blocking_rule": 'l."email" = r."email"', "sql_dialect": "duckdb"},
+                  {"blocking_rule": 'l."phone_mobile" = r."phone_mobile"', "sql_dialect": "duckdb"}]},
+              "organization": {"blocking_rules_to_generate_predictions": [
+                  {"blocking_rule": "l.org_name_norm = r.org_name_norm", "sql_dialect": "duckdb"}]}}
+    clusters = dict.fromkeys(ids, "c")
+    kinds = {i: ["party_type_wrong"] for i in wrong}
+    path, truth = _write_kinds(tmp_path, clusters, entities, kinds, party)
+    result = evaluate(path, None, truth, records_path=tmp_path / "records.parquet", models=models)["blocking"]
+    row = {r.source_record_id: r for r in records.itertuples()}
+
+    def blocked(a: str, b: str) -> bool:
+        x, y = row[a], row[b]
+        if x.party_type != y.party_type:
+            return False
+        if x.party_type == "organization":
+            return x.org_name_norm == y.org_name_norm
+        return any(getattr(x, c) is not None and getattr(x, c) == getattr(y, c) for c in ("email", "phone_mobile"))
+
+    pairs = [(a, b) for a, b in itertools.combinations(ids, 2) if entities[a] == entities[b]]
+    assert result["overall"]["true_pairs"] == len(pairs)
+    assert result["overall"]["blocked_pairs"] == sum(blocked(a, b) for a, b in pairs)
+    touched = [(a, b) for a, b in pairs if a in wrong or b in wrong]
+    figures = result["by_kind"]["party_type_wrong"]
+    assert figures["true_pairs"] == len(touched) and figures["blocked_pairs"] == sum(blocked(a, b) for a, b in touched)

@@ -310,9 +310,13 @@ def test_hard_negative_groups_are_distinct_entities_sharing_what_they_should(ent
         if kind == "company_owner":
             assert sorted(g.party_type) == ["organization", "person"]
             assert same("street") and same("phone_landline") and g.phone_landline.notna().all()
-        if kind != "company_owner":
+        if kind == "related_company":  # one address, related names, each its own register number
+            assert (g.party_type == "organization").all() and same("street") and same("postcode")
+            assert g.org_name.is_unique and g.registration_id.is_unique
+            assert len({tuple(name.split()[:2]) for name in g.org_name}) == 1, list(g.org_name)
+        elif kind != "company_owner":
             assert g.national_id.is_unique
-    assert set(seen) == {"household", "twin", "father_son", "common_name", "company_owner"}
+    assert set(seen) == {"household", "twin", "father_son", "common_name", "company_owner", "related_company"}
     households = entities[entities.hard_case == "household"]
     shared_mail = households.dropna(subset=["email"]).groupby("hard_case_group").email.nunique()
     assert (shared_mail == 1).any(), "some households share one e-mail address"
@@ -383,3 +387,110 @@ def test_cli_writes_exports_and_prints_a_summary_table(tmp_path):
     assert abs(summary["total_records"] - 1500) < 300
     both = CliRunner().invoke(app, ["--out", str(tmp_path), "--records", "10", "--customers", "5"])
     assert both.exit_code != 0
+
+
+# --- kinds (issue 12): what was done to each record, for evaluation by kind -------------------------
+
+def test_kinds_extend_noise_with_entity_level_kinds(truth, entities):
+    gt = truth.to_pandas()
+    assert all(set(n) <= set(k) for n, k in zip(gt.noise, gt.kinds, strict=True))
+    has = gt.kinds.map(set)
+    assert ((gt.party_type == "organization") == has.map(lambda k: "organization" in k)).all()
+    for kind in ("company_owner", "related_company"):
+        assert ((gt.hard_case == kind) == has.map(lambda k, kind=kind: kind in k)).all()
+    seen = set().union(*has)
+    assert {"english_given_name", "cantonese_romanisation", "party_type_wrong",
+            "full_name_in_family_field", "related_company", "moved", "surname_change", "nickname"} <= seen
+
+
+def test_kind_rates_are_realised(summary):
+    for kind, figures in summary["kinds"].items():
+        assert figures["eligible"] >= 100, kind
+        assert abs(figures["realised"] - figures["asked"]) <= max(0.3 * figures["asked"], 0.01), (kind, figures)
+
+
+def test_kinds_change_what_they_say(out, truth, entities):
+    gt = truth.to_pandas()
+    ent = entities.set_index("entity_id")
+    sales = read_sales(out).to_pandas().merge(gt[gt.source_system == "sales"], left_on="lead_id",
+                                              right_on="source_key")
+
+    def having(frame, kind):
+        return frame[frame.kinds.map(lambda k: kind in k)]
+
+    def only(frame, kind):  # records where no other name change hides this one
+        others = {"typo", "swapped_name_order", "full_name_in_family_field", "party_type_wrong"} - {kind}
+        return frame[frame.kinds.map(lambda k: kind in k and not others & set(k))]
+
+    english = only(sales, "english_given_name")
+    assert len(english) > 5
+    for row in english.itertuples():
+        assert ent.loc[row.entity_id, "locale"] == "cn"
+        assert row.first_name == ent.loc[row.entity_id, "english_given_name"]
+    canto = only(sales, "cantonese_romanisation")
+    assert len(canto) > 5
+    for row in canto.itertuples():
+        cantonese = ent.loc[row.entity_id, "cantonese_name"]
+        assert cantonese.split(" ", 1)[0] in (row.first_name or "") + " " + (row.last_name or "")
+    wrong = having(sales, "party_type_wrong")
+    assert len(wrong) > 3 and (wrong.lead_type == "person").all() and wrong.company_name.isna().all()
+    assert (wrong.party_type == "organization").all() and wrong.last_name.notna().all()
+    whole = having(sales, "full_name_in_family_field")
+    assert len(whole) > 5 and whole.first_name.isna().all() and whole.last_name.str.contains(" ").all()
+    uw = pq.read_table(out / "landing" / "underwriting_applications.parquet").to_pandas().merge(
+        gt[gt.source_system == "underwriting"], left_on="application_no", right_on="source_key")
+    whole = having(uw, "full_name_in_family_field")
+    assert len(whole) > 5 and whole.given_names.isna().all()
+    assert whole.surname.map(lambda s: ent_name_forms(s)).all()
+    servicing = pd_servicing(out).merge(gt[gt.source_system == "servicing"], left_on="record_id",
+                                        right_on="source_key")
+    wrong = having(servicing, "party_type_wrong")
+    assert len(wrong) > 3 and (wrong.party_kind == "natural").all()
+    # in every related-company group one member's register number is not written down
+    related = uw[uw.hard_case == "related_company"]
+    hidden = related.groupby("entity_id").company_reg_no.apply(lambda s: s.isna().all())
+    assert hidden.any() and not hidden.all()
+
+
+def ent_name_forms(surname: str) -> bool:
+    """A whole Chinese name: hanzi without a space, or pinyin family + given."""
+    return (" " not in surname and all("\u4e00" <= ch <= "\u9fff" for ch in surname)) or " " in surname
+
+
+def pd_servicing(out: Path):
+    import pandas as pd
+
+    return pd.DataFrame(read_servicing(out))
+
+
+# --- later nights (--night N) -----------------------------------------------------------------------
+
+def test_night_two_is_night_one_plus_one_day_of_changes(out, tmp_path):
+    night2 = tmp_path / "night2"
+    summary = generate_exports(night2, CUSTOMERS, SEED, night=2)
+    assert summary.export_date == (DEFAULT_EXPORT_DATE + timedelta(days=1)).isoformat() and summary.night == 2
+    for name in ("underwriting_applications.parquet", "claims.csv"):
+        assert (out / "landing" / name).read_bytes() == (night2 / "landing" / name).read_bytes(), name
+    first, second = read_sales(out).to_pylist(), read_sales(night2).to_pylist()
+    assert second[: len(first)] == first
+    new = second[len(first):]
+    assert new and all(r["lead_id"].startswith("L92") and r["created_at"].startswith("2026-11-22") for r in new)
+    truth = pq.read_table(night2 / "truth" / "ground_truth.parquet").to_pandas()
+    ent = pq.read_table(night2 / "truth" / "entities.parquet").to_pandas().set_index("entity_id")
+    changed = truth[truth.kinds.map(lambda k: "mobile_changed" in k)]
+    assert len(changed) > 20 and (changed.source_system == "servicing").all()
+    before = {r["record_id"]: r for r in read_servicing(out)}
+    for row in read_servicing(night2):
+        old = before[row["record_id"]]
+        if row["record_id"] not in set(changed.source_key):
+            assert row == old
+            continue
+        entity = ent.loc[truth.set_index("source_key").loc[row["record_id"], "entity_id"]]
+        assert row["last_updated"].startswith("2026-11-22")
+        region = row["address"]["country"]
+        written = [phonenumbers.format_number(phonenumbers.parse(p, region), phonenumbers.PhoneNumberFormat.E164)
+                   for p in row["phone_numbers"] + [row["email_address"] or ""] if p and "@" not in p]
+        assert entity.phone_mobile in written or "missing_field" in truth.set_index("source_key").loc[
+            row["record_id"], "kinds"], (row, entity.phone_mobile)
+        assert entity.previous_phone_mobile and entity.previous_phone_mobile != entity.phone_mobile
+    assert ent.previous_phone_mobile.notna().sum() == changed.entity_id.nunique()

@@ -14,6 +14,7 @@ from pipelines.golden.dictionary import (
     data_dictionary_markdown,
     expanded_columns,
     warehouse_schema,
+    warehouse_views,
 )
 from pipelines.golden.publish import WAREHOUSE_TABLES
 from pipelines.golden.testing import small_portfolio, write_identify_extras
@@ -50,3 +51,9 @@ def test_published_columns_are_exactly_the_documented_ones(tmp_path):
             if table in ("source_records", "customers", "customer_policy_links", "customer_360",
                          "runs"):
                 assert actual == documented, table
+        for view, spec in warehouse_views().items():
+            actual = [r[0] for r in con.execute(f"DESCRIBE {view}").fetchall()]
+            assert actual == list(expanded_columns(spec)), view
+        views = {r[0] for r in con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+        assert views == set(warehouse_views())

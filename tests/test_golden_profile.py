@@ -8,6 +8,7 @@ import duckdb
 import pytest
 
 from pipelines.golden import build_golden
+from pipelines.golden.config import survivorship_config, survivorship_groups
 from pipelines.golden.testing import record, small_portfolio, write_run_inputs
 from pipelines.settings import RunPaths
 
@@ -37,7 +38,7 @@ def profile(con, customer_id):
 def test_golden_writes_its_four_tables_with_counts(built):
     result, _ = built
     assert result.counts == {"source_records": 9, "customers": 5, "customer_policy_links": 5,
-                             "customer_360": 5}
+                             "customer_360": 5, "policies": 2, "claims": 1, "currency_rates": 5}
     assert all(p.exists() and p.parent.name == "golden" for p in result.paths.values())
 
 
@@ -45,13 +46,18 @@ def test_every_golden_value_traces_to_its_source_record(built):
     _, con = built
     columns = [r[0] for r in con.execute("DESCRIBE customers").fetchall()]
     fields = [c.removesuffix("_source_record_id") for c in columns if c.endswith("_source_record_id")]
-    assert {"given_name", "birth_date", "email", "street", "marketing_consent"} <= set(fields)
+    assert {"given_name", "birth_date", "email", "street", "marketing_consent",
+            "street_display", "family_name_display"} <= set(fields)
+    # a display column's value is its display expression over the record it names
+    displays = {column: spec["value"] for group in survivorship_groups(survivorship_config())
+                for column, spec in (group.display or {}).items()}
     for field in fields:
         wrong = con.execute(f"""
             SELECT count(*) FROM customers c
-            LEFT JOIN source_records s ON s.source_record_id = c.{field}_source_record_id
+            LEFT JOIN (SELECT source_record_id, customer_id, ({displays.get(field, field)}) AS value
+                       FROM source_records) s ON s.source_record_id = c.{field}_source_record_id
             WHERE (c.{field} IS NOT NULL AND c.{field}_source_record_id IS NULL)
-               OR c.{field} IS DISTINCT FROM s.{field}
+               OR c.{field} IS DISTINCT FROM s.value
                OR (s.source_record_id IS NOT NULL AND s.customer_id <> c.customer_id)
         """).fetchall()[0][0]
         assert wrong == 0, field

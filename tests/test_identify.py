@@ -1,5 +1,5 @@
-"""The identify stage end to end on a hand-made run folder: IDs carried through a published
-warehouse, overrides applied every run, the review queue, and reruns replacing their own events."""
+"""The identify stage end to end on a hand-made run folder: IDs carried through the ID registry,
+overrides applied every run, the review queue, and reruns replacing their own unpublished events."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pipelines.identify import (
     assign_customer_ids,
     current_customer_id,
 )
+from pipelines.identify.registry import commit_run, registry_file
 from pipelines.settings import RunPaths
 
 CONFIG = IdentifyConfig(match_weight={"person": 6.0, "organization": 6.0},
@@ -51,13 +52,19 @@ def write_run(base, run_id, clusters: list[list[str]], pairs=PAIRS, staged_extra
 
 
 def publish(base, run) -> object:
-    """What the golden stage publishes, reduced to what identify reads back."""
+    """What the publish stage does for identify: commit the run's IDs to the ID registry."""
+    registry = registry_file(base / "warehouse")
+    commit_run(registry, run, live=True)
+    return registry
+
+
+def warehouse_of(base, run) -> object:
+    """A published warehouse reduced to what the override check reads."""
     warehouse = base / "warehouse" / "ucv.duckdb"
     warehouse.parent.mkdir(exist_ok=True)
     warehouse.unlink(missing_ok=True)
     con = duckdb.connect(str(warehouse))
     con.execute(f"create table source_records as select * from read_parquet('{run.identified_dir}/customer_map.parquet')")
-    con.execute(f"create table customer_id_history as select * from read_parquet('{run.identified_dir}/customer_id_history.parquet')")
     con.close()
     return warehouse
 
@@ -169,9 +176,9 @@ def test_steward_workflow_through_the_cli(tmp_path):
     overrides = tmp_path / "overrides.csv"
     runs_dir = tmp_path / "runs"
     write_run(tmp_path, "2026-01-01", CLUSTERS)
-    empty_warehouse = tmp_path / "missing.duckdb"
+    empty_registry = tmp_path / "registry" / "ids.duckdb"
     result = runner.invoke(app, ["identify", "--run-id", "2026-01-01", "--runs-dir", str(runs_dir),
-                                 "--overrides", str(overrides), "--warehouse", str(empty_warehouse)])
+                                 "--overrides", str(overrides), "--registry", str(empty_registry)])
     assert result.exit_code == 0, result.output
     listed = runner.invoke(app, ["review-list", "--run-id", "2026-01-01", "--runs-dir", str(runs_dir)],
                            env={"COLUMNS": "250"})
@@ -193,7 +200,7 @@ def test_steward_workflow_through_the_cli(tmp_path):
                               "--by", "x", "--reason", "y", "--overrides", str(overrides)])
     assert bad.exit_code == 1 and "merge" in bad.output
     # Checking against a warehouse: p:zz is unknown there.
-    warehouse = publish(tmp_path, RunPaths.for_run("2026-01-01", base=runs_dir))
+    warehouse = warehouse_of(tmp_path, RunPaths.for_run("2026-01-01", base=runs_dir))
     assert runner.invoke(app, ["overrides-check", "--overrides", str(overrides),
                                "--warehouse", str(warehouse)]).exit_code == 0
     append_override(overrides, "p:zz", "p:a", "must_link", "ann", "2026-01-03", "typo")

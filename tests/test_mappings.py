@@ -22,7 +22,7 @@ def test_shipped_mappings_load() -> None:
     mappings = load_mappings()
     assert set(mappings) == {"sales", "underwriting", "servicing", "claims"}
     assert mappings["claims"].encoding == "gb18030" and mappings["claims"].delimiter == ";"
-    assert mappings["servicing"].address.street_line == "address.street"
+    assert mappings["servicing"].address.street_line.refs == ("address.street",)
     assert mappings["servicing"].phones[0].is_list
     for mapping in mappings.values():
         assert mapping.validation.suite_file == EXPECTATIONS_DIR / f"{mapping.name}.json"

@@ -137,38 +137,29 @@ def test_prepare_refuses_an_empty_landing_folder(ucv_home, monkeypatch):
     assert state["status"] == "failed" and state["error"].startswith("prepare: NothingLanded")
 
 
-def test_prepare_clears_the_run_folder_but_keeps_the_first_baseline(ucv_home, monkeypatch):
+def test_prepare_clears_the_run_folder_and_keeps_no_warehouse_copy(ucv_home, monkeypatch):
+    """IDs come from the ID registry, so a run folder holds no snapshot of the warehouse (a copy of
+    personal data that erasure would have to chase); a legacy `baseline/` folder is removed."""
     monkeypatch.setattr(stages, "configured_sources", lambda: ["claims", "sales"])
     land(ucv_home)
     settings.warehouse_dir().mkdir(parents=True)
     settings.warehouse_file().write_bytes(b"published before the run")
+    run = stages.run_paths(EXPORT_DATE.isoformat())
+    (run.root / "baseline").mkdir(parents=True)
+    (run.root / "baseline" / "ucv.duckdb").write_bytes(b"old snapshot")
 
     assert stages.prepare(EXPORT_DATE, logical_date="2026-11-23") == ["claims", "sales"]
-    run = stages.run_paths(EXPORT_DATE.isoformat())
-    baseline = stages.previous_warehouse(run)
-    assert baseline is not None and baseline.read_bytes() == b"published before the run"
+    assert not (run.root / "baseline").exists()
     (run.staged_dir / "source_records.parquet").write_bytes(b"left by the first attempt")
     state = read_run_state(run)
     assert state["run_id"] == "2026-11-22" and state["logical_date"] == "2026-11-23"
     assert state["status"] == "running" and state["stages"]["prepare"]["counts"] == {
         "landed_files": 1, "sources": 2}
 
-    # the first attempt published; publishing replaces the file by rename
-    new = settings.warehouse_dir() / "new.duckdb"
-    new.write_bytes(b"published by the first attempt")
-    new.replace(settings.warehouse_file())
-
     stages.prepare(EXPORT_DATE)
     assert not (run.staged_dir / "source_records.parquet").exists()
-    assert stages.previous_warehouse(run).read_bytes() == b"published before the run"
     assert list(read_run_state(run)["stages"]) == ["prepare"]
-
-
-def test_a_first_run_has_no_previous_warehouse(ucv_home, monkeypatch):
-    monkeypatch.setattr(stages, "configured_sources", lambda: ["sales"])
-    land(ucv_home)
-    stages.prepare(EXPORT_DATE)
-    assert stages.previous_warehouse(stages.run_paths(EXPORT_DATE.isoformat())) is None
+    assert settings.warehouse_file().read_bytes() == b"published before the run"
 
 
 # --- the stage order and failure semantics of `ucv run` -----------------------------------------

@@ -106,7 +106,8 @@ def test_a_failed_publish_leaves_the_last_good_warehouse(runs, tmp_path):
     with duckdb.connect(str(wh / "ucv.duckdb"), read_only=True) as con:
         assert con.execute("SELECT DISTINCT run_id FROM customers").fetchall() == [("2026-11-21",)]
     assert current_mirror(wh).name == "000001-2026-11-21"
-    assert sorted(p.name for p in (wh / "parquet").iterdir()) == ["000001-2026-11-21", "current"]
+    assert sorted(p.name for p in (wh / "parquet").iterdir()) == [
+        "000001-2026-11-21", "LATEST", "current"]
     assert not list(wh.glob(".building*"))
 
 
@@ -120,7 +121,7 @@ def read_in_a_loop(warehouse_dir: str, stop_file: str, ready_file: str, results)
                            for t in SINGLE_RUN_TABLES}
                 latest = con.execute("SELECT run_id FROM runs "
                                      "ORDER BY publish_sequence DESC LIMIT 1").fetchall()
-            mirror = (Path(warehouse_dir) / "parquet" / "current").resolve()
+            mirror = current_mirror(Path(warehouse_dir))  # the pointer, resolved once per read
             with duckdb.connect() as con:
                 mirror_ids = {t: con.execute(
                     f"SELECT DISTINCT run_id FROM read_parquet('{mirror}/{t}.parquet')").fetchall()

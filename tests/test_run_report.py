@@ -16,7 +16,13 @@ import pytest
 from pipelines import settings
 from pipelines.orchestration import svg
 from pipelines.orchestration.report import HTML_REPORT_FILE, write_run_report
-from pipelines.orchestration.report_figures import elapsed_stage_seconds, night_figures
+from pipelines.orchestration.report_figures import (
+    FIGURES_FILE,
+    elapsed_stage_seconds,
+    load_figures,
+    night_figures,
+    save_figures,
+)
 from pipelines.orchestration.run_state import finish_run_state, record_stage, start_run_state
 from pipelines.settings import RunPaths
 
@@ -55,8 +61,11 @@ def test_figures_show_last_night_beside_tonight_and_the_trend(tmp_path, monkeypa
     monkeypatch.setenv("UCV_HOME", str(tmp_path))
     nights = [f"2026-11-{d:02d}" for d in range(1, 23)]
     run = RunPaths.for_run(nights[-1]).ensure()
-    tiny_warehouse(run.root / "baseline" / "ucv.duckdb", nights[-2], customers=90,
-                   quarantined=4, history=nights[:-1])
+    # last night's report kept its figures; tonight's warehouse is the published one
+    previous = RunPaths.for_run(nights[-2]).ensure()
+    save_figures(night_figures(tiny_warehouse(tmp_path / "last.duckdb", nights[-2], customers=90,
+                                              quarantined=4, history=nights[:-1]), (0.9,)),
+                 previous.report_dir / FIGURES_FILE)
     tiny_warehouse(settings.warehouse_file(), nights[-1], customers=100, quarantined=7,
                    history=nights)
     start_run_state(run, logical_date="2026-11-23T02:00:00+00:00", export_date=nights[-1],
@@ -79,6 +88,7 @@ def test_figures_show_last_night_beside_tonight_and_the_trend(tmp_path, monkeypa
     assert tonight.cluster_sizes == {"1": 34, "2": 33, "3": 33}
     assert tonight.confidence_at_or_above[0.9] == 10
     assert tonight.id_events == {"new": 100}
+    assert load_figures(run.report_dir / FIGURES_FILE) == tonight  # kept for tomorrow
 
 
 def test_stage_time_counts_mapped_tasks_as_parallel():

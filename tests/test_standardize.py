@@ -14,6 +14,7 @@ from pypinyin import Style, lazy_pinyin
 from stdnum.cn import ric
 from stdnum.de import idnr
 
+from pipelines.ingest.mapping import IdPattern
 from pipelines.standardize.addresses import (
     normalise_country,
     split_street_line,
@@ -209,11 +210,13 @@ def test_address_forms_agree() -> None:
     one_line = standardize_address(one_line="Hauptstraße 12, 10115 Berlin, DE")
     parts = standardize_address(street_line="Hauptstr. 12", postcode="10115", city="Berlin",
                                 country="Germany")
-    assert one_line == parts
+    assert one_line.canonical == parts.canonical
+    assert (parts.street_display, parts.city_display) == ("Hauptstr.", "Berlin")
     assert (one_line.street, one_line.house_number, one_line.postcode, one_line.city,
             one_line.country) == ("hauptstrasse", "12", "10115", "berlin", "DE")
     cn = standardize_address(one_line="北京市朝阳区建国路88号, 100022")
-    assert cn == standardize_address(street_line="朝阳区建国路88号", postcode="100022", city="北京")
+    assert cn.canonical == standardize_address(street_line="朝阳区建国路88号", postcode="100022",
+                                               city="北京").canonical
     assert (cn.street, cn.house_number, cn.postcode, cn.city, cn.country) == \
         ("jianguolu", "88", "100022", "beijing", "CN")
     assert normalise_country("Deutschland") == "DE" and normalise_country("中国") == "CN"
@@ -227,7 +230,7 @@ def test_address_forms_agree() -> None:
 def test_identifier_checksum_validity_preserved(body: int) -> None:
     """A value is kept only when its checksum is valid, and then it stays valid."""
     for candidate in (str(body) + d for d in "0123456789"):
-        value, kind, valid = check_identifier(candidate, ("cn.ric", "de.idnr"))
+        value, kind, valid, _canonical = check_identifier(candidate, ("cn.ric", "de.idnr"))
         assert valid == idnr.is_valid(candidate)
         if valid:
             assert idnr.is_valid(value) and kind == "de_idnr"
@@ -236,8 +239,9 @@ def test_identifier_checksum_validity_preserved(body: int) -> None:
 
 
 def test_cn_resident_id_checked() -> None:
-    assert check_identifier("11010519491231002X", ("cn.ric",)) == ("11010519491231002X", "cn_ric", True)
-    assert check_identifier("110105194912310021", ("cn.ric",)) == (None, None, False)
+    assert check_identifier("11010519491231002X", ("cn.ric",)) == \
+        ("11010519491231002X", "cn_ric", True, True)
+    assert check_identifier("110105194912310021", ("cn.ric",)) == (None, None, False, True)
     assert ric.is_valid("11010519491231002X")
 
 
@@ -362,15 +366,15 @@ def test_fast_cn_resident_id_check_equals_stdnum(region: str, birth, seq: int, c
     body = f"{region}{birth:%Y%m%d}{seq:03d}"
     candidates = [body + check, body + ric.calc_check_digit(body + "0"), body.lower() + "x"]
     for candidate in candidates:
-        value, kind, valid = check_identifier(candidate, ("cn.ric",))
+        value, kind, valid, _canonical = check_identifier(candidate, ("cn.ric",))
         assert valid == ric.is_valid(candidate), candidate
         assert value == (ric.compact(candidate) if valid else None)
 
 
 def test_register_numbers_without_checksum_pass_by_format_only() -> None:
-    patterns = (("de_hr", r"HR[AB] [0-9]{1,6}(?: [A-Z]{1,2})?"),)
+    patterns = (IdPattern("de_hr", r"HR[AB] [0-9]{1,6}(?: [A-Z]{1,2})?"),)
     modules = ("cn.uscc", "de.handelsregisternummer")
-    assert check_identifier("hrb  230404", modules, patterns) == ("HRB 230404", "de_hr", True)
+    assert check_identifier("hrb  230404", modules, patterns) == ("HRB 230404", "de_hr", True, True)
     assert check_identifier("91110000600037341L", modules, patterns)[1] == "cn_uscc"
-    assert check_identifier("91110000600037341A", modules, patterns) == (None, None, False)
-    assert check_identifier("HRC 1", modules, patterns) == (None, None, False)
+    assert check_identifier("91110000600037341A", modules, patterns) == (None, None, False, True)
+    assert check_identifier("HRC 1", modules, patterns) == (None, None, False, True)

@@ -29,7 +29,7 @@ def bare_splink(records_path: Path, models: dict | None = None) -> dict[str, Any
     with measure() as total:
         for party_type in PARTY_TYPES:
             cut = thresholds(party_type)
-            db_api = database_api()
+            db_api = database_api("duckdb")
             con = duckdb_connection(db_api)
             table = f"input_{party_type}"
             n = create_comparison_table(con, records_path, party_type, table)

@@ -43,3 +43,21 @@ def bench(
             stages.add_row(name, str(s["seconds"]), str(s["peak_rss_mib"]))
         console.print(stages)
     console.print(f"results: {out}")
+
+
+@app.command("bench-backends")
+def bench_backends_command(
+    records: list[int] = typer.Option([100_000], "--records", "-n", min=1,
+                                      help="Source records per size (repeat for several sizes)."),
+    seed: int = typer.Option(42, min=0, help="Generator seed (exports are reused per size and seed)."),
+    results_dir: Path = typer.Option(None, file_okay=False, help="Where <date>-backends.json goes (default bench/results)."),
+) -> None:
+    """Resolve the same records on DuckDB and on Spark (local mode): time, memory, agreement."""
+    from rich.console import Console
+
+    from pipelines.bench.backends import bench_backends
+    from pipelines.bench.run import RESULTS_DIR
+
+    out = bench_backends(sorted(records), seed=seed, results_dir=results_dir or RESULTS_DIR)
+    Console().print_json(out.read_text(encoding="utf-8"))
+    Console().print(f"results: {out}")

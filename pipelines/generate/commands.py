@@ -20,6 +20,12 @@ def generate(
     export_date: datetime = typer.Option(
         "2026-11-22", "--export-date", formats=["%Y-%m-%d"], help="Date the systems exported (all dates derive from it)."),
     config_file: Path | None = typer.Option(None, "--config", exists=True, dir_okay=False, help="YAML overriding schemas/generator.yaml."),
+    night: int = typer.Option(
+        1, "--night", min=1, help="Night N: the same population N-1 days after --export-date, with those "
+                                  "days' changes (new mobiles, new leads); records of earlier nights keep their keys."),
+    profile: str | None = typer.Option(
+        None, "--profile", help="Population profile from schemas/profiles/<name>/ (no_national_id, us, "
+                                "leads_light); --config applies on top."),
 ) -> None:
     """Generate the four source exports (sales, underwriting, servicing, claims) and ground truth."""
     from rich.console import Console
@@ -29,15 +35,18 @@ def generate(
 
     if (customers is None) == (records is None):
         raise typer.BadParameter("give exactly one of --customers or --records")
-    config = load_config(config_file)
+    try:
+        config = load_config(config_file, profile=profile)
+    except (ValueError, FileNotFoundError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
     n_customers = customers if customers is not None else records_to_customers(int(records or 0), config)
     console = Console()
     with console.status(f"Generating exports for {n_customers:,} customers (seed {seed})..."):
         summary = generate_exports(out, n_customers, seed, export_date=date.fromisoformat(
-            export_date.date().isoformat()), config=config)
+            export_date.date().isoformat()), config=config, night=night)
 
     table = Table(title=f"ucv generate: {summary.customers:,} customers, seed {summary.seed}, "
-                        f"export date {summary.export_date}")
+                        f"export date {summary.export_date}" + (f", night {night}" if night > 1 else ""))
     table.add_column("source")
     table.add_column("file")
     table.add_column("records", justify="right")

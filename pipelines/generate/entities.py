@@ -24,17 +24,22 @@ from pipelines.generate.identifiers import (
     landline_numbers,
     mobile_numbers,
     unique_ints,
+    us_eins,
+    us_ssns,
 )
 from pipelines.generate.pools import (
     CN_CITIES,
     CN_INDUSTRIES,
     COMMON_NAMES_CN,
     COMMON_NAMES_DE,
+    COMMON_NAMES_US,
     DE_BRANDS,
     DE_CITIES,
     DE_INDUSTRIES,
     EN_INDUSTRIES,
     LEGAL_FORMS,
+    US_CITIES,
+    US_INDUSTRIES,
     Pools,
 )
 
@@ -42,6 +47,9 @@ DE, CN = 0, 1
 EMAIL_DOMAINS_DE = np.array(["gmx.de", "web.de", "t-online.de", "gmail.com", "outlook.de", "posteo.de"],
                             dtype=object)
 EMAIL_DOMAINS_CN = np.array(["163.com", "126.com", "sina.com", "gmail.com", "outlook.com"], dtype=object)
+EMAIL_DOMAINS_US = np.array(["gmail.com", "yahoo.com", "outlook.com", "aol.com", "comcast.net", "icloud.com"],
+                            dtype=object)
+CALLING_CODES = {"DE": "49", "CN": "86", "US": "1"}
 UMLAUTS = [("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ß", "ss"), ("é", "e"), ("è", "e"), ("'", ""),
            (" ", "")]
 
@@ -95,6 +103,7 @@ def _block_heads(start: int, sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 def build_entities(n: int, rng: np.random.Generator, pools: Pools, config: GeneratorConfig,
                    export_date: date) -> Entities:
     """All true entities with their attributes and hard-negative groups."""
+    west = config.population.western_country
     n_org = int(round(n * config.mix.organization))
     n_cn = int(round(n * config.mix.person_cn))
     n_de = n - n_org - n_cn
@@ -106,8 +115,8 @@ def build_entities(n: int, rng: np.random.Generator, pools: Pools, config: Gener
         "entity_id": np.array(int_strings(np.arange(1, n + 1), 8).to_numpy(zero_copy_only=False),
                               dtype=object),
         "party_type": party,
-        "locale": np.where(locale == CN, "cn", "de").astype(object),
-        "country": np.where(locale == CN, "CN", "DE").astype(object),
+        "locale": np.where(locale == CN, "cn", west.lower()).astype(object),
+        "country": np.where(locale == CN, "CN", west).astype(object),
     }
     cols["entity_id"] = np.array(["E" + e for e in cols["entity_id"]], dtype=object)
     cols["hard_case"] = np.full(n, None, dtype=object)
@@ -115,7 +124,7 @@ def build_entities(n: int, rng: np.random.Generator, pools: Pools, config: Gener
     is_cn = locale == CN
 
     # --- where everyone lives: city first (common-name groups share one), address later --------
-    n_cities = np.where(is_cn, len(CN_CITIES), len(DE_CITIES))
+    n_cities = np.where(is_cn, len(CN_CITIES), len(US_CITIES) if west == "US" else len(DE_CITIES))
     city_idx = (rng.random(n) * n_cities).astype(int)
 
     hard = config.hard_negatives
@@ -130,8 +139,12 @@ def build_entities(n: int, rng: np.random.Generator, pools: Pools, config: Gener
     _person_names(cols, rng, pools, config, n, person, is_cn)
     _birth_dates(cols, rng, n, person, export_date)
     _addresses(cols, rng, pools, n, is_cn, city_idx)
-    _phones(cols, rng, n, is_cn, person)
+    if west == "US":
+        _us_addresses(cols, rng, pools, ~is_cn, city_idx)
+    _phones(cols, rng, n, is_cn, person, config.population)
     _organizations(cols, rng, pools, n, ~person, is_cn, city_idx)
+    if west == "US":
+        _us_organizations(cols, rng, pools, ~person & ~is_cn)
 
     for kind, members, heads, ranks in groups:
         if kind == "company_owner":
@@ -140,9 +153,16 @@ def build_entities(n: int, rng: np.random.Generator, pools: Pools, config: Gener
             _apply_hard_negative(cols, rng, pools, kind, members, heads, ranks, is_cn, export_date)
 
     cols["_partner"] = _household_partners(n, groups)
+    if west == "US":  # Jr. beyond the father/son pairs: a common part of American names
+        ordinary_men = person & ~is_cn & (cols["sex"] == "M") & (cols["hard_case"] == None)  # noqa: E711
+        cols["name_suffix"][ordinary_men & (rng.random(n) < 0.03)] = "Jr."
     latin_names(cols, pools)
-    _emails(cols, rng, n, is_cn, person, groups)
-    _national_ids(cols, rng, n, is_cn, person, city_idx)
+    _emails(cols, rng, n, is_cn, person, groups, west)
+    _national_ids(cols, rng, n, is_cn, person, city_idx, west)
+    share = config.population.national_id_share
+    if share < 1:  # drawn only when asked, so the default population stays byte-identical
+        cols["national_id"][rng.random(n) >= share] = None
+        cols["national_id_type"][cols["national_id"] == None] = None  # noqa: E711
     cols["marketing_consent"] = np.array(
         [True, False, None], dtype=object)[rng.choice(3, n, p=[0.4, 0.4, 0.2])]
     cols["e164_mobile"] = e164_column(cols, "mobile")
@@ -160,8 +180,16 @@ def _household_partners(n: int, groups) -> np.ndarray:
     return partner
 
 
+def calling_codes(country: np.ndarray) -> np.ndarray:
+    """Country calling code (without +) per ISO country code."""
+    out = np.full(len(country), CALLING_CODES["DE"], dtype=object)
+    for code, cc in CALLING_CODES.items():
+        out[country == code] = cc
+    return out
+
+
 def e164_column(cols: dict[str, np.ndarray], kind: str) -> np.ndarray:
-    cc = np.where(cols["country"] == "CN", "86", "49").astype(object)
+    cc = calling_codes(cols["country"])
     arr = e164(pa.array(cc, pa.string()), pa.array(cols[f"{kind}_ndc"], pa.string()),
                pa.array(cols[f"{kind}_sub"], pa.string()))
     return np.array(arr.to_numpy(zero_copy_only=False), dtype=object)
@@ -294,12 +322,29 @@ def _addresses(cols, rng, pools: Pools, n, is_cn, city_idx) -> None:
         district_native[mask] = np.array([d[0] for d in districts], dtype=object)[pick]
         district[mask] = np.array([d[1] for d in districts], dtype=object)[pick]
     cols["district"], cols["district_native"] = district, district_native
+    cols["state"] = np.full(n, None, dtype=object)
+    cols["_zip4"] = np.full(n, None, dtype=object)
     cols["_city_idx"] = city_idx
 
 
-def _phones(cols, rng, n, is_cn, person) -> None:
+def _us_addresses(cols, rng, pools: Pools, us: np.ndarray, city_idx: np.ndarray) -> None:
+    """US addresses: '1234 Maple Ave', city, two-letter state, ZIP (+4 digits some systems add)."""
+    k = int(us.sum())
+    i = np.minimum(city_idx[us], len(US_CITIES) - 1)
+    cols["street"][us] = pools.us_streets[rng.integers(0, len(pools.us_streets), k)]
+    cols["house_number"][us] = rng.integers(1, 9900, k).astype(str).astype(object)
+    cols["city"][us] = np.array([c[0] for c in US_CITIES], dtype=object)[i]
+    cols["state"][us] = np.array([c[1] for c in US_CITIES], dtype=object)[i]
+    tail = np.char.zfill(rng.integers(0, 100, k).astype(str), 2).astype(object)
+    cols["postcode"][us] = np.array([c[2] for c in US_CITIES], dtype=object)[i] + tail
+    zip4 = np.full(len(us), None, dtype=object)
+    zip4[us] = np.char.zfill(rng.integers(1, 10000, k).astype(str), 4).astype(object)
+    cols["_zip4"][us] = zip4[us]
+
+
+def _phones(cols, rng, n, is_cn, person, population) -> None:
     ndc, sub = mobile_numbers(rng, is_cn)
-    has_mobile = person & (rng.random(n) < 0.95)
+    has_mobile = person & (rng.random(n) < population.mobile_share)
     cols["mobile_ndc"] = np.where(has_mobile, ndc.to_numpy(zero_copy_only=False), None)
     cols["mobile_sub"] = np.where(has_mobile, sub.to_numpy(zero_copy_only=False), None)
     city_idx = cols["_city_idx"]
@@ -310,11 +355,34 @@ def _phones(cols, rng, n, is_cn, person) -> None:
     cn_i = np.minimum(city_idx, len(CN_CITIES) - 1)
     area = np.where(is_cn, cn_area[cn_i], de_area[de_i])
     width = np.where(is_cn, 8, de_width[de_i])
-    subs = landline_numbers(rng, area, width).to_numpy(zero_copy_only=False)
-    has_landline = ~person | (rng.random(n) < 0.5)
+    subs = np.array(landline_numbers(rng, area, width).to_numpy(zero_copy_only=False), dtype=object)
+    has_landline = ~person | (rng.random(n) < population.landline_share)
+    if population.landline_if_no_mobile:
+        has_landline |= ~has_mobile
+    if population.western_country == "US":
+        _us_phones(cols, rng, ~is_cn, area, subs)
     cols["landline_ndc"] = np.where(has_landline, area, None)
-    cols["landline_sub"] = np.where(has_landline, subs, None)
+    cols["landline_sub"] = np.where(has_landline, subs, None)  # type: ignore[call-overload]
     cols["_landline_area"], cols["_landline_sub_all"] = area, subs
+
+
+def _us_phones(cols, rng, us: np.ndarray, area: np.ndarray, subs: np.ndarray) -> None:
+    """North American numbers: the city's area code (a third of mobiles from elsewhere), 7 digits.
+
+    Mobiles and landlines are drawn together so no two people share a number by accident.
+    """
+    k = int(us.sum())
+    codes = np.array([c[3] for c in US_CITIES], dtype=object)
+    city_code = codes[np.minimum(cols["_city_idx"][us], len(US_CITIES) - 1)]
+    mobile_code = np.where(rng.random(k) < 0.33, codes[rng.integers(0, len(codes), k)], city_code)
+    numbers = landline_numbers(rng, np.r_[city_code, mobile_code], np.full(2 * k, 7))
+    numbers = np.asarray(numbers.to_numpy(zero_copy_only=False), dtype=object)
+    area[us] = city_code
+    subs[us] = numbers[:k]
+    has_mobile = cols["mobile_ndc"][us] != None  # noqa: E711
+    mobile_ndc, mobile_sub = cols["mobile_ndc"][us], cols["mobile_sub"][us]
+    mobile_ndc[has_mobile], mobile_sub[has_mobile] = mobile_code[has_mobile], numbers[k:][has_mobile]
+    cols["mobile_ndc"][us], cols["mobile_sub"][us] = mobile_ndc, mobile_sub
 
 
 def _organizations(cols, rng, pools: Pools, n, org, is_cn, city_idx) -> None:
@@ -354,6 +422,18 @@ def _organizations(cols, rng, pools: Pools, n, org, is_cn, city_idx) -> None:
     refresh_org_names(cols, k)
 
 
+def _us_organizations(cols, rng, pools: Pools, us_org: np.ndarray) -> None:
+    """US companies: 'Harper Plumbing LLC', Inc./LLC/Corp., an EIN as the registration number."""
+    k = np.flatnonzero(us_org)
+    m = len(k)
+    cols["org_legal_form"][k] = np.array(["INC", "LLC", "CORP"], dtype=object)[rng.choice(3, m, p=[0.4, 0.45, 0.15])]
+    cols["org_name_base"][k] = (pools.en_family[rng.integers(0, len(pools.en_family), m)] + " "
+                                + np.array(US_INDUSTRIES, dtype=object)[rng.integers(0, len(US_INDUSTRIES), m)])
+    cols["registration_id"][k] = np.asarray(us_eins(rng, m).to_numpy(zero_copy_only=False), dtype=object)
+    cols["registration_type"][k] = "us_ein"
+    refresh_org_names(cols, k)
+
+
 def refresh_org_names(cols, k) -> None:
     short = {code: forms[0] for code, forms in LEGAL_FORMS.items()}
     cols["org_name"][k] = cols["org_name_base"][k] + " " + np.array(
@@ -366,7 +446,7 @@ def _apply_hard_negative(cols, rng, pools: Pools, kind, members, heads, ranks, i
     followers = ranks > 0
     m, h = members[followers], heads[followers]
     address = ["street", "street_native", "house_number", "postcode", "city", "city_native",
-               "district", "district_native", "_city_idx"]
+               "district", "district_native", "state", "_zip4", "_city_idx"]
     if kind in ("household", "twin", "father_son"):
         for c in address:
             cols[c][m] = cols[c][h]
@@ -410,13 +490,14 @@ def _apply_hard_negative(cols, rng, pools: Pools, kind, members, heads, ranks, i
         cols["name_suffix"][m[uses_suffix]] = "Jr."
     elif kind == "common_name":
         _, block = np.unique(heads, return_inverse=True)
-        names = COMMON_NAMES_CN if is_cn[members[0]] else COMMON_NAMES_DE
+        us = cols["country"][members[0]] == "US"
+        names = COMMON_NAMES_CN if is_cn[members[0]] else COMMON_NAMES_US if us else COMMON_NAMES_DE
         pick = rng.integers(0, len(names), block.max() + 1)[block]
         cols["given_name"][members] = np.array([g for g, _, _ in names], dtype=object)[pick]
         cols["family_name"][members] = np.array([f for _, f, _ in names], dtype=object)[pick]
         cols["sex"][members] = np.array([s for _, _, s in names], dtype=object)[pick]
         if not is_cn[members[0]]:
-            cols["name_origin"][members] = "de"
+            cols["name_origin"][members] = "en" if us else "de"
 
 
 def _regive(cols, rng, pools: Pools, idx, differ_from=None) -> None:
@@ -455,7 +536,7 @@ def _company_owners(cols, orgs, is_cn, counter: int) -> None:
         cols["hard_case_group"][these] = ids
         cols["hard_case_group"][owners] = ids
         for c in ["street", "street_native", "house_number", "postcode", "city", "city_native",
-                  "district", "district_native", "_city_idx"]:
+                  "district", "district_native", "state", "_zip4", "_city_idx"]:
             cols[c][these] = cols[c][owners]
         cols["landline_ndc"][owners] = cols["_landline_area"][owners]
         cols["landline_sub"][owners] = cols["_landline_sub_all"][owners]
@@ -468,7 +549,7 @@ def _company_owners(cols, orgs, is_cn, counter: int) -> None:
     refresh_org_names(cols, orgs)
 
 
-def _emails(cols, rng, n, is_cn, person, groups) -> None:
+def _emails(cols, rng, n, is_cn, person, groups, west: str = "DE") -> None:
     given = ascii_fold(pa.array(cols.get("given_name_latin", cols["given_name"]), pa.string()))
     family = ascii_fold(pa.array(cols.get("family_name_latin", cols["family_name"]), pa.string()))
     given = np.array(given.to_numpy(zero_copy_only=False), dtype=object)
@@ -481,14 +562,15 @@ def _emails(cols, rng, n, is_cn, person, groups) -> None:
                      np.where(style == 1, np.array([g[:1] if g else "" for g in given], dtype=object) + "." + family,
                               np.where(style == 2, family + given, given + digits)))
     qq = rng.integers(10_000_000, 3_000_000_000, n).astype(str).astype(object)
+    west_domains = EMAIL_DOMAINS_US if west == "US" else EMAIL_DOMAINS_DE
     domain = np.where(is_cn, EMAIL_DOMAINS_CN[rng.integers(0, len(EMAIL_DOMAINS_CN), n)],
-                      EMAIL_DOMAINS_DE[rng.integers(0, len(EMAIL_DOMAINS_DE), n)])
+                      west_domains[rng.integers(0, len(west_domains), n)])
     personal = np.where(is_cn & (rng.random(n) < 0.4), qq + "@qq.com", local + "@" + domain)
     org_domain = np.array([
         (b or "").lower().replace(" ", "-") for b in ascii_fold(
             pa.array(cols["org_name_base"], pa.string())).to_numpy(zero_copy_only=False)], dtype=object)
     org_mail = np.where(rng.random(n) < 0.5, "info@", "kontakt@").astype(object) + org_domain + np.where(
-        is_cn, ".com.cn", ".de").astype(object)
+        is_cn, ".com.cn", ".com" if west == "US" else ".de").astype(object)
     email = np.where(person, personal, org_mail)
     email[person & (rng.random(n) > 0.85)] = None
     # distinct entities must not share an address unless a household shares it on purpose
@@ -507,7 +589,7 @@ def _emails(cols, rng, n, is_cn, person, groups) -> None:
     cols["email"] = email
 
 
-def _national_ids(cols, rng, n, is_cn, person, city_idx) -> None:
+def _national_ids(cols, rng, n, is_cn, person, city_idx, west: str = "DE") -> None:
     ids = np.full(n, None, dtype=object)
     kinds = np.full(n, None, dtype=object)
     cn = np.flatnonzero(person & is_cn)
@@ -519,6 +601,10 @@ def _national_ids(cols, rng, n, is_cn, person, city_idx) -> None:
     male = cols["sex"][cn] == "M"
     ids[cn] = cn_resident_ids(rng, region, cols["birth_date"][cn], male).to_numpy(zero_copy_only=False)
     kinds[cn] = "cn_ric"
-    ids[de] = de_tax_ids(rng, len(de)).to_numpy(zero_copy_only=False)
-    kinds[de] = "de_idnr"
+    if west == "US":
+        ids[de] = us_ssns(rng, len(de)).to_numpy(zero_copy_only=False)
+        kinds[de] = "us_ssn"
+    else:
+        ids[de] = de_tax_ids(rng, len(de)).to_numpy(zero_copy_only=False)
+        kinds[de] = "de_idnr"
     cols["national_id"], cols["national_id_type"] = ids, kinds

@@ -219,3 +219,51 @@ def corrupt_check_character(rng: np.random.Generator, ids: list[str]) -> list[st
         new_digit = str((int(value[i]) + int(shift)) % 10)
         out.append(value[:i] + new_digit + value[i + 1:])
     return out
+
+
+# --- US identifiers and phones (population.western_country: US) ----------------------------------
+
+US_SSN_BLACKLIST = {78051120, 457555462, 219099999}
+# EIN prefixes the IRS assigns (python-stdnum's us/ein.dat lists the same campuses)
+US_EIN_PREFIXES = np.array([1, 2, 3, 4, 5, 6, 10, 11, 12, 13, 14, 15, 16, 20, 21, 22, 23, 24, 25, 26,
+                            27, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47,
+                            48, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 66, 67,
+                            68, 71, 72, 73, 74, 75, 76, 77, 80, 81, 82, 83, 84, 85, 86, 87, 88, 90, 91,
+                            92, 93, 94, 95, 98, 99])
+
+
+def us_ssns(rng: np.random.Generator, n: int) -> pa.Array:
+    """Distinct SSNs NNN-NN-NNNN (no check digit): area 001-899 but not 666, group and serial non-zero."""
+    values = np.zeros(n, dtype=np.int64)
+    todo = np.arange(n)
+    while len(todo):
+        area = rng.integers(1, 900, len(todo))
+        area[area == 666] = 667
+        values[todo] = area * 10**6 + rng.integers(1, 100, len(todo)) * 10**4 + rng.integers(1, 10**4, len(todo))
+        _, first = np.unique(values, return_index=True)
+        duplicate = np.ones(n, dtype=bool)
+        duplicate[first] = False
+        todo = np.flatnonzero(duplicate | np.isin(values, list(US_SSN_BLACKLIST)))
+    digits = int_strings(values, 9)
+    return pc.binary_join_element_wise(pc.utf8_slice_codeunits(digits, 0, 3), pc.utf8_slice_codeunits(digits, 3, 5),
+                                       pc.utf8_slice_codeunits(digits, 5), "-")
+
+
+def us_eins(rng: np.random.Generator, n: int) -> pa.Array:
+    """Distinct employer identification numbers NN-NNNNNNN with a prefix the IRS assigns."""
+    prefix = US_EIN_PREFIXES[rng.integers(0, len(US_EIN_PREFIXES), n)]
+    values = prefix * 10**7 + unique_ints(rng, 0, 10**7, n)
+    digits = int_strings(values, 9)
+    return pc.binary_join_element_wise(pc.utf8_slice_codeunits(digits, 0, 2), pc.utf8_slice_codeunits(digits, 2), "-")
+
+
+def format_us_phones(style: np.ndarray, ndc: pa.Array, sub: pa.Array) -> pa.Array:
+    """North American numbers as people write them; `style` picks one of 5 (area code = ndc)."""
+    join = pc.binary_join_element_wise
+    exchange, line = pc.utf8_slice_codeunits(sub, 0, 3), pc.utf8_slice_codeunits(sub, 3)
+    return pc.choose(pa.array(style.astype(np.int8)),
+                     join("+1 ", ndc, " ", exchange, " ", line, ""),     # +1 212 734 1234
+                     join("(", ndc, ") ", exchange, "-", line, ""),      # (212) 734-1234
+                     join(ndc, "-", exchange, "-", line, ""),            # 212-734-1234
+                     join(ndc, exchange, line, ""),                      # 2127341234
+                     join(ndc, ".", exchange, ".", line, ""))            # 212.734.1234

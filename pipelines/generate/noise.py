@@ -21,6 +21,11 @@ RECORD_NOISE = ["typo", "nickname", "swapped_day_month", "swapped_name_order", "
                 "wrong_column", "invalid_id_checksum", "legal_form_variant", "malformed_date"]
 ENTITY_NOISE = ["moved", "surname_change"]
 NOISE_KINDS = RECORD_NOISE + ENTITY_NOISE
+# Kinds of hard cases beyond noise, listed per record in the truth's `kinds` (with the noise
+# kinds and the entity-level ones: organization, company_owner, related_company).
+RECORD_KINDS = ["english_given_name", "cantonese_romanisation", "party_type_wrong",
+                "full_name_in_family_field", "mobile_changed"]
+ENTITY_KINDS = ["organization", "company_owner", "related_company"]
 
 
 class NoiseBook:
@@ -30,13 +35,32 @@ class NoiseBook:
         self.rng = rng
         self.rates = rates
         self.n = n
-        self.applied = {kind: np.zeros(n, dtype=bool) for kind in NOISE_KINDS}
-        self.eligible = dict.fromkeys(RECORD_NOISE, 0)
+        self.applied = {kind: np.zeros(n, dtype=bool) for kind in NOISE_KINDS + RECORD_KINDS}
+        self.eligible = dict.fromkeys(RECORD_NOISE + RECORD_KINDS, 0)
+        # Kinds draw from their own stream (spawning leaves `rng` untouched), so adding or
+        # re-rating a kind does not reshuffle the noise every other record already has.
+        self.kind_rng = rng.spawn(1)[0]
 
     def choose(self, kind: str, eligible: np.ndarray) -> np.ndarray:
         """Draw the records that get `kind` among the eligible ones (Bernoulli at the rate)."""
         eligible = np.asarray(eligible, dtype=bool)
         chosen = eligible & (self.rng.random(self.n) < getattr(self.rates, kind))
+        self.applied[kind] |= chosen
+        self.eligible[kind] += int(eligible.sum())
+        return chosen
+
+    @classmethod
+    def concat(cls, first: NoiseBook, second: NoiseBook) -> NoiseBook:
+        """One book for two batches of a system's records (a later night's rows after the first's)."""
+        book = cls(first.rng, first.rates, first.n + second.n)
+        book.applied = {k: np.r_[first.applied[k], second.applied[k]] for k in first.applied}
+        book.eligible = {k: first.eligible[k] + second.eligible[k] for k in first.eligible}
+        return book
+
+    def choose_kind(self, kind: str, eligible: np.ndarray, rate: float) -> np.ndarray:
+        """Like `choose`, for the hard-case kinds (their own random stream and rates)."""
+        eligible = np.asarray(eligible, dtype=bool)
+        chosen = eligible & (self.kind_rng.random(self.n) < rate)
         self.applied[kind] |= chosen
         self.eligible[kind] += int(eligible.sum())
         return chosen

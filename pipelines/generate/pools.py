@@ -19,6 +19,18 @@ DE_CITIES = [
     ("Essen", "45", "201", 6), ("Bremen", "28", "421", 6), ("Dresden", "01", "351", 6),
     ("Hannover", "30", "511", 6), ("Nürnberg", "90", "911", 6),
 ]
+# US cities: name, state, first three ZIP digits, area code (subscriber numbers have 7 digits).
+US_CITIES = [
+    ("New York", "NY", "100", "212"), ("Los Angeles", "CA", "900", "213"), ("Chicago", "IL", "606", "312"),
+    ("Houston", "TX", "770", "713"), ("Phoenix", "AZ", "850", "602"), ("Philadelphia", "PA", "191", "215"),
+    ("San Antonio", "TX", "782", "210"), ("San Diego", "CA", "921", "619"), ("Dallas", "TX", "752", "214"),
+    ("Boston", "MA", "021", "617"), ("Seattle", "WA", "981", "206"), ("Denver", "CO", "802", "303"),
+    ("Atlanta", "GA", "303", "404"), ("Springfield", "IL", "627", "217"), ("Portland", "OR", "972", "503"),
+    ("Columbus", "OH", "432", "614"),
+]
+US_STREET_SUFFIXES = ["St", "Ave", "Rd", "Blvd", "Dr", "Ln", "Ct", "Way"]
+US_CLASSIC_STREETS = ["Main", "Oak", "Maple", "Pine", "Cedar", "Elm", "Washington", "Lake", "Hill",
+                      "Park", "Sunset", "Lincoln", "Jackson", "Church", "Spring", "Highland", "Madison"]
 # Chinese cities: hanzi, pinyin, postcode prefix, area code, districts (hanzi, pinyin), RIC region
 # codes that python-stdnum accepts for every birth year we generate (checked in the tests).
 CN_CITIES = [
@@ -53,6 +65,8 @@ DE_CLASSIC_STREETS = ["Hauptstraße", "Bahnhofstraße", "Schulstraße", "Gartens
 # Very common full names (hard negatives: many different people in one city share them).
 COMMON_NAMES_DE = [("Thomas", "Müller", "M"), ("Michael", "Schmidt", "M"), ("Stefan", "Schneider", "M"),
                    ("Andreas", "Fischer", "M"), ("Anna", "Schmidt", "F"), ("Julia", "Meyer", "F")]
+COMMON_NAMES_US = [("James", "Smith", "M"), ("Michael", "Johnson", "M"), ("Robert", "Williams", "M"),
+                   ("Mary", "Brown", "F"), ("Jennifer", "Jones", "F"), ("David", "Miller", "M")]
 COMMON_NAMES_CN = [("伟", "王", "M"), ("娜", "李", "F"), ("伟", "张", "M"), ("芳", "王", "F"),
                    ("伟", "李", "M"), ("洋", "刘", "M"), ("敏", "张", "F"), ("静", "王", "F")]
 
@@ -61,6 +75,8 @@ DE_INDUSTRIES = ["Bau", "Logistik", "Immobilien", "Consulting", "Software", "Mas
                  "Spedition", "Energie", "Druckerei"]
 DE_BRANDS = ["Nordwind", "Rheinland", "Isar", "Spree", "Elbe", "Hanse", "Alpen", "Taunus", "Weser",
              "Main", "Schwarzwald", "Sonnen", "Blau", "Adler", "Eichen", "Linden", "Kristall", "Falken"]
+US_INDUSTRIES = ["Consulting", "Trucking", "Realty", "Plumbing", "Roofing", "Dental Group", "Auto Repair",
+                 "Software", "Landscaping", "Construction", "Printing", "Logistics", "Bakery"]
 EN_INDUSTRIES = ["Consulting", "Trading", "Solutions", "Holdings", "Engineering", "Services"]
 CN_INDUSTRIES = [("科技", "Technology"), ("贸易", "Trading"), ("物流", "Logistics"), ("建设", "Construction"),
                  ("信息技术", "Information Technology"), ("实业", "Industrial"), ("医药", "Pharmaceutical"),
@@ -72,6 +88,9 @@ LEGAL_FORMS = {
     "KG": ("KG", ["Kommanditgesellschaft"]),
     "LTD": ("Ltd", ["Limited", "Ltd.", "LTD"]),
     "CO_LTD": ("Co., Ltd.", ["Company Limited", "Co. Ltd", "Co.,Ltd."]),
+    "INC": ("Inc.", ["Incorporated", "Inc", "INC"]),
+    "LLC": ("LLC", ["L.L.C.", "Limited Liability Company"]),
+    "CORP": ("Corp.", ["Corporation", "Corp"]),
 }
 
 
@@ -96,6 +115,7 @@ class Pools:
     cn_streets_pinyin: np.ndarray
     cn_brands: np.ndarray           # hanzi, aligned with cn_brands_pinyin
     cn_brands_pinyin: np.ndarray
+    us_streets: np.ndarray          # "Maple Ave", "Johnson Rd"
 
 
 def to_pinyin(text: str) -> str:
@@ -146,6 +166,8 @@ def build_pools(seed: int) -> Pools:
         suffix = next(s for s, _ in CN_STREET_SUFFIXES if street.endswith(s))
         cn_streets_pinyin.append(f"{to_pinyin(street[: -len(suffix)])} {suffix_pinyin[suffix]}")
     brands = sorted({p for p in CnCompany.company_prefixes if len(p) == 2})
+    us_roots = sorted(set(US_CLASSIC_STREETS) | set(list(EnPerson.last_names)[:200]))
+    us_streets = [f"{root} {suffix}" for root in us_roots for suffix in US_STREET_SUFFIXES]
 
     cn_given = list(CnPerson.first_names_male) + list(CnPerson.first_names_female)
     pinyin = {part: to_pinyin(part) for part in sorted(set(cn_given) | set(cn_family))}
@@ -164,4 +186,5 @@ def build_pools(seed: int) -> Pools:
         cn_streets_pinyin=np.array(cn_streets_pinyin, dtype=object),
         cn_brands=np.array(brands, dtype=object),
         cn_brands_pinyin=np.array([to_pinyin(b) for b in brands], dtype=object),
+        us_streets=np.array(sorted(us_streets), dtype=object),
     )

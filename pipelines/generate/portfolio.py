@@ -78,7 +78,8 @@ def build_policies(entities: Entities, buyers: np.ndarray, rng: np.random.Genera
     is_org = entities["party_type"][holder] == "organization"
     product = np.where(is_org, np.array(ORG_PRODUCTS, dtype=object)[rng.integers(0, 4, n)],
                        np.array(PERSON_PRODUCTS, dtype=object)[rng.choice(5, n, p=PERSON_PRODUCT_P)])
-    cny = entities["country"][holder] == "CN"
+    country = entities["country"][holder]
+    cny = country == "CN"
     base = np.array([BASE_PREMIUM_EUR[x] for x in product])
     premium = np.round(base * rng.lognormal(0, 0.5, n) * np.where(cny, CNY_PER_EUR, 1.0), 2)
     long_term = np.isin(product, list(LONG_TERM))
@@ -96,12 +97,11 @@ def build_policies(entities: Entities, buyers: np.ndarray, rng: np.random.Genera
     inactive = status != "active"
     end = np.where(inactive & (ended < today), ended, active_end)
     status = np.where(inactive & (ended >= today), "active", status).astype(object)
-    country = np.where(cny, "CN", "DE").astype(object)
     serial = rng.permutation(n) + 1
     number = np.array([f"P-{c}-{s:07d}" for c, s in zip(country, serial.tolist(), strict=True)],
                       dtype=object)
     return Policies(holder=holder, number=number, product=product, premium=premium,
-                    sum_insured=sum_insured, currency=np.where(cny, "CNY", "EUR").astype(object),
+                    sum_insured=sum_insured, currency=np.select([cny, country == "US"], ["CNY", "USD"], "EUR").astype(object),
                     status=status, start=start, end=end,
                     has_application=rng.random(n) < p.application_share)
 
@@ -169,7 +169,8 @@ def build_appearances(entities: Entities, rng: np.random.Generator, config: Gene
     n_pol = len(policies.holder)
     holder_is_org = entities["party_type"][policies.holder] == "organization"
     locale = entities["locale"]
-    person_buyers = {loc: buyers[is_person[buyers] & (locale[buyers] == loc)] for loc in ("de", "cn")}
+    person_buyers = {loc: buyers[is_person[buyers] & (locale[buyers] == loc)]
+                     for loc in ("de", "us", "cn") if (locale == loc).any()}
 
     def random_person(loc_array: np.ndarray) -> np.ndarray:
         out = np.empty(len(loc_array), dtype=int)

@@ -15,8 +15,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipelines.generate.config import GeneratorConfig
-from pipelines.generate.entities import Entities, ascii_fold
-from pipelines.generate.identifiers import corrupt_check_character, format_phones, int_strings
+from pipelines.generate.entities import Entities, ascii_fold, calling_codes
+from pipelines.generate.identifiers import (
+    corrupt_check_character,
+    format_phones,
+    format_us_phones,
+    int_strings,
+)
+from pipelines.generate.kinds import apply_other_names
 from pipelines.generate.noise import (
     NoiseBook,
     pick_present_field,
@@ -32,8 +38,14 @@ SALES_NOTES = np.array([
     "Kunde wünscht Angebot per E-Mail", "Referred by partner, wants quote", "客户要求回电",
     "Hat bereits Police bei Wettbewerber,\nVertrag läuft aus", "Asked about \"family discount\", "
     "sent brochure", "Termin in Filiale vereinbart", "想了解团体险"], dtype=object)
+US_SALES_NOTES = np.array([
+    None, None, None, "Call back after 6pm", "Interested in term life,\ncall back next week",
+    "Wants quote by e-mail", "Referred by partner, wants quote", "Asked about \"family discount\", sent brochure",
+    "Has a policy with a competitor,\nrenewal in March", "Appointment at branch booked"], dtype=object)
 COUNTRY_WORDS = {"DE": np.array(["DE", "Germany", "Deutschland", "DE"], dtype=object),
-                 "CN": np.array(["CN", "China", "PRC", "CN"], dtype=object)}
+                 "CN": np.array(["CN", "China", "PRC", "CN"], dtype=object),
+                 "US": np.array(["US", "USA", "United States", "US"], dtype=object)}
+CURRENCIES = {"DE": "EUR", "CN": "CNY", "US": "USD"}
 
 
 @dataclass
@@ -68,13 +80,15 @@ def iso_dates(days: np.ndarray) -> np.ndarray:
 
 
 def dates_as(days: np.ndarray, style: str) -> np.ndarray:
-    """'iso' 1985-03-14, 'dmy' 14.03.1985, 'compact' 19850314."""
+    """'iso' 1985-03-14, 'dmy' 14.03.1985, 'mdy' 03/14/1985, 'compact' 19850314."""
     iso = as_strings(iso_dates(days))
     y, m, d = (pc.utf8_slice_codeunits(iso, a, b) for a, b in [(0, 4), (5, 7), (8, 10)])
     if style == "iso":
         return as_objects(iso)
     if style == "dmy":
         return as_objects(pc.binary_join_element_wise(d, m, y, "."))
+    if style == "mdy":
+        return as_objects(pc.binary_join_element_wise(m, d, y, "/"))
     return as_objects(pc.binary_join_element_wise(y, m, d, ""))
 
 
@@ -89,6 +103,12 @@ def decimal_comma(amounts: np.ndarray) -> np.ndarray:
     return join(whole, ",", int_strings(cents % 100, 2))
 
 
+def decimal_point(amounts: np.ndarray) -> np.ndarray:
+    cents = np.round(amounts * 100).astype(np.int64)
+    whole = pa.array((cents // 100).astype(str).astype(object), pa.string())
+    return join(whole, ".", int_strings(cents % 100, 2))
+
+
 def where(mask: np.ndarray, a, b) -> np.ndarray:
     out = np.array(b, dtype=object, copy=True) if isinstance(b, np.ndarray) else np.full(len(mask), b, dtype=object)
     a_arr = a if isinstance(a, np.ndarray) else np.full(len(mask), a, dtype=object)
@@ -100,11 +120,13 @@ class RecordView:
     """Entity attributes as one system saw them at the time of each record (moves, marriage)."""
 
     def __init__(self, entities: Entities, entity: np.ndarray, old_address: np.ndarray,
-                 maiden: np.ndarray) -> None:
+                 maiden: np.ndarray, new_mobile: np.ndarray | None = None) -> None:
         self.e = entities
         self.idx = entity
         self.old_address = old_address
         self.maiden = maiden
+        # records a customer updated on a later night: they show the new mobile number
+        self.new_mobile = new_mobile if new_mobile is not None else np.zeros(len(entity), dtype=bool)
 
     def __getitem__(self, name: str) -> np.ndarray:
         current = self.e[name][self.idx]
@@ -113,6 +135,8 @@ class RecordView:
             current = where(self.old_address, self.e[old_name][self.idx], current)
         if name in ("family_name", "family_name_latin") and self.maiden.any():
             current = where(self.maiden, self.e["_maiden"][self.idx], current)
+        if name in ("mobile_ndc", "mobile_sub") and self.new_mobile.any():
+            current = where(self.new_mobile, self.e[f"_new_{name}"][self.idx], current)
         return current
 
     def mask(self, name: str, value) -> np.ndarray:
@@ -140,8 +164,12 @@ def life_events(entities: Entities, pools: Pools, rng: np.random.Generator) -> N
     moved_far = ~same_city & other_ok
     cols["_old_postcode"] = where(moved_far, np.array([p[:-3] for p in cols["postcode"][other]],
                                                       dtype=object), prefix) + tail
-    for c in ["city", "city_native", "district", "district_native"]:
+    for c in ["city", "city_native", "district", "district_native", "state"]:
         cols[f"_old_{c}"] = where(moved_far, cols[c][other], cols[c])
+    cols["_old__zip4"] = np.full(n, None, dtype=object)  # the old address's ZIP+4 is not known
+    us = cols["country"] == "US"
+    if us.any():  # drawn only for US populations, so the default stays byte-identical
+        cols["_old_street"][us] = pools.us_streets[rng.integers(0, len(pools.us_streets), int(us.sum()))]
     cols["_old_landline_ndc"] = where(moved_far, cols["_landline_area"][other], cols["landline_ndc"])
     has_landline = cols["landline_sub"] != None  # noqa: E711
     # the old line had the old area's number length; change its last digits so it is another line
@@ -208,14 +236,73 @@ def org_names(view: RecordView, book: NoiseBook, rng, hanzi_share: float) -> tup
 
 
 def phone_parts(view: RecordView, kind: str) -> tuple[pa.Array, pa.Array, pa.Array]:
-    cc = np.where(view["country"] == "CN", "86", "49").astype(object)
+    cc = calling_codes(view["country"])
     return as_strings(cc), as_strings(view[f"{kind}_ndc"]), as_strings(view[f"{kind}_sub"])
 
 
 def phones_written(view: RecordView, kind: str, style: np.ndarray) -> np.ndarray:
     cc, ndc, sub = phone_parts(view, kind)
     is_cn = np.asarray(view["country"] == "CN", dtype=bool)
-    return as_objects(format_phones(style, cc, ndc, sub, is_cn, is_mobile=kind == "mobile"))
+    written = format_phones(style, cc, ndc, sub, is_cn, is_mobile=kind == "mobile")
+    is_us = np.asarray(view["country"] == "US", dtype=bool)
+    if is_us.any():
+        written = pc.if_else(pa.array(is_us), format_us_phones(style, ndc, sub), written)
+    return as_objects(written)
+
+
+def street_lines(view: RecordView) -> np.ndarray:
+    """'Hauptstraße 12' in Germany (and pinyin streets), '1234 Maple Ave' in the US."""
+    de_style = join(view["street"], view["house_number"], sep=" ")
+    us = view["country"] == "US"
+    return where(us, join(view["house_number"], view["street"], sep=" "), de_style) if us.any() else de_style
+
+
+def zip_codes(view: RecordView, rng, zip4_share: float) -> np.ndarray:
+    """Postcodes as written; a US system writes ZIP+4 (62704-1234) for some records."""
+    postcode = view["postcode"]
+    zip4 = view["_zip4"]
+    if not (zip4 != None).any():  # noqa: E711
+        return postcode
+    return where((zip4 != None) & (rng.random(len(postcode)) < zip4_share), join(postcode, zip4, sep="-"),  # noqa: E711
+                 postcode)
+
+
+def ids_written(view: RecordView, ids: np.ndarray, rng) -> np.ndarray:
+    """SSNs come with dashes (123-45-6789) or, from older screens, without (123456789)."""
+    ssn = (view["national_id_type"] == "us_ssn") & (ids != None)  # noqa: E711
+    if not ssn.any():
+        return ids
+    bare = ssn & (rng.random(len(ids)) < 0.3)
+    return where(bare, np.array([v.replace("-", "") if v else v for v in ids], dtype=object), ids)
+
+
+def written_date_style(config: GeneratorConfig, usual: str) -> str:
+    """US systems write MM/DD/YYYY; elsewhere each system keeps its own style."""
+    return "mdy" if config.population.western_country == "US" else usual
+
+
+def state_column(name: str, view: RecordView, config: GeneratorConfig) -> dict[str, pa.Array]:
+    """A US export has a state column; others have none (so their layout stays as it was)."""
+    if config.population.western_country != "US":
+        return {}
+    return {name: as_strings(view["state"])}
+
+
+def country_words(country: np.ndarray, rng) -> np.ndarray:
+    """Country as a CRM user types it: code or name ('DE', 'Deutschland', 'USA', 'PRC')."""
+    cn_pick, other_pick = rng.integers(0, 4, len(country)), rng.integers(0, 4, len(country))
+    out = COUNTRY_WORDS["CN"][cn_pick]
+    for code in ("DE", "US"):
+        mask = country == code
+        out[mask] = COUNTRY_WORDS[code][other_pick[mask]]
+    return out
+
+
+def currencies(country: np.ndarray) -> np.ndarray:
+    out = np.full(len(country), CURRENCIES["DE"], dtype=object)
+    for code, currency in CURRENCIES.items():
+        out[country == code] = currency
+    return out
 
 
 def birth_dates(view: RecordView, book: NoiseBook, carried: np.ndarray | None = None) -> np.ndarray:
@@ -241,8 +328,11 @@ def blank_one(book: NoiseBook, rng, fields: dict[str, np.ndarray]) -> None:
         fields[name][rows] = None if fields[name].dtype == object else np.datetime64("NaT")
 
 
-def corrupt_ids(book: NoiseBook, rng, ids: np.ndarray, checksummed: np.ndarray) -> None:
+def corrupt_ids(book: NoiseBook, rng, ids: np.ndarray, checksummed: np.ndarray,
+                view: RecordView | None = None) -> None:
     eligible = checksummed & np.array([v is not None for v in ids], dtype=bool)
+    if view is not None:  # an SSN has no check digit: a mistyped one is just another number
+        eligible &= view["national_id_type"] != "us_ssn"
     chosen = np.flatnonzero(book.choose("invalid_id_checksum", eligible))
     ids[chosen] = corrupt_check_character(rng, list(ids[chosen]))
 
@@ -262,7 +352,11 @@ def start_records(rows, entities: Entities, config: GeneratorConfig, rng, old_ad
     book = NoiseBook(rng, config.noise, n)
     book.mark("moved", old_address)
     book.mark("surname_change", maiden)
-    return n, RecordView(entities, rows["entity"], old_address, maiden), book
+    new_mobile = rows.get("new_mobile")
+    if new_mobile is not None:
+        book.mark("mobile_changed", new_mobile)
+        book.eligible["mobile_changed"] += n
+    return n, RecordView(entities, rows["entity"], old_address, maiden, new_mobile), book
 
 
 # --- the four systems --------------------------------------------------------------------------
@@ -272,10 +366,11 @@ def render_sales(rows, entities: Entities, pools: Pools, config: GeneratorConfig
     """CRM leads: Latin script, nicknames, free-format phones, DD.MM.YYYY birth dates."""
     n, view, book = start_records(rows, entities, config, rng, old_address, maiden)
     given, family, person = latin_person_names(view, pools, book, rng, nickname_ok=True)
+    apply_other_names(view, book, config, given, family, person)
     suffix = view["name_suffix"]
     family = where(person & (suffix != None) & (rng.random(n) < 0.5), join(family, suffix, sep=" "), family)  # noqa: E711
     company, org = org_names(view, book, rng, hanzi_share=0.3)
-    street = join(view["street"], view["house_number"], sep=" ")
+    street = street_lines(view)
     chosen_typo = np.flatnonzero(book.choose("typo", person | org))
     _typo_into(rng, chosen_typo, person, [given, family, street], [company])
     swap = book.choose("swapped_name_order", person)
@@ -290,8 +385,14 @@ def render_sales(rows, entities: Entities, pools: Pools, config: GeneratorConfig
     mobile[wrong & ~to_email] = email[wrong & ~to_email]
     fields = {"email": email, "mobile": mobile, "birth_date": dob, "street_address": street}
     blank_one(book, rng, fields)
-    country_word = np.where(view["country"] == "CN", COUNTRY_WORDS["CN"][rng.integers(0, 4, n)],
-                            COUNTRY_WORDS["DE"][rng.integers(0, 4, n)])
+    country_word = country_words(view["country"], rng)
+    postcode = zip_codes(view, rng, zip4_share=0.3)
+    light_share = config.population.light_lead_share
+    if light_share > 0:  # web-form leads: name, e-mail and city only (drawn only when asked)
+        light = rng.random(n) < light_share
+        for column in (fields["mobile"], phone, fields["street_address"], postcode, country_word):
+            column[light] = None
+        fields["birth_date"][light] = np.datetime64("NaT")
     consent = view["marketing_consent"]
     opt_in = where(consent == False, "N", where(consent == True, "Y", None))  # noqa: E712
     created = rows["time"]
@@ -299,31 +400,55 @@ def render_sales(rows, entities: Entities, pools: Pools, config: GeneratorConfig
     modified = np.minimum(created + rng.integers(0, 30 * 86400, n).astype("timedelta64[s]"),
                           last_second)
     # a partner channel's import writes ISO dates into the CRM: rows the sales suite quarantines
-    birth_date_text = dates_as(fields["birth_date"], "dmy")
+    birth_date_text = dates_as(fields["birth_date"], written_date_style(config, "dmy"))
+    notes = US_SALES_NOTES if config.population.western_country == "US" else SALES_NOTES
+    as_person, company_first, company_rest = company_as_person(book, config, org, company)
+    whole = full_name_in_family(book, config, person & (view["name_origin"] == "cn"))
+    family = where(whole, join(family, given, sep=" "), family)
+    given = where(whole, None, given)
     malformed = book.choose("malformed_date", fields["birth_date"] != None)  # noqa: E711
     birth_date_text[malformed] = dates_as(fields["birth_date"][malformed], "iso")
     table = pa.table({
         "lead_id": as_strings(keys("L", n, rng, 8)),
         "created_at": as_strings(timestamps(created)),
         "channel": as_strings(rows["channel"]),
-        "lead_type": as_strings(np.where(person, "person", "company").astype(object)),
-        "first_name": as_strings(where(person, given, None)),
-        "last_name": as_strings(where(person, family, None)),
-        "company_name": as_strings(company),
+        "lead_type": as_strings(np.where(person | as_person, "person", "company").astype(object)),
+        "first_name": as_strings(where(person, given, where(as_person, company_first, None))),
+        "last_name": as_strings(where(person, family, where(as_person, company_rest, None))),
+        "company_name": as_strings(where(as_person, None, company)),
         "email": as_strings(fields["email"]),
         "mobile": as_strings(fields["mobile"]),
         "phone": as_strings(phone),
         "street_address": as_strings(fields["street_address"]),
-        "zip": as_strings(view["postcode"]),
+        "zip": as_strings(postcode),
         "city": as_strings(view["city"]),
+        **state_column("state", view, config),
         "country": as_strings(country_word),
         "birth_date": as_strings(birth_date_text),
         "product_interest": as_strings(rows["product"]),
         "marketing_opt_in": as_strings(opt_in),
-        "notes": as_strings(SALES_NOTES[rng.integers(0, len(SALES_NOTES), n)]),
+        "notes": as_strings(notes[rng.integers(0, len(notes), n)]),
         "last_modified": as_strings(timestamps(np.maximum(modified, created))),
     })
     return Rendered(table, as_objects(table["lead_id"].combine_chunks()), rows["entity"], book)
+
+
+def company_as_person(book: NoiseBook, config: GeneratorConfig, org: np.ndarray,
+                      company: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Companies keyed into a person-only screen: the whole name in the family-name field, or
+    (a third of them) the first word as if it were a given name ("Hövel" / "Druckerei GmbH")."""
+    as_person = book.choose_kind("party_type_wrong", org, config.kinds.party_type_wrong)
+    split = as_person & (book.kind_rng.random(len(org)) < 1 / 3)
+    parts = [(c or "").split(" ", 1) for c in company]
+    first = np.array([p[0] if len(p) == 2 else None for p in parts], dtype=object)
+    rest = np.array([p[1] if len(p) == 2 else None for p in parts], dtype=object)
+    split &= first != None  # noqa: E711
+    return as_person, where(split, first, None), where(split, rest, company)
+
+
+def full_name_in_family(book: NoiseBook, config: GeneratorConfig, cn_person: np.ndarray) -> np.ndarray:
+    """Chinese persons whose whole name went into the family-name field, the given name left empty."""
+    return book.choose_kind("full_name_in_family_field", cn_person, config.kinds.full_name_in_family_field)
 
 
 def _typo_into(rng, chosen: np.ndarray, person: np.ndarray, person_columns: list[np.ndarray],
@@ -351,16 +476,18 @@ def render_underwriting(rows, entities: Entities, policies: Policies, pools: Poo
     company, org = org_names(view, book, rng, hanzi_share=0.6)
     cn = view["country"] == "CN"
     addr = where(cn, join(view["district_native"], view["street_native"], view["house_number"], "号"),
-                 join(view["street"], view["house_number"], sep=" "))
+                 street_lines(view))
     chosen_typo = np.flatnonzero(book.choose("typo", (person & ~hanzi) | (org & ~cn)))
     _typo_into(rng, chosen_typo, person, [given, family], [company])
     swap = book.choose("swapped_name_order", person)
     given, family = where(swap, family, given), where(swap, given, family)
+    whole = full_name_in_family(book, config, cn_person)
+    whole_name = where(hanzi, join(family, given), join(family, given, sep=" "))
     dob = birth_dates(view, book)
     national_id = where(person & (cn | (rng.random(n) < 0.7)), view["national_id"], None)
-    reg_no = view["registration_id"].copy()
+    reg_no = where(view["_registration_hidden"], None, view["registration_id"])
     ids = where(person, national_id, reg_no)
-    corrupt_ids(book, rng, ids, person | (org & cn))
+    corrupt_ids(book, rng, ids, person | (org & cn), view)
     national_id, reg_no = where(person, ids, None), where(org, ids, None)
     mobile = phones_written(view, "mobile", rng.integers(0, 5, n))
     landline = phones_written(view, "landline", rng.integers(0, 5, n))
@@ -370,6 +497,7 @@ def render_underwriting(rows, entities: Entities, policies: Policies, pools: Poo
     email[wrong] = phone[wrong]
     fields = {"dob": dob, "national_id": national_id, "phone": phone, "email": email}
     blank_one(book, rng, fields)
+    fields["national_id"] = ids_written(view, fields["national_id"], rng)
     policy = rows["policy"]
     has_policy = policy >= 0
     pol = np.maximum(policy, 0)
@@ -386,8 +514,8 @@ def render_underwriting(rows, entities: Entities, policies: Policies, pools: Poo
     table = pa.table({
         "application_no": as_strings(app_no),
         "applicant_type": as_strings(np.where(person, "P", "O").astype(object)),
-        "surname": as_strings(where(person, family, None)),
-        "given_names": as_strings(where(person, given, None)),
+        "surname": as_strings(where(person, where(whole, whole_name, family), None)),
+        "given_names": as_strings(where(person & ~whole, given, None)),
         "name_native": as_strings(where(cn_person, view["name_native"], None)),
         "sex": as_strings(where(person, view["sex"], None)),
         "dob": pa.array(fields["dob"], type=pa.date32()),
@@ -397,13 +525,14 @@ def render_underwriting(rows, entities: Entities, policies: Policies, pools: Poo
         "phone": as_strings(fields["phone"]),
         "email": as_strings(fields["email"]),
         "addr_line1": as_strings(addr),
-        "postal_code": as_strings(view["postcode"]),
+        "postal_code": as_strings(zip_codes(view, rng, zip4_share=0.6)),
         "town": as_strings(where(cn, view["city_native"], view["city"])),
+        **state_column("state", view, config),
         "country_code": as_strings(view["country"]),
         "product_code": as_strings(rows["product"]),
         "sum_insured": pa.array(sum_insured, pa.float64()),
         "annual_premium": pa.array(premium, pa.float64()),
-        "currency": as_strings(np.where(cn, "CNY", "EUR").astype(object)),
+        "currency": as_strings(currencies(view["country"])),
         "decision": as_strings(rows["decision"]),
         "policy_no": as_strings(where(has_policy, policies.number[pol], None)),
         "submitted_at": pa.array(submitted.astype("datetime64[us]"), pa.timestamp("us")),
@@ -421,7 +550,8 @@ def render_servicing(rows, entities: Entities, policies: Policies, pools: Pools,
     cn_person = person & (view["name_origin"] == "cn")
     style = rng.random(n)
     hanzi = cn_person & (style < 0.4)
-    street = join(view["street"], view["house_number"], sep=" ")
+    apply_other_names(view, book, config, given, family, person & ~hanzi)
+    street = street_lines(view)
     chosen_typo = np.flatnonzero(book.choose("typo", (person & ~hanzi) | org))
     _typo_into(rng, chosen_typo, person, [given, family, street], [company])
     suffix = view["name_suffix"]
@@ -436,11 +566,12 @@ def render_servicing(rows, entities: Entities, policies: Policies, pools: Pools,
                     where(style < 0.6, join(given, family_s, sep=", "), join(family_s, given, sep=" ")))
     name = where(swap, swapped, name)
     name = where(org, company, name)
+    as_person = book.choose_kind("party_type_wrong", org, config.kinds.party_type_wrong)
     dob = birth_dates(view, book)
     cn = view["country"] == "CN"
     ids = where(person & (rng.random(n) < np.where(cn, 0.9, 0.5)), view["national_id"], None)
-    ids = where(org, view["registration_id"], ids)
-    corrupt_ids(book, rng, ids, person | (org & cn))
+    ids = where(org, where(view["_registration_hidden"], None, view["registration_id"]), ids)
+    corrupt_ids(book, rng, ids, person | (org & cn), view)
     mobile = phones_written(view, "mobile", np.where(rng.random(n) < 0.6, 0, rng.integers(0, 5, n)))
     landline = phones_written(view, "landline", np.where(rng.random(n) < 0.6, 0, rng.integers(0, 5, n)))
     email = view["email"].copy()
@@ -448,6 +579,7 @@ def render_servicing(rows, entities: Entities, policies: Policies, pools: Pools,
     email[wrong] = where(mobile != None, mobile, landline)[wrong]  # noqa: E711
     fields = {"birth_date": dob, "id_number": ids, "email_address": email, "mobile": mobile}
     blank_one(book, rng, fields)
+    fields["id_number"] = ids_written(view, fields["id_number"], rng)
     mobile = fields["mobile"]
     phone_list = [[p for p in pair if p is not None] for pair in zip(mobile, landline, strict=True)]
     address_street = where(cn & (rng.random(n) < 0.5), join(view["street_native"], view["house_number"], "号"),
@@ -460,16 +592,17 @@ def render_servicing(rows, entities: Entities, policies: Policies, pools: Pools,
         "record_id": as_strings(keys("SV-", n, rng, 8)),
         "policy_number": as_strings(policies.number[policy]),
         "role": as_strings(rows["role"]),
-        "party_kind": as_strings(np.where(person, "natural", "legal").astype(object)),
+        "party_kind": as_strings(np.where(person | as_person, "natural", "legal").astype(object)),
         "name": as_strings(name),
-        "birth_date": as_strings(dates_as(fields["birth_date"], "iso")),
+        "birth_date": as_strings(dates_as(fields["birth_date"], written_date_style(config, "iso"))),
         "gender": as_strings(gender.astype(object)),
         "id_number": as_strings(fields["id_number"]),
         "phone_numbers": pa.array(phone_list, type=pa.list_(pa.string())),
         "email_address": as_strings(fields["email_address"]),
         "address": pa.StructArray.from_arrays(
-            [as_strings(address_street), as_strings(view["postcode"]), as_strings(city), as_strings(view["country"])],
-            names=["street", "postcode", "city", "country"]),
+            [as_strings(address_street), as_strings(zip_codes(view, rng, zip4_share=0.5)), as_strings(city),
+             *state_column("state", view, config).values(), as_strings(view["country"])],
+            names=["street", "postcode", "city", *state_column("state", view, config), "country"]),
         "product": as_strings(policies.product[policy]),
         "premium": pa.array(policies.premium[policy], pa.float64()),
         "currency": as_strings(policies.currency[policy]),
@@ -489,9 +622,10 @@ def render_claims(rows, entities: Entities, policies: Policies, pools: Pools,
     given, family, person = latin_person_names(view, pools, book, rng, nickname_ok=True)
     cn_person = person & (view["name_origin"] == "cn")
     hanzi = cn_person & (rng.random(n) < 0.7)
+    apply_other_names(view, book, config, given, family, person & ~hanzi)
     legacy = ~cn_person & (rng.random(n) < 0.4)  # an old system that folds umlauts: Mueller
     cn = view["country"] == "CN"
-    de_street = join(view["street"], view["house_number"], sep=" ")
+    de_street = street_lines(view)
     abbreviated = pc.replace_substring(as_strings(de_street), "straße", "str.")
     de_street = where(rng.random(n) < 0.4, as_objects(abbreviated), de_street)
     chosen_typo = np.flatnonzero(book.choose("typo", person & ~hanzi))
@@ -504,7 +638,7 @@ def render_claims(rows, entities: Entities, policies: Policies, pools: Pools,
     name = where(hanzi, view["name_native"], latin)
     dob = birth_dates(view, book)
     ids = where(person & (rng.random(n) < np.where(cn, 0.8, 0.3)), view["national_id"], None)
-    corrupt_ids(book, rng, ids, person)
+    corrupt_ids(book, rng, ids, person, view)
     mobile = phones_written(view, "mobile", np.where(cn, 3, rng.integers(0, 5, n)))
     landline = phones_written(view, "landline", rng.integers(0, 5, n))
     phone = where(mobile != None, mobile, landline)  # noqa: E711
@@ -514,12 +648,20 @@ def render_claims(rows, entities: Entities, policies: Policies, pools: Pools,
     fields = {"claimant_birthdate": dob, "claimant_id_no": ids, "contact_phone": phone,
               "contact_email": email}
     blank_one(book, rng, fields)
+    fields["claimant_id_no"] = ids_written(view, fields["claimant_id_no"], rng)
     cn_address = join(view["city_native"], "市", view["district_native"], view["street_native"],
                       view["house_number"], "号, ", view["postcode"])
     de_address = join(de_street, ", ", view["postcode"], " ", view["city"], ", ", view["country"])
+    us = view["country"] == "US"
+    if us.any():  # US style: '1234 Maple Ave, Springfield, IL 62704-1234'
+        us_address = join(de_street, ", ", view["city"], ", ", view["state"], " ",
+                          zip_codes(view, rng, zip4_share=0.3))
+        de_address = where(us, us_address, de_address)
     address = where(cn, where(rng.random(n) < 0.8, cn_address,
                               join(view["street"], " ", view["house_number"], ", ", view["district"],
                                    ", ", view["city"], " ", view["postcode"])), de_address)
+    # the German/Chinese claims system writes decimal commas; a US one writes 1234.50
+    amount_text = decimal_point if config.population.western_country == "US" else decimal_comma
     policy = rows["policy"]
     amount = np.round(policies.premium[policy] * rng.lognormal(0.5, 0.9, n), 2)
     status = np.array(["open", "paid", "rejected", "closed"], dtype=object)[rng.choice(4, n, p=[0.25, 0.45, 0.1, 0.2])]
@@ -529,15 +671,16 @@ def render_claims(rows, entities: Entities, policies: Policies, pools: Pools,
         "claim_no": as_strings(keys("CLM-", n, rng, 7)),
         "policy_no": as_strings(policies.number[policy]),
         "claimant_name": as_strings(name),
-        "claimant_birthdate": as_strings(dates_as(fields["claimant_birthdate"], "compact")),
+        "claimant_birthdate": as_strings(dates_as(fields["claimant_birthdate"],
+                                                   written_date_style(config, "compact"))),
         "claimant_id_no": as_strings(fields["claimant_id_no"]),
         "contact_phone": as_strings(fields["contact_phone"]),
         "contact_email": as_strings(fields["contact_email"]),
         "address": as_strings(address),
         "loss_date": as_strings(iso_dates(rows["loss_date"])),
         "reported_date": as_strings(iso_dates(rows["reported_date"])),
-        "claim_amount": as_strings(decimal_comma(amount)),
-        "paid_amount": as_strings(decimal_comma(paid)),
+        "claim_amount": as_strings(amount_text(amount)),
+        "paid_amount": as_strings(amount_text(paid)),
         "claim_status": as_strings(status),
         "updated": as_strings(timestamps(rows["time"])),
     })

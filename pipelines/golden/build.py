@@ -9,12 +9,20 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.golden.config import canonical_fields, golden_fields, survivorship_config
+from pipelines.golden.config import (
+    canonical_fields,
+    computed_columns,
+    golden_fields,
+    survivorship_config,
+)
+from pipelines.golden.portfolio import claims_sql, currency_rates_sql, policies_sql
 from pipelines.golden.profile import customer_360_sql, customer_policy_links_sql
 from pipelines.golden.survivorship import customers_sql
 from pipelines.settings import RunPaths, duckdb_config
 
-GOLDEN_TABLES = ("source_records", "customers", "customer_policy_links", "customer_360")
+GOLDEN_TABLES = ("source_records", "customers", "customer_policy_links", "customer_360",
+                 "policies", "claims", "currency_rates")
+DERIVED_POLICY_KEY_SQL = "upper(regexp_replace(policy_number, '[^0-9A-Za-z]', '', 'g'))"
 
 
 @dataclass
@@ -74,6 +82,10 @@ def load_golden_records(con: duckdb.DuckDBPyConnection, run: RunPaths) -> None:
         FROM ({canonical_select_sql(con, staged_records_file(run))}) s
         LEFT JOIN read_parquet({sql_path(customer_map_file(run))}) m USING (source_record_id)
     """)
+    # Policies are keyed by policy_key across sources; where a mapping gives none, the policy
+    # number without case, spaces or punctuation ("p-de 0001" and "PDE0001" are one policy).
+    con.execute(f"UPDATE golden_records SET policy_key = {DERIVED_POLICY_KEY_SQL} "
+                "WHERE policy_key IS NULL AND policy_number IS NOT NULL")
     unmapped = con.execute(
         "SELECT count(*), min(source_record_id) FROM golden_records WHERE customer_id IS NULL"
     ).fetchall()[0]
@@ -97,14 +109,19 @@ def write_parquet(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> Non
 
 def build_golden_tables(con: duckdb.DuckDBPyConnection, run_id: str, export_date: date,
                         config: dict) -> None:
-    """Create `customers`, `customer_policy_links`, `customer_360` from `golden_records`."""
+    """Create `customers`, `customer_policy_links`, `currency_rates`, `customer_360`, `policies`
+    and `claims` from `golden_records`."""
     con.execute(f"CREATE OR REPLACE TABLE customers AS "
                 f"SELECT *, '{run_id}' AS run_id FROM ({customers_sql(config)})")
     con.execute("CREATE OR REPLACE TABLE customer_policy_links AS "
                 + customer_policy_links_sql(config, run_id))
-    golden_columns = ["customer_id", "party_type", *golden_fields(config)]
+    con.execute("CREATE OR REPLACE TABLE currency_rates AS " + currency_rates_sql(config))
+    golden_columns = ["customer_id", "party_type", *golden_fields(config),
+                      *computed_columns(config)]
     con.execute("CREATE OR REPLACE TABLE customer_360 AS "
                 + customer_360_sql(config, golden_columns, export_date, run_id))
+    con.execute("CREATE OR REPLACE TABLE policies AS " + policies_sql(config, run_id))
+    con.execute("CREATE OR REPLACE TABLE claims AS " + claims_sql(config, run_id))
 
 
 def build_golden(run: RunPaths, export_date: date | None = None) -> GoldenResult:

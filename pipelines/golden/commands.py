@@ -1,5 +1,5 @@
-"""`ucv` commands of the golden stage: golden, publish, export-marketing, lookup, data-dictionary,
-golden-accuracy."""
+"""`ucv` commands of the golden stage: golden, publish, export-marketing, sql, lookup,
+data-dictionary, golden-accuracy."""
 
 from __future__ import annotations
 
@@ -58,6 +58,20 @@ def export_marketing(run_id: str = typer.Option(..., callback=cli_args.run_id,
     manifest = json.loads((path.parent / "manifest.json").read_text())
     print(f"{manifest['row_count']:,} customers (confidence >= {manifest['min_confidence']}) "
           f"-> {path.parent}")
+
+
+@app.command()
+def sql(command: str = typer.Option(None, "--command", "-c", help="run this SQL and exit"),
+        warehouse: Path = typer.Option(None, help="DuckDB file; defaults to the published one"),
+        mirror: bool = typer.Option(False, help="query the current Parquet mirror instead")) -> None:
+    """A SQL shell on the published warehouse, read-only (the pinned DuckDB CLI, duckdb-cli)."""
+    import subprocess
+
+    from pipelines.golden.publish import sql_shell_command
+
+    if not mirror:
+        warehouse = cli_args.published_warehouse(warehouse)
+    raise typer.Exit(subprocess.run(sql_shell_command(warehouse, mirror, command)).returncode)
 
 
 @app.command()

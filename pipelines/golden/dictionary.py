@@ -6,18 +6,19 @@ from pathlib import Path
 
 from pipelines.golden.config import (
     WAREHOUSE_SCHEMA_FILE,
+    canonical_specs,
     load_yaml,
     survivorship_config,
     survivorship_groups,
 )
-from pipelines.settings import CANONICAL_SCHEMA_FILE, PROJECT_ROOT
+from pipelines.settings import PROJECT_ROOT
 
 DATA_DICTIONARY_FILE = PROJECT_ROOT / "docs" / "data_dictionary.md"
 
 
 def canonical_docs() -> dict[str, str]:
-    fields = load_yaml(CANONICAL_SCHEMA_FILE)["fields"]
-    return {name: f"{spec.get('doc', name)} ({spec['type']})" for name, spec in fields.items()}
+    return {name: f"{spec.get('doc', name)} ({spec['type']})"
+            for name, spec in canonical_specs().items()}
 
 
 def golden_field_docs(with_source: bool) -> dict[str, str]:
@@ -31,6 +32,12 @@ def golden_field_docs(with_source: bool) -> dict[str, str]:
             columns[field] = f"{docs[field]}; golden: group `{group.name}`, rules {rules}"
             if with_source:
                 columns[f"{field}_source_record_id"] = f"source record the {field} value came from"
+        for column, display in (group.display or {}).items():
+            columns[column] = (f"display form for people and letters: `{display['value']}` as "
+                               f"written, the best-written (mixed case, then diacritics or hanzi) "
+                               f"among the records whose {display['same']} equals the winner's")
+            if with_source:
+                columns[f"{column}_source_record_id"] = f"source record the {column} value came from"
     return columns
 
 
@@ -52,6 +59,10 @@ def warehouse_schema(path: Path = WAREHOUSE_SCHEMA_FILE) -> dict[str, dict]:
     return load_yaml(path)["tables"]
 
 
+def warehouse_views(path: Path = WAREHOUSE_SCHEMA_FILE) -> dict[str, dict]:
+    return load_yaml(path).get("views") or {}
+
+
 def data_dictionary_markdown(path: Path = WAREHOUSE_SCHEMA_FILE) -> str:
     """The data dictionary as Markdown: per table its grain, key, description and columns."""
     lines = [
@@ -59,8 +70,10 @@ def data_dictionary_markdown(path: Path = WAREHOUSE_SCHEMA_FILE) -> str:
         "",
         "<!-- GENERATED from schemas/warehouse.yaml by `ucv data-dictionary`; do not edit. -->",
         "",
-        "The published warehouse: DuckDB `data/warehouse/ucv.duckdb` and the Parquet mirror",
-        "`data/warehouse/parquet/current/<table>.parquet` (one file per table, same columns).",
+        "The published warehouse: DuckDB `data/warehouse/ucv.duckdb` (open it with `ucv sql`; any",
+        "DuckDB 1.4 or newer reads it) and the Parquet mirror",
+        "`data/warehouse/parquet/<version>/<table>.parquet` (one file per table, same columns),",
+        "the current `<version>` named in `data/warehouse/parquet/LATEST`.",
         "",
         "| table | grain | key |",
         "|---|---|---|",
@@ -77,6 +90,22 @@ def data_dictionary_markdown(path: Path = WAREHOUSE_SCHEMA_FILE) -> str:
             lines.append(f"| `{column}` | {markdown_cell(meaning)} |")
         if spec.get("other_columns"):
             lines += ["", f"Other columns: {' '.join(spec['other_columns'].split())}."]
+    views = warehouse_views(path)
+    if views:
+        lines += ["", "# Views", "",
+                  "The common questions, one SELECT each, in the DuckDB file (not in the Parquet "
+                  "mirror).", "Relative dates use the export date of the published run.", "",
+                  "| view | grain | key |", "|---|---|---|"]
+        lines += [f"| [`{name}`](#{name}) | {spec['grain']} | {', '.join(spec['key'])} |"
+                  for name, spec in views.items()]
+    for name, spec in views.items():
+        lines += ["", f"## {name}", "", f"**Grain:** {spec['grain']}.  ",
+                  f"**Key:** {', '.join(f'`{k}`' for k in spec['key'])}", "",
+                  " ".join(spec.get("description", "").split()), "",
+                  "| column | meaning |", "|---|---|"]
+        lines += [f"| `{column}` | {markdown_cell(meaning)} |"
+                  for column, meaning in expanded_columns(spec).items()]
+        lines += ["", "```sql", spec["sql"].rstrip(), "```"]
     return "\n".join(lines) + "\n"
 
 

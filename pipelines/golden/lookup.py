@@ -105,7 +105,9 @@ def candidates_sql(key: str) -> str:
                                  WHEN 'insured' THEN 0.9 ELSE 0.8 END) AS score,
                    'policy ' || any_value(policy_number) || ' as '
                        || string_agg(DISTINCT role, ', ') AS reason
-            FROM customer_policy_links WHERE upper(policy_number) = upper($1)
+            FROM customer_policy_links
+            WHERE upper(policy_number) = upper($1)
+               OR policy_key = upper(regexp_replace($1, '[^0-9A-Za-z]', '', 'g'))
             GROUP BY customer_id
         """
     if key == "name":

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from rich.table import Table
 
-CANDIDATE_COLUMNS = ["customer_id", "name", "birth_date", "phone_mobile", "email", "city",
+CANDIDATE_COLUMNS = ["customer_id", "name", "birth_date", "phone_mobile", "email", "city_display",
                      "confidence", "match_score", "match_reason"]
 PROFILE_SECTIONS = {
-    "identity": ["customer_id", "party_type", "full_name", "given_name", "family_name",
-                 "name_native", "org_name", "org_legal_form", "sex", "birth_date", "national_id",
+    "identity": ["customer_id", "party_type", "display_name", "salutation", "given_name_display",
+                 "family_name_display", "name_native", "org_name_display", "org_legal_form", "sex", "birth_date", "national_id",
                  "registration_id", "confidence", "source_systems", "n_source_records"],
-    "contact": ["phone_mobile", "phone_landline", "email", "street", "house_number", "postcode",
-                "city", "country", "marketing_consent", "household_id", "household_size"],
+    "contact": ["phone_mobile", "phone_landline", "email", "street_display",
+                "house_number_display", "postcode", "city_display", "country", "language",
+                "preferred_channel", "marketing_consent", "consent_email", "consent_sms",
+                "consent_phone", "consent_post", "household_id", "household_size"],
     "business": ["active_policies", "lapsed_policies", "products_held", "covered_on_policies",
                  "total_annual_premium_eur", "value_tier", "rating", "claims_count",
                  "claims_paid_amount_eur", "loss_ratio_12m", "last_claim_date",
@@ -43,8 +45,9 @@ def candidates_table(rows: list[dict]) -> Table:
 
 
 def display_name(row: dict) -> str:
-    return row.get("org_name") or " ".join(filter(None, [row.get("given_name"),
-                                                         row.get("family_name")]))
+    """The golden display name; for rows without one, the name parts as stored."""
+    return row.get("display_name") or row.get("org_name") or " ".join(
+        filter(None, [row.get("given_name"), row.get("family_name")]))
 
 
 def profile_table(row: dict) -> Table:

@@ -6,6 +6,7 @@ Rules (holder roles, currencies, tiers, ratings, renewal window) are data in
 
 from __future__ import annotations
 
+import itertools
 from datetime import date
 
 from pipelines.golden.survivorship import sql_list, trust_rank_sql
@@ -19,20 +20,23 @@ def policy_facts_sql(config: dict) -> str:
     picks = ",\n".join(
         f"first({c} ORDER BY {trust}, updated_at DESC NULLS LAST, source_record_id) "
         f"FILTER (WHERE {c} IS NOT NULL) AS {c}"
-        for c in columns
+        for c in ["policy_number", *columns]
     )
     return f"""
-        SELECT policy_number, {picks}
-        FROM golden_records WHERE policy_number IS NOT NULL
-        GROUP BY policy_number
+        SELECT policy_key, {picks},
+               list(DISTINCT source_system ORDER BY source_system) AS source_systems,
+               count(*) AS n_source_records
+        FROM golden_records WHERE policy_key IS NOT NULL
+        GROUP BY policy_key
     """
 
 
 def claim_facts_sql() -> str:
     """One row per claim, from its most recently updated record."""
     return """
-        SELECT claim_number, policy_number, claim_date, claim_amount, claim_paid_amount,
-               claim_status, currency
+        SELECT claim_number, policy_key, policy_number, claim_date, claim_amount,
+               claim_paid_amount, claim_status, currency, customer_id AS claimant_customer_id,
+               source_record_id, source_system
         FROM golden_records WHERE claim_number IS NOT NULL
         QUALIFY row_number() OVER (
             PARTITION BY claim_number ORDER BY updated_at DESC NULLS LAST, source_record_id) = 1
@@ -45,15 +49,15 @@ def customer_policy_links_sql(config: dict, run_id: str) -> str:
     return f"""
         WITH policy_facts AS ({policy_facts_sql(config)}),
         link_records AS (
-            SELECT customer_id, policy_number, coalesce(role, 'unknown') AS role,
+            SELECT customer_id, policy_key, coalesce(role, 'unknown') AS role,
                    source_system, source_record_id, {trust} AS trust_rank,
                    least(policy_start_date, claim_date, interaction_date,
                          CAST(updated_at AS DATE)) AS earliest_date,
                    greatest(CAST(updated_at AS DATE), claim_date, interaction_date,
                             policy_start_date) AS latest_date
-            FROM golden_records WHERE policy_number IS NOT NULL
+            FROM golden_records WHERE policy_key IS NOT NULL
         )
-        SELECT l.customer_id, l.policy_number, l.role,
+        SELECT l.customer_id, any_value(p.policy_number) AS policy_number, l.policy_key, l.role,
                first(l.source_system ORDER BY l.trust_rank, l.source_system) AS source_system,
                list(DISTINCT l.source_system ORDER BY l.source_system) AS source_systems,
                list(l.source_record_id ORDER BY l.source_record_id) AS source_record_ids,
@@ -62,9 +66,9 @@ def customer_policy_links_sql(config: dict, run_id: str) -> str:
                any_value(p.product) AS product,
                any_value(p.policy_status) AS policy_status,
                '{run_id}' AS run_id
-        FROM link_records l LEFT JOIN policy_facts p USING (policy_number)
-        GROUP BY l.customer_id, l.policy_number, l.role
-        ORDER BY l.customer_id, l.policy_number, l.role
+        FROM link_records l LEFT JOIN policy_facts p USING (policy_key)
+        GROUP BY l.customer_id, l.policy_key, l.role
+        ORDER BY l.customer_id, policy_number, l.role
     """
 
 
@@ -94,6 +98,14 @@ def rating_sql(rules: dict) -> str:
             f"THEN '{rules['rating_without_premium']}' {' '.join(cases)} END")
 
 
+def age_band_sql(bounds: list[int], age: str) -> str:
+    """'<18', '18-24', ..., '75+' from ascending lower bounds; NULL without a birth date."""
+    cases = [f"WHEN {age} < {bounds[0]} THEN '<{bounds[0]}'"]
+    cases += [f"WHEN {age} < {hi} THEN '{lo}-{hi - 1}'"
+              for lo, hi in itertools.pairwise(bounds)]
+    return f"CASE WHEN {age} IS NULL THEN NULL {' '.join(cases)} ELSE '{bounds[-1]}+' END"
+
+
 # Same normalised address -> same household: street/house number lower-cased, spaces and
 # punctuation removed, German street suffixes unified; postcode or city; country.
 HOUSEHOLD_ADDRESS_SQL = """
@@ -116,15 +128,15 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
     return f"""
         WITH policy_facts AS ({policy_facts_sql(config)}),
         claim_facts AS ({claim_facts_sql()}),
-        rates AS ({mapping_values_sql(rules['reference_rates_to_eur'], 'currency', 'rate_to_eur')}),
+        rates AS (SELECT currency, rate_to_reporting AS rate_to_eur FROM currency_rates),
         country_currency AS ({mapping_values_sql(rules['currency_by_country'], 'country', 'currency')}),
         held AS (
-            SELECT DISTINCT customer_id, policy_number
+            SELECT DISTINCT customer_id, policy_key
             FROM customer_policy_links WHERE role IN ({holder_roles})
         ),
         held_facts AS (
             SELECT h.customer_id, p.*, p.annual_premium * r.rate_to_eur AS annual_premium_eur
-            FROM held h JOIN policy_facts p USING (policy_number)
+            FROM held h JOIN policy_facts p USING (policy_key)
             LEFT JOIN rates r USING (currency)
         ),
         policy_totals AS (
@@ -155,7 +167,7 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
             SELECT DISTINCT customer_id, claim_number FROM golden_records
             WHERE claim_number IS NOT NULL
             UNION
-            SELECT h.customer_id, f.claim_number FROM held h JOIN claim_facts f USING (policy_number)
+            SELECT h.customer_id, f.claim_number FROM held h JOIN claim_facts f USING (policy_key)
         ),
         claim_amounts AS (
             SELECT cc.customer_id, f.claim_number, f.claim_date,
@@ -163,7 +175,7 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
             FROM customer_claims cc
             JOIN claim_facts f USING (claim_number)
             JOIN customers c ON c.customer_id = cc.customer_id
-            LEFT JOIN policy_facts p ON p.policy_number = f.policy_number
+            LEFT JOIN policy_facts p ON p.policy_key = f.policy_key
             LEFT JOIN country_currency cur ON cur.country = c.country
             LEFT JOIN rates r ON r.currency = coalesce(f.currency, p.currency, cur.currency)
         ),
@@ -211,7 +223,8 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
                    CAST(floor(date_diff('day', pt.customer_since, {day}) / 365.25) AS INTEGER)
                        AS tenure_years,
                    coalesce(pt.renewals_due, []) AS renewals_due,
-                   hh.household_id
+                   hh.household_id,
+                   CAST(date_part('year', age({day}, c.birth_date)) AS INTEGER) AS age_years
             FROM customers c
             LEFT JOIN policy_totals pt USING (customer_id)
             LEFT JOIN covered cv USING (customer_id)
@@ -224,6 +237,7 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
                len(renewals_due) AS n_renewals_due,
                {value_tier_sql(rules)} AS value_tier,
                {rating_sql(rules)} AS rating,
+               {age_band_sql([int(b) for b in rules['age_bands']], 'age_years')} AS age_band,
                CASE WHEN household_id IS NOT NULL
                     THEN count(*) OVER (PARTITION BY household_id) END AS household_size,
                '{run_id}' AS run_id

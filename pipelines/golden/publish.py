@@ -2,10 +2,13 @@
 
 Write, audit, publish. The DuckDB file is built under a temporary name and renamed over
 `ucv.duckdb` (a rename is atomic: a reader opens either the old file or the new one, and a reader
-that has the old one open keeps reading it). The Parquet mirror is a versioned folder,
-`parquet/<version>/<table>.parquet`, and `parquet/current` is a symlink replaced by rename, so a
-reader that resolves `current` once reads one version throughout. A run that fails at any step
-leaves the last published warehouse untouched.
+that has the old one open keeps reading it). The file is written in the storage version of
+schemas/warehouse.yaml (`storage_version`), so the DuckDB 1.x CLIs, drivers and BI tools analysts
+use open it. The Parquet mirror is a versioned folder, `parquet/<version>/<table>.parquet`, never
+changed once written; `parquet/LATEST` (a text file) names the current version and
+`parquet/current` is a symlink to it, both replaced by rename, so a reader that resolves the
+pointer once reads one version throughout. A run that fails at any step leaves the last published
+warehouse untouched.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,10 +32,12 @@ from pipelines.golden.dictionary import expanded_columns
 from pipelines.settings import RunPaths, duckdb_config
 
 WAREHOUSE_TABLES = ("source_records", "quarantine", "match_pairs", "customers",
-                    "customer_policy_links", "customer_360", "customer_id_history",
-                    "review_queue", "runs")
+                    "customer_policy_links", "customer_360", "policies", "claims",
+                    "currency_rates", "customer_id_history", "review_queue", "runs")
+ANALYST_TABLES = ("policies", "claims", "currency_rates")  # the analyst model, from golden/
 MIRROR_DIR = "parquet"
 CURRENT_LINK = "current"
+LATEST_FILE = "LATEST"  # one line: the version folder of the published mirror
 KEEP_MIRROR_VERSIONS = 3  # older versions are removed; a reader still on one of them must re-resolve
 
 EMPTY_QUARANTINE_SQL = """
@@ -67,10 +73,42 @@ def mirror_root(warehouse_dir: Path) -> Path:
 
 def current_mirror(warehouse_dir: Path | None = None) -> Path:
     """The published Parquet mirror folder, resolved once (read every table from this folder)."""
-    link = mirror_root(Path(warehouse_dir or settings.warehouse_dir())) / CURRENT_LINK
+    root = mirror_root(Path(warehouse_dir or settings.warehouse_dir()))
+    latest = root / LATEST_FILE
+    if latest.exists():
+        return root / latest.read_text(encoding="utf-8").strip()
+    link = root / CURRENT_LINK
     if not link.exists():
-        raise FileNotFoundError(f"no published Parquet mirror at {link}")
+        raise FileNotFoundError(f"no published Parquet mirror at {root}")
     return link.resolve()
+
+
+def write_latest_pointer(warehouse_dir: Path, mirror: Path) -> None:
+    """Name `mirror` in parquet/LATEST, replaced by rename (readers see the old or the new name)."""
+    latest = mirror_root(warehouse_dir) / LATEST_FILE
+    tmp = latest.with_name(f".{LATEST_FILE}-{mirror.name}")
+    tmp.write_text(mirror.name + "\n", encoding="utf-8")
+    os.replace(tmp, latest)
+
+
+def storage_version() -> str | None:
+    """The DuckDB storage version the warehouse file is written in (None: this DuckDB's default)."""
+    configured = load_yaml(WAREHOUSE_SCHEMA_FILE).get("storage_version")
+    return None if configured in (None, "", "default") else str(configured)
+
+
+@contextmanager
+def warehouse_writer(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection whose default database is a new DuckDB file in the configured storage version."""
+    version = storage_version()
+    options = f" (STORAGE_VERSION {quote(version)})" if version else ""
+    with duckdb.connect(config=duckdb_config()) as con:
+        con.execute(f"ATTACH {sql_path(path)} AS warehouse{options}")
+        con.execute("USE warehouse")
+        yield con
+        con.execute("CHECKPOINT warehouse")
+        con.execute("USE memory")
+        con.execute("DETACH warehouse")
 
 
 @contextmanager
@@ -125,7 +163,7 @@ def table_queries(con: duckdb.DuckDBPyConnection, run: RunPaths, previous: set[s
     history_file = run.identified_dir / "customer_id_history.parquet"
     history_parts = [f"SELECT * FROM read_parquet({sql_path(history_file)})"
                      if history_file.exists() else EMPTY_HISTORY_SQL]
-    if "customer_id_history" in previous:
+    if "customer_id_history" in previous and not history_is_complete(con, history_file):
         # earlier runs' events from the previous warehouse; a rerun replaces its own events
         history_parts.insert(0, f"SELECT * FROM prev.customer_id_history "
                                 f"WHERE run_id <> '{run.run_id}'")
@@ -144,6 +182,53 @@ def table_queries(con: duckdb.DuckDBPyConnection, run: RunPaths, previous: set[s
         "review_queue": with_run_id_sql(con, review_file, run.run_id)
                         if review_file.exists() else EMPTY_REVIEW_SQL,
     }
+
+
+def history_is_complete(con: duckdb.DuckDBPyConnection, history_file: Path) -> bool:
+    """Identify writes the ID registry's whole history (with `publication`): nothing to add."""
+    if not history_file.exists():
+        return False
+    columns = [r[0] for r in con.execute(
+        f"DESCRIBE SELECT * FROM read_parquet({sql_path(history_file)})").fetchall()]
+    return "publication" in columns
+
+
+def analyst_table_queries(run: RunPaths) -> dict[str, str]:
+    """policies, claims and currency_rates from the run's golden folder."""
+    return {table: f"SELECT * FROM read_parquet({sql_path(run.golden_dir / f'{table}.parquet')})"
+            for table in ANALYST_TABLES}
+
+
+def audit_analyst_model(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
+    """The policy and claim grains hold: one row per key, links and customers that exist."""
+    checks = {
+        "policies.policy_key is unique and not null":
+            "SELECT count(*) FROM (SELECT policy_key FROM policies GROUP BY policy_key "
+            "HAVING count(*) > 1 OR policy_key IS NULL)",
+        "claims.claim_id is unique and not null":
+            "SELECT count(*) FROM (SELECT claim_id FROM claims GROUP BY claim_id "
+            "HAVING count(*) > 1 OR claim_id IS NULL)",
+        "every linked policy is in policies":
+            "SELECT count(*) FROM customer_policy_links ANTI JOIN policies USING (policy_key)",
+        "policy holders and claimants are customers":
+            "SELECT (SELECT count(*) FROM policies p WHERE holder_customer_id IS NOT NULL AND "
+            "holder_customer_id NOT IN (SELECT customer_id FROM customers)) + (SELECT count(*) "
+            "FROM claims WHERE claimant_customer_id NOT IN (SELECT customer_id FROM customers))",
+        f"policies and claims come from run {run_id}":
+            "SELECT (SELECT count(*) FROM policies WHERE run_id IS DISTINCT FROM $run_id) + "
+            "(SELECT count(*) FROM claims WHERE run_id IS DISTINCT FROM $run_id)",
+    }
+    failed = [name for name, sql in checks.items()
+              if con.execute(sql, {"run_id": run_id} if "$run_id" in sql else {}).fetchall()[0][0]]
+    if failed:
+        raise WarehouseAuditFailed("new warehouse not published, failed checks: " + "; ".join(failed))
+
+
+def create_views(con: duckdb.DuckDBPyConnection) -> None:
+    """The views of schemas/warehouse.yaml (the common questions), with their descriptions."""
+    for name, spec in (load_yaml(WAREHOUSE_SCHEMA_FILE).get("views") or {}).items():
+        con.execute(f"CREATE VIEW {name} AS {spec['sql']}")
+        con.execute(f"COMMENT ON VIEW {name} IS {quote(spec['grain'])}")
 
 
 def count(con: duckdb.DuckDBPyConnection, query: str) -> int:
@@ -247,18 +332,22 @@ def audit_warehouse(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
 def build_warehouse_file(run: RunPaths, path: Path, previous: Path, sequence: int,
                          version: str, mirror: Path) -> None:
     """Fill a new DuckDB file with every warehouse table, audit it, and write its Parquet mirror."""
-    with duckdb.connect(str(path), config=duckdb_config()) as con:
+    with warehouse_writer(path) as con:
         prior: set[str] = set()
         if previous.exists():
             con.execute(f"ATTACH {sql_path(previous)} AS prev (READ_ONLY)")
             prior = previous_tables(con)
-        for table, query in table_queries(con, run, prior).items():
-            con.execute(f"CREATE TABLE {table} AS {query}")
+        queries = {**table_queries(con, run, prior), **analyst_table_queries(run)}
+        for table in WAREHOUSE_TABLES:
+            if table in queries:
+                con.execute(f"CREATE TABLE {table} AS {queries[table]}")
         con.execute(f"CREATE TABLE runs AS {runs_row_sql(con, run, sequence, version, prior)}")
         if previous.exists():
             con.execute("DETACH prev")
         audit_warehouse(con, run.run_id)
+        audit_analyst_model(con, run.run_id)
         comment_tables(con)
+        create_views(con)
         mirror.mkdir(parents=True)
         for table in WAREHOUSE_TABLES:
             con.execute(f"COPY {table} TO {sql_path(mirror / f'{table}.parquet')} "
@@ -274,6 +363,7 @@ def swap_in(warehouse_dir: Path, building: Path, mirror: Path) -> None:
     tmp_link = mirror_root(warehouse_dir) / f".{CURRENT_LINK}-{mirror.name}"
     tmp_link.unlink(missing_ok=True)
     os.symlink(mirror.name, tmp_link)
+    write_latest_pointer(warehouse_dir, mirror)
     os.replace(tmp_link, link)
     os.replace(building, warehouse_file_in(warehouse_dir))
 
@@ -288,16 +378,24 @@ def prune_mirrors(warehouse_dir: Path, keep: int = KEEP_MIRROR_VERSIONS) -> None
             shutil.rmtree(old, ignore_errors=True)
 
 
-def publish_warehouse(run: RunPaths, warehouse_dir: Path | None = None) -> Path:
-    """Publish the run's tables as the warehouse (DuckDB + Parquet mirror); returns the DuckDB file."""
+def publish_warehouse(run: RunPaths, warehouse_dir: Path | None = None,
+                      before_swap: Callable[[], object] | None = None) -> Path:
+    """Publish the run's tables as the warehouse (DuckDB + Parquet mirror); returns the DuckDB file.
+
+    `before_swap` runs once the new warehouse is built and audited, just before it goes live (the
+    ID registry commits there, so it never lags behind what readers can see).
+    """
     warehouse_dir = Path(warehouse_dir or settings.warehouse_dir())
     with publish_lock(warehouse_dir):
+        clear_abandoned_publish(warehouse_dir)
         sequence, version = next_version(warehouse_dir, run.run_id)
         building = warehouse_dir / f".building-{version}.duckdb"
         mirror = mirror_root(warehouse_dir) / version
         try:
             build_warehouse_file(run, building, warehouse_file_in(warehouse_dir), sequence,
                                  version, mirror)
+            if before_swap is not None:
+                before_swap()
             swap_in(warehouse_dir, building, mirror)
         except BaseException:
             building.unlink(missing_ok=True)
@@ -309,6 +407,64 @@ def publish_warehouse(run: RunPaths, warehouse_dir: Path | None = None) -> Path:
     return warehouse_file_in(warehouse_dir)
 
 
+def clear_abandoned_publish(warehouse_dir: Path) -> list[Path]:
+    """Remove what a publish killed mid-way left (call under the publish lock); returns it.
+
+    A SIGKILL skips the cleanup in publish_warehouse: a half-built `.building-*.duckdb` (and WAL),
+    a temporary `current` link, and mirror versions newer than the live one (publishes are
+    serialized, so a version newer than `current` was never swapped in). Left there they would make
+    the next attempt fail or keep half-written Parquet as if it were a version.
+    """
+    removed = [p for p in warehouse_dir.glob(".building-*") if p.is_file()]
+    root = mirror_root(warehouse_dir)
+    current = current_or_none(warehouse_dir)
+    if root.is_dir():
+        removed += [p for p in root.glob(f".{CURRENT_LINK}-*") if p.is_symlink() or p.exists()]
+        live_sequence = version_sequence(current.name) if current is not None else 0
+        removed += [p for p in root.iterdir()
+                    if p.is_dir() and not p.is_symlink() and p != current
+                    and (version_sequence(p.name) or 0) > (live_sequence or 0)]
+    for path in removed:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    return removed
+
+
+def version_sequence(name: str) -> int | None:
+    match = re.fullmatch(r"\.?(\d{6})-.*", name)
+    return int(match.group(1)) if match else None
+
+
 def current_or_none(warehouse_dir: Path) -> Path | None:
-    link = mirror_root(warehouse_dir) / CURRENT_LINK
-    return link.resolve() if link.exists() else None
+    try:
+        return current_mirror(warehouse_dir)
+    except FileNotFoundError:
+        return None
+
+
+def duckdb_cli() -> Path:
+    """The DuckDB CLI of this environment (PyPI's duckdb-cli, pinned in pyproject.toml)."""
+    beside = Path(sys.executable).parent / "duckdb"
+    found = beside if beside.exists() else shutil.which("duckdb")
+    if not found:
+        raise FileNotFoundError("no duckdb CLI: run `make setup` (installs the pinned duckdb-cli)")
+    return Path(found)
+
+
+def sql_shell_command(warehouse: Path | None = None, mirror: bool = False,
+                      command: str | None = None) -> list[str]:
+    """argv of a read-only DuckDB shell on the warehouse file, or on views over the current mirror."""
+    argv = [str(duckdb_cli())]
+    if mirror:
+        folder = current_mirror(Path(warehouse).parent if warehouse else None)
+        views = " ".join(f"CREATE VIEW {table} AS FROM read_parquet({sql_path(file)});"
+                         for file in sorted(folder.glob("*.parquet")) for table in [file.stem])
+        argv += ["-cmd", views]
+    else:
+        path = Path(warehouse or settings.warehouse_file())
+        if not path.exists():
+            raise FileNotFoundError(f"no warehouse at {path}: publish a run first (`ucv run`)")
+        argv += ["-readonly", str(path)]
+    return argv + (["-c", command] if command else [])

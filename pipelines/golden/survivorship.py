@@ -7,7 +7,7 @@ one wins, and its `source_record_id` is kept beside every value it gave.
 
 from __future__ import annotations
 
-from pipelines.golden.config import SurvivorshipGroup, survivorship_groups
+from pipelines.golden.config import SurvivorshipGroup, computed_columns, survivorship_groups
 
 
 def sql_list(values: list[str]) -> str:
@@ -37,6 +37,8 @@ def rank_order_sql(group: SurvivorshipGroup) -> str:
             order.append("is_outvoted ASC")
         elif isinstance(rule, dict) and "prefer" in rule:
             order.append(f"coalesce(({rule['prefer']}), FALSE) DESC")  # TRUE sorts first
+        elif isinstance(rule, dict) and "latest" in rule:
+            order.append(f"({rule['latest']}) DESC NULLS LAST")
         else:
             raise ValueError(f"group {group.name!r}: unknown rule {rule!r}")
     order.append("source_record_id ASC")  # deterministic last tie-breaker
@@ -117,7 +119,7 @@ def group_winner_sql(group: SurvivorshipGroup) -> str:
         outvoted AS ({outvoted_sql(group) if outvoting else
                       "SELECT customer_id, variant_key FROM variant_counts WHERE FALSE"})
         SELECT c.customer_id, {", ".join(f"c.{f}" for f in group.fields)},
-               c.source_record_id AS winner_record_id, c.updated_at AS winner_updated_at
+               c.source_record_id AS winner_record_id, ({group.as_of}) AS winner_as_of
         FROM (
             SELECT candidates.*, outvoted.variant_key IS NOT NULL AS is_outvoted
             FROM candidates LEFT JOIN outvoted USING (customer_id, variant_key)
@@ -170,6 +172,30 @@ CONFIDENCE_SQL = """
 """
 
 
+def display_quality_sql(value: str) -> str:
+    """Higher for a form fitter for people and letters: mixed case, then diacritics or hanzi."""
+    return (f"CASE WHEN ({value}) IS NULL THEN -1 ELSE "
+            f"(({value}) <> upper({value}) AND ({value}) <> lower({value}))::INTEGER * 2 "
+            f"+ (strlen({value}) > length({value}))::INTEGER END")  # more bytes than characters
+
+
+def display_winner_sql(group: SurvivorshipGroup, column: str, value: str, same: str) -> str:
+    """One row per customer: the best-written `value` among the records whose comparison form
+    `same` equals the group winner's ("Müller" beats "MUELLER" and "mueller" for "mueller")."""
+    return f"""
+        SELECT w.customer_id, r.display AS {column}, r.source_record_id AS {column}_source_record_id
+        FROM g_{group.name} w
+        JOIN (SELECT customer_id, source_record_id, updated_at, {same} AS same_value,
+                     {trust_rank_sql(group.source_trust)} AS trust_rank, ({value}) AS display
+              FROM golden_records) r
+          ON r.customer_id = w.customer_id AND r.same_value IS NOT DISTINCT FROM w.{same}
+         AND r.display IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY w.customer_id ORDER BY
+            {display_quality_sql("r.display")} DESC, r.source_record_id = w.winner_record_id DESC,
+            r.trust_rank, r.updated_at DESC NULLS LAST, r.source_record_id) = 1
+    """
+
+
 def customers_sql(config: dict) -> str:
     """The `customers` table: one golden record per customer, with provenance and confidence."""
     groups = survivorship_groups(config)
@@ -179,10 +205,21 @@ def customers_sql(config: dict) -> str:
         for field in g.fields:
             columns.append(f"g_{g.name}.{field}")
             columns.append(f"g_{g.name}.winner_record_id AS {field}_source_record_id")
+        joins.append(f"LEFT JOIN g_{g.name} USING (customer_id)")
+        for column, display in (g.display or {}).items():
+            ctes.append(f"d_{column} AS "
+                        f"({display_winner_sql(g, column, display['value'], display['same'])})")
+            columns += [f"d_{column}.{column}", f"d_{column}.{column}_source_record_id"]
+            joins.append(f"LEFT JOIN d_{column} USING (customer_id)")
+    for g in groups:  # as-of columns after every golden field
         as_of = config["groups"][g.name].get("as_of_column")
         if as_of:
-            columns.append(f"g_{g.name}.winner_updated_at AS {as_of}")
-        joins.append(f"LEFT JOIN g_{g.name} USING (customer_id)")
+            columns.append(f"g_{g.name}.winner_as_of AS {as_of}")
+    computed = "".join(f", {sql} AS {name}" for name, sql in computed_columns(config).items())
+    return f"SELECT *{computed} FROM ({golden_records_sql(columns, joins, ctes)}) ORDER BY customer_id"
+
+
+def golden_records_sql(columns: list[str], joins: list[str], ctes: list[str]) -> str:
     return f"""
         WITH base AS (
             SELECT customer_id,
@@ -206,5 +243,4 @@ def customers_sql(config: dict) -> str:
         FROM base
         LEFT JOIN confidence USING (customer_id)
         {" ".join(joins)}
-        ORDER BY base.customer_id
     """

@@ -87,9 +87,9 @@ def write_identify_extras(run: RunPaths, history: list[dict] | None = None,
                         TO '{run.identified_dir / 'review_queue.parquet'}' (FORMAT parquet)""")
 
 
-def small_portfolio(run: RunPaths) -> RunPaths:
+def small_portfolio(run: RunPaths, extra_records: Iterable[tuple[dict, str]] = ()) -> RunPaths:
     """A ready run folder: five customers over all four sources, policies, a claim, a household,
-    and two uncertain leads."""
+    and two uncertain leads (plus `extra_records`, each with its customer ID)."""
     d = date.fromisoformat
     ts = datetime.fromisoformat
     records = [
@@ -156,6 +156,9 @@ def small_portfolio(run: RunPaths) -> RunPaths:
     pairs = [("underwriting:UW-1", "servicing:SV-1", 0.999), ("servicing:SV-1", "sales:L-1", 0.97),
              ("underwriting:UW-1", "claims:C-1", 0.995), ("servicing:SV-2", "servicing:SV-3", 0.98),
              ("servicing:SV-1", "servicing:SV-2", 0.02), ("sales:L-3", "sales:L-4", 0.25)]
+    for extra, customer_id in extra_records:
+        records.append(extra)
+        customer_of[extra["source_record_id"]] = customer_id
     return write_run_inputs(run, records, customer_of, pairs)
 
 

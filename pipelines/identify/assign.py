@@ -1,9 +1,13 @@
 """The identify stage: resolved clusters + steward overrides + the previous warehouse -> customer IDs.
 
+IDs are carried forward from the ID registry (`pipelines/identify/registry.py`): its live state,
+whatever date this run is for, so no rerun can hand a published ID to another customer.
+
 Writes, in the run's `identified/` folder:
 - `customer_map.parquet` — one row per source record: source_record_id, party_type, customer_id;
-- `customer_id_history.parquet` — one row per ID event, all runs (this run's events replace any
-  earlier attempt of the same run);
+- `customer_id_history.parquet` — one row per ID event: every event in the registry plus this
+  run's (their `publication` is the registry's next one; a rerun before publish replaces them);
+- `registry_plan.json` — the registry publication this was based on, for publish to commit;
 - `review_queue.parquet` — one row per pair a steward should decide;
 - `identify_summary.json` — counts and what the overrides did.
 """
@@ -25,8 +29,15 @@ from pipelines.identify.overrides import (
     apply_overrides,
     load_overrides,
 )
+from pipelines.identify.registry import (
+    HISTORY_OUT_COLUMNS,
+    empty_history,
+    plan_token,
+    read_state,
+    write_plan,
+)
 from pipelines.identify.review import build_review_queue
-from pipelines.identify.stable_ids import HISTORY_COLUMNS, carry_forward_ids
+from pipelines.identify.stable_ids import carry_forward_ids
 from pipelines.settings import RunPaths, duckdb_config
 
 log = logging.getLogger(__name__)
@@ -50,11 +61,14 @@ class IdentifyResult:
 
 def assign_customer_ids(
     run: RunPaths,
-    previous_warehouse: Path | None,
+    registry: Path | None,
     overrides_file: Path | None = None,
     config: IdentifyConfig | None = None,
 ) -> IdentifyResult:
-    """Give every resolved record a stable customer ID, honouring steward overrides."""
+    """Give every resolved record a stable customer ID, honouring steward overrides.
+
+    `registry`: the ID registry file to carry IDs forward from (None: start from nothing).
+    """
     config = config or load_config()
     overrides_file = overrides_file or DEFAULT_OVERRIDES_FILE
     match_pairs_file = run.resolved_dir / "match_pairs.parquet"
@@ -68,9 +82,11 @@ def assign_customer_ids(
     for problem in report.cross_party_type:
         log.warning("override pairs a person with an organization, not applied: %s", problem)
 
-    previous_map, previous_history = read_previous_state(previous_warehouse)
-    carried = carry_forward_ids(clusters, previous_map, previous_history, run.run_id)
-    history = combine_history(previous_history, carried.events, run.run_id)
+    state = read_state(registry)
+    carried = carry_forward_ids(clusters, state.live_map, state.history, run.run_id,
+                                highest_issued=state.highest_sequence)
+    events = carried.events.assign(publication=state.publication + 1)
+    history = combine_history(state.history, events)
     queue = build_review_queue(match_pairs_file, carried.customer_map, overrides, config, run.run_id)
 
     out = run.identified_dir
@@ -90,6 +106,7 @@ def assign_customer_ids(
     carried.customer_map.to_parquet(result.customer_map, index=False)
     history.to_parquet(result.customer_id_history, index=False)
     queue.to_parquet(result.review_queue, index=False)
+    write_plan(run, state.publication, plan_token(carried.customer_map, carried.events))
     summary = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(result).items()}
     result.summary.write_text(json.dumps({"run_id": run.run_id, **summary}, indent=2))
     return result
@@ -119,45 +136,16 @@ def read_clusters(run: RunPaths) -> pd.DataFrame:
         con.close()
 
 
-def read_previous_state(warehouse: Path | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(source_record_id, customer_id, party_type) and the ID history from the published warehouse."""
-    empty_map = pd.DataFrame({c: pd.Series(dtype="object")
-                              for c in ("source_record_id", "customer_id", "party_type")})
-    empty_history = pd.DataFrame({c: pd.Series(dtype="object") for c in HISTORY_COLUMNS})
-    if warehouse is None or not Path(warehouse).exists():
-        return empty_map, empty_history
-    con = duckdb.connect(str(warehouse), read_only=True)
-    try:
-        tables = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
-        previous_map = empty_map
-        if "source_records" in tables:
-            columns = {r[0] for r in con.execute("describe source_records").fetchall()}
-            if "customer_id" not in columns:
-                raise ValueError(f"{warehouse}: source_records has no customer_id column")
-            party_type = "party_type" if "party_type" in columns else "null as party_type"
-            previous_map = con.execute(
-                f"select source_record_id, customer_id, {party_type} from source_records "
-                "where customer_id is not null"
-            ).df()
-        history = empty_history
-        if "customer_id_history" in tables:
-            columns = {r[0] for r in con.execute("describe customer_id_history").fetchall()}
-            select = ", ".join(c if c in columns else f"null as {c}" for c in HISTORY_COLUMNS)
-            history = con.execute(f"select {select} from customer_id_history").df()
-    finally:
-        con.close()
-    return previous_map, history
-
-
-def combine_history(previous: pd.DataFrame, events: pd.DataFrame, run_id: str) -> pd.DataFrame:
-    """All runs' events; a rerun of the same run replaces its own earlier events."""
-    kept = previous[previous["run_id"] != run_id][HISTORY_COLUMNS]
-    frames = [f for f in (kept, events[HISTORY_COLUMNS]) if not f.empty]
+def combine_history(previous: pd.DataFrame, events: pd.DataFrame) -> pd.DataFrame:
+    """The registry's events followed by this run's (not yet published) ones."""
+    frames = [f[HISTORY_OUT_COLUMNS] for f in (previous, events) if not f.empty]
     if not frames:
-        return events[HISTORY_COLUMNS].copy()
+        return empty_history()
     history = pd.concat(frames, ignore_index=True)
     history["n_records"] = history["n_records"].astype("Int64")
-    return history.sort_values(["run_id", "event", "customer_id"], kind="stable").reset_index(drop=True)
+    history["publication"] = history["publication"].astype("Int64")
+    return history.sort_values(["publication", "run_id", "event", "customer_id"],
+                               kind="stable").reset_index(drop=True)
 
 
 def current_customer_id(history: pd.DataFrame, customer_id: str, live_ids: set[str]) -> str | None:

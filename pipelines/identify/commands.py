@@ -18,12 +18,6 @@ app = typer.Typer()
 DECISION_HELP = "must_link (same customer) or cannot_link (different customers)"
 
 
-def _run(run_id: str, runs_dir: Path | None):
-    from pipelines.settings import RunPaths
-
-    return RunPaths.for_run(run_id, base=runs_dir)
-
-
 def _overrides_file(path: Path | None) -> Path:
     from pipelines.identify.overrides import DEFAULT_OVERRIDES_FILE
 
@@ -33,7 +27,7 @@ def _overrides_file(path: Path | None) -> Path:
 @app.command()
 def identify(
     run_id: str = typer.Option(..., callback=cli_args.run_id, help="run (export date) whose resolved clusters get IDs"),
-    warehouse: Path = typer.Option(None, help="previous published warehouse (default: the current one)"),
+    registry: Path = typer.Option(None, help="ID registry to carry IDs forward from (default data/registry/ids.duckdb)"),
     overrides: Path = typer.Option(None, help="steward override file (default stewardship/overrides.csv)"),
     runs_dir: Path = typer.Option(None, help="runs folder (default data/runs)"),
 ) -> None:
@@ -41,14 +35,13 @@ def identify(
     from rich.console import Console
     from rich.table import Table
 
-    from pipelines import settings
     from pipelines.identify import assign_customer_ids
+    from pipelines.orchestration.stages import id_registry
 
     console = Console()
     run = cli_args.existing_run(run_id, runs_dir)
-    previous = warehouse or settings.warehouse_file()
     with console.status(f"assigning customer IDs for {run_id}..."):
-        result = assign_customer_ids(run, previous if previous.exists() else None,
+        result = assign_customer_ids(run, registry or id_registry(),
                                      overrides_file=_overrides_file(overrides))
     table = Table(title=f"identify {run_id}")
     table.add_column("what")

@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from pipelines.fileio import formula_safe, formula_unsafe
 from pipelines.settings import OVERRIDES_DIR, duckdb_config
 
 DEFAULT_OVERRIDES_FILE = OVERRIDES_DIR / "overrides.csv"
@@ -100,7 +101,7 @@ def load_overrides(path: Path | str = DEFAULT_OVERRIDES_FILE) -> list[Override]:
             if raw is None:
                 break
             line = kept[consumed][0]
-            row = {k: (raw.get(k) or "").strip() for k in OVERRIDE_COLUMNS}
+            row = {k: formula_unsafe((raw.get(k) or "").strip()) for k in OVERRIDE_COLUMNS}
             where = f"{path.name} row {line}"
             if not row["source_record_id_l"] or not row["source_record_id_r"]:
                 problems.append(f"{where}: both source_record_id_l and source_record_id_r are required")
@@ -186,7 +187,9 @@ def append_override(
         writer = csv.writer(fh, lineterminator="\n")
         if new_file:
             writer.writerow(OVERRIDE_COLUMNS)
-        writer.writerow([left, right, decision, candidate.decided_by, decided_at, candidate.reason])
+        # stewards open this file in spreadsheets: no cell may start a formula
+        writer.writerow([formula_safe(v) for v in (left, right, decision, candidate.decided_by,
+                                                   decided_at, candidate.reason)])
     return candidate
 
 

@@ -151,7 +151,7 @@ class _PartyScorer:
     def __init__(self, party_type: str, records, models: dict | None, max_candidates: int):
         import pyarrow.compute as pc
 
-        from pipelines.resolve import load_linker, load_model
+        from pipelines.resolve import load_linker
 
         self.party_type = party_type
         self.max_candidates = max_candidates
@@ -160,7 +160,7 @@ class _PartyScorer:
         self.linker = load_linker(party_type, stored, models=models)
         self.db_api = self.linker.db_api
         self.con = self.db_api.duckdb_con
-        self.settings = load_model(party_type, models)
+        self.settings = self.linker.model  # as nightly: prior rescaled to the stored records
         self.cache_key = f"ucv_realtime_{party_type}_{id(self)}"
         self.con.register("stored_customers", stored.select(["source_record_id", "customer_id"]))
         self.con.execute(f"create or replace table customer_of_{party_type} as "

@@ -45,11 +45,13 @@ def carry_forward_ids(
     previous_map: pd.DataFrame,
     previous_history: pd.DataFrame,
     run_id: str,
+    highest_issued: int = 0,
 ) -> CarriedIds:
     """Give every cluster a customer ID, keeping previous IDs where the rules above allow.
 
     `clusters`: (source_record_id, party_type, cluster_id); `previous_map`: (source_record_id,
-    customer_id) from the published warehouse; `previous_history`: earlier customer_id_history rows.
+    customer_id) the live state; `previous_history`: earlier customer_id_history rows;
+    `highest_issued`: the highest sequence the ID registry ever issued (never issued again).
     """
     con = duckdb.connect(config=duckdb_config())
     try:
@@ -60,7 +62,7 @@ def carry_forward_ids(
         con.register("prev_in", previous[["source_record_id", "customer_id", "party_type"]])
         con.register("history_in", _history_frame(previous_history))
         con.execute(_CARRY_SQL)
-        next_sequence = _next_sequence(con)
+        next_sequence = max(_next_sequence(con), highest_issued + 1)
         con.execute(
             f"""
             create temp table fresh as

@@ -54,8 +54,34 @@ def raw_path(run: RunPaths, source: str) -> Path:
 
 
 def find_landed_files(mapping: SourceMapping, landing_dir: Path) -> list[Path]:
-    """The files of this source in the landing folder (the mapping's pattern), in name order."""
-    files = sorted(p for p in Path(landing_dir).glob(mapping.file_pattern) if p.is_file())
+    """The files of this source in the landing folder (the mapping's pattern), in name order.
+
+    Every match is resolved first: a file reached through a symlink, or lying outside the landing
+    folder (a `..` pattern), is refused with the file and the rule, never read.
+    """
+    landing = Path(landing_dir)
+    root = landing.resolve()
+    try:
+        matches = sorted(landing.glob(mapping.file_pattern))
+    except (NotImplementedError, ValueError) as exc:  # an absolute pattern
+        raise SourceRejected(mapping.name, mapping.file_pattern, None, "landing_path",
+                             f"file_pattern {mapping.file_pattern!r} cannot be matched inside "
+                             f"{landing}: {exc}") from None
+    files = []
+    for path in matches:
+        relative = path.relative_to(landing)
+        if any((landing / Path(*relative.parts[:i])).is_symlink()
+               for i in range(1, len(relative.parts) + 1)):
+            raise SourceRejected(mapping.name, str(relative), None, "no_symlink",
+                                 f"{path} is or passes through a symlink (to "
+                                 f"{path.resolve()}); landed files must be regular files in "
+                                 f"{root}")
+        if not path.resolve().is_relative_to(root):
+            raise SourceRejected(mapping.name, str(relative), None, "landing_path",
+                                 f"{path} resolves to {path.resolve()}, outside the landing "
+                                 f"folder {root}")
+        if path.is_file():
+            files.append(path)
     if not files:
         raise SourceRejected(mapping.name, mapping.file_pattern, None, "file_present",
                              f"no file matching {mapping.file_pattern!r} in {landing_dir}")
@@ -124,12 +150,95 @@ def _read_file(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
 # Decoding
 
 
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One physical line of a landed file: its 1-based number, its text (newline kept) and, for a
+    line that is not valid in the declared encoding, why (the text then shows the bytes as \\xNN)."""
+
+    number: int
+    text: str
+    problem: str | None = None
+
+
 def decoded_lines(path: Path, encoding: str, source: str = "") -> Iterator[str]:
     """The file's text line by line (newlines kept), decoded strictly in chunks; BOM removed."""
+    for line in file_lines(path, encoding, source):
+        yield line.text
+
+
+def file_lines(path: Path, encoding: str, source: str = "",
+               on_bad_line: str = "fail") -> Iterator[Line]:
+    """The file's lines, decoded strictly in chunks; BOM removed.
+
+    A line with bytes that are not valid in `encoding` stops the source with file, line and byte
+    offset (`on_bad_line: fail`), or comes back with its problem so the reader can quarantine it
+    (`quarantine`). Encodings in which a byte 0x0A may be part of a character (UTF-16/32) or that
+    carry state across lines are decoded as one stream and always fail.
+    """
+    if not _line_safe(encoding):
+        yield from _stream_lines(path, encoding, source)
+        return
+    number = 0
+    offset = 0  # file offset of `pending`
+    pending = b""
+    first = True
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(CHUNK_BYTES)
+            data = pending + chunk
+            cut = len(data) if not chunk else data.rfind(b"\n") + 1
+            whole, pending = data[:cut], data[cut:]
+            lines: list[tuple[str, str | None]]
+            try:
+                lines = [(ln, None) for ln in _split_lines(whole.decode(encoding))]
+            except UnicodeDecodeError:
+                lines = _lines_one_by_one(whole, encoding, offset)
+            for text, problem in lines:
+                number += 1
+                if first:
+                    text, first = text.removeprefix("\ufeff"), False
+                if problem and on_bad_line != "quarantine":
+                    raise SourceRejected(source, path.name, None, "encoding",
+                                         f"line {number}, {problem}")
+                yield Line(number, text, problem)
+            offset += cut
+            if not chunk:
+                break
+
+
+def _line_safe(encoding: str) -> bool:
+    name = codecs.lookup(encoding).name
+    return "a\n".encode(encoding) == b"a\n" and not name.startswith(("iso2022", "hz", "utf-7"))
+
+
+def _split_lines(text):
+    """Lines ending in "\\n" (kept); only "\\n" ends a line, a lone "\\r" stays in its line."""
+    parts = text.split("\n" if isinstance(text, str) else b"\n")
+    last = parts.pop()
+    lines = [part + ("\n" if isinstance(text, str) else b"\n") for part in parts]
+    return lines + [last] if last else lines
+
+
+def _lines_one_by_one(data: bytes, encoding: str, offset: int) -> list[tuple[str, str | None]]:
+    """Decode line by line (after a chunk failed): (text, problem) with the bad byte's offset."""
+    out: list[tuple[str, str | None]] = []
+    start = offset
+    for raw in _split_lines(data):
+        try:
+            out.append((raw.decode(encoding), None))
+        except UnicodeDecodeError as exc:
+            bad = raw[exc.start:exc.end].hex(" ") or "(truncated sequence)"
+            out.append((raw.decode(encoding, "backslashreplace"),
+                        f"byte offset {start + exc.start}: bytes {bad} are not valid {encoding}"))
+        start += len(raw)
+    return out
+
+
+def _stream_lines(path: Path, encoding: str, source: str) -> Iterator[Line]:
     decoder = codecs.getincrementaldecoder(encoding)("strict")
     offset = 0  # bytes read so far
     pending = ""
-    first = True
+    number = 0
     with open(path, "rb") as f:
         while True:
             chunk = f.read(CHUNK_BYTES)
@@ -140,18 +249,18 @@ def decoded_lines(path: Path, encoding: str, source: str = "") -> Iterator[str]:
             except UnicodeDecodeError:
                 raise _decode_failure(source, path, encoding, offset - len(held), held + chunk) from None
             offset += len(chunk)
-            if first and text:
+            if number == 0 and text:
                 text = text.removeprefix("\ufeff")
-                first = False
             pending += text
             lines = pending.split("\n")
             pending = lines.pop()
             for line in lines:
-                yield line + "\n"
+                number += 1
+                yield Line(number, line + "\n")
             if final:
                 break
     if pending:
-        yield pending
+        yield Line(number + 1, pending)
 
 
 def _decode_failure(source: str, path: Path, encoding: str, start: int, data: bytes) -> SourceRejected:
@@ -173,9 +282,9 @@ def _decode_failure(source: str, path: Path, encoding: str, start: int, data: by
 class _RecordingLines:
     """Line iterator that remembers the lines the CSV parser consumed for the current record."""
 
-    def __init__(self, lines: Iterator[str]):
+    def __init__(self, lines: Iterator[Line]):
         self.lines = lines
-        self.taken: list[str] = []
+        self.taken: list[Line] = []
 
     def __iter__(self):
         return self
@@ -183,15 +292,15 @@ class _RecordingLines:
     def __next__(self) -> str:
         line = next(self.lines)
         self.taken.append(line)
-        return line
+        return line.text
 
-    def record_text(self) -> str:
-        text, self.taken = "".join(self.taken), []
-        return text
+    def take(self) -> list[Line]:
+        taken, self.taken = self.taken, []
+        return taken
 
 
 def _read_csv(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
-    lines = _RecordingLines(decoded_lines(path, mapping.encoding, mapping.name))
+    lines = _RecordingLines(file_lines(path, mapping.encoding, mapping.name, mapping.on_bad_line))
     reader = csv.reader(lines, delimiter=mapping.delimiter, quotechar=mapping.quote, strict=True)
     try:
         header = next(reader)
@@ -200,7 +309,9 @@ def _read_csv(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
     except csv.Error as exc:
         raise SourceRejected(mapping.name, path.name, None, "header",
                              f"header line cannot be parsed: {exc}") from None
-    lines.record_text()
+    if bad := [ln for ln in lines.take() if ln.problem]:
+        raise SourceRejected(mapping.name, path.name, None, "encoding",
+                             f"header line {bad[0].number}, {bad[0].problem}")
     header = _unique_names(header)
     width = len(header)
     rows: list[list[str | None]] = []
@@ -208,33 +319,79 @@ def _read_csv(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
     extra: list[str | None] = []
     yielded = False
     while True:
-        problem: str | None = None
-        leftover: str | None = None
         try:
-            row: list[str | None] = list(next(reader))
+            row: list[str | None] | None = list(next(reader))
+            error = None
         except StopIteration:
             break
         except csv.Error as exc:
-            problem = f"unparseable record: {exc}"
-            leftover = json.dumps([lines.record_text()], ensure_ascii=False)
-            row = [None] * width
+            row, error = None, str(exc)
+        taken = lines.take()
+        if error is None and len(taken) == 1 and not taken[0].problem and row is not None \
+                and len(row) == width:
+            rows.append(row)  # the common case: one clean line, one complete row
+            malformed.append(None)
+            extra.append(None)
+        elif row == [] and error is None:
+            continue  # blank line
         else:
-            lines.taken.clear()
-            if not row:
-                continue  # blank line
-            if len(row) != width:
-                problem = f"expected {width} fields, found {len(row)}"
-                leftover = json.dumps(row[width:], ensure_ascii=False) if len(row) > width else None
-                row = (row + [None] * width)[:width]
-        rows.append(row)
-        malformed.append(problem)
-        extra.append(leftover)
+            for values, problem, leftover in _csv_record(row, error, taken, width, mapping):
+                rows.append(values)
+                malformed.append(problem)
+                extra.append(leftover)
         if len(rows) >= BATCH_ROWS:
             yield _text_table(header, rows, malformed, extra)
             yielded = True
             rows, malformed, extra = [], [], []
     if rows or not yielded:
         yield _text_table(header, rows, malformed, extra)
+
+
+def _csv_record(row: list[str | None] | None, error: str | None, taken: list[Line], width: int,
+                mapping: SourceMapping) -> list[tuple[list[str | None], str | None, str | None]]:
+    """One parsed record as (values, problem, leftover) rows; several when it must be split.
+
+    A record the parser could not finish, or whose quoted field runs over a line that is a
+    complete row by itself (an unbalanced quote swallowing the rows after it), is returned as one
+    malformed row per physical line, each naming its line, so no row merges silently into another.
+    """
+    where = (f"line {taken[0].number}" if len(taken) == 1
+             else f"lines {taken[0].number}-{taken[-1].number}") if taken else "end of file"
+    undecodable = [ln for ln in taken if ln.problem]
+    if undecodable:
+        problem = f"{where}: line {undecodable[0].number}, {undecodable[0].problem}"
+        return [([None] * width, f"undecodable record ({problem})",
+                 json.dumps(["".join(ln.text for ln in taken)], ensure_ascii=False))]
+    swallowed = [ln for ln in taken[1:] if _complete_row(ln.text, width, mapping)]
+    if error is not None or swallowed:
+        if len(taken) == 1:
+            return [([None] * width, f"unparseable record ({where}): {error}",
+                      json.dumps([taken[0].text], ensure_ascii=False))]
+        opened = taken[0].number
+        why = (f"line {swallowed[0].number} is a complete row by itself" if swallowed
+               else f"the parser stopped: {error}")
+        return [([None] * width,
+                 f"unbalanced quote: the quoted field opened on line {opened} runs over {where} "
+                 f"({why}); line {ln.number} quarantined on its own",
+                 json.dumps([ln.text], ensure_ascii=False)) for ln in taken]
+    assert row is not None
+    if len(row) != width:
+        leftover = json.dumps(row[width:], ensure_ascii=False) if len(row) > width else None
+        return [((row + [None] * width)[:width],
+                 f"expected {width} fields, found {len(row)} ({where})", leftover)]
+    return [(row, None, None)]
+
+
+def _complete_row(text: str, width: int, mapping: SourceMapping) -> bool:
+    """Whether one line parses alone into exactly `width` fields (a row swallowed by a quote)."""
+    if width < 3 or mapping.delimiter not in text:
+        return False  # with one or two columns any line with a delimiter would look complete
+    try:
+        fields = next(csv.reader([text], delimiter=mapping.delimiter, quotechar=mapping.quote,
+                                 strict=True), [])
+    except csv.Error:
+        return False
+    return len(fields) == width
 
 
 def _unique_names(names: list[str]) -> list[str]:
@@ -262,7 +419,9 @@ def _text_table(header: list[str], rows: list, malformed: list, extra: list) -> 
 def _read_jsonl(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
     if codecs.lookup(mapping.encoding).name == "utf-8":
         table = read_jsonl_duckdb(path)
-        if table is not None:
+        # keys outside the mapping may be a few odd lines: the line-by-line reader tells which
+        if table is not None and (mapping.validation.allow_unexpected_columns or not [
+                c for c in table.column_names if c not in mapping.all_columns + LINEAGE_COLUMNS]):
             yield table
             return
     yield from read_jsonl_python(mapping, path)
@@ -316,25 +475,54 @@ def _sql_name(name: str) -> str:
 
 
 def read_jsonl_python(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
-    """JSON Lines line by line: strict decoding, a line that is not a JSON object is kept as malformed."""
+    """JSON Lines line by line: strict decoding; a line that is not a JSON object, cannot be
+    decoded, or has keys outside the mapping that other lines lack is malformed (quarantined with
+    its line number) or stops the source, as the mapping's `on_bad_line` says."""
+    def numbered_objects() -> Iterator[tuple[Line, dict | str]]:
+        for line in file_lines(path, mapping.encoding, mapping.name, mapping.on_bad_line):
+            if line.text.strip():
+                yield line, _json_object(line)
+
+    # A key outside the mapping in every line is a schema change (validation reports it as
+    # drift); in only some lines, those lines are broken. Two passes keep memory flat.
+    seen: dict[str, int] = {}
+    parsed = 0
+    for _, obj in numbered_objects():
+        if isinstance(obj, dict):
+            parsed += 1
+            for key in obj:
+                seen[key] = seen.get(key, 0) + 1
+    odd = set() if mapping.validation.allow_unexpected_columns else {
+        k for k, n in seen.items() if k not in mapping.all_columns and n < parsed}
     records: list[dict[str, str | None]] = []
-    for line in decoded_lines(path, mapping.encoding, mapping.name):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            if not isinstance(obj, dict):
-                raise ValueError("not a JSON object")
-            record = {key: _json_text(value) for key, value in obj.items()}
-        except ValueError as exc:
-            record = {"_malformed": f"unparseable JSON line: {exc}",
-                      "_extra_values": json.dumps([line.rstrip("\n")], ensure_ascii=False)}
-        records.append(record)
+    for line, obj in numbered_objects():
+        problem = obj if isinstance(obj, str) else None
+        if isinstance(obj, dict) and (extra := sorted(odd.intersection(obj))):
+            problem = f"key(s) {', '.join(map(repr, extra))} not in the mapping"
+        if problem is not None:
+            problem = f"JSON line {line.number}: {problem}"
+            if mapping.on_bad_line != "quarantine":
+                raise SourceRejected(mapping.name, path.name, None, "malformed_line", problem)
+            records.append({"_malformed": problem, "_extra_values": json.dumps(
+                [line.text.rstrip("\n")], ensure_ascii=False)})
+        elif isinstance(obj, dict):
+            records.append({key: _json_text(value) for key, value in obj.items()})
         if len(records) >= BATCH_ROWS:
             yield _records_table(records)
             records = []
     if records:
         yield _records_table(records)
+
+
+def _json_object(line: Line) -> dict | str:
+    """The line's JSON object, or why it is not one."""
+    if line.problem:
+        return line.problem
+    try:
+        obj = json.loads(line.text.rstrip("\r\n"))
+    except (ValueError, RecursionError) as exc:
+        return str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+    return obj if isinstance(obj, dict) else "not a JSON object"
 
 
 def _json_text(value) -> str | None:

@@ -2,18 +2,20 @@
 
 A mapping is data (`schemas/sources/<system>.yaml`, format in docs/mapping_format.md). Loading
 checks it completely — unknown keys, formats, canonical fields, columns the export does not have,
-a missing or malformed expectation suite — and fails with a message naming the file and key, so
-a bad mapping never reaches a nightly run.
+regular expressions (compiled with RE2, so none can take more than linear time), a missing or
+malformed expectation suite — and fails with a message naming the file and key, so a bad mapping
+never reaches a nightly run.
 """
 
 from __future__ import annotations
 
 import codecs
+import importlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import yaml
@@ -24,45 +26,92 @@ from pipelines.settings import CANONICAL_SCHEMA_FILE, EXPECTATIONS_DIR, SOURCES_
 FORMATS = ("csv", "parquet", "jsonl")
 PARTY_TYPES = ("person", "organization")
 NAME_STYLES = ("parts", "full")
+NAME_ORDERS = ("auto", "given_first", "family_first")
+FULL_IN_FAMILY = ("chinese", "any", "off")
 PHONE_KINDS = ("mobile", "landline")
+# How an identifier matched by a declared pattern is written in canonical form.
+CANONICAL_FORMS = ("upper", "compact", "digits", "de_register", "gb_company_number")
+DEFAULT_MAX_VALUE_LENGTH = 10_000
+# What extract does with a line it cannot decode or parse (docs/mapping_format.md#on_bad_line)
+BAD_LINE_POLICIES = ("fail", "quarantine")
 
 # Canonical fields a mapping's sections (name, phones, email, address, identifiers, party_type)
-# produce; `fields:` may set every other canonical field directly.
+# produce, or that are derived from other fields; `fields:` may set every other one directly.
 DERIVED_FIELDS = frozenset({
     "source_record_id", "source_system", "source_key", "source_file", "source_row_number", "run_id",
-    "party_type", "full_name", "given_name", "family_name", "name_suffix", "given_name_norm",
-    "family_name_norm", "given_name_canonical", "name_script", "name_native", "birth_date_ambiguous",
-    "org_name", "org_name_norm", "org_legal_form", "registration_id", "national_id",
-    "national_id_type", "phone_mobile", "phone_landline", "email", "street", "house_number",
-    "postcode", "city", "country", "quality_flags",
+    "source_part", "party_type", "full_name", "given_name", "family_name", "name_suffix",
+    "given_name_norm", "family_name_norm", "family_name_key", "given_name_canonical",
+    "given_name_origin", "birth_family_name", "birth_family_name_norm", "name_script",
+    "name_native", "birth_date_ambiguous", "org_name", "org_name_norm", "org_name_tokens",
+    "org_name_qualifiers", "org_legal_form", "registration_id", "national_id", "national_id_type",
+    "phone_mobile", "phone_landline", "email", "street", "house_number", "postcode", "city",
+    "country", "street_display", "house_number_display", "city_display", "policy_key",
+    "quality_flags",
 })
 
 
 @cache
+def canonical_schema(schema_file: Path = CANONICAL_SCHEMA_FILE) -> dict:
+    return yaml.safe_load(schema_file.read_text(encoding="utf-8"))
+
+
 def canonical_fields(schema_file: Path = CANONICAL_SCHEMA_FILE) -> dict[str, str]:
     """Canonical field name -> DuckDB type, in schema order."""
-    schema = yaml.safe_load(schema_file.read_text(encoding="utf-8"))
-    return {name: spec["type"] for name, spec in schema["fields"].items()}
+    return {name: spec["type"] for name, spec in canonical_schema(schema_file)["fields"].items()}
+
+
+def canonical_max_length(name: str) -> int | None:
+    """Longest value (characters) a text field takes; None for non-text fields."""
+    schema = canonical_schema()
+    spec = schema["fields"][name]
+    if spec["type"] != "VARCHAR":
+        return None
+    return int(spec.get("max_length") or schema.get("default_max_length") or 1000)
+
+
+@dataclass(frozen=True)
+class ValueExpr:
+    """A value taken from the export: one or more references (columns or `a.b` JSON paths)
+    combined (first non-blank, or joined), or a constant; then regex rewrites, then a value map."""
+
+    refs: tuple[str, ...] = ()
+    combine: str = "first"                          # first | concat
+    separator: str = " "
+    constant: Any = None
+    rewrites: tuple[tuple[str, str], ...] = ()      # (RE2 pattern, replacement), applied in order
+    values: dict[str, Any] | None = None            # written value -> canonical (unlisted kept)
+
+    @property
+    def is_plain(self) -> bool:
+        return len(self.refs) == 1 and not self.rewrites and not self.values
+
+    @property
+    def root_columns(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(ref.split(".", 1)[0] for ref in self.refs))
 
 
 @dataclass(frozen=True)
 class FieldSpec:
-    """One canonical field taken from a source column (or a constant), with its parsing rules."""
+    """One canonical field taken from a value expression, with its parsing rules."""
 
-    column: str | None = None
-    value: Any = None                    # constant when no column
-    values: dict[str, Any] | None = None  # raw value -> canonical value (unlisted values kept)
+    expr: ValueExpr
     formats: tuple[str, ...] = ()        # strptime formats for DATE / TIMESTAMP fields
     decimal: str = "."                   # decimal separator for DOUBLE fields
+
+    @property
+    def column(self) -> ValueExpr | None:
+        return self.expr if self.expr.refs else None
 
 
 @dataclass(frozen=True)
 class PartyTypeRule:
-    """How a row's party type is decided: a column's values mapped to person/organization."""
+    """How a row's party type is decided: a column's values mapped to person/organization, and
+    (unless switched off) a person whose name holds a legal form or company word is an organization."""
 
-    column: str | None = None
+    column: ValueExpr | None = None
     values: dict[str, str] = field(default_factory=dict)
     default: str | None = None
+    infer_from_name: bool = True
 
 
 @dataclass(frozen=True)
@@ -70,43 +119,56 @@ class NameSpec:
     """How names are given: `parts` (given + family columns) or `full` (one column, any order)."""
 
     style: str
-    given: str | None = None
-    family: str | None = None
-    full: str | None = None
-    native: str | None = None            # hanzi full name column, if any
-    organization: str | None = None      # organization name column (may equal `full`)
+    given: ValueExpr | None = None
+    family: ValueExpr | None = None
+    full: ValueExpr | None = None
+    native: ValueExpr | None = None            # hanzi full name column, if any
+    organization: ValueExpr | None = None      # organization name column (may equal `full`)
+    suffix: ValueExpr | None = None            # JR / SR / jun. / sen. / III in a column of its own
+    birth_family: ValueExpr | None = None      # family name at birth (Geburtsname)
+    order: str = "auto"                        # `full` names: auto | given_first | family_first
+    full_in_family: str = "chinese"            # `parts`: split a full name found in `family`
 
 
 @dataclass(frozen=True)
 class PhoneSpec:
     """A column holding phone numbers; `list` columns hold a JSON list of numbers."""
 
-    column: str
+    column: ValueExpr
     kind: str | None = None              # hint used only when the number type is ambiguous
     is_list: bool = False
 
 
 @dataclass(frozen=True)
 class AddressSpec:
-    street_line: str | None = None       # "Hauptstraße 12" (street + house number)
-    one_line: str | None = None          # "Hauptstraße 12, 10115 Berlin, DE"
-    street: str | None = None
-    house_number: str | None = None
-    postcode: str | None = None
-    city: str | None = None
-    country: str | None = None
+    street_line: ValueExpr | None = None       # "Hauptstraße 12" (street + house number)
+    one_line: ValueExpr | None = None          # "Hauptstraße 12, 10115 Berlin, DE"
+    street: ValueExpr | None = None
+    house_number: ValueExpr | None = None
+    postcode: ValueExpr | None = None
+    city: ValueExpr | None = None
+    country: ValueExpr | None = None
     default_country: str | None = None
 
 
 @dataclass(frozen=True)
-class IdentifierSpec:
-    """A column of national IDs / registration numbers, checked with python-stdnum modules."""
+class IdPattern:
+    """An identifier kind without a checksum, recognised by its format (RE2, full match)."""
 
-    column: str
+    kind: str
+    pattern: str
+    canonical: str = "upper"
+
+
+@dataclass(frozen=True)
+class IdentifierSpec:
+    """A column of national IDs / registration numbers: python-stdnum modules, then patterns."""
+
+    column: ValueExpr
     person: tuple[str, ...] = ()          # stdnum modules for persons, e.g. cn.ric, de.idnr
     organization: tuple[str, ...] = ()    # for organizations, e.g. cn.uscc
-    # organization IDs without a checksum ("HRB 12345"): type -> regex of the format
-    patterns: tuple[tuple[str, str], ...] = ()
+    person_patterns: tuple[IdPattern, ...] = ()
+    patterns: tuple[IdPattern, ...] = ()  # organization patterns ("HRB 12345")
 
 
 @dataclass(frozen=True)
@@ -115,6 +177,18 @@ class ValidationSpec:
     max_bad_row_share: float = 0.05
     max_row_count_change: float | None = 0.5
     allow_unexpected_columns: bool = False
+    max_value_length: int = DEFAULT_MAX_VALUE_LENGTH
+
+
+@dataclass(frozen=True)
+class RecordSpec:
+    """A further record each row holds nested: one per object in column `source`, or one per
+    element when it holds a list; `mapping` maps it (its references see that one element)."""
+
+    part: str
+    source: str
+    key: ValueExpr | None
+    mapping: SourceMapping
 
 
 @dataclass(frozen=True)
@@ -131,13 +205,17 @@ class SourceMapping:
     encoding: str = "utf-8"
     delimiter: str = ","
     quote: str = '"'
+    on_bad_line: str = "fail"
     optional_columns: tuple[str, ...] = ()
     phones: tuple[PhoneSpec, ...] = ()
     phone_default_region: str | None = None
-    email: str | None = None
+    email: ValueExpr | None = None
     address: AddressSpec = field(default_factory=AddressSpec)
     identifiers: tuple[IdentifierSpec, ...] = ()
     fields: dict[str, FieldSpec] = field(default_factory=dict)
+    email_in_phone: bool = True          # an e-mail address written in a phone column is the e-mail
+    records: tuple[RecordSpec, ...] = ()
+    part: RecordSpec | None = None       # set on the mapping of a nested record
     description: str = ""
 
     @property
@@ -147,6 +225,41 @@ class SourceMapping:
     def suite(self) -> dict:
         """The Great Expectations suite (JSON) for this source."""
         return json.loads(self.validation.suite_file.read_text(encoding="utf-8"))
+
+    def value_limits(self) -> dict[str, int]:
+        """Reference -> longest value it may hold: the tightest limit of the fields it feeds."""
+        limits: dict[str, int] = {}
+
+        def feed(expr: ValueExpr | None, target: str) -> None:
+            limit = canonical_max_length(target) if expr is not None else None
+            if limit is None or expr is None:
+                return
+            for ref in expr.refs:
+                limits[ref] = min(limits.get(ref, limit), limit)
+
+        spec = self.name_spec
+        for key, target in (("given", "given_name"), ("family", "family_name"),
+                            ("full", "full_name"), ("native", "full_name"),
+                            ("organization", "org_name"), ("suffix", "name_suffix"),
+                            ("birth_family", "birth_family_name")):
+            feed(getattr(spec, key), target)
+        feed(self.email, "email")
+        for phone in self.phones:
+            if not phone.is_list:
+                feed(phone.column, "phone_mobile")
+        addr = self.address
+        for key, target in (("street_line", "street"), ("one_line", "full_name"),
+                            ("street", "street"), ("house_number", "house_number"),
+                            ("postcode", "postcode"), ("city", "city"), ("country", "country")):
+            feed(getattr(addr, key), target)
+        for ident in self.identifiers:
+            feed(ident.column, "national_id" if ident.person else "registration_id")
+        for name, spec_ in self.fields.items():
+            feed(spec_.column, name)
+        for record in self.records:
+            for ref, limit in record.mapping.value_limits().items():
+                limits[ref] = min(limits.get(ref, limit), limit)
+        return limits
 
 
 # --------------------------------------------------------------------------------------------
@@ -180,9 +293,13 @@ def load_mapping(path: Path, expectations_dir: Path = EXPECTATIONS_DIR) -> Sourc
 class _Parser:
     """Builds a SourceMapping from YAML, raising MappingError(file, key, problem) on the first fault."""
 
-    TOP_KEYS = {"source", "description", "file_pattern", "format", "encoding", "delimiter", "quote",
-                "native_key", "columns", "optional_columns", "party_type", "name", "phones",
-                "phone_default_region", "email", "address", "identifiers", "fields", "validation"}
+    SECTION_KEYS = {"party_type", "name", "phones", "phone_default_region", "email", "address",
+                    "identifiers", "fields", "reroute"}
+    TOP_KEYS = SECTION_KEYS | {"source", "description", "file_pattern", "format", "encoding",
+                               "delimiter", "quote", "native_key", "columns", "optional_columns",
+                               "validation", "records", "on_bad_line"}
+    RECORD_KEYS = SECTION_KEYS | {"part", "from", "native_key"}
+    VALUE_KEYS = {"column", "columns", "concat", "separator", "value", "values", "rewrite"}
 
     def __init__(self, path: Path, expectations_dir: Path):
         self.path, self.expectations_dir = path, Path(expectations_dir)
@@ -211,11 +328,86 @@ class _Parser:
             return None
         if not isinstance(value, str) or not value:
             raise self.fail(key, "must be a column name")
-        root = value if value in self.columns else value.split(".", 1)[0]
+        if value in self.columns:
+            return value
+        root, _, rest = value.partition(".")
         if root not in self.columns:
             raise self.fail(key, f"names column {value!r}, which is not among the export's "
                                  f"columns ({', '.join(self.columns)})")
+        if not rest or any(not part.strip() or part != part.strip() for part in rest.split(".")):
+            raise self.fail(key, f"{value!r} is not a valid path `column.key[.key...]` "
+                                 "(empty or blank-padded key)")
         return value
+
+    def value(self, doc: Any, key: str, required: bool = False) -> ValueExpr | None:
+        """A value expression: a column reference, or {column | columns | concat | value,
+        separator, rewrite: [{pattern, replace}], values: {written: canonical}}."""
+        if doc is None:
+            if required:
+                raise self.fail(key, "is required")
+            return None
+        if isinstance(doc, str):
+            return ValueExpr(refs=(self.column(doc, key, required) or "",))
+        self.keys(doc, self.VALUE_KEYS, key)
+        sources = [k for k in ("column", "columns", "concat", "value") if k in doc]
+        if len(sources) != 1:
+            raise self.fail(key, "needs exactly one of `column`, `columns` (first non-blank), "
+                                 "`concat` (joined) or `value` (a constant)")
+        combine, constant = "first", None
+        refs: tuple[str, ...] = ()
+        if "column" in doc:
+            refs = (self.column(doc["column"], f"{key}.column", True) or "",)
+        elif "value" in doc:
+            constant = doc["value"]
+            if isinstance(constant, dict | list):
+                raise self.fail(f"{key}.value", "must be a single value")
+        else:
+            name = sources[0]
+            items = doc[name]
+            if not isinstance(items, list) or len(items) < 2:
+                raise self.fail(f"{key}.{name}", "must list at least two column references")
+            refs = tuple(self.column(item, f"{key}.{name}[{i}]", True) or ""
+                         for i, item in enumerate(items))
+            combine = "concat" if name == "concat" else "first"
+        separator = doc.get("separator", " ")
+        if not isinstance(separator, str):
+            raise self.fail(f"{key}.separator", "must be text")
+        if "separator" in doc and combine != "concat":
+            raise self.fail(f"{key}.separator", "applies to `concat` only")
+        rewrites = []
+        rules = doc.get("rewrite", []) or []
+        if not isinstance(rules, list):
+            raise self.fail(f"{key}.rewrite", "must be a list of {pattern, replace}")
+        for i, rule in enumerate(rules):
+            where = f"{key}.rewrite[{i}]"
+            self.keys(rule, {"pattern", "replace"}, where, required=("pattern",))
+            replacement = rule.get("replace", "")
+            if not isinstance(replacement, str):
+                raise self.fail(f"{where}.replace", "must be text")
+            rewrites.append((self.regex(rule["pattern"], f"{where}.pattern"), replacement))
+        values = doc.get("values")
+        if values is not None and not isinstance(values, dict):
+            raise self.fail(f"{key}.values", "must map written values to canonical values")
+        for raw, mapped in (values or {}).items():
+            if isinstance(mapped, dict | list):
+                raise self.fail(f"{key}.values.{raw}", "must map to a single value")
+        return ValueExpr(refs=refs, combine=combine, separator=separator, constant=constant,
+                         rewrites=tuple(rewrites),
+                         values={str(k): v for k, v in values.items()} if values else None)
+
+    def regex(self, pattern: Any, key: str) -> str:
+        """A regular expression for input values: compiled with RE2 (linear time, as DuckDB runs
+        it); patterns RE2 refuses (backreferences, look-around) could backtrack, so are refused."""
+        if not isinstance(pattern, str) or not pattern:
+            raise self.fail(key, "must be a regular expression")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise self.fail(key, f"not a regular expression: {exc}") from None
+        problem = re2_problem(pattern)
+        if problem:
+            raise self.fail(key, f"not a linear-time (RE2) regular expression: {problem}")
+        return pattern
 
     def mapping(self, doc: dict) -> SourceMapping:
         self.keys(doc, self.TOP_KEYS, "", required=("source", "file_pattern", "format",
@@ -226,14 +418,25 @@ class _Parser:
         fmt = doc["format"]
         if fmt not in FORMATS:
             raise self.fail("format", f"unknown format {fmt!r} (known: {', '.join(FORMATS)})")
+        pattern = self.file_pattern(doc["file_pattern"])
         encoding = doc.get("encoding", "utf-8")
         try:
-            codecs.lookup(encoding)
+            codecs.lookup(str(encoding))
         except LookupError:
             raise self.fail("encoding", f"unknown encoding {encoding!r}") from None
         delimiter, quote = doc.get("delimiter", ","), doc.get("quote", '"')
-        if len(str(delimiter)) != 1 or len(str(quote)) != 1:
-            raise self.fail("delimiter", "delimiter and quote must be single characters")
+        for key, char in (("delimiter", delimiter), ("quote", quote)):
+            if not isinstance(char, str) or len(char) != 1:
+                raise self.fail(key, f"{char!r} must be a single character (text, e.g. ';')")
+            if char.isalnum() or char in "\r\n" or char == " " and key == "quote":
+                raise self.fail(key, f"{char!r} cannot separate or quote fields "
+                                     "(a letter, digit or line break)")
+        if delimiter == quote:
+            raise self.fail("quote", "must differ from the delimiter")
+        on_bad_line = doc.get("on_bad_line", "fail")
+        if on_bad_line not in BAD_LINE_POLICIES:
+            raise self.fail("on_bad_line", f"{on_bad_line!r} is not one of "
+                                           f"{', '.join(BAD_LINE_POLICIES)}")
         for key in ("columns", "optional_columns"):
             cols = doc.get(key, [])
             if not isinstance(cols, list) or not all(isinstance(c, str) and c for c in cols):
@@ -242,22 +445,86 @@ class _Parser:
         if len(set(self.columns)) != len(self.columns):
             raise self.fail("columns", "lists a column twice")
         native_key = self.column(doc["native_key"], "native_key", required=True)
-        return SourceMapping(
-            name=name, file=self.path, file_pattern=str(doc["file_pattern"]), format=fmt,
-            encoding=encoding, delimiter=str(delimiter), quote=str(quote),
+        base = SourceMapping(
+            name=name, file=self.path, file_pattern=pattern, format=fmt,
+            encoding=str(encoding), delimiter=delimiter, quote=quote, on_bad_line=on_bad_line,
             native_key=native_key or "", columns=tuple(doc["columns"]),
             optional_columns=tuple(doc.get("optional_columns", [])),
-            party_type=self.party_type(doc.get("party_type")),
-            name_spec=self.name_spec(doc["name"]),
-            phones=self.phones(doc.get("phones", [])),
-            phone_default_region=self.region(doc.get("phone_default_region"), "phone_default_region"),
-            email=self.column(doc.get("email"), "email"),
-            address=self.address(doc.get("address", {})),
-            identifiers=self.identifiers(doc.get("identifiers", [])),
-            fields=self.fields(doc.get("fields", {})),
+            party_type=PartyTypeRule(default="person"), name_spec=NameSpec(style="parts"),
             validation=self.validation(doc.get("validation", {}), name),
             description=str(doc.get("description", "")),
         )
+        mapping = self.sections(doc, "", base)
+        records = doc.get("records", []) or []
+        if not isinstance(records, list):
+            raise self.fail("records", "must be a list of {part, from, native_key, name, ...}")
+        specs = []
+        for i, item in enumerate(records):
+            specs.append(self.record(item, f"records[{i}]", mapping))
+        parts = [r.part for r in specs]
+        if len(set(parts)) != len(parts):
+            raise self.fail("records", "names a `part` twice")
+        return replace(mapping, records=tuple(specs))
+
+    def file_pattern(self, value: Any) -> str:
+        """A glob inside the landing folder: absolute paths and `..` would read outside it."""
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail("file_pattern", "must be a file name pattern such as 'sales*.csv'")
+        if PurePosixPath(value).is_absolute() or PureWindowsPath(value).is_absolute() \
+                or PureWindowsPath(value).drive:
+            raise self.fail("file_pattern", f"{value!r} is absolute; patterns are relative to "
+                                            "the landing folder")
+        if ".." in re.split(r"[\\/]", value):
+            raise self.fail("file_pattern", f"{value!r} climbs out of the landing folder (`..`)")
+        if "\0" in value:
+            raise self.fail("file_pattern", "contains a NUL character")
+        return value
+
+    def sections(self, doc: dict, where: str, base: SourceMapping) -> SourceMapping:
+        """The sections a record is mapped by (top level, or one entry of `records:`)."""
+        at = f"{where}." if where else ""
+        reroute = doc.get("reroute", {}) or {}
+        self.keys(reroute, {"email_in_phone", "phone_in_email"}, f"{at}reroute")
+        for key, flag in reroute.items():
+            if not isinstance(flag, bool):
+                raise self.fail(f"{at}reroute.{key}", "must be true or false")
+        if reroute.get("phone_in_email") is False:
+            raise self.fail(f"{at}reroute.phone_in_email", "cannot be switched off: a phone "
+                            "number in the e-mail field is moved to the phones, never dropped")
+        region = self.region(doc.get("phone_default_region"), f"{at}phone_default_region") \
+            if "phone_default_region" in doc else base.phone_default_region
+        if "name" not in doc:
+            raise self.fail(f"{at}name", "is required")
+        return replace(
+            base,
+            party_type=self.party_type(doc.get("party_type"), at),
+            name_spec=self.name_spec(doc["name"], at),
+            phones=self.phones(doc.get("phones", []), at),
+            phone_default_region=region,
+            email=self.value(doc.get("email"), f"{at}email"),
+            address=self.address(doc.get("address", {}), at),
+            identifiers=self.identifiers(doc.get("identifiers", []), at),
+            fields=self.fields(doc.get("fields", {}), at),
+            email_in_phone=bool(reroute.get("email_in_phone", True)),
+        )
+
+    def record(self, doc: Any, where: str, parent: SourceMapping) -> RecordSpec:
+        self.keys(doc, self.RECORD_KEYS, where, required=("part", "from", "name"))
+        part = doc["part"]
+        if not isinstance(part, str) or not part.isidentifier():
+            raise self.fail(f"{where}.part", f"{part!r} must be a simple identifier (claimant)")
+        source = self.column(doc["from"], f"{where}.from", required=True) or ""
+        if "." in source and source not in self.columns:
+            raise self.fail(f"{where}.from", "must name a column holding a JSON object or list "
+                                             "(not a path into one)")
+        key = self.value(doc.get("native_key"), f"{where}.native_key")
+        sub = self.sections(doc, where, replace(parent, records=()))
+        for ref in _references(sub):
+            if ref.split(".", 1)[0] == source and ref == source:
+                raise self.fail(where, f"refers to {source!r} itself; name keys of its elements "
+                                       f"({source}.name)")
+        spec = RecordSpec(part=part, source=source, key=key, mapping=sub)
+        return RecordSpec(part=part, source=source, key=key, mapping=replace(sub, part=spec))
 
     def region(self, value: Any, key: str) -> str | None:
         if value is None:
@@ -266,133 +533,173 @@ class _Parser:
             raise self.fail(key, f"{value!r} is not an ISO 3166-1 alpha-2 code like DE")
         return value
 
-    def party_type(self, doc: Any) -> PartyTypeRule:
+    def party_type(self, doc: Any, at: str) -> PartyTypeRule:
+        key = f"{at}party_type"
         if doc is None:
             return PartyTypeRule(default="person")
         if isinstance(doc, str):
             if doc not in PARTY_TYPES:
-                raise self.fail("party_type", f"must be one of {PARTY_TYPES} or a rule")
+                raise self.fail(key, f"must be one of {PARTY_TYPES} or a rule")
             return PartyTypeRule(default=doc)
-        self.keys(doc, {"column", "values", "default"}, "party_type")
+        self.keys(doc, {"column", "values", "default", "infer_from_name"}, key)
         values = doc.get("values", {}) or {}
+        if not isinstance(values, dict):
+            raise self.fail(f"{key}.values", "must map written values to person/organization")
         for raw, party in values.items():
             if party not in PARTY_TYPES:
-                raise self.fail(f"party_type.values.{raw}", f"{party!r} is not one of {PARTY_TYPES}")
+                raise self.fail(f"{key}.values.{raw}", f"{party!r} is not one of {PARTY_TYPES}")
         default = doc.get("default")
         if default is not None and default not in PARTY_TYPES:
-            raise self.fail("party_type.default", f"{default!r} is not one of {PARTY_TYPES}")
-        column = self.column(doc.get("column"), "party_type.column")
+            raise self.fail(f"{key}.default", f"{default!r} is not one of {PARTY_TYPES}")
+        infer = doc.get("infer_from_name", True)
+        if not isinstance(infer, bool):
+            raise self.fail(f"{key}.infer_from_name", "must be true or false")
+        column = self.value(doc.get("column"), f"{key}.column")
         if column is None and default is None:
-            raise self.fail("party_type", "needs a column with values, or a default")
+            raise self.fail(key, "needs a column with values, or a default")
         return PartyTypeRule(column=column, values={str(k): v for k, v in values.items()},
-                             default=default)
+                             default=default, infer_from_name=infer)
 
-    def name_spec(self, doc: Any) -> NameSpec:
-        self.keys(doc, {"style", "given", "family", "full", "native", "organization"}, "name",
-                  required=("style",))
+    def name_spec(self, doc: Any, at: str) -> NameSpec:
+        key = f"{at}name"
+        refs = ("given", "family", "full", "native", "organization", "suffix", "birth_family")
+        self.keys(doc, {"style", "order", "full_in_family", *refs}, key, required=("style",))
         style = doc["style"]
         if style not in NAME_STYLES:
-            raise self.fail("name.style", f"unknown style {style!r} (known: {', '.join(NAME_STYLES)})")
-        spec = NameSpec(style=style, **{k: self.column(doc.get(k), f"name.{k}")
-                                         for k in ("given", "family", "full", "native", "organization")})
+            raise self.fail(f"{key}.style", f"unknown style {style!r} (known: {', '.join(NAME_STYLES)})")
+        order = doc.get("order", "auto")
+        if order not in NAME_ORDERS:
+            raise self.fail(f"{key}.order", f"unknown order {order!r} (known: {', '.join(NAME_ORDERS)})")
+        if "order" in doc and style != "full":
+            raise self.fail(f"{key}.order", "applies to style 'full' (parts name their columns)")
+        full_in_family = doc.get("full_in_family", "chinese")
+        if full_in_family not in FULL_IN_FAMILY:
+            raise self.fail(f"{key}.full_in_family", f"unknown rule {full_in_family!r} "
+                                                     f"(known: {', '.join(FULL_IN_FAMILY)})")
+        spec = NameSpec(style=style, order=order, full_in_family=full_in_family,
+                        **{k: self.value(doc.get(k), f"{key}.{k}") for k in refs})
         if style == "parts" and not (spec.given and spec.family):
-            raise self.fail("name", "style 'parts' needs both `given` and `family` columns")
+            raise self.fail(key, "style 'parts' needs both `given` and `family` columns")
         if style == "full" and not spec.full:
-            raise self.fail("name", "style 'full' needs a `full` column")
+            raise self.fail(key, "style 'full' needs a `full` column")
         return spec
 
-    def phones(self, doc: Any) -> tuple[PhoneSpec, ...]:
+    def phones(self, doc: Any, at: str) -> tuple[PhoneSpec, ...]:
         if not isinstance(doc, list):
-            raise self.fail("phones", "must be a list of {column, kind, list}")
+            raise self.fail(f"{at}phones", "must be a list of {column, kind, list}")
         specs = []
         for i, item in enumerate(doc):
-            where = f"phones[{i}]"
+            where = f"{at}phones[{i}]"
             if isinstance(item, str):
                 item = {"column": item}
             self.keys(item, {"column", "kind", "list"}, where, required=("column",))
             kind = item.get("kind")
             if kind is not None and kind not in PHONE_KINDS:
                 raise self.fail(f"{where}.kind", f"{kind!r} is not one of {PHONE_KINDS}")
-            specs.append(PhoneSpec(column=self.column(item["column"], f"{where}.column") or "",
-                                   kind=kind, is_list=bool(item.get("list", False))))
+            is_list = item.get("list", False)
+            if not isinstance(is_list, bool):
+                raise self.fail(f"{where}.list", "must be true or false")
+            column = self.value(item["column"], f"{where}.column", required=True)
+            if is_list and column is not None and not column.is_plain:
+                raise self.fail(f"{where}.column", "a `list: true` column takes a plain reference")
+            specs.append(PhoneSpec(column=column or ValueExpr(), kind=kind, is_list=is_list))
         return tuple(specs)
 
-    def address(self, doc: Any) -> AddressSpec:
+    def address(self, doc: Any, at: str) -> AddressSpec:
         keys = {"street_line", "one_line", "street", "house_number", "postcode", "city", "country"}
-        self.keys(doc, keys | {"default_country"}, "address")
+        self.keys(doc, keys | {"default_country"}, f"{at}address")
         return AddressSpec(default_country=self.region(doc.get("default_country"),
-                                                       "address.default_country"),
-                           **{k: self.column(doc.get(k), f"address.{k}") for k in keys})
+                                                       f"{at}address.default_country"),
+                           **{k: self.value(doc.get(k), f"{at}address.{k}") for k in keys})
 
-    def identifiers(self, doc: Any) -> tuple[IdentifierSpec, ...]:
+    def id_patterns(self, doc: Any, key: str) -> tuple[IdPattern, ...]:
+        if doc is None:
+            return ()
+        if not isinstance(doc, dict):
+            raise self.fail(key, "must map an ID kind to a regular expression or "
+                                 "{pattern, canonical}")
+        out = []
+        for kind, spec in doc.items():
+            where = f"{key}.{kind}"
+            if not isinstance(kind, str) or not kind.isidentifier():
+                raise self.fail(where, f"{kind!r} must be a simple identifier (us_ssn)")
+            if not isinstance(spec, dict):
+                spec = {"pattern": spec}
+            self.keys(spec, {"pattern", "canonical"}, where, required=("pattern",))
+            canonical = spec.get("canonical", "upper")
+            if canonical not in CANONICAL_FORMS:
+                raise self.fail(f"{where}.canonical", f"unknown canonical form {canonical!r} "
+                                                      f"(known: {', '.join(CANONICAL_FORMS)})")
+            out.append(IdPattern(kind=kind, pattern=self.regex(spec["pattern"], where),
+                                 canonical=canonical))
+        return tuple(out)
+
+    def identifiers(self, doc: Any, at: str) -> tuple[IdentifierSpec, ...]:
         if not isinstance(doc, list):
-            raise self.fail("identifiers", "must be a list of {column, person, organization}")
+            raise self.fail(f"{at}identifiers", "must be a list of {column, person, organization}")
         specs = []
         for i, item in enumerate(doc):
-            where = f"identifiers[{i}]"
-            self.keys(item, {"column", "person", "organization", "organization_patterns"}, where,
-                      required=("column",))
+            where = f"{at}identifiers[{i}]"
+            self.keys(item, {"column", "person", "organization", "person_patterns",
+                             "organization_patterns"}, where, required=("column",))
             kinds = {}
             for party in PARTY_TYPES:
                 modules = item.get(party, []) or []
+                if not isinstance(modules, list):
+                    raise self.fail(f"{where}.{party}", "must be a list of python-stdnum modules")
                 for module in modules:
-                    if not _stdnum_module_exists(module):
+                    if not isinstance(module, str) or not _stdnum_module_exists(module):
                         raise self.fail(f"{where}.{party}",
                                         f"{module!r} is not a python-stdnum module (e.g. cn.ric)")
                 kinds[party] = tuple(modules)
-            if not any(kinds.values()):
-                raise self.fail(where, "needs `person` and/or `organization` stdnum modules")
-            patterns = item.get("organization_patterns") or {}
-            if not isinstance(patterns, dict):
-                raise self.fail(f"{where}.organization_patterns", "must map an ID type to a regular expression")
-            for kind, pattern in patterns.items():
-                try:
-                    re.compile(str(pattern))
-                except re.error as exc:
-                    raise self.fail(f"{where}.organization_patterns.{kind}", f"not a regular expression: {exc}") \
-                        from None
-            specs.append(IdentifierSpec(column=self.column(item["column"], f"{where}.column") or "",
-                                        patterns=tuple((str(k), str(v)) for k, v in patterns.items()),
-                                        **kinds))
+            person_patterns = self.id_patterns(item.get("person_patterns"),
+                                               f"{where}.person_patterns")
+            patterns = self.id_patterns(item.get("organization_patterns"),
+                                        f"{where}.organization_patterns")
+            if not (any(kinds.values()) or person_patterns or patterns):
+                raise self.fail(where, "needs `person` / `organization` stdnum modules or "
+                                       "`person_patterns` / `organization_patterns`")
+            specs.append(IdentifierSpec(
+                column=self.value(item["column"], f"{where}.column", required=True) or ValueExpr(),
+                person_patterns=person_patterns, patterns=patterns, **kinds))
         return tuple(specs)
 
-    def fields(self, doc: Any) -> dict[str, FieldSpec]:
+    def fields(self, doc: Any, at: str) -> dict[str, FieldSpec]:
         if not isinstance(doc, dict):
-            raise self.fail("fields", "must map canonical fields to columns")
+            raise self.fail(f"{at}fields", "must map canonical fields to columns")
         known = canonical_fields()
         specs = {}
         for target, spec in doc.items():
-            where = f"fields.{target}"
+            where = f"{at}fields.{target}"
             if target not in known:
                 raise self.fail(where, f"unknown canonical field {target!r} "
                                        f"(see {CANONICAL_SCHEMA_FILE.name})")
             if target in DERIVED_FIELDS:
                 raise self.fail(where, f"{target!r} is produced by a section of its own "
-                                       "(name, phones, email, address, identifiers, party_type)")
+                                       "(name, phones, email, address, identifiers, party_type) "
+                                       "or derived from other fields")
             if isinstance(spec, str):
                 spec = {"column": spec}
-            self.keys(spec, {"column", "value", "values", "formats", "decimal"}, where)
-            if ("column" in spec) == ("value" in spec):
-                raise self.fail(where, "needs exactly one of `column` or `value`")
+            if not isinstance(spec, dict):
+                raise self.fail(where, "must be a column name or {column | value, ...}")
+            self.keys(spec, self.VALUE_KEYS | {"formats", "decimal"}, where)
             formats = spec.get("formats", [])
             if isinstance(formats, str):
                 formats = [formats]
             if formats and known[target] not in ("DATE", "TIMESTAMP"):
                 raise self.fail(f"{where}.formats", f"formats apply to dates, {target} is {known[target]}")
+            if not all(isinstance(f, str) and "%" in f for f in formats):
+                raise self.fail(f"{where}.formats", "must be strptime formats such as '%d.%m.%Y'")
             if spec.get("decimal", ".") not in (".", ","):
                 raise self.fail(f"{where}.decimal", "must be '.' or ','")
-            values = spec.get("values")
-            if values is not None and not isinstance(values, dict):
-                raise self.fail(f"{where}.values", "must map raw values to canonical values")
-            specs[target] = FieldSpec(
-                column=self.column(spec.get("column"), f"{where}.column"), value=spec.get("value"),
-                values={str(k): v for k, v in values.items()} if values else None,
-                formats=tuple(formats), decimal=spec.get("decimal", "."))
+            value_doc = {k: v for k, v in spec.items() if k in self.VALUE_KEYS}
+            specs[target] = FieldSpec(expr=self.value(value_doc, where) or ValueExpr(),
+                                      formats=tuple(formats), decimal=spec.get("decimal", "."))
         return specs
 
     def validation(self, doc: Any, name: str) -> ValidationSpec:
         self.keys(doc, {"suite", "max_bad_row_share", "max_row_count_change",
-                        "allow_unexpected_columns"}, "validation")
+                        "allow_unexpected_columns", "max_value_length"}, "validation")
         suite = doc.get("suite")
         if suite is None:
             suite_file = self.expectations_dir / f"{name}.json"
@@ -403,13 +710,86 @@ class _Parser:
         _check_suite(suite_file, self.columns, self.fail)
         share = doc.get("max_bad_row_share", 0.05)
         change = doc.get("max_row_count_change", 0.5)
+        longest = doc.get("max_value_length", DEFAULT_MAX_VALUE_LENGTH)
         if not (isinstance(share, int | float) and 0 <= share <= 1):
             raise self.fail("validation.max_bad_row_share", "must be a share between 0 and 1")
         if change is not None and not (isinstance(change, int | float) and change >= 0):
             raise self.fail("validation.max_row_count_change", "must be a non-negative share or null")
+        if not (isinstance(longest, int) and longest > 0):
+            raise self.fail("validation.max_value_length", "must be a positive number of characters")
         return ValidationSpec(suite_file=suite_file, max_bad_row_share=float(share),
                               max_row_count_change=None if change is None else float(change),
-                              allow_unexpected_columns=bool(doc.get("allow_unexpected_columns", False)))
+                              allow_unexpected_columns=bool(doc.get("allow_unexpected_columns", False)),
+                              max_value_length=longest)
+
+
+def _references(mapping: SourceMapping) -> list[str]:
+    """Every column reference a mapping's sections read."""
+    exprs: list[ValueExpr | None] = [mapping.party_type.column, mapping.email]
+    spec = mapping.name_spec
+    exprs += [spec.given, spec.family, spec.full, spec.native, spec.organization, spec.suffix,
+              spec.birth_family]
+    exprs += [p.column for p in mapping.phones] + [i.column for i in mapping.identifiers]
+    addr = mapping.address
+    exprs += [addr.street_line, addr.one_line, addr.street, addr.house_number, addr.postcode,
+              addr.city, addr.country]
+    exprs += [f.expr for f in mapping.fields.values()]
+    return [ref for e in exprs if e is not None for ref in e.refs]
+
+
+def re2_problem(pattern: str) -> str | None:
+    """Why RE2 (the linear-time engine DuckDB also uses) refuses `pattern`; None if it compiles."""
+    import re2
+
+    try:
+        re2.compile(pattern)
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else exc
+        return detail.decode() if isinstance(detail, bytes) else str(detail)
+    return None
+
+
+def backtracking_problem(pattern: str) -> str | None:
+    """Why `pattern` may take exponential time in a backtracking engine (Python's re, which Great
+    Expectations uses): an unbounded repeat inside another unbounded repeat, as in `(a+)+`."""
+    sre_parse: Any = importlib.import_module("re._parser")  # Python's own re: how GE runs it
+    try:
+        parsed = sre_parse.parse(pattern)
+    except re.error as exc:
+        return f"not a regular expression: {exc}"
+    unbounded = sre_parse.MAXREPEAT
+
+    def walk(items, inside_repeat: bool) -> str | None:
+        for op, arg in items:
+            if op in (sre_parse.MAX_REPEAT, sre_parse.MIN_REPEAT):
+                low, high, sub = arg
+                repeats = high == unbounded or high > 100
+                if repeats and inside_repeat:
+                    return "a repeated group holds another unbounded repeat (like (a+)+)"
+                found = walk(sub, inside_repeat or repeats)
+                if found:
+                    return found
+            elif op == sre_parse.SUBPATTERN:
+                found = walk(arg[-1], inside_repeat)
+                if found:
+                    return found
+            elif op == sre_parse.BRANCH:
+                for branch in arg[1]:
+                    found = walk(branch, inside_repeat)
+                    if found:
+                        return found
+            elif op in (sre_parse.ASSERT, sre_parse.ASSERT_NOT):
+                found = walk(arg[1], inside_repeat)
+                if found:
+                    return found
+            elif op == sre_parse.GROUPREF:
+                return "backreferences can take exponential time"
+        return None
+
+    return walk(parsed, False)
+
+
+REGEX_KWARGS = ("regex", "regex_list")
 
 
 def _check_suite(suite_file: Path, columns: tuple[str, ...], fail) -> None:
@@ -424,10 +804,25 @@ def _check_suite(suite_file: Path, columns: tuple[str, ...], fail) -> None:
     for i, exp in enumerate(expectations):
         if not isinstance(exp, dict) or not str(exp.get("type", "")).startswith("expect_"):
             raise MappingError(str(suite_file), f"expectations[{i}].type", "must name an expectation")
-        column = (exp.get("kwargs") or {}).get("column")
+        kwargs = exp.get("kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise MappingError(str(suite_file), f"expectations[{i}].kwargs", "must be a mapping")
+        column = kwargs.get("column")
         if column is not None and column not in columns:
             raise MappingError(str(suite_file), f"expectations[{i}].kwargs.column",
                                f"column {column!r} is not among the mapping's columns")
+        for name in REGEX_KWARGS:
+            if name not in kwargs:
+                continue
+            patterns = kwargs[name] if isinstance(kwargs[name], list) else [kwargs[name]]
+            for pattern in patterns:
+                # Great Expectations evaluates these with Python's backtracking `re`: a pattern
+                # that does not compile would be skipped, one that backtracks would hang a run.
+                problem = backtracking_problem(pattern) if isinstance(pattern, str) \
+                    else "must be text"
+                if problem:
+                    raise MappingError(str(suite_file), f"expectations[{i}].kwargs.{name}",
+                                       f"{pattern!r}: {problem}")
 
 
 @cache

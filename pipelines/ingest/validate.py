@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines.ingest.columns import CONTROL_SQL, literal, raw_sql
 from pipelines.ingest.errors import AccountingError, SourceRejected
 from pipelines.ingest.extract import LINEAGE_COLUMNS, raw_path
 from pipelines.ingest.mapping import SourceMapping
@@ -87,6 +88,12 @@ def check_run_rules_before_rows(mapping: SourceMapping, files: dict[str, int], c
             raise SourceRejected(mapping.name, file, None, "empty_file", "the file has no data rows")
     file_label = ", ".join(files)
     missing = [c for c in mapping.columns if c not in columns]
+    if missing and len(columns) == 1 and len(mapping.columns) > 1:
+        hint = likely_delimiter(columns[0], mapping)
+        raise SourceRejected(mapping.name, file_label, columns[0], "header",
+                             f"the header was read as one field {columns[0][:80]!r}: "
+                             f"{hint or 'the file is not split by the mapping’s delimiter'} "
+                             f"(mapping `delimiter: {mapping.delimiter!r}`)")
     if missing:
         raise SourceRejected(mapping.name, file_label, ", ".join(missing), "required_columns",
                              f"required column(s) missing: {', '.join(missing)}")
@@ -105,6 +112,26 @@ def check_run_rules_before_rows(mapping: SourceMapping, files: dict[str, int], c
                                  f"({change:.0%} change, limit {limit:.0%})")
 
 
+CANDIDATE_DELIMITERS = (";", ",", "\t", "|", ":", " ")
+
+
+def likely_delimiter(header: str, mapping: SourceMapping) -> str | None:
+    """Which delimiter splits a one-field header into the mapping's columns, said in words."""
+    best = None
+    for candidate in CANDIDATE_DELIMITERS:
+        if candidate == mapping.delimiter or candidate not in header:
+            continue
+        names = [n.strip().strip(mapping.quote) for n in header.split(candidate)]
+        known = sum(n in mapping.all_columns for n in names)
+        if known and (best is None or known > best[1]):
+            best = (candidate, known, len(names))
+    if best is None:
+        return None
+    shown = {"\t": "tab", " ": "space"}.get(best[0], repr(best[0]))
+    return (f"it looks {shown}-delimited ({best[1]} of the {best[2]} names it splits into are "
+            f"mapped columns)")
+
+
 def check_bad_row_share(mapping: SourceMapping, result: ValidationResult, file_label: str) -> None:
     if not result.rows_read:
         return
@@ -120,8 +147,10 @@ def check_bad_row_share(mapping: SourceMapping, result: ValidationResult, file_l
 
 
 def _rule_column(mapping: SourceMapping, rule: str) -> str | None:
-    if rule in ("native_key_present", "native_key_unique"):
+    if rule in ("native_key_present", "native_key_unique", "native_key_malformed"):
         return mapping.native_key
+    if rule.startswith(("value_too_long:", "record_key_unique:")):
+        return rule.split(":", 1)[1]
     for exp in mapping.suite().get("expectations", []):
         if rule_name(exp) == rule:
             return (exp.get("kwargs") or {}).get("column")
@@ -144,7 +173,7 @@ def rule_name(expectation: dict) -> str:
 
 def row_failures(mapping: SourceMapping, raw: Path, columns: list[str]) -> pa.Table:
     """(file, row_number, rule) for every failed row rule: parser, native key, then GE suite."""
-    parts = [_structural_failures(mapping, raw)]
+    parts = [_structural_failures(mapping, raw, columns)]
     parts.extend(_suite_failures(mapping, raw, columns))
     return pa.concat_tables(parts)
 
@@ -154,21 +183,51 @@ def _failure_table(files, rows, rules) -> pa.Table:
                      "rule": pa.array(rules, pa.string())})
 
 
-def _structural_failures(mapping: SourceMapping, raw: Path) -> pa.Table:
-    key = _quote(mapping.native_key)
-    sql = f"""
-        WITH r AS (SELECT _source_file, _row_number, _malformed,
-                          NULLIF(trim({key}), '') AS k FROM read_parquet(?))
-        SELECT _source_file AS file, _row_number AS row_number, 'malformed_row' AS rule
-          FROM r WHERE _malformed IS NOT NULL
-        UNION ALL
-        SELECT _source_file, _row_number, 'native_key_present' FROM r
-         WHERE _malformed IS NULL AND k IS NULL
-        UNION ALL
-        SELECT _source_file, _row_number, 'native_key_unique' FROM (
-            SELECT *, row_number() OVER (PARTITION BY k ORDER BY _source_file, _row_number) AS nth
-              FROM r WHERE _malformed IS NULL AND k IS NOT NULL) WHERE nth > 1
-    """
+def _structural_failures(mapping: SourceMapping, raw: Path, columns: list[str]) -> pa.Table:
+    """Parser faults, native key present / unique / free of control characters, values longer
+    than the canonical field they feed allows, nested record keys unique within their row."""
+    key = raw_sql(mapping.native_key, columns)
+    checks = [
+        "SELECT _source_file AS file, _row_number AS row_number, 'malformed_row' AS rule "
+        "FROM r WHERE _malformed IS NOT NULL",
+        "SELECT _source_file, _row_number, 'native_key_present' FROM r "
+        "WHERE _malformed IS NULL AND k IS NULL",
+        f"SELECT _source_file, _row_number, 'native_key_malformed' FROM r "
+        f"WHERE _malformed IS NULL AND regexp_matches(k, {CONTROL_SQL})",
+        """SELECT _source_file, _row_number, 'native_key_unique' FROM (
+               SELECT *, row_number() OVER (PARTITION BY k ORDER BY _source_file, _row_number) AS nth
+                 FROM r WHERE _malformed IS NULL AND k IS NOT NULL) WHERE nth > 1""",
+    ]
+    limits = mapping.value_limits()
+    containers = {ref.split(".", 1)[0] for ref in limits if ref not in columns}
+    containers |= {record.source for record in mapping.records}
+    for ref, limit in sorted(limits.items()):
+        value = raw_sql(ref, columns)
+        if value != "NULL::VARCHAR" and (ref in columns or ref.split(".", 1)[0] in columns):
+            checks.append(f"SELECT _source_file, _row_number, {literal('value_too_long:' + ref)} "
+                          f"FROM r WHERE _malformed IS NULL AND length({value}) > {int(limit)}")
+    longest = mapping.validation.max_value_length
+    for column in columns:
+        # Any other text (notes, a JSON object with nested records) has one generous bound.
+        limit = longest * 100 if column in containers else longest
+        if column not in limits:
+            checks.append(f"SELECT _source_file, _row_number, "
+                          f"{literal('value_too_long:' + column)} FROM r "
+                          f"WHERE _malformed IS NULL AND length({raw_sql(column, columns)}) > {limit}")
+    for record in mapping.records:
+        if record.key is None:
+            continue
+        element_key = raw_sql(record.key.refs[0].replace(record.source, "_e", 1)
+                              if record.key.refs else "", ["_e"])
+        checks.append(f"""SELECT _source_file, _row_number, {literal('record_key_unique:' + record.part)}
+            FROM (SELECT _source_file, _row_number, unnest(CASE WHEN json_type(c) = 'ARRAY'
+                         THEN json_extract(c, '$[*]') ELSE [c::JSON] END)::VARCHAR AS _e
+                    FROM (SELECT _source_file, _row_number, {_quote(record.source)} AS c FROM r
+                           WHERE _malformed IS NULL AND json_valid({_quote(record.source)})))
+           WHERE json_type(_e::JSON) = 'OBJECT' AND {element_key} IS NOT NULL
+           GROUP BY _source_file, _row_number, {element_key} HAVING count(*) > 1""")
+    sql = (f"WITH r AS (SELECT *, NULLIF(trim({key}), '') AS k FROM read_parquet(?)) "
+           + " UNION ALL ".join(checks))
     with duckdb.connect(config=duckdb_config()) as con:
         return con.sql(sql, params=[str(raw)]).to_arrow_table().cast(
             pa.schema([("file", pa.string()), ("row_number", pa.int64()), ("rule", pa.string())]))

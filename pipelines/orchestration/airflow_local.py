@@ -3,13 +3,18 @@
 
 `make airflow` (`python -m pipelines.orchestration.airflow_local`) starts the API server (UI),
 scheduler and dag-processor with the LocalExecutor, bound to 127.0.0.1 only; Ctrl-C stops all three.
+The API and UI need a login: user `admin`, with a password generated on first start, stored 0600
+in the Airflow home and printed once. Requests whose Host header is not 127.0.0.1 or localhost are
+refused (DNS rebinding), by the middleware in `plugins/trusted_hosts.py`.
 Production runs on a Postgres metadata DB with the Celery or Kubernetes executor: docs/operations.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -21,7 +26,12 @@ from pipelines.settings import PROJECT_ROOT
 DAG_ID = "unified_customer_view"
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 LOCAL_AIRFLOW_HOME = PROJECT_ROOT / ".airflow"
+PLUGINS_FOLDER = PROJECT_ROOT / "plugins"
 HOST = "127.0.0.1"
+ADMIN_USER = "admin"
+PASSWORDS_FILE = "simple_auth_manager_passwords.json"
+# Host headers the local API server answers; UCV_AIRFLOW_ALLOWED_HOSTS (comma-separated) adds names
+ALLOWED_HOSTS = ("127.0.0.1", "localhost")
 
 
 def airflow_env(airflow_home: Path = LOCAL_AIRFLOW_HOME, port: int = 8080,
@@ -40,12 +50,44 @@ def airflow_env(airflow_home: Path = LOCAL_AIRFLOW_HOME, port: int = 8080,
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__API__BASE_URL": f"http://{HOST}:{port}",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://{HOST}:{port}/execution/",
-        # Everyone who can reach 127.0.0.1 is an admin: fine for a laptop, never for a server.
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        # Anyone on the machine can reach 127.0.0.1, so even locally the API needs a password.
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file(airflow_home)),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PLUGINS_FOLDER),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
     })
     return env
+
+
+def passwords_file(airflow_home: Path = LOCAL_AIRFLOW_HOME) -> Path:
+    return airflow_home / PASSWORDS_FILE
+
+
+def ensure_admin_password(airflow_home: Path = LOCAL_AIRFLOW_HOME) -> str | None:
+    """Create the admin password file (0600) if missing; returns the new password, else None.
+
+    The file is Airflow's simple auth manager format ({"user": "password"}); Airflow finds the
+    user there and neither generates nor prints a password of its own.
+    """
+    path = passwords_file(airflow_home)
+    airflow_home.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        path.chmod(0o600)  # a file copied in or loosened by hand goes back to owner-only
+        return None
+    password = secrets.token_urlsafe(18)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps({ADMIN_USER: password}) + "\n")
+    return password
+
+
+def allowed_hosts() -> list[str]:
+    """Host header values the local API server accepts (plugins/trusted_hosts.py)."""
+    extra = os.environ.get("UCV_AIRFLOW_ALLOWED_HOSTS", "")
+    return [*ALLOWED_HOSTS, *(h.strip() for h in extra.split(",") if h.strip())]
 
 
 def airflow_command(*args: str) -> list[str]:
@@ -90,6 +132,7 @@ def serve(port: int = 8080, parallelism: int = 2) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     migrate_db(env)
+    password = ensure_admin_password()
     from pipelines.orchestration.operations import ensure_pools
 
     ensure_pools(env)  # the heavy stages' pool (schemas/operations.yaml) must exist to schedule
@@ -102,6 +145,11 @@ def serve(port: int = 8080, parallelism: int = 2) -> int:
                  for name, cmd in components.items()}
     print(f"Airflow UI on http://{HOST}:{port} (AIRFLOW_HOME={env['AIRFLOW_HOME']}); the DAG "
           f"{DAG_ID} starts paused: unpause it in the UI. Ctrl-C stops everything.", flush=True)
+    if password:
+        print(f"Log in as {ADMIN_USER!r} with password {password} (shown once; kept in "
+              f"{passwords_file()}, readable by you only).", flush=True)
+    else:
+        print(f"Log in as {ADMIN_USER!r}; the password is in {passwords_file()}.", flush=True)
     exit_code = 0
     try:
         while all(p.poll() is None for p in processes.values()):

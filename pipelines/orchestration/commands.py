@@ -19,6 +19,8 @@ def run_command(
                                          "data/landing/<date>/, writes data/runs/<date>/."),
     landing: Path | None = typer.Option(None, exists=True, file_okay=False,
                                         help="Read the exports from this folder instead."),
+    replace_live: bool = typer.Option(False, help="Publish even when a later night's warehouse is "
+                                      "live (default: an older date is rebuilt, not published)."),
 ) -> None:
     """Run every stage for one export date and publish the warehouse (no scheduler needed)."""
     from rich.console import Console
@@ -47,7 +49,8 @@ def run_command(
 
     try:
         with progress:
-            run = run_pipeline(day, landing_dir=landing, on_stage=on_stage)
+            run = run_pipeline(day, landing_dir=landing, on_stage=on_stage,
+                               replace_live=replace_live)
     except Exception as exc:
         print_run_summary(run_paths(day.isoformat()), console)
         console.print(f"[red]run failed:[/red] {escape(f'{type(exc).__name__}: {exc}')}")

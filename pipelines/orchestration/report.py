@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from pipelines import fileio
 from pipelines.orchestration.run_state import read_run_state
 from pipelines.settings import RunPaths
 
@@ -22,19 +23,13 @@ NOT_IN_MARKDOWN = {"models", "comparisons_by_blocking_rule"}
 
 
 def write_run_report(run: RunPaths) -> Path:
-    """Write report/run_report.md and report/run_report.html (each atomically); returns the .md."""
+    """Write report/run_report.md and report/run_report.html (each atomically, with the
+    project's file modes); returns the .md."""
     from pipelines.orchestration.report_html import render_html_report
 
     run.report_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(run.report_dir / HTML_REPORT_FILE, render_html_report(run))
-    return _write_atomic(run.report_dir / REPORT_FILE, render_run_report(run))
-
-
-def _write_atomic(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    fileio.write_text(run.report_dir / HTML_REPORT_FILE, render_html_report(run))
+    return fileio.write_text(run.report_dir / REPORT_FILE, render_run_report(run))
 
 
 def render_run_report(run: RunPaths) -> str:

@@ -1,8 +1,8 @@
 """The run report's figures, computed in DuckDB from a published warehouse: aggregates only
 (counts per source, rule, bin, event, reason), never a value from a customer record.
 
-The same function runs on tonight's warehouse and on the run's baseline (the warehouse as the
-night before left it), so every figure can show last night's value beside tonight's.
+Each night's report keeps its figures (report/night_figures.json), so the next night's report
+shows last night's value beside tonight's for every figure.
 """
 
 from __future__ import annotations
@@ -33,6 +33,29 @@ class NightFigures:
     review_queue: dict[str, int] = field(default_factory=dict)  # reason -> pairs
     customers: int = 0
     match_pairs: int = 0
+
+
+FIGURES_FILE = "night_figures.json"
+
+
+def save_figures(night: NightFigures, path: Path) -> Path:
+    """Keep a night's figures beside its report, so the next night can show them beside its own."""
+    from pipelines import fileio
+
+    payload = {**night.__dict__,
+               "quarantine": [[s, r, n] for (s, r), n in sorted(night.quarantine.items())],
+               "confidence_at_or_above": [[t, n] for t, n in night.confidence_at_or_above.items()]}
+    return fileio.write_text(path, json.dumps(payload, indent=1) + "\n")
+
+
+def load_figures(path: Path) -> NightFigures | None:
+    if not path.is_file():
+        return None
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    raw["quarantine"] = {(s, r): n for s, r, n in raw.get("quarantine", [])}
+    raw["confidence_at_or_above"] = {t: n for t, n in raw.get("confidence_at_or_above", [])}
+    known = NightFigures.__dataclass_fields__
+    return NightFigures(**{k: v for k, v in raw.items() if k in known})
 
 
 def latest_run_id(con) -> str | None:

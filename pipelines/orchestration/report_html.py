@@ -1,8 +1,8 @@
 """The run report people look at: report/run_report.html, one self-contained page (Jinja2,
 inline SVG, no network) with tonight's figures beside last night's and the last 30 nights' trend.
 
-Built from what the run wrote (run_state.json, summaries) and from two warehouses: the one this
-run published and its baseline (the warehouse as the night before left it). Aggregates only:
+Built from what the run wrote (run_state.json, summaries), the warehouse it published, and the
+figures the previous published night's report kept (report/night_figures.json). Aggregates only:
 no value from a customer record reaches the page (tests/test_run_report.py scans for them).
 """
 
@@ -19,11 +19,14 @@ from pipelines.orchestration import svg
 from pipelines.orchestration.report_figures import (
     CLUSTER_SIZE_BUCKETS,
     CONFIDENCE_EDGES,
+    FIGURES_FILE,
     WEIGHT_EDGES,
     NightFigures,
     elapsed_stage_seconds,
     latest_run_id,
+    load_figures,
     night_figures,
+    save_figures,
     trend,
 )
 from pipelines.orchestration.run_state import read_run_state
@@ -46,15 +49,17 @@ def render_html_report(run: RunPaths) -> str:
     min_confidence = export_counts.get("min_confidence")
     thresholds = (min_confidence,) if isinstance(min_confidence, int | float) else ()
     published = _this_runs_warehouse(run)
+    live = settings.warehouse_file() if settings.warehouse_file().is_file() else None
     tonight = night_figures(published, thresholds)
-    baseline = run.root / "baseline" / settings.warehouse_file().name
-    last = night_figures(baseline, thresholds)
     if tonight is None:  # nothing published: what the run folder itself shows
         tonight = NightFigures(run_id=run.run_id, quarantine=_quarantine_from_run(run))
+    else:
+        save_figures(tonight, run.report_dir / FIGURES_FILE)
+    history = trend(published or live)
+    last = _last_night(history, run, thresholds)
     resolve_summary = _json(run.resolved_dir / "resolve_summary.json")
     identify_summary = _json(run.identified_dir / "identify_summary.json")
     ingest = _json(run.report_dir / "ingest_counts.json")
-    history = trend(published or (baseline if baseline.is_file() else None))
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
                              autoescape=True, undefined=jinja2.StrictUndefined)
@@ -70,6 +75,20 @@ def render_html_report(run: RunPaths) -> str:
         parties=(resolve_summary or {}).get("party_types", {}),
         identify=identify_summary or {}, export=export_counts,
         links=_links(run), last_run_id=last.run_id if last else None)
+
+
+def _last_night(history: list[dict[str, Any]], run: RunPaths,
+                thresholds: tuple[float, ...]) -> NightFigures | None:
+    """The figures of the latest published night before this one, as its report kept them."""
+    earlier = [row for row in history
+               if str(row.get("export_date") or row.get("run_id")) < run.run_id]
+    if not earlier:
+        return None
+    previous = RunPaths.for_run(str(earlier[-1]["run_id"]))
+    figures = load_figures(previous.report_dir / FIGURES_FILE)
+    if figures is not None and any(t not in figures.confidence_at_or_above for t in thresholds):
+        figures.confidence_at_or_above = {}  # another export threshold then: not comparable
+    return figures
 
 
 def _this_runs_warehouse(run: RunPaths) -> Path | None:

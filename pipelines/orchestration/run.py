@@ -41,18 +41,20 @@ def export_date_for_context(*, logical_date: datetime | None, run_after: datetim
 
 
 def run_pipeline(export_date: date, *, landing_dir: Path | None = None,
-                 logical_date: date | None = None,
+                 logical_date: date | None = None, replace_live: bool = False,
                  on_stage: Callable[[str, int, int], None] | None = None) -> RunPaths:
     """Run every stage for the exports landed on `export_date`; returns the run's folders.
 
     A stage that fails marks the run failed in run_state.json and raises; stages after it
     (publish included) do not run, so the previously published warehouse stays in place.
+    A date older than the live warehouse's is rebuilt without replacing it, unless `replace_live`.
     `on_stage(name, done, total)` is told before each stage starts (progress display).
     """
     run_id = export_date.isoformat()
     logical = (logical_date or logical_date_for(export_date)).isoformat()
     try:
-        _run_stages(export_date, run_id, logical, landing_dir, on_stage or (lambda *_: None))
+        _run_stages(export_date, run_id, logical, landing_dir, on_stage or (lambda *_: None),
+                    replace_live)
     except BaseException:
         stages.report_failure(run_id)
         raise
@@ -60,7 +62,7 @@ def run_pipeline(export_date: date, *, landing_dir: Path | None = None,
 
 
 def _run_stages(export_date: date, run_id: str, logical: str, landing_dir: Path | None,
-                on_stage: Callable[[str, int, int], None]) -> None:
+                on_stage: Callable[[str, int, int], None], replace_live: bool = False) -> None:
     on_stage("prepare", 0, 0)
     sources = stages.prepare(export_date, logical_date=logical, landing_dir=landing_dir,
                              orchestrator="ucv")
@@ -69,7 +71,9 @@ def _run_stages(export_date: date, run_id: str, logical: str, landing_dir: Path 
         *((f"validate.{s}", partial(stages.validate, run_id, s)) for s in sources),
         ("standardize", partial(stages.standardize, run_id, sources)),
         *((name, partial(getattr(stages, name), run_id))
-          for name in ("resolve", "identify", "golden", "publish", "export", "report")),
+          for name in ("resolve", "identify", "golden")),
+        ("publish", partial(stages.publish, run_id, replace_live)),
+        *((name, partial(getattr(stages, name), run_id)) for name in ("export", "report")),
     ]
     for done, (name, step) in enumerate(steps, start=1):
         on_stage(name, done, len(steps) + 1)

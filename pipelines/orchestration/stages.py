@@ -22,11 +22,6 @@ from pipelines.orchestration.run_state import (
 )
 from pipelines.settings import RunPaths
 
-# What a run keeps when it starts again: the warehouse as it was before the run's first attempt,
-# so a rerun of the same date carries customer IDs forward from the same state (same outputs).
-BASELINE_DIR = "baseline"
-
-
 # The stage packages' public functions this module calls.
 STAGE_FUNCTIONS = {
     "pipelines.ingest": ["load_mappings", "extract_source", "validate_source",
@@ -98,30 +93,13 @@ def _source_outputs(folder: Path, source: str) -> list[Path]:
     return [*folder.glob(f"{source}.*"), *folder.glob(f".{source}.*")]
 
 
-def _snapshot_warehouse(run: RunPaths) -> None:
-    """Keep the published warehouse as this run's baseline, once, at the run's first attempt.
+def id_registry() -> Path:
+    """The ID registry runs carry customer IDs forward from (seeded from a pre-registry warehouse)."""
+    from pipelines.identify.registry import bootstrap_from_warehouse, registry_file
 
-    Publishing swaps a new file in by rename, so a hard link is a free, stable snapshot.
-    """
-    baseline = run.root / BASELINE_DIR
-    if baseline.exists():
-        return
-    tmp = run.root / f".{BASELINE_DIR}.tmp"
-    _remove(tmp)
-    tmp.mkdir(parents=True)
-    published = settings.warehouse_file()
-    if published.exists():
-        try:
-            (tmp / published.name).hardlink_to(published)
-        except OSError:  # another file system: copy instead
-            shutil.copy2(published, tmp / published.name)
-    tmp.rename(baseline)
-
-
-def previous_warehouse(run: RunPaths) -> Path | None:
-    """The warehouse this run builds on: the one published before the run's first attempt."""
-    snapshot = run.root / BASELINE_DIR / settings.warehouse_file().name
-    return snapshot if snapshot.exists() else None
+    registry = registry_file()
+    bootstrap_from_warehouse(registry, settings.warehouse_file())
+    return registry
 
 
 def prepare(export_date: date, *, logical_date: str | None = None,
@@ -129,12 +107,13 @@ def prepare(export_date: date, *, logical_date: str | None = None,
             airflow_run_id: str | None = None) -> list[str]:
     """Start the run folder afresh for an export date; return the configured source names.
 
-    Rerunning a date replaces everything under data/runs/<export date>/ except its baseline.
+    Rerunning a date replaces everything under data/runs/<export date>/; customer IDs come from
+    the ID registry, which no rerun rolls back.
     """
     landing = Path(landing_dir) if landing_dir else landing_dir_for(export_date)
     run = run_paths(export_date.isoformat())
     run.root.mkdir(parents=True, exist_ok=True)
-    _remove(*(p for p in run.root.iterdir() if p.name != BASELINE_DIR))
+    _remove(*run.root.iterdir())
     run.ensure()
     start_run_state(run, logical_date=logical_date, export_date=export_date.isoformat(),
                     landing_dir=landing, orchestrator=orchestrator, airflow_run_id=airflow_run_id)
@@ -142,7 +121,6 @@ def prepare(export_date: date, *, logical_date: str | None = None,
         landed = [p for p in landing.iterdir() if p.is_file()] if landing.is_dir() else []
         if not landed:
             raise NothingLanded(f"no exports landed in {landing} for export date {export_date}")
-        _snapshot_warehouse(run)
         sources = configured_sources()
         counts.update(landed_files=len(landed), sources=len(sources))
     return sources
@@ -257,14 +235,14 @@ def resolve_counts(run: RunPaths) -> dict[str, Any]:
 
 
 def identify(run_id: str) -> dict[str, int]:
-    """Clusters + the previously published warehouse -> stable customer IDs and ID history."""
+    """Clusters + the ID registry's live state -> stable customer IDs and ID history."""
     from pipelines.identify import assign_customer_ids
 
     run = run_paths(run_id)
     with record_stage(run, "identify") as counts:
         _remove(run.identified_dir)
         run.identified_dir.mkdir(parents=True)
-        assign_customer_ids(run, previous_warehouse(run))
+        assign_customer_ids(run, id_registry())
         counts.update(parquet_row_counts(run.identified_dir))
     return counts
 
@@ -282,14 +260,26 @@ def golden(run_id: str) -> dict[str, int]:
     return counts
 
 
-def publish(run_id: str) -> dict[str, int]:
-    """Swap the run's tables in as the published warehouse (atomically); counts read back."""
+def publish(run_id: str, replace_live: bool = False) -> dict[str, int]:
+    """Register the run's IDs and swap its tables in as the live warehouse (atomically).
+
+    A run for an older date than the live warehouse's only registers its IDs (a historic rebuild),
+    unless `replace_live`; counts are read back from the live warehouse.
+    """
     from pipelines.golden import publish_warehouse
+    from pipelines.identify.registry import commit_run, replaces_live
 
     run = run_paths(run_id)
+    registry = id_registry()
     with record_stage(run, "publish") as counts:
-        publish_warehouse(run)
-        counts.update(warehouse_counts(settings.warehouse_file()))
+        live = replaces_live(registry, run_id, replace_live)
+        if live:
+            publish_warehouse(run, before_swap=lambda: commit_run(registry, run, live=True))
+        else:
+            commit_run(registry, run, live=False)
+        if settings.warehouse_file().exists():
+            counts.update(warehouse_counts(settings.warehouse_file()))
+        counts["replaced_live"] = int(live)
     return counts
 
 
@@ -318,7 +308,9 @@ def published_asset_extra(run_id: str, asset: str, counts: dict[str, Any]) -> di
         extra.update(path=str(path), rows=counts.get("rows"),
                      manifest=str(path.parent / "manifest.json"))
     elif asset == "ucv_parquet_mirror":
-        extra["path"] = str(settings.warehouse_dir() / "parquet" / "current")
+        from pipelines.golden import current_mirror
+
+        extra["path"] = str(current_mirror())  # the immutable version folder of this publish
     else:
         extra.update(path=str(settings.warehouse_file()), customers=counts.get("customers"),
                      source_records=counts.get("source_records"))

@@ -2,6 +2,9 @@
 
 Per party type: match weights and m/u parameters of the model, a waterfall for sample pairs
 around the match threshold, the match-weight histogram of kept pairs; and the cluster sizes.
+Charts hold no personal data: a waterfall shows each comparison's level and weight, never the
+compared values (the report is read by more people than the warehouse; stewards see values in
+`review_queue`).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from pipelines import fileio
 from pipelines.resolve.backend import database_api, duckdb_connection
 from pipelines.resolve.config import PARTY_TYPES, thresholds
 from pipelines.resolve.features import create_comparison_table
@@ -25,8 +29,7 @@ def _save(chart_dict_or_chart, path: Path) -> Path:
         html = chart_html(chart_dict_or_chart, inline=True, fullhtml=True)
     else:
         html = chart_dict_or_chart.to_html(inline=True)
-    path.write_text(html, encoding="utf-8")
-    return path
+    return fileio.write_text(path, html)
 
 
 def _sample_pairs_sql(pairs_path: Path, party_type: str, match: float, n: int) -> str:
@@ -55,7 +58,7 @@ def party_charts(run: RunPaths, party_type: str, out_dir: Path,
 
     records_path = run.staged_dir / "source_records.parquet"
     pairs_path = run.resolved_dir / MATCH_PAIRS_FILE
-    db_api = database_api()
+    db_api = database_api("duckdb")
     con = duckdb_connection(db_api)
     if create_comparison_table(con, records_path, party_type, "records") == 0:
         return []
@@ -79,8 +82,8 @@ def party_charts(run: RunPaths, party_type: str, out_dir: Path,
             db_api.register("sample_pairs"))
         scored = linker.inference.predict(warning_mode="never")
         records = sorted(scored.as_record_list(), key=lambda r: -r["match_weight"])
-        written.append(_save(linker.visualisations.waterfall_chart(records),
-                             out_dir / f"{party_type}_waterfall.html"))
+        chart = linker.visualisations.waterfall_chart(records, remove_sensitive_data=True)
+        written.append(_save(chart, out_dir / f"{party_type}_waterfall.html"))
     histogram = con.execute(f"""
         SELECT floor(match_weight) AS bin, count(*) AS pairs
         FROM read_parquet('{pairs_path}') WHERE party_type = '{party_type}'

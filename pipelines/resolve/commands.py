@@ -20,23 +20,41 @@ def _run(run_id: str, runs_dir: Path | None):
 
 @app.command()
 def train(
-    records: Path = typer.Option(..., exists=True, dir_okay=False, help="canonical source_records.parquet to train on"),
+    records: Path = typer.Option(..., exists=True, dir_okay=False,
+                                 help="canonical source_records.parquet to train on"),
     seed: int = typer.Option(42, min=0, help="seed of the random sampling for u"),
-    models_dir: Path = typer.Option(None, help="where to write models (default schemas/models)"),
+    models_dir: Path = typer.Option(None, help="where to write models (default schemas/models, "
+                                               "or <UCV_CONFIG_DIR>/models)"),
+    truth: Path = typer.Option(None, help="folder with ground_truth.parquet: report precision "
+                                          "and recall of the new model"),
+    overrides: Path = typer.Option(None, help="steward decisions to report agreement with "
+                                              "(default stewardship/overrides.csv)"),
 ) -> None:
-    """Train the person and organization models and write versioned JSON (a deliberate step)."""
+    """Build and train person and organization models from the data (a deliberate step)."""
     from rich.console import Console
 
+    from pipelines.identify.overrides import DEFAULT_OVERRIDES_FILE
     from pipelines.resolve import train_models
-    from pipelines.settings import MODELS_DIR, SCHEMAS_DIR
+    from pipelines.resolve.training import TrainingError, report_path
+    from pipelines.settings import MODELS_DIR, RESOLUTION_FILE
 
     console = Console()
-    with console.status("training Splink models (u sampling, EM)..."):
-        written = train_models(records, seed=seed, models_dir=models_dir or MODELS_DIR)
+    try:
+        with console.status("profiling fields, training Splink models (u sampling, EM)..."):
+            written = train_models(records, seed=seed, models_dir=models_dir or MODELS_DIR,
+                                   truth_dir=truth, overrides_path=overrides or
+                                   DEFAULT_OVERRIDES_FILE)
+    except TrainingError as error:
+        console.print(f"[red]ucv train:[/] {error}", soft_wrap=True)
+        raise typer.Exit(1) from None
     for party_type, path in written.items():
-        shown = path.relative_to(SCHEMAS_DIR) if path.is_relative_to(SCHEMAS_DIR) else path
-        console.print(f"{party_type}: [bold]{path}[/]  (schemas/resolution.yaml models.{party_type}: "
-                      f"{shown})")
+        console.print(f"{party_type}: [bold]{path}[/] (report: {report_path(path).name})")
+    base = RESOLUTION_FILE.parent
+    console.print(f"\nTo use them, put these lines in {RESOLUTION_FILE}:\n", soft_wrap=True)
+    lines = ["models:"] + [
+        f"  {p}: {path.relative_to(base) if path.is_relative_to(base) else path}"
+        for p, path in written.items()]
+    typer.echo("\n".join(lines))  # plain: lines to copy, never wrapped
 
 
 @app.command()
@@ -80,18 +98,23 @@ def evaluate(
 
     from pipelines.resolve import evaluate as evaluate_clusters
     from pipelines.resolve import evaluation_table
-    from pipelines.resolve.evaluate import write_evaluation
-    from pipelines.resolve.predict import CLUSTERS_FILE, MATCH_PAIRS_FILE
+    from pipelines.resolve.config import PARTY_TYPES
+    from pipelines.resolve.evaluate import kind_table, write_evaluation
+    from pipelines.resolve.predict import CLUSTERS_FILE, MATCH_PAIRS_FILE, load_model
 
     run = cli_args.existing_run(run_id, runs_dir)
+    records = run.staged_dir / "source_records.parquet"
+    models = {party: load_model(party) for party in PARTY_TYPES} if records.is_file() else None
     result = evaluate_clusters(run.resolved_dir / CLUSTERS_FILE,
-                               run.resolved_dir / MATCH_PAIRS_FILE, truth)
+                               run.resolved_dir / MATCH_PAIRS_FILE, truth,
+                               records_path=records, models=models)
     path = write_evaluation(result, run.report_dir)
     console = Console()
     if as_json:
         console.print_json(json.dumps(result))
         return
     console.print(evaluation_table(result))
+    console.print(kind_table(result))
     console.print("hard negatives merged: " + ", ".join(
         f"{kind} {v['merged']}/{v['entity_pairs']}"
         for kind, v in result["hard_negative_groups"].items()))

@@ -43,6 +43,12 @@ def training_settings() -> dict[str, Any]:
     return dict(load_resolution_settings()["training"])
 
 
+def model_fit_settings() -> dict[str, Any]:
+    """How far tonight's fill rates may fall from the model's before a run warns or fails."""
+    defaults = {"warn_drop": 0.10, "fail_drop": 0.30, "on_failure": "fail"}
+    return {**defaults, **(load_resolution_settings().get("model_fit") or {})}
+
+
 def link_guards(party_type: str) -> list[dict[str, Any]]:
     return list((load_resolution_settings().get("link_guards") or {}).get(party_type) or [])
 
@@ -53,5 +59,5 @@ def backend_settings() -> tuple[str, dict[str, Any]]:
     return name, dict(cfg.get(name) or {})
 
 
-__all__ = ["MODELS_DIR", "PARTY_TYPES", "RESOLUTION_FILE", "Thresholds", "backend_settings", "link_guards", "load_resolution_settings",
+__all__ = ["MODELS_DIR", "PARTY_TYPES", "RESOLUTION_FILE", "Thresholds", "backend_settings", "link_guards", "load_resolution_settings", "model_fit_settings",
            "model_paths", "thresholds", "training_settings"]

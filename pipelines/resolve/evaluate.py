@@ -4,6 +4,12 @@ Pairwise precision/recall/F1 count record pairs placed in one cluster (the trans
 which is what customers see); B-cubed averages per-record precision/recall (Bagga & Baldwin,
 1998, "Entity-based cross-document coreferencing using the vector space model"). A false merge is
 a cluster holding more than one true entity; a split is a true entity spread over clusters.
+
+By kind (the truth's `kinds` per record: moved, surname_change, nickname, party_type_wrong, ...):
+the split rate (share of the entities with a record of that kind whose records end in more than
+one cluster), records split off their entity's main cluster, and false merges touching the kind.
+Blocking recall is the share of true record pairs that any of the models' prediction blocking
+rules would compare at all (a pair never compared can never be linked), overall and by kind.
 Only this module reads the truth folder, and only when asked.
 """
 
@@ -32,13 +38,15 @@ def _load_labelled(con, clusters_path: Path, truth_path: Path) -> dict[str, int]
     truth_cols = {r[0] for r in con.execute(
         f"DESCRIBE SELECT * FROM read_parquet('{truth_path}')").fetchall()}
     noise = "t.noise" if "noise" in truth_cols else "CAST([] AS VARCHAR[])"
+    kinds = "t.kinds" if "kinds" in truth_cols else noise
     hard = "t.hard_case" if "hard_case" in truth_cols else "NULL::VARCHAR"
     group = "t.hard_case_group" if "hard_case_group" in truth_cols else "NULL::VARCHAR"
     con.execute(f"""
         CREATE OR REPLACE TABLE labelled AS
         SELECT c.source_record_id, t.party_type,
                c.party_type || '|' || c.cluster_id AS cluster_key,
-               t.entity_id, {hard} AS hard_case, {group} AS hard_case_group, {noise} AS noise
+               t.entity_id, {hard} AS hard_case, {group} AS hard_case_group, {noise} AS noise,
+               {kinds} AS kinds
         FROM read_parquet('{clusters_path}') c
         JOIN read_parquet('{truth_path}') t USING (source_record_id)
     """)
@@ -154,6 +162,144 @@ def errors_by_noise(con) -> dict[str, dict[str, int]]:
             for kind, n, m in sorted(missed)}
 
 
+def _kind_tables(con) -> None:
+    """`record_kinds` (record, kind), `main_cluster` per entity, `wrong_pairs` across entities."""
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE record_kinds AS
+        SELECT DISTINCT source_record_id, entity_id, unnest(kinds) AS kind FROM labelled
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE main_cluster AS
+        SELECT entity_id, first(cluster_key ORDER BY n DESC, cluster_key) AS cluster_key,
+               count(*) AS clusters
+        FROM (SELECT entity_id, cluster_key, count(*) AS n FROM labelled GROUP BY ALL)
+        GROUP BY entity_id
+    """)
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE wrong_pairs AS
+        SELECT a.source_record_id AS l, b.source_record_id AS r, a.cluster_key
+        FROM labelled a JOIN labelled b
+          ON a.cluster_key = b.cluster_key AND a.source_record_id < b.source_record_id
+        WHERE a.entity_id <> b.entity_id
+    """)
+
+
+def by_kind(con) -> dict[str, dict[str, Any]]:
+    """Per kind: entities and records having it, split rate, records split off, false merges."""
+    _kind_tables(con)
+    rows = con.execute("""
+        WITH kind_entities AS (SELECT DISTINCT kind, entity_id FROM record_kinds),
+        entity_side AS (
+            SELECT k.kind, count(*) AS entities, count(*) FILTER (WHERE m.clusters > 1) AS split
+            FROM kind_entities k JOIN main_cluster m USING (entity_id) GROUP BY k.kind
+        ),
+        record_side AS (
+            SELECT k.kind, count(*) AS records,
+                   count(*) FILTER (WHERE l.cluster_key <> m.cluster_key) AS split_off
+            FROM record_kinds k JOIN labelled l USING (source_record_id)
+            JOIN main_cluster m ON m.entity_id = k.entity_id GROUP BY k.kind
+        ),
+        touched AS (
+            SELECT k.kind, w.l, w.r, w.cluster_key FROM wrong_pairs w
+            JOIN record_kinds k ON k.source_record_id = w.l
+            UNION
+            SELECT k.kind, w.l, w.r, w.cluster_key FROM wrong_pairs w
+            JOIN record_kinds k ON k.source_record_id = w.r
+        ),
+        merged AS (
+            SELECT kind, count(DISTINCT cluster_key) AS clusters, count(*) AS pairs
+            FROM touched GROUP BY kind
+        )
+        SELECT e.kind, e.entities, e.split, r.records, r.split_off,
+               coalesce(m.clusters, 0), coalesce(m.pairs, 0)
+        FROM entity_side e JOIN record_side r USING (kind) LEFT JOIN merged m USING (kind)
+        ORDER BY e.kind
+    """).fetchall()
+    return {kind: {"entities": int(ents), "split_entities": int(split),
+                   "split_rate": _ratio(split, ents), "records": int(recs),
+                   "records_split_off": int(off), "records_split_off_share": _ratio(off, recs),
+                   "false_merge_clusters": int(clusters), "wrongly_merged_pairs": int(pairs)}
+            for kind, ents, split, recs, off, clusters, pairs in rows}
+
+
+def _exploded(table: str, columns: list[str]) -> str:
+    """A relation of `table` with each listed array column unnested (cross product, as Splink's
+    `arrays_to_explode` compares every element of one record with every element of the other)."""
+    relation = table
+    for column in columns:
+        relation = f'(SELECT * REPLACE (unnest("{column}") AS "{column}") FROM {relation})'
+    return relation
+
+
+def blocking_recall(con, records_path: Path, models: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Share of true record pairs that any prediction blocking rule of the models would compare.
+
+    The rules are read from each model's `blocking_rules_to_generate_predictions` and run in
+    DuckDB on the comparison table the model sees; a true pair whose records fall into different
+    party types can never be compared and counts as not blocked.
+    """
+    from pipelines.resolve.features import create_comparison_table
+
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE true_pairs AS
+        SELECT a.source_record_id AS l, b.source_record_id AS r, a.party_type
+        FROM labelled a JOIN labelled b
+          ON a.entity_id = b.entity_id AND a.source_record_id < b.source_record_id
+    """)
+    con.execute("CREATE OR REPLACE TEMP TABLE blocked_pairs (l VARCHAR, r VARCHAR, rule VARCHAR)")
+    per_rule: dict[str, dict[str, int]] = {}
+    for party_type, model in models.items():
+        table = f"blocking_input_{party_type}"
+        create_comparison_table(con, Path(records_path), party_type, table)
+        rules = model.get("blocking_rules_to_generate_predictions") or []
+        counts: dict[str, int] = {}
+        for rule in rules:
+            sql = rule["blocking_rule"] if isinstance(rule, dict) else str(rule)
+            explode = list(rule.get("arrays_to_explode") or []) if isinstance(rule, dict) else []
+            side = _exploded(table, explode)
+            # Splink compares each unordered pair once, with l.unique_id < r.unique_id
+            con.execute(f"""
+                INSERT INTO blocked_pairs
+                SELECT DISTINCT p.l, p.r, ? FROM true_pairs p
+                JOIN {side} l ON l.unique_id = p.l
+                JOIN {side} r ON r.unique_id = p.r
+                WHERE {sql}
+            """, [f"{party_type}: {sql}"])
+            counts[sql] = con.execute("SELECT count(*) FROM blocked_pairs WHERE rule = ?",
+                                      [f"{party_type}: {sql}"]).fetchall()[0][0]
+        per_rule[party_type] = counts
+    con.execute("""
+        CREATE OR REPLACE TEMP TABLE pair_blocked AS
+        SELECT p.l, p.r, p.party_type, b.l IS NOT NULL AS blocked
+        FROM true_pairs p LEFT JOIN (SELECT DISTINCT l, r FROM blocked_pairs) b USING (l, r)
+    """)
+    overall = con.execute("SELECT count(*), count(*) FILTER (WHERE blocked) FROM pair_blocked").fetchall()[0]
+    party = con.execute("""SELECT party_type, count(*), count(*) FILTER (WHERE blocked)
+                           FROM pair_blocked GROUP BY 1 ORDER BY 1""").fetchall()
+    kinds = con.execute("""
+        WITH touched AS (
+            SELECT k.kind, p.l, p.r, p.blocked
+            FROM pair_blocked p JOIN record_kinds k ON k.source_record_id = p.l
+            UNION
+            SELECT k.kind, p.l, p.r, p.blocked
+            FROM pair_blocked p JOIN record_kinds k ON k.source_record_id = p.r
+        )
+        SELECT kind, count(*), count(*) FILTER (WHERE blocked) FROM touched GROUP BY 1 ORDER BY 1
+    """).fetchall() if _has_table(con, "record_kinds") else []
+
+    def figures(n: int, blocked: int) -> dict[str, Any]:
+        return {"true_pairs": int(n), "blocked_pairs": int(blocked), "blocking_recall": _ratio(blocked, n)}
+
+    return {"overall": figures(*overall),
+            "by_party_type": {p: figures(n, b) for p, n, b in party},
+            "by_kind": {k: figures(n, b) for k, n, b in kinds},
+            "true_pairs_by_rule": per_rule}
+
+
+def _has_table(con, name: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name]).fetchall()[0][0])
+
+
 def link_precision(con, pairs_path: Path) -> dict[str, Any]:
     """Edge level: of the scored pairs at or above the match threshold, how many are true."""
     rows = con.execute(f"""
@@ -170,8 +316,13 @@ def link_precision(con, pairs_path: Path) -> dict[str, Any]:
             for party, n, t, below in rows}
 
 
-def evaluate(clusters_path: Path, pairs_path: Path | None, truth_dir: Path) -> dict[str, Any]:
-    """Compare clusters (and match pairs) with `truth_dir/ground_truth.parquet`."""
+def evaluate(clusters_path: Path, pairs_path: Path | None, truth_dir: Path,
+             records_path: Path | None = None,
+             models: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Compare clusters (and match pairs) with `truth_dir/ground_truth.parquet`.
+
+    With the staged `records_path` and the models (settings dicts per party type) it also
+    measures blocking recall."""
     import duckdb
 
     truth_path = Path(truth_dir) / TRUTH_FILE
@@ -189,7 +340,10 @@ def evaluate(clusters_path: Path, pairs_path: Path | None, truth_dir: Path) -> d
         "by_hard_case": {k: cluster_metrics(con, f"hard_case = '{k}'") for k in kinds},
         "hard_negative_groups": hard_negative_merges(con),
         "by_noise": errors_by_noise(con),
+        "by_kind": by_kind(con),
     }
+    if records_path is not None and models:
+        result["blocking"] = blocking_recall(con, Path(records_path), models)
     if pairs_path is not None and Path(pairs_path).is_file():
         result["links"] = link_precision(con, Path(pairs_path))
     con.close()
@@ -216,6 +370,27 @@ def evaluation_table(result: dict[str, Any]):
                       fmt(m["pairwise_precision"]), fmt(m["pairwise_recall"]),
                       fmt(m["pairwise_f1"]), fmt(m["bcubed_precision"]),
                       fmt(m["bcubed_recall"]), str(m["false_merges"]), str(m["splits"]))
+    return table
+
+
+def kind_table(result: dict[str, Any]):
+    """Split rate, records split off, false merges and blocking recall per kind."""
+    from rich.table import Table
+
+    blocking = (result.get("blocking") or {}).get("by_kind", {})
+    table = Table(title="By kind (truth `kinds`)")
+    for column in ("kind", "entities", "split rate", "records", "split off", "false-merge clusters",
+                   "wrong pairs", "blocking recall"):
+        table.add_column(column, justify="left" if column == "kind" else "right")
+    for kind, m in result.get("by_kind", {}).items():
+        recall = (blocking.get(kind) or {}).get("blocking_recall")
+        table.add_row(kind, str(m["entities"]), f"{(m['split_rate'] or 0):.2%}", str(m["records"]),
+                      f"{(m['records_split_off_share'] or 0):.2%}", str(m["false_merge_clusters"]),
+                      str(m["wrongly_merged_pairs"]), "-" if recall is None else f"{recall:.4f}")
+    overall = (result.get("blocking") or {}).get("overall")
+    if overall:
+        table.caption = (f"blocking recall (all true pairs): {overall['blocking_recall']:.4f} of "
+                         f"{overall['true_pairs']:,}")
     return table
 
 

@@ -9,30 +9,36 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-# Canonical columns each party type's model uses; missing ones are filled with NULL so that a
-# source set without, say, any national IDs still runs.
+# Canonical columns a party type's model may use; missing ones are filled with NULL so that a
+# source set without, say, any national IDs still runs. Which of them a model actually compares
+# is decided by `ucv train` from the field profile (model.py), never assumed here.
 PERSON_COLUMNS = [
-    "given_name_norm", "family_name_norm", "given_name_canonical", "name_suffix", "sex",
-    "birth_date", "national_id", "phone_mobile", "phone_landline", "email",
-    "street", "house_number", "postcode", "city", "country",
+    "source_system", "given_name_norm", "family_name_norm", "given_name_canonical",
+    "given_name_origin", "birth_family_name_norm", "name_suffix", "sex", "birth_date",
+    "national_id", "national_id_type", "passport_number", "customer_number",
+    "phone_mobile", "phone_landline", "email", "street", "house_number", "postcode", "city",
+    "country",
 ]
 ORGANIZATION_COLUMNS = [
-    "org_name_norm", "org_legal_form", "registration_id", "phone_mobile", "phone_landline",
-    "email", "street", "house_number", "postcode", "city", "country",
+    "source_system", "org_name_norm", "org_name_tokens", "org_name_qualifiers", "org_legal_form",
+    "registration_id", "tax_id", "phone_mobile", "phone_landline", "email", "street",
+    "house_number", "postcode", "city", "country",
 ]
 COLUMNS = {"person": PERSON_COLUMNS, "organization": ORGANIZATION_COLUMNS}
-VARCHAR_COLUMNS = {c for cols in COLUMNS.values() for c in cols} - {"birth_date"}
+# columns that are not trimmed text
+COLUMN_TYPES = {"birth_date": "DATE", "org_name_tokens": "VARCHAR[]",
+                "org_name_qualifiers": "VARCHAR[]"}
 
 
 def _select_list(available: set[str], party_type: str) -> str:
     parts = []
     for column in COLUMNS[party_type]:
         if column in available:
-            parts.append(f"nullif(trim({column}::VARCHAR), '') AS {column}"
-                         if column in VARCHAR_COLUMNS else f"{column}")
+            parts.append(f"TRY_CAST({column} AS {COLUMN_TYPES[column]}) AS {column}"
+                         if column in COLUMN_TYPES else
+                         f"nullif(trim({column}::VARCHAR), '') AS {column}")
         else:
-            parts.append(f"CAST(NULL AS {'DATE' if column == 'birth_date' else 'VARCHAR'}) "
-                         f"AS {column}")
+            parts.append(f"CAST(NULL AS {COLUMN_TYPES.get(column, 'VARCHAR')}) AS {column}")
     return ",\n        ".join(parts)
 
 

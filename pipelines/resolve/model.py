@@ -1,4 +1,10 @@
-"""What the Splink models compare and how candidate pairs are found, per party type.
+"""What the Splink models compare and how candidate pairs are found, derived from the data.
+
+`ucv train` profiles the staged records (profile.py) and builds each model from a catalogue of
+candidate comparisons per canonical field: a comparison (and each of its levels) is included only
+when the fields it reads are populated (`training.min_fill_rate` / `min_filled_records` in
+resolution.yaml); no field is assumed to exist. Blocking rules, EM passes and deterministic rules
+are chosen from catalogues of candidates in the same way (training.py measures their cost).
 
 Fellegi-Sunter assumes comparisons are independent given match status. Evidence that travels
 together in a household (address and landline) is therefore one comparison, so a shared landline
@@ -9,108 +15,183 @@ apart (different given name, birth date, suffix, sex, mobile, national ID).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import splink.comparison_level_library as cll
 import splink.comparison_library as cl
-from splink import SettingsCreator, block_on
-from splink.blocking_rule_library import CustomRule
+from splink import SettingsCreator
 
 DUCKDB = "duckdb"  # dialect our hand-written SQL levels are written in; sqlglot translates it
+
+Has = Callable[[str], bool]  # is this field populated enough in the training data?
 
 
 def _sql(condition: str, label: str) -> cll.CustomLevel:
     return cll.CustomLevel(condition, label_for_charts=label, base_dialect_str=DUCKDB)
 
 
-def _address_levels() -> list:
+def _both_null(columns: list[str]) -> str:
+    return " AND ".join(f"({c}_l IS NULL OR {c}_r IS NULL)" for c in columns)
+
+
+def _address_levels(has: Has) -> list:
     """Address levels shared by both party types (street spellings differ between hanzi-derived
     and Latin sources, so postcode plus house number counts as the same address too)."""
-    return [
-        _sql("street_house_l = street_house_r AND postcode_l = postcode_r",
-             "Same street, house number and postcode"),
-        _sql("postcode_l = postcode_r AND house_number_l = house_number_r "
-             "AND (contains(street_key_l, street_key_r) OR contains(street_key_r, street_key_l))",
-             "Same postcode and house number, street written differently"),
-        _sql("postcode_l = postcode_r AND house_number_l = house_number_r",
-             "Same postcode and house number"),
-    ]
+    levels: list[Any] = []
+    if has("postcode") and has("street"):
+        levels.append(_sql("street_house_l = street_house_r AND postcode_l = postcode_r",
+                           "Same street, house number and postcode"))
+    if has("postcode") and has("house_number") and has("street"):
+        levels.append(_sql(
+            "postcode_l = postcode_r AND house_number_l = house_number_r "
+            "AND (contains(street_key_l, street_key_r) OR contains(street_key_r, street_key_l))",
+            "Same postcode and house number, street written differently"))
+    if has("postcode") and has("house_number"):
+        levels.append(_sql("postcode_l = postcode_r AND house_number_l = house_number_r",
+                           "Same postcode and house number"))
+    if not has("postcode") and has("street") and has("city"):
+        levels.append(_sql("street_house_l = street_house_r AND city_l = city_r",
+                           "Same street, house number and city"))
+    return levels
 
 
-def _area_levels() -> list:
-    return [
-        _sql("postcode_l = postcode_r AND jaro_winkler_similarity(street_l, street_r) >= 0.88",
-             "Same postcode, similar street"),
-        cll.ExactMatchLevel("postcode").configure(label_for_charts="Same postcode"),
-        cll.ExactMatchLevel("city", term_frequency_adjustments=True).configure(
-            label_for_charts="Same city"),
-        cll.ElseLevel().configure(label_for_charts="Different address"),
-    ]
+def _area_levels(has: Has) -> list:
+    levels: list[Any] = []
+    if has("postcode") and has("street"):
+        levels.append(_sql("postcode_l = postcode_r "
+                           "AND jaro_winkler_similarity(street_l, street_r) >= 0.88",
+                           "Same postcode, similar street"))
+    if has("postcode"):
+        levels.append(cll.ExactMatchLevel("postcode").configure(label_for_charts="Same postcode"))
+    if has("city"):
+        levels.append(cll.ExactMatchLevel("city", term_frequency_adjustments=True).configure(
+            label_for_charts="Same city"))
+    return levels
 
 
-def household_comparison() -> cl.CustomComparison:
+def _address_columns(has: Has) -> list[str]:
+    """The address columns whose absence on either side means 'nothing to compare'."""
+    return [c for c in ("street_house", "postcode", "city")
+            if has(c if c != "street_house" else "street")]
+
+
+def household_comparison(has: Has) -> cl.CustomComparison | None:
     """Address, landline and e-mail of a person as ONE piece of evidence.
 
     Household members share all three, so counting them separately would add their weights for
     what is one fact (same household). A shared landline or e-mail only counts when the address
     differs, which is what a person who moved looks like.
     """
-    null = ("(street_house_l IS NULL OR street_house_r IS NULL) "
-            "AND (postcode_l IS NULL OR postcode_r IS NULL) "
-            "AND (phone_landline_l IS NULL OR phone_landline_r IS NULL) "
-            "AND (email_l IS NULL OR email_r IS NULL)")
+    columns = _address_columns(has) + [c for c in ("phone_landline", "email") if has(c)]
+    if not columns:
+        return None
+    levels: list[Any] = [*_address_levels(has)]
+    if has("email"):
+        levels.append(_sql("email_l = email_r", "Same e-mail, address differs"))
+    if has("phone_landline"):
+        levels.append(_sql("phone_landline_l = phone_landline_r",
+                           "Same landline, address differs"))
+    levels += _area_levels(has)
     return cl.CustomComparison(
         output_column_name="household",
         comparison_description="Address, household landline and e-mail, as one piece of evidence",
         comparison_levels=[
-            _sql(null, "Nothing to compare").configure(is_null_level=True),
-            *_address_levels(),
-            _sql("email_l = email_r", "Same e-mail, address differs"),
-            _sql("phone_landline_l = phone_landline_r", "Same landline, address differs"),
-            *_area_levels(),
+            _sql(_both_null(columns), "Nothing to compare").configure(is_null_level=True),
+            *levels,
+            cll.ElseLevel().configure(label_for_charts="Different address"),
         ],
     )
 
 
-def person_comparisons() -> list[cl.CustomComparison]:
-    swapped_typo = ("jaro_winkler_similarity(given_name_norm_l, family_name_norm_r) >= 0.92 "
-                    "AND jaro_winkler_similarity(family_name_norm_l, given_name_norm_r) >= 0.92")
-    given = cl.CustomComparison(
+def identifier_comparison(column: str, what: str, type_column: str | None = None
+                          ) -> cl.CustomComparison:
+    """An identifier (checksum-validated or declared pattern) as its own exact-match evidence.
+
+    With a type column (national_id_type), two IDs of different kinds do not contradict each
+    other (a person may hold IDs of two countries): only IDs of one kind can be "different".
+    """
+    levels: list[Any] = [cll.NullLevel(column), cll.ExactMatchLevel(column)]
+    if type_column:
+        levels.append(_sql(f"{type_column}_l <> {type_column}_r", f"{what}s of different kinds"))
+    levels.append(cll.ElseLevel().configure(label_for_charts=f"Different {what}"))
+    return cl.CustomComparison(output_column_name=column,
+                               comparison_description=f"{what} (exact match)",
+                               comparison_levels=levels)
+
+
+# a name in another order is scored once, under given_name: these levels weigh nothing elsewhere
+COUNTED_ONCE: dict[str, Any] = {"m_probability": 0.5, "u_probability": 0.5,
+                                "fix_m_probability": True, "fix_u_probability": True}
+SWAPPED_TYPO = ("jaro_winkler_similarity(given_name_norm_l, family_name_norm_r) >= 0.92 "
+                "AND jaro_winkler_similarity(family_name_norm_l, given_name_norm_r) >= 0.92")
+
+
+def given_name_comparison(has: Has) -> cl.CustomComparison:
+    both = has("family_name_norm")
+    levels: list[Any] = [
+        cll.NullLevel("given_name_norm"),
+        cll.ExactMatchLevel("given_name_norm", term_frequency_adjustments=True),
+        _sql("list_has_any(given_name_variants_l, given_name_variants_r)",
+             "Nickname or formal form (Ronny = Ronald)"),
+    ]
+    if both:
+        # common names ('wang wei') are common in either order: adjust by their frequency
+        levels.append(_sql("name_tokens_l = name_tokens_r",
+                           "Same name parts in another order or split")
+                      .configure(tf_adjustment_column="name_tokens",
+                                 disable_tf_exact_match_detection=True))
+    levels.append(cll.JaroWinklerLevel("given_name_norm", 0.92))
+    if both:
+        levels.append(_sql(SWAPPED_TYPO, "Given and family name swapped, with a typo"))
+    levels += [cll.JaroWinklerLevel("given_name_norm", 0.85),
+               cll.ElseLevel().configure(label_for_charts="Different given name")]
+    return cl.CustomComparison(
         output_column_name="given_name",
         comparison_description="Given name (pinyin/Latin form, nicknames resolved); also scores "
                                "names written in another order, for the whole name",
+        comparison_levels=levels)
+
+
+def family_name_comparison(has: Has) -> cl.CustomComparison:
+    both = has("given_name_norm")
+    levels: list[Any] = [cll.NullLevel("family_name_norm"),
+              cll.ExactMatchLevel("family_name_norm", term_frequency_adjustments=True)]
+    if both:
+        levels.append(_sql("name_tokens_l = name_tokens_r",
+                           "Name in another order (scored under given name)")
+                      .configure(**COUNTED_ONCE))
+    levels.append(cll.JaroWinklerLevel("family_name_norm", 0.92))
+    if both:
+        levels.append(_sql(SWAPPED_TYPO, "Swapped with a typo (scored under given name)")
+                      .configure(**COUNTED_ONCE))
+    levels.append(cll.ElseLevel().configure(label_for_charts="Different family name"))
+    return cl.CustomComparison(output_column_name="family_name",
+                               comparison_description="Family name (pinyin/Latin form)",
+                               comparison_levels=levels)
+
+
+def birth_family_name_comparison(has: Has) -> cl.CustomComparison:
+    """Birth (maiden) family name: equal, or one side's birth name is the other's family name."""
+    crossed = ("birth_family_name_norm_l = family_name_norm_r "
+               "OR family_name_norm_l = birth_family_name_norm_r")
+    return cl.CustomComparison(
+        output_column_name="birth_family_name",
+        comparison_description="Birth family name, also against the other side's family name",
         comparison_levels=[
-            cll.NullLevel("given_name_norm"),
-            cll.ExactMatchLevel("given_name_norm", term_frequency_adjustments=True),
-            _sql("list_has_any(given_name_variants_l, given_name_variants_r)",
-                 "Nickname or formal form (Ronny = Ronald)"),
-            # common names ('wang wei') are common in either order: adjust by their frequency
-            _sql("name_tokens_l = name_tokens_r", "Same name parts in another order or split")
-            .configure(tf_adjustment_column="name_tokens", disable_tf_exact_match_detection=True),
-            cll.JaroWinklerLevel("given_name_norm", 0.92),
-            _sql(swapped_typo, "Given and family name swapped, with a typo"),
-            cll.JaroWinklerLevel("given_name_norm", 0.85),
-            cll.ElseLevel().configure(label_for_charts="Different given name"),
-        ],
-    )
-    # a name in another order is scored once, under given_name: these levels weigh nothing here
-    counted_once: dict[str, Any] = {"m_probability": 0.5, "u_probability": 0.5,
-                                    "fix_m_probability": True, "fix_u_probability": True}
-    family = cl.CustomComparison(
-        output_column_name="family_name",
-        comparison_description="Family name (pinyin/Latin form)",
-        comparison_levels=[
-            cll.NullLevel("family_name_norm"),
-            cll.ExactMatchLevel("family_name_norm", term_frequency_adjustments=True),
-            _sql("name_tokens_l = name_tokens_r",
-                 "Name in another order (scored under given name)").configure(**counted_once),
-            cll.JaroWinklerLevel("family_name_norm", 0.92),
-            _sql(swapped_typo, "Swapped with a typo (scored under given name)")
-            .configure(**counted_once),
-            cll.ElseLevel().configure(label_for_charts="Different family name"),
-        ],
-    )
-    suffix = cl.CustomComparison(
+            _sql(f"(birth_family_name_norm_l IS NULL OR birth_family_name_norm_r IS NULL) "
+                 f"AND NOT coalesce({crossed}, false)", "No birth name to compare")
+            .configure(is_null_level=True),
+            cll.ExactMatchLevel("birth_family_name_norm").configure(
+                label_for_charts="Same birth family name"),
+            _sql(crossed, "Birth family name is the other's family name"),
+            cll.ElseLevel().configure(label_for_charts="Different birth family name"),
+        ])
+
+
+def suffix_comparison(has: Has) -> cl.CustomComparison:
+    return cl.CustomComparison(
         output_column_name="name_suffix",
         comparison_description="Name suffix (JR, SR, II, III)",
         comparison_levels=[
@@ -119,17 +200,17 @@ def person_comparisons() -> list[cl.CustomComparison]:
             cll.ExactMatchLevel("name_suffix").configure(label_for_charts="Same suffix"),
             _sql("name_suffix_l IS NULL OR name_suffix_r IS NULL", "Suffix on one side only"),
             cll.ElseLevel().configure(label_for_charts="Different suffix (JR vs SR)"),
-        ],
-    )
-    sex = cl.CustomComparison(
-        output_column_name="sex",
-        comparison_levels=[
-            cll.NullLevel("sex"),
-            cll.ExactMatchLevel("sex"),
-            cll.ElseLevel().configure(label_for_charts="Different sex"),
-        ],
-    )
-    birth_date = cl.CustomComparison(
+        ])
+
+
+def sex_comparison(has: Has) -> cl.CustomComparison:
+    return cl.CustomComparison(output_column_name="sex", comparison_levels=[
+        cll.NullLevel("sex"), cll.ExactMatchLevel("sex"),
+        cll.ElseLevel().configure(label_for_charts="Different sex")])
+
+
+def birth_date_comparison(has: Has) -> cl.CustomComparison:
+    return cl.CustomComparison(
         output_column_name="birth_date",
         comparison_description="Date of birth, with day/month swaps and one-character typos",
         comparison_levels=[
@@ -141,17 +222,11 @@ def person_comparisons() -> list[cl.CustomComparison]:
             cll.DamerauLevenshteinLevel("birth_date_text", 1).configure(
                 label_for_charts="One-character typo"),
             cll.ElseLevel().configure(label_for_charts="Different birth date"),
-        ],
-    )
-    national_id = cl.CustomComparison(
-        output_column_name="national_id",
-        comparison_levels=[
-            cll.NullLevel("national_id"),
-            cll.ExactMatchLevel("national_id"),
-            cll.ElseLevel().configure(label_for_charts="Different national ID"),
-        ],
-    )
-    mobile = cl.CustomComparison(
+        ])
+
+
+def mobile_comparison(has: Has) -> cl.CustomComparison:
+    return cl.CustomComparison(
         output_column_name="phone_mobile",
         comparison_description="Personal mobile number (E.164)",
         comparison_levels=[
@@ -160,13 +235,11 @@ def person_comparisons() -> list[cl.CustomComparison]:
             cll.DamerauLevenshteinLevel("phone_mobile", 1).configure(
                 label_for_charts="One-digit typo"),
             cll.ElseLevel().configure(label_for_charts="Different personal mobile"),
-        ],
-    )
-    return [given, family, suffix, sex, birth_date, national_id, mobile, household_comparison()]
+        ])
 
 
-def organization_comparisons() -> list[cl.CustomComparison]:
-    name = cl.CustomComparison(
+def org_name_comparison(has: Has) -> cl.CustomComparison:
+    return cl.CustomComparison(
         output_column_name="org_name",
         comparison_description="Organization name without legal form",
         comparison_levels=[
@@ -175,119 +248,252 @@ def organization_comparisons() -> list[cl.CustomComparison]:
             cll.JaroWinklerLevel("org_name_norm", 0.95),
             cll.JaroWinklerLevel("org_name_norm", 0.88),
             cll.ElseLevel().configure(label_for_charts="Different name"),
-        ],
-    )
-    legal_form = cl.CustomComparison(
-        output_column_name="org_legal_form",
-        comparison_levels=[
-            cll.NullLevel("org_legal_form"),
-            cll.ExactMatchLevel("org_legal_form"),
-            cll.ElseLevel().configure(label_for_charts="Different legal form"),
-        ],
-    )
-    registration = cl.CustomComparison(
-        output_column_name="registration_id",
-        comparison_levels=[
-            cll.NullLevel("registration_id"),
-            cll.ExactMatchLevel("registration_id"),
-            cll.ElseLevel().configure(label_for_charts="Different registration number"),
-        ],
-    )
-    phone = cl.CustomComparison(
-        output_column_name="phone",
-        comparison_levels=[
-            cll.NullLevel("phone_any"),
-            cll.ExactMatchLevel("phone_any"),
-            _sql("phone_mobile_l = phone_mobile_r OR phone_landline_l = phone_landline_r "
-                 "OR phone_mobile_l = phone_landline_r OR phone_landline_l = phone_mobile_r",
-                 "Share one number"),
-            cll.ElseLevel().configure(label_for_charts="Different phone"),
-        ],
-    )
-    email = cl.CustomComparison(
-        output_column_name="email",
-        comparison_levels=[
-            cll.NullLevel("email"),
-            cll.ExactMatchLevel("email", term_frequency_adjustments=True),
-            cll.ExactMatchLevel("email_domain", term_frequency_adjustments=True).configure(
-                label_for_charts="Same e-mail domain"),
-            cll.ElseLevel().configure(label_for_charts="Different e-mail"),
-        ],
-    )
-    address = cl.CustomComparison(
+        ])
+
+
+def legal_form_comparison(has: Has) -> cl.CustomComparison:
+    return cl.CustomComparison(output_column_name="org_legal_form", comparison_levels=[
+        cll.NullLevel("org_legal_form"), cll.ExactMatchLevel("org_legal_form"),
+        cll.ElseLevel().configure(label_for_charts="Different legal form")])
+
+
+def org_phone_comparison(has: Has) -> cl.CustomComparison:
+    levels: list[Any] = [cll.NullLevel("phone_any"), cll.ExactMatchLevel("phone_any")]
+    if has("phone_mobile") and has("phone_landline"):
+        levels.append(_sql(
+            "phone_mobile_l = phone_mobile_r OR phone_landline_l = phone_landline_r "
+            "OR phone_mobile_l = phone_landline_r OR phone_landline_l = phone_mobile_r",
+            "Share one number"))
+    levels.append(cll.ElseLevel().configure(label_for_charts="Different phone"))
+    return cl.CustomComparison(output_column_name="phone", comparison_levels=levels)
+
+
+def org_email_comparison(has: Has) -> cl.CustomComparison:
+    return cl.CustomComparison(output_column_name="email", comparison_levels=[
+        cll.NullLevel("email"),
+        cll.ExactMatchLevel("email", term_frequency_adjustments=True),
+        cll.ExactMatchLevel("email_domain", term_frequency_adjustments=True).configure(
+            label_for_charts="Same e-mail domain"),
+        cll.ElseLevel().configure(label_for_charts="Different e-mail")])
+
+
+def org_address_comparison(has: Has) -> cl.CustomComparison | None:
+    columns = _address_columns(has)
+    if not columns:
+        return None
+    return cl.CustomComparison(
         output_column_name="address",
         comparison_description="Address parts",
         comparison_levels=[
-            _sql("(street_house_l IS NULL OR street_house_r IS NULL) "
-                 "AND (postcode_l IS NULL OR postcode_r IS NULL)", "Address missing")
-            .configure(is_null_level=True),
-            *_address_levels(),
-            *_area_levels(),
-        ],
-    )
-    return [name, legal_form, registration, phone, email, address]
+            _sql(_both_null(columns), "Address missing").configure(is_null_level=True),
+            *_address_levels(has),
+            *_area_levels(has),
+            cll.ElseLevel().configure(label_for_charts="Different address"),
+        ])
 
 
-def blocking_rules(party_type: str) -> list:
-    """Candidate-pair rules: equi-joins on selective keys, so comparisons grow about linearly."""
-    if party_type == "person":
-        return [
-            block_on("national_id"),
-            block_on("phone_mobile"),
-            block_on("email"),
-            block_on("family_name_norm", "birth_date"),
-            block_on("given_name_norm", "birth_date"),
-            block_on("given_name_canonical", "family_name_norm", "postcode"),
-            block_on("birth_date", "postcode"),
-            # names written in the other order; common names ('wang wei' / 'wei wang') make
-            # this quadratic on its own, so it also needs the birth date or the postcode
-            CustomRule("l.given_name_norm = r.family_name_norm "
-                       "AND l.family_name_norm = r.given_name_norm "
-                       "AND l.birth_date = r.birth_date", sql_dialect=DUCKDB),
-            CustomRule("l.given_name_norm = r.family_name_norm "
-                       "AND l.family_name_norm = r.given_name_norm "
-                       "AND l.postcode = r.postcode", sql_dialect=DUCKDB),
-        ]
-    return [
-        block_on("registration_id"),
+@dataclass(frozen=True)
+class CandidateComparison:
+    """One entry of the catalogue: a comparison and the fields it needs (all, or any one of)."""
+
+    name: str
+    build: Callable[[Has], cl.CustomComparison | None]
+    needs: tuple[str, ...] = ()
+    needs_any: tuple[str, ...] = ()
+    identifier: bool = False
+
+    def missing(self, has: Has) -> list[str]:
+        """The needed fields that are not populated (empty when the comparison can be built)."""
+        missing = [f for f in self.needs if not has(f)]
+        if self.needs_any and not any(has(f) for f in self.needs_any):
+            missing.append(" or ".join(self.needs_any))
+        return missing
+
+
+CATALOGUE: dict[str, list[CandidateComparison]] = {
+    "person": [
+        CandidateComparison("given_name", given_name_comparison, ("given_name_norm",)),
+        CandidateComparison("family_name", family_name_comparison, ("family_name_norm",)),
+        CandidateComparison("birth_family_name", birth_family_name_comparison,
+                            ("birth_family_name_norm", "family_name_norm")),
+        CandidateComparison("name_suffix", suffix_comparison, ("name_suffix",)),
+        CandidateComparison("sex", sex_comparison, ("sex",)),
+        CandidateComparison("birth_date", birth_date_comparison, ("birth_date",)),
+        CandidateComparison(
+            "national_id", lambda has: identifier_comparison(
+                "national_id", "national ID",
+                "national_id_type" if has("national_id_type") else None),
+            ("national_id",), identifier=True),
+        CandidateComparison("passport_number", lambda has: identifier_comparison(
+            "passport_number", "passport number"), ("passport_number",), identifier=True),
+        CandidateComparison("customer_number", lambda has: identifier_comparison(
+            "customer_number", "customer number"), ("customer_number",), identifier=True),
+        CandidateComparison("phone_mobile", mobile_comparison, ("phone_mobile",)),
+        CandidateComparison("household", household_comparison, needs_any=(
+            "street", "postcode", "city", "phone_landline", "email")),
+    ],
+    "organization": [
+        CandidateComparison("org_name", org_name_comparison, ("org_name_norm",)),
+        CandidateComparison("org_legal_form", legal_form_comparison, ("org_legal_form",)),
+        CandidateComparison("registration_id", lambda has: identifier_comparison(
+            "registration_id", "registration number"), ("registration_id",), identifier=True),
+        CandidateComparison("tax_id", lambda has: identifier_comparison(
+            "tax_id", "tax number"), ("tax_id",), identifier=True),
+        CandidateComparison("phone", org_phone_comparison, ("phone_any",)),
+        CandidateComparison("email", org_email_comparison, ("email",)),
+        CandidateComparison("address", org_address_comparison,
+                            needs_any=("street", "postcode", "city")),
+    ],
+}
+
+# Evidence without which a party type cannot be resolved at all: a name.
+NAME_FIELDS = {"person": ("given_name_norm", "family_name_norm"),
+               "organization": ("org_name_norm",)}
+
+
+@dataclass(frozen=True)
+class CandidateRule:
+    """A blocking / training / deterministic rule and the fields it joins on.
+
+    `left` and `right` pair up: l.left[i] = r.right[i]. They are equal for ordinary rules and
+    crossed for names written in the other order.
+    """
+
+    left: tuple[str, ...]
+    right: tuple[str, ...] = ()
+    # a fallback: used only when none of these fields is populated
+    only_without: tuple[str, ...] = ()
+
+    @property
+    def right_columns(self) -> tuple[str, ...]:
+        return self.right or self.left
+
+    @property
+    def fields(self) -> set[str]:
+        return set(self.left) | set(self.right_columns)
+
+    @property
+    def sql(self) -> str:
+        if not self.right:
+            from splink import block_on
+
+            return block_on(*self.left).get_blocking_rule(DUCKDB).blocking_rule_sql
+        return " AND ".join(f"l.{a} = r.{b}" for a, b in zip(self.left, self.right, strict=True))
+
+
+def _rule(*columns: str) -> CandidateRule:
+    return CandidateRule(tuple(columns))
+
+
+SWAPPED = ("given_name_norm", "family_name_norm")
+
+# Prediction blocking candidates, most selective evidence first; training.py keeps those whose
+# fields are populated and whose comparison count stays near linear.
+BLOCKING_CANDIDATES: dict[str, list[CandidateRule]] = {
+    "person": [
+        _rule("national_id"), _rule("passport_number"), _rule("customer_number"),
+        _rule("phone_mobile"), _rule("email"),
+        _rule("family_name_norm", "birth_date"), _rule("given_name_norm", "birth_date"),
+        _rule("given_name_canonical", "family_name_norm", "postcode"),
+        _rule("birth_date", "postcode"),
+        # names written in the other order; common names ('wang wei' / 'wei wang') make
+        # this quadratic on its own, so it also needs the birth date or the postcode
+        CandidateRule((*SWAPPED, "birth_date"), (*reversed(SWAPPED), "birth_date")),
+        CandidateRule((*SWAPPED, "postcode"), (*reversed(SWAPPED), "postcode")),
+        # for exports without postcodes
+        CandidateRule(("given_name_canonical", "family_name_norm", "city"),
+                      only_without=("postcode",)),
+    ],
+    "organization": [
+        _rule("registration_id"), _rule("tax_id"),
         # different companies share names ("Nordwind Logistik"): the name alone is quadratic
-        block_on("org_name_norm", "city"),
-        block_on("phone_any"),
-        block_on("email"),
-        block_on("postcode", "substr(org_name_norm, 1, 4)"),
-    ]
+        _rule("org_name_norm", "city"),
+        _rule("phone_any"), _rule("email"),
+        CandidateRule(("postcode", "substr(org_name_norm, 1, 4)")),
+    ],
+}
+
+# EM passes, preferred first. training.py picks passes until every comparison has its m
+# estimated in at least `em.estimates_per_comparison` passes that do not block on its fields.
+EM_CANDIDATES: dict[str, list[CandidateRule]] = {
+    "person": [
+        _rule("family_name_norm", "birth_date"), _rule("phone_mobile"), _rule("national_id"),
+        _rule("email"), _rule("customer_number"), _rule("passport_number"),
+        _rule("given_name_norm", "birth_date"), _rule("birth_date", "postcode"),
+        _rule("given_name_norm", "family_name_norm", "postcode"),
+        _rule("given_name_norm", "family_name_norm", "city"),
+        _rule("given_name_norm", "family_name_norm"),
+    ],
+    # not on the name first: different companies share names ("Nordwind Logistik"), which
+    # would teach EM that a shared name is a match
+    "organization": [
+        _rule("registration_id"), _rule("phone_any"), _rule("email"), _rule("tax_id"),
+        _rule("org_name_norm", "postcode"), _rule("org_name_norm", "city"),
+    ],
+}
+
+# Rules that admit almost no false matches; the prior is estimated from the first tier that the
+# data supports (a later tier only when no rule of an earlier one is populated).
+DETERMINISTIC_CANDIDATES: dict[str, list[list[CandidateRule]]] = {
+    "person": [
+        [_rule("national_id"), _rule("passport_number"), _rule("customer_number"),
+         _rule("given_name_norm", "family_name_norm", "birth_date", "phone_mobile"),
+         _rule("given_name_norm", "family_name_norm", "birth_date", "email")],
+        [_rule("given_name_norm", "family_name_norm", "birth_date", "postcode"),
+         _rule("given_name_norm", "family_name_norm", "email"),
+         _rule("given_name_norm", "family_name_norm", "phone_mobile")],
+    ],
+    "organization": [
+        [_rule("registration_id"), _rule("tax_id"), _rule("org_name_norm", "postcode")],
+        [_rule("org_name_norm", "email"), _rule("org_name_norm", "phone_any"),
+         _rule("org_name_norm", "city")],
+    ],
+}
 
 
-def deterministic_rules(party_type: str) -> list:
-    """Rules that admit almost no false matches; they estimate the prior match probability."""
-    if party_type == "person":
-        return [
-            block_on("national_id"),
-            block_on("given_name_norm", "family_name_norm", "birth_date", "phone_mobile"),
-            block_on("given_name_norm", "family_name_norm", "birth_date", "email"),
-        ]
-    return [block_on("registration_id"), block_on("org_name_norm", "postcode")]
+def rule_populated(rule: CandidateRule, has: Has) -> bool:
+    """All fields of the rule populated (an expression like substr(x, ...) needs x)."""
+    import re
+
+    names = {m for f in rule.fields for m in re.findall(r"[a-z_]+", f)
+             if m not in {"substr"}}
+    return all(has(n) for n in names) and not any(has(f) for f in rule.only_without)
 
 
-def em_training_rules(party_type: str) -> list:
-    """EM sessions; each estimates m for every comparison not used in its blocking rule."""
-    if party_type == "person":
-        return [block_on("family_name_norm", "birth_date"), block_on("phone_mobile"),
-                block_on("national_id")]
-    # not on the name: different companies share names ("Nordwind Logistik"), which would
-    # teach EM that a shared name is a match
-    return [block_on("registration_id"), block_on("phone_any"), block_on("email")]
+@dataclass
+class ComparisonChoice:
+    """The comparisons of a model, and the catalogue entries left out with the reason."""
+
+    comparisons: list[cl.CustomComparison] = field(default_factory=list)
+    excluded: dict[str, str] = field(default_factory=dict)
 
 
-def settings_for(party_type: str) -> SettingsCreator:
+def choose_comparisons(party_type: str, has: Has) -> ComparisonChoice:
+    """The catalogue entries whose fields are populated, built for the fields that are."""
+    choice = ComparisonChoice()
+    for candidate in CATALOGUE[party_type]:
+        missing = candidate.missing(has)
+        if missing:
+            choice.excluded[candidate.name] = "not populated: " + ", ".join(missing)
+            continue
+        comparison = candidate.build(has)
+        if comparison is None:
+            choice.excluded[candidate.name] = "no populated field to compare"
+            continue
+        choice.comparisons.append(comparison)
+    return choice
+
+
+def settings_for(party_type: str, comparisons: list, blocking_rules: list[str]) -> SettingsCreator:
     """Untrained Splink settings of one party type (dedupe across all sources at once)."""
-    comparisons: list = (person_comparisons() if party_type == "person"
-                         else organization_comparisons())
+    from splink.blocking_rule_library import CustomRule
+
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
         comparisons=comparisons,
-        blocking_rules_to_generate_predictions=blocking_rules(party_type),
+        blocking_rules_to_generate_predictions=[CustomRule(sql, sql_dialect=DUCKDB)
+                                                for sql in blocking_rules],
         retain_matching_columns=True,
         retain_intermediate_calculation_columns=True,
         max_iterations=50,
@@ -301,11 +507,11 @@ def comparison_names(settings: dict[str, Any]) -> list[str]:
     return [c["output_column_name"] for c in settings["comparisons"]]
 
 
-def tf_columns(party_type: str) -> list[str]:
+def tf_columns(model: dict[str, Any]) -> list[str]:
     """Columns with term-frequency adjustments (their tf tables must exist for real-time scoring)."""
-    if party_type == "person":
-        return ["given_name_norm", "family_name_norm", "name_tokens", "city"]
-    return ["org_name_norm", "email", "email_domain", "city"]
+    columns = [lv["tf_adjustment_column"] for c in model["comparisons"]
+               for lv in c["comparison_levels"] if lv.get("tf_adjustment_column")]
+    return list(dict.fromkeys(columns))
 
 
 def level_gammas(model: dict[str, Any], comparison: str, labels: list[str]) -> list[int]:
@@ -341,3 +547,41 @@ def guard_sql(model: dict[str, Any], guard: dict[str, Any]) -> str:
         settled = ["(" + " AND ".join(at_levels(c, labels) for c, labels in option.items()) + ")"
                    for option in unless]
     return f"({when})" + (f" AND NOT ({' OR '.join(settled)})" if settled else "")
+
+
+def _levels_exist(model: dict[str, Any], comparison: str, labels: list[str]) -> bool:
+    try:
+        level_gammas(model, comparison, labels)
+    except KeyError:
+        return False
+    return True
+
+
+def applicable_guard(model: dict[str, Any], guard: dict[str, Any]
+                     ) -> tuple[dict[str, Any] | None, list[str]]:
+    """The guard as it applies to this model, and notes on what was left out of it.
+
+    A model derived from other data may lack a comparison (or level) a guard names: a guard
+    whose `when` is absent is skipped; an `unless` option naming absent evidence is dropped
+    (absent evidence cannot settle a conflict).
+    """
+    name = guard.get("name", "?")
+    for comparison, labels in guard["when"].items():
+        if not _levels_exist(model, comparison, labels):
+            return None, [f"link guard {name} skipped: the model has no {comparison} "
+                          f"level(s) {labels}"]
+    notes = []
+    unless = guard.get("unless") or {}
+    options = [unless] if isinstance(unless, dict) else list(unless)
+    kept_options = []
+    for option in options:
+        kept = {c: labels for c, labels in option.items() if _levels_exist(model, c, labels)}
+        for c in sorted(set(option) - set(kept)):
+            notes.append(f"link guard {name}: 'unless {c}' dropped (not in the model)")
+        # an option of several conditions that all must hold is void when one is absent
+        if kept and (isinstance(unless, dict) or len(kept) == len(option)):
+            kept_options.append(kept)
+    if isinstance(unless, dict):
+        merged = {c: labels for option in kept_options for c, labels in option.items()}
+        return {**guard, "unless": merged}, notes
+    return {**guard, "unless": kept_options}, notes

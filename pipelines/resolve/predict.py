@@ -14,10 +14,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.resolve.backend import database_api, duckdb_connection
-from pipelines.resolve.config import PARTY_TYPES, link_guards, model_paths, thresholds
+from pipelines.resolve.backend import backend_name, backend_options, database_api, duckdb_connection
+from pipelines.resolve.config import (
+    PARTY_TYPES,
+    link_guards,
+    model_fit_settings,
+    model_paths,
+    thresholds,
+    training_settings,
+)
 from pipelines.resolve.features import create_comparison_table
-from pipelines.resolve.model import guard_sql
+from pipelines.resolve.model import applicable_guard, guard_sql
 from pipelines.settings import RunPaths
 
 log = logging.getLogger(__name__)
@@ -49,6 +56,60 @@ def load_model(party_type: str, models: dict | None = None) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+class ModelFitError(ValueError):
+    """Tonight's records no longer fit the model's training profile (names the fields)."""
+
+
+def load_training_profile(party_type: str, models: dict | None = None) -> dict[str, Any] | None:
+    """The field profile stored beside the model file (None for in-memory models or old files)."""
+    from pipelines.resolve.training import profile_path
+
+    source = (models or {}).get(party_type) or model_paths()[party_type]
+    if isinstance(source, dict):
+        return None
+    path = profile_path(Path(source))
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def scale_prior(model: dict[str, Any], training: dict[str, Any] | None, n: int) -> dict[str, Any]:
+    """The model with its prior rescaled from the training record count to `n` records.
+
+    The prior is the probability that two random records match: with a fixed number of records
+    per customer, matches grow with n and pairs with n^2, so it scales as (n_train - 1)/(n - 1).
+    """
+    n_train = int((training or {}).get("training_records", 0))
+    if n_train < 2 or n < 2 or n == n_train or not training_settings().get(
+            "scale_prior_with_records", True):
+        return model
+    prior = float(model["probability_two_random_records_match"])
+    scaled = float(f"{prior * (n_train - 1) / (n - 1):.9g}")
+    return {**model, "probability_two_random_records_match": min(max(scaled, 1e-12), 0.5)}
+
+
+def check_model_fit(con, table: str, party_type: str, training: dict[str, Any] | None
+                    ) -> dict[str, Any]:
+    """Compare tonight's fill rates with the model's training profile (resolution.yaml
+    `model_fit`); raises ModelFitError naming the fields, returns the warnings."""
+    from pipelines.resolve.profile import field_profile, model_fit
+
+    if training is None:
+        return {"checked": False, "failures": [], "warnings": []}
+    cfg = model_fit_settings()
+    tonight = field_profile(con, table, party_type, distinct=False)
+    fit = model_fit(training["profile"], tonight, training["used_fields"],
+                    warn_drop=float(cfg["warn_drop"]), fail_drop=float(cfg["fail_drop"]),
+                    min_fill_rate=float(training["min_fill_rate"]))
+    if fit.failures and cfg.get("on_failure", "fail") == "fail":
+        raise ModelFitError(
+            f"The {party_type} model no longer fits tonight's records: "
+            + "; ".join(fit.failures) + f". Fill rates fell by more than {cfg['fail_drop']:.0%}"
+            " (resolution.yaml model_fit.fail_drop). Fix the export or mapping, or retrain "
+            "with `ucv train` and point resolution.yaml at the new model.")
+    for warning in fit.failures + fit.warnings:
+        log.warning("%s model fit: %s", party_type, warning)
+    return {"checked": True, **fit.to_dict()}
+
+
 def evidence_columns(columns: list[str]) -> list[str]:
     """Per-comparison evidence: comparison level (gamma_*) and match weight (mw_*, log2 Bayes
     factor, with mw_tf_adj_* the term-frequency part) of every comparison."""
@@ -71,20 +132,28 @@ def connected_clusters(db_api, nodes_table: str, edges_table: str, match_weight:
         threshold_match_weight=match_weight)
 
 
-def blocked_by_sql(model: dict[str, Any], party_type: str) -> str:
-    """CASE expression naming the first link guard (resolution.yaml) that blocks a pair."""
-    guards = link_guards(party_type)
+def blocked_by_sql(model: dict[str, Any], party_type: str) -> tuple[str, list[str]]:
+    """CASE expression naming the first link guard (resolution.yaml) that blocks a pair, and
+    notes on guards skipped or narrowed because the model lacks what they name."""
+    guards, notes = [], []
+    for guard in link_guards(party_type):
+        applied, guard_notes = applicable_guard(model, guard)
+        notes += guard_notes
+        if applied:
+            guards.append(applied)
     if not guards:
-        return "NULL::VARCHAR"
+        return "NULL::VARCHAR", notes
     whens = " ".join(f"WHEN {guard_sql(model, g)} THEN '{g['name']}'" for g in guards)
-    return f"CASE {whens} END"
+    return f"CASE {whens} END", notes
 
 
-def resolve_party(records_path: Path, party_type: str, model: dict[str, Any],
+def resolve_party(records_path: Path, party_type: str, models: dict | None,
                   out_dir: Path) -> dict[str, Any]:
     """Predict and cluster one party type; writes two part files in out_dir, returns its counts."""
     cut = thresholds(party_type)
-    db_api = database_api()
+    engine = backend_name()
+    # features and everything after scoring run in DuckDB on both engines (see spark.py)
+    db_api = database_api("duckdb")
     con = duckdb_connection(db_api)
     started = time.perf_counter()
     n_records = create_comparison_table(con, records_path, party_type, f"input_{party_type}")
@@ -94,27 +163,50 @@ def resolve_party(records_path: Path, party_type: str, model: dict[str, Any],
         _write_empty_parts(con, pairs_part, clusters_part)
         return {"records": 0, "comparisons": 0, "comparisons_per_record": 0.0, "pairs_kept": 0,
                 "links": 0, "clusters": 0, "seconds": {}}
-    linker = _linker(db_api, f"input_{party_type}", model)
+    training = load_training_profile(party_type, models)
+    fit = check_model_fit(con, f"input_{party_type}", party_type, training)
+    model = scale_prior(load_model(party_type, models), training, n_records)
+    blocked_sql, guard_notes = blocked_by_sql(model, party_type)
+    for note in guard_notes:
+        log.info("%s: %s", party_type, note)
+    if engine == "spark":
+        from pipelines.resolve.spark import predict_on_spark
 
-    blocked = linker.inference.compute_blocked_pairs_for_predict()
-    by_rule = dict(con.execute(
-        f"SELECT match_key, count(*) FROM {blocked.physical_name} GROUP BY 1 ORDER BY 1"
-    ).fetchall())
-    n_comparisons = int(sum(by_rule.values()))
-    blocked_at = time.perf_counter()
-
-    predictions = linker.inference.predict(threshold_match_weight=cut.review_floor,
-                                           warning_mode="never")
+        # Spark's readers skip files whose names start with '.' or '_'
+        scratch = out_dir / f"spark_work_{party_type}"
+        scratch.mkdir(parents=True, exist_ok=True)
+        input_part = scratch / "input.parquet"
+        con.execute(f"COPY input_{party_type} TO '{input_part}' (FORMAT parquet)")
+        predicted_dir, by_rule = predict_on_spark(input_part, party_type, model, cut.review_floor, scratch,
+                                                  backend_options("spark"))
+        con.execute(f"CREATE VIEW spark_predictions_{party_type} AS SELECT * FROM "
+                    f"read_parquet('{predicted_dir}/*.parquet')")
+        predictions_table = f"spark_predictions_{party_type}"
+        rules = [br["blocking_rule"] for br in model["blocking_rules_to_generate_predictions"]]
+        n_comparisons = int(sum(by_rule.values()))
+        blocked_at = time.perf_counter()
+    else:
+        linker = _linker(db_api, f"input_{party_type}", model)
+        blocked = linker.inference.compute_blocked_pairs_for_predict()
+        by_rule = dict(con.execute(
+            f"SELECT match_key, count(*) FROM {blocked.physical_name} GROUP BY 1 ORDER BY 1"
+        ).fetchall())
+        n_comparisons = int(sum(by_rule.values()))
+        blocked_at = time.perf_counter()
+        predictions_table = linker.inference.predict(threshold_match_weight=cut.review_floor,
+                                                     warning_mode="never").physical_name
+        rules = [br.blocking_rule_sql
+                 for br in linker._settings_obj._blocking_rules_to_generate_predictions]
     evidence = evidence_columns([r[0] for r in con.execute(
-        f"DESCRIBE {predictions.physical_name}").fetchall()])
+        f"DESCRIBE {predictions_table}").fetchall()])
     con.execute(f"""
         CREATE TABLE pairs_{party_type} AS
         WITH scored AS (
             SELECT unique_id_l AS source_record_id_l, unique_id_r AS source_record_id_r,
                    '{party_type}' AS party_type, match_weight, match_probability,
-                   {blocked_by_sql(model, party_type)} AS link_blocked_by,
+                   {blocked_sql} AS link_blocked_by,
                    match_key::INTEGER AS match_key, {", ".join(evidence)}
-            FROM {predictions.physical_name}
+            FROM {predictions_table}
         )
         SELECT source_record_id_l, source_record_id_r, party_type, match_weight,
                match_probability,
@@ -132,12 +224,23 @@ def resolve_party(records_path: Path, party_type: str, model: dict[str, Any],
                match_probability FROM pairs_{party_type} WHERE is_link""")
     predicted_at = time.perf_counter()
 
-    clusters = connected_clusters(db_api, f"input_{party_type}", f"links_{party_type}",
-                                  cut.match)
+    if engine == "spark":
+        from pipelines.resolve.spark import cluster_on_spark
+
+        links_part = scratch / "links.parquet"
+        con.execute(f"COPY links_{party_type} TO '{links_part}' (FORMAT parquet)")
+        clustered_dir = cluster_on_spark(input_part, links_part, party_type, cut.match, scratch,
+                                         backend_options("spark"))
+        con.execute(f"CREATE VIEW spark_clusters_{party_type} AS SELECT * FROM "
+                    f"read_parquet('{clustered_dir}/*.parquet')")
+        clusters_table = f"spark_clusters_{party_type}"
+    else:
+        clusters_table = connected_clusters(db_api, f"input_{party_type}",
+                                            f"links_{party_type}", cut.match).physical_name
     con.execute(f"""
         COPY (
             SELECT unique_id AS source_record_id, '{party_type}' AS party_type, cluster_id
-            FROM {clusters.physical_name} ORDER BY source_record_id
+            FROM {clusters_table} ORDER BY source_record_id
         ) TO '{clusters_part}' (FORMAT parquet)
     """)
     clustered_at = time.perf_counter()
@@ -148,8 +251,9 @@ def resolve_party(records_path: Path, party_type: str, model: dict[str, Any],
         f"SELECT link_blocked_by, count(*) FROM pairs_{party_type} "
         "WHERE link_blocked_by IS NOT NULL GROUP BY 1 ORDER BY 1").fetchall())
     n_clusters = con.execute(
-        f"SELECT count(DISTINCT cluster_id) FROM {clusters.physical_name}").fetchall()[0][0]
-    rules = [br.blocking_rule_sql for br in linker._settings_obj._blocking_rules_to_generate_predictions]
+        f"SELECT count(DISTINCT cluster_id) FROM {clusters_table}").fetchall()[0][0]
+    if engine == "spark":
+        _remove_spark_scratch(out_dir, party_type)
     return {
         "records": n_records,
         "comparisons": n_comparisons,
@@ -159,11 +263,22 @@ def resolve_party(records_path: Path, party_type: str, model: dict[str, Any],
         "links": int(links),
         "links_blocked_by_guards": {k: int(v) for k, v in blocked.items()},
         "clusters": int(n_clusters),
+        "model_fit": fit,
+        "link_guard_notes": guard_notes,
+        "prior": model["probability_two_random_records_match"],
         "thresholds": {"review_floor": cut.review_floor, "match": cut.match},
+        "backend": engine,
         "seconds": {"prepare_and_block": round(blocked_at - started, 3),
                     "predict": round(predicted_at - blocked_at, 3),
                     "cluster": round(clustered_at - predicted_at, 3)},
     }
+
+
+def _remove_spark_scratch(out_dir: Path, party_type: str) -> None:
+    """Spark's intermediate Parquet of one party type (the kept parts hold what it found)."""
+    import shutil
+
+    shutil.rmtree(out_dir / f"spark_work_{party_type}", ignore_errors=True)
 
 
 def _write_empty_parts(con, pairs_part: Path, clusters_part: Path) -> None:
@@ -193,8 +308,8 @@ def predict_and_cluster(run: RunPaths, models: dict | None = None) -> ResolveRes
     started = time.perf_counter()
     per_party = {}
     for party_type in PARTY_TYPES:
-        per_party[party_type] = resolve_party(records_path, party_type,
-                                              load_model(party_type, models), run.resolved_dir)
+        per_party[party_type] = resolve_party(records_path, party_type, models,
+                                              run.resolved_dir)
 
     pairs_path = run.resolved_dir / MATCH_PAIRS_FILE
     clusters_path = run.resolved_dir / CLUSTERS_FILE

@@ -15,7 +15,7 @@ from typing import Any
 from pipelines.resolve.backend import database_api, duckdb_connection
 from pipelines.resolve.features import create_comparison_table
 from pipelines.resolve.model import tf_columns
-from pipelines.resolve.predict import load_model
+from pipelines.resolve.predict import load_model, load_training_profile, scale_prior
 
 
 @dataclass
@@ -26,6 +26,7 @@ class PartyLinker:
     linker: Any
     db_api: Any
     stored: Any  # SplinkDataFrame of the stored records
+    model: dict[str, Any]  # the Splink settings in use (prior rescaled to the stored records)
     _batches: int = 0
 
     def prepare(self, records) -> Any:
@@ -65,9 +66,13 @@ def load_linker(party_type: str, records, models: dict | None = None) -> PartyLi
     """The trained model of `party_type` over stored canonical records (DataFrame or parquet)."""
     from splink import Linker
 
-    db_api = database_api()
+    db_api = database_api("duckdb")
     stored = _register_comparison_table(db_api, records, party_type, f"stored_{party_type}")
-    linker = Linker(stored, load_model(party_type, models), log_level=logging.WARNING)
-    for column in tf_columns(party_type):
+    n_stored = duckdb_connection(db_api).execute(
+        f"SELECT count(*) FROM stored_{party_type}").fetchall()[0][0]
+    model = scale_prior(load_model(party_type, models), load_training_profile(party_type, models),
+                        n_stored)
+    linker = Linker(stored, model, log_level=logging.WARNING)
+    for column in tf_columns(model):
         linker.table_management.compute_tf_table(column)
-    return PartyLinker(party_type, linker, db_api, stored)
+    return PartyLinker(party_type, linker, db_api, stored, model)

@@ -24,6 +24,9 @@ STREETS = ["hauptstrasse", "bahnhofstrasse", "gartenweg", "jianguo lu", "renmin 
 CITIES = [("berlin", "101"), ("hamburg", "204"), ("beijing", "1000"), ("shanghai", "2000")]
 
 
+# records rotate through three systems (without touching the random sequence)
+SOURCES = ("sales", "servicing", "claims")
+
 def _typo(rng: random.Random, text: str) -> str:
     if len(text) < 4:
         return text
@@ -84,6 +87,7 @@ class _Builder:
             canonical = NICKNAMES_REVERSED.get(given, given)
             self.rows.append({
                 "source_record_id": f"fixture:{self.record_no:06d}",
+                "source_system": SOURCES[self.record_no % len(SOURCES)],
                 "party_type": "person", "given_name_norm": given, "family_name_norm": family,
                 "given_name_canonical": canonical, "name_suffix": e["suffix"],
                 "birth_date": birth, "street": street, "house_number": house,
@@ -102,6 +106,7 @@ class _Builder:
             self.record_no += 1
             self.rows.append({
                 "source_record_id": f"fixture:{self.record_no:06d}",
+                "source_system": SOURCES[self.record_no % len(SOURCES)],
                 "party_type": "organization",
                 "org_name_norm": name if k == 0 or rng.random() < 0.5 else _typo(rng, name),
                 "org_legal_form": "GMBH", "registration_id": f"HRB{n:06d}" if k != 1 else None,

@@ -1,8 +1,13 @@
-"""`ucv train`: fit one Splink model per party type and write it as versioned JSON.
+"""`ucv train`: build and fit one Splink model per party type from the user's own staged records.
 
-u by seeded random sampling, m by EM over a few blocking rules, the prior from deterministic
-rules. Parameters are rounded before saving so the same data and seed give the same bytes.
-Nightly runs only load these files (see predict.py); training is never a side effect.
+The model is derived from a field profile of the data (profile.py, model.py): comparisons from
+the populated fields, prediction blocking rules kept near linear (pre-filter counts in SQL, then
+Splink's blocking analysis for cumulative counts), EM passes chosen so every comparison gets its
+m estimated, u by seeded random sampling, the prior from the deterministic rules the data
+supports. Parameters are rounded so the same data and seed give the same bytes. Beside each
+model: `<party>-v<N>.profile.json` (what it was trained on) and `<party>-v<N>.report.html`.
+Training either writes a usable model or raises TrainingError with one paragraph naming the
+missing evidence. Nightly runs only load these files (see predict.py).
 """
 
 from __future__ import annotations
@@ -11,21 +16,69 @@ import json
 import logging
 import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipelines.resolve.backend import database_api, duckdb_connection
 from pipelines.resolve.config import PARTY_TYPES, training_settings
-from pipelines.resolve.features import create_comparison_table
+from pipelines.resolve.features import COLUMNS, create_comparison_table
 from pipelines.resolve.model import (
-    deterministic_rules,
-    em_training_rules,
+    BLOCKING_CANDIDATES,
+    DETERMINISTIC_CANDIDATES,
+    EM_CANDIDATES,
+    NAME_FIELDS,
+    CandidateRule,
+    choose_comparisons,
+    rule_populated,
     settings_for,
 )
+from pipelines.resolve.profile import field_profile
 from pipelines.settings import MODELS_DIR
 
 log = logging.getLogger(__name__)
 MODEL_FILE = re.compile(r"^(?P<party>[a-z]+)-v(?P<version>\d+)\.json$")
+PROFILE_SUFFIX = ".profile.json"
+REPORT_SUFFIX = ".report.html"
+PROFILE_FORMAT = 1
+
+# derived comparison-table columns and the canonical fields they come from (for the fit check)
+DERIVED_FROM = {
+    "birth_date_text": ["birth_date"], "name_tokens": ["given_name_norm", "family_name_norm"],
+    "given_name_variants": ["given_name_norm"], "street_house": ["street", "house_number"],
+    "street_key": ["street"], "email_local": ["email"], "email_domain": ["email"],
+    "phone_any": ["phone_mobile", "phone_landline"],
+}
+
+
+class TrainingError(ValueError):
+    """The data lacks the evidence to train a model; the message says which, in one paragraph."""
+
+
+@dataclass
+class TrainedModel:
+    """A fitted model of one party type, what it was trained on, and how it was built."""
+
+    party_type: str
+    settings: dict[str, Any]
+    profile: dict[str, Any]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+class _Stopwatch:
+    """Seconds per training step (for the report and the bench; not part of the model)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._now = time.perf_counter
+        self._last = self._now()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, step: str) -> None:
+        now = self._now()
+        self.laps[step] = round(self.laps.get(step, 0.0) + now - self._last, 2)
+        self._last = now
 
 
 def _round_floats(value: Any, digits: int) -> Any:
@@ -38,29 +91,249 @@ def _round_floats(value: Any, digits: int) -> Any:
     return value
 
 
-def train_party_model(records_path: Path, party_type: str, seed: int) -> dict[str, Any]:
-    """Train one party type's model on canonical source records; returns the Splink settings dict."""
+def _populated(profile: dict[str, Any], cfg: dict[str, Any]):
+    min_rate, min_records = float(cfg["min_fill_rate"]), int(cfg["min_filled_records"])
+
+    def has(column: str) -> bool:
+        entry = profile["fields"].get(column)
+        return bool(entry) and entry["fill_rate"] >= min_rate and entry["filled"] >= min_records
+    return has
+
+
+def prefilter_count(con, table: str, rule: CandidateRule) -> int:
+    """Pairs a rule's equi-join makes (before Splink's l.id < r.id filter), by GROUP BY counts:
+    cheap even for a rule that would explode, so it can be rejected before any pair is built."""
+    left, right = rule.left, rule.right_columns
+    not_null = " AND ".join(f"({c}) IS NOT NULL" for c in set(left) | set(right))
+    if not rule.right:
+        keys = ", ".join(left)
+        sql = (f"SELECT coalesce(sum(k * (k - 1) / 2), 0) FROM (SELECT count(*) AS k FROM {table} "
+               f"WHERE {not_null} GROUP BY {keys})")
+    else:
+        l_keys = ", ".join(f"{c} AS k{i}" for i, c in enumerate(left))
+        r_keys = ", ".join(f"{c} AS k{i}" for i, c in enumerate(right))
+        on = " AND ".join(f"a.k{i} = b.k{i}" for i in range(len(left)))
+        sql = (f"WITH a AS (SELECT {l_keys}, count(*) AS n FROM {table} WHERE {not_null} "
+               f"GROUP BY ALL), b AS (SELECT {r_keys}, count(*) AS n FROM {table} "
+               f"WHERE {not_null} GROUP BY ALL) "
+               f"SELECT coalesce(sum(a.n * b.n) / 2, 0) FROM a JOIN b ON {on}")
+    return int(con.execute(sql).fetchall()[0][0])
+
+
+def choose_blocking_rules(con, table: str, party_type: str, n: int, has,
+                          cfg: dict[str, Any]) -> tuple[list[CandidateRule], list[dict[str, Any]]]:
+    """Prediction blocking rules: populated candidates whose comparisons stay near linear."""
+    per_rule = float(cfg["max_rule_comparisons_per_record"])
+    budget = float(cfg["max_comparisons_per_record"]) * n
+    chosen: list[CandidateRule] = []
+    rows: list[dict[str, Any]] = []
+    total = 0
+    for rule in BLOCKING_CANDIDATES[party_type]:
+        row: dict[str, Any] = {"rule": rule.sql}
+        rows.append(row)
+        if not rule_populated(rule, has):
+            row["excluded"] = "fields not populated"
+            continue
+        count = prefilter_count(con, table, rule)
+        row["comparisons"] = count
+        row["per_record"] = round(count / n, 3)
+        if count / n > per_rule:
+            row["excluded"] = f"{count / n:.2f} comparisons per record (limit {per_rule})"
+        elif total + count > budget:
+            row["excluded"] = f"over the budget of {cfg['max_comparisons_per_record']} per record"
+        elif count == 0:
+            row["excluded"] = "finds no pair"
+        else:
+            chosen.append(rule)
+            total += count
+    return chosen, rows
+
+
+def _cumulative_counts(sdf, rules: list[CandidateRule], n: int) -> list[dict[str, Any]]:
+    """Splink's blocking analysis of the chosen rules: marginal and cumulative comparisons."""
+    from splink.blocking_analysis import count_comparisons_from_blocking_rules
+
+    records = count_comparisons_from_blocking_rules(
+        sdf, blocking_rules=[r.sql for r in rules], link_type="dedupe_only",
+        record_sample_proportion=min(1.0, math.sqrt(200_000 / n)) if n else 1.0)
+    return [{"rule": r["blocking_rule"], "marginal": int(r["marginal_comparison_count"]),
+             "cumulative": int(r["cumulative_comparison_count"]),
+             "is_estimate": bool(r["is_estimate"])} for r in records]
+
+
+def _comparison_columns(linker) -> dict[str, set[str]]:
+    return {c.output_column_name: {col.input_name for col in
+                                   c._input_columns_used_by_case_statement}
+            for c in linker._settings_obj.comparisons}
+
+
+def _rule_columns(rule: CandidateRule) -> set[str]:
+    from splink.internals.parse_sql import get_columns_used_from_sql
+
+    return set(get_columns_used_from_sql(rule.sql, "duckdb"))
+
+
+def _run_em(linker, con, table: str, party_type: str, n: int, has, cfg: dict[str, Any]
+            ) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """EM passes until each comparison has m estimated `estimates_per_comparison` times (a pass
+    estimates the comparisons whose fields it does not block on), at most `max_passes`."""
+    from splink.internals.exceptions import SplinkException
+
+    em = cfg["em"]
+    target, max_passes = int(em["estimates_per_comparison"]), int(em["max_passes"])
+    columns = _comparison_columns(linker)
+    estimated = dict.fromkeys(columns, 0)
+    passes: list[dict[str, Any]] = []
+    for rule in EM_CANDIDATES[party_type]:
+        if sum(1 for p in passes if "estimated" in p) >= max_passes:
+            break
+        if all(v >= target for v in estimated.values()):
+            break
+        if not rule_populated(rule, has):
+            continue
+        blocked = _rule_columns(rule)
+        covers = [c for c, cols in columns.items() if not cols & blocked]
+        if not any(estimated[c] < target for c in covers):
+            continue
+        count = prefilter_count(con, table, rule)
+        row: dict[str, Any] = {"rule": rule.sql, "pairs": count}
+        passes.append(row)
+        if count < int(em["min_pairs"]) or count > float(em["max_pairs"]):
+            row["skipped"] = (f"{count:,} pairs (needs {int(em['min_pairs'])} to "
+                              f"{float(em['max_pairs']):,.0f})")
+            continue
+        try:
+            linker.training.estimate_parameters_using_expectation_maximisation(
+                rule.sql, estimate_without_term_frequencies=True)
+        except SplinkException as error:
+            row["skipped"] = f"EM failed: {str(error).splitlines()[0]}"
+            continue
+        row["estimated"] = covers
+        for c in covers:
+            estimated[c] += 1
+    return estimated, passes
+
+
+def _deterministic_rules(con, table: str, party_type: str, has) -> list[CandidateRule]:
+    """The first tier of deterministic rules with a populated rule that finds pairs."""
+    for tier in DETERMINISTIC_CANDIDATES[party_type]:
+        rules = [r for r in tier if rule_populated(r, has) and prefilter_count(con, table, r) > 0]
+        if rules:
+            return rules
+    return []
+
+
+def used_fields(settings: dict[str, Any], party_type: str) -> list[str]:
+    """Canonical fields the model reads (comparisons and blocking), for the nightly fit check."""
+    text = json.dumps([settings["comparisons"], settings["blocking_rules_to_generate_predictions"]])
+    words = set(re.findall(r"[a-z_]+", text))
+    fields = {c for c in COLUMNS[party_type] if c in words or f"{c}_l" in words}
+    for derived, bases in DERIVED_FROM.items():
+        if derived in words or f"{derived}_l" in words:
+            fields |= set(bases)
+    return sorted(fields - {"source_system", "country"})
+
+
+def _missing_evidence(party_type: str, profile: dict[str, Any], has, what: str) -> TrainingError:
+    populated = sorted(c for c in profile["fields"] if has(c))
+    return TrainingError(
+        f"Cannot train the {party_type} model on {profile['records']:,} {party_type} records: "
+        f"{what}. Populated fields: {', '.join(populated) or 'none'}. Map the missing fields "
+        "in the source mappings (schemas/sources/*.yaml), or lower training.min_fill_rate in "
+        "resolution.yaml if the field is rare by nature.")
+
+
+def train_party_model(records_path, party_type: str, seed: int,
+                      labels: dict[str, Any] | None = None) -> TrainedModel:
+    """Build and fit one party type's model on canonical source records."""
     from splink import Linker
+    from splink.internals.exceptions import SplinkException
 
     cfg = training_settings()
-    db_api = database_api()
+    db_api = database_api("duckdb")
+    con = duckdb_connection(db_api)
     table = f"train_{party_type}"
-    n = create_comparison_table(duckdb_connection(db_api), records_path, party_type, table)
+    clock = _Stopwatch()
+    n = create_comparison_table(con, records_path, party_type, table)
     if n < 2:
-        raise ValueError(f"{records_path} has {n} {party_type} records: too few to train on")
-    linker = Linker(db_api.register(table), settings_for(party_type),
-                    log_level=logging.WARNING)
-    linker.training.estimate_probability_two_random_records_match(
-        deterministic_rules(party_type), recall=float(cfg["deterministic_rules_recall"]))
-    linker.training.estimate_u_using_random_sampling(
-        max_pairs=float(cfg["u_max_pairs"]), seed=seed, min_count_per_level=None, num_chunks=1)
-    for rule in em_training_rules(party_type):
-        linker.training.estimate_parameters_using_expectation_maximisation(
-            rule, estimate_without_term_frequencies=True)
+        raise TrainingError(f"Cannot train the {party_type} model: the records hold {n} "
+                            f"{party_type} record(s), too few to learn from.")
+    profile = field_profile(con, table, party_type)
+    clock.lap("prepare_and_profile")
+    has = _populated(profile, cfg)
+    names = NAME_FIELDS[party_type]
+    if not any(has(f) for f in names):
+        raise _missing_evidence(party_type, profile, has, f"no name ({' or '.join(names)}) is "
+                                "populated, and without a name records cannot be told apart")
+    choice = choose_comparisons(party_type, has)
+    if len(choice.comparisons) < 2:
+        raise _missing_evidence(party_type, profile, has, "fewer than two pieces of evidence "
+                                "can be compared (" + "; ".join(f"{k}: {v}" for k, v in
+                                                                 choice.excluded.items()) + ")")
+    rules, blocking_rows = choose_blocking_rules(con, table, party_type, n, has, cfg["blocking"])
+    if not rules:
+        raise _missing_evidence(party_type, profile, has, "no blocking rule is both populated "
+                                "and selective enough to stay near linear")
+    clock.lap("choose_blocking_rules")
+    deterministic = _deterministic_rules(con, table, party_type, has)
+    if not deterministic:
+        raise _missing_evidence(party_type, profile, has, "no deterministic rule (an identifier, "
+                                "or name with birth date and a contact) finds any pair, so the "
+                                "share of matching records cannot be estimated")
+    sdf = db_api.register(table)
+    excluded = dict(choice.excluded)
+    comparisons = list(choice.comparisons)
+    for _attempt in range(len(comparisons)):
+        linker = Linker(sdf, settings_for(party_type, comparisons, [r.sql for r in rules]),
+                        log_level=logging.WARNING)
+        try:
+            linker.training.estimate_probability_two_random_records_match(
+                [r.sql for r in deterministic], recall=float(cfg["deterministic_rules_recall"]))
+            linker.training.estimate_u_using_random_sampling(
+                max_pairs=float(cfg["u_max_pairs"]), seed=seed, min_count_per_level=None,
+                num_chunks=1)
+        except SplinkException as error:
+            raise _missing_evidence(party_type, profile, has,
+                                    f"Splink could not estimate u or the prior ({error})"
+                                    ) from None
+        clock.lap("prior_and_u")
+        estimated, em_passes = _run_em(linker, con, table, party_type, n, has, cfg)
+        clock.lap("em")
+        unestimated = [c for c, k in estimated.items() if k == 0]
+        if not unestimated:
+            break
+        for name in unestimated:
+            excluded[name] = ("m could not be estimated: every EM pass that finds pairs "
+                              "blocks on its fields")
+        comparisons = [c for c in comparisons
+                       if c.create_output_column_name() not in unestimated]
+        if len(comparisons) < 2:
+            raise _missing_evidence(party_type, profile, has, "no EM pass could estimate m for "
+                                    + ", ".join(unestimated))
     model = linker.misc.save_model_to_json()
     model = apply_parameter_rules(model, float(cfg["unobserved_else_weight"]),
                                   (cfg.get("max_level_weight") or {}).get(party_type) or {})
-    return _round_floats(model, int(cfg["round_digits"]))
+    model = _round_floats(model, int(cfg["round_digits"]))
+    fit_profile = {"format": PROFILE_FORMAT, "party_type": party_type, "seed": seed,
+                   "training_records": n, "used_fields": used_fields(model, party_type),
+                   "min_fill_rate": float(cfg["min_fill_rate"]), "profile": profile}
+    report = {
+        "records": n, "excluded_comparisons": excluded,
+        "blocking": blocking_rows, "blocking_cumulative": _cumulative_counts(sdf, rules, n),
+        "em_passes": em_passes, "m_estimates": estimated,
+        "deterministic_rules": [r.sql for r in deterministic],
+        "probability_two_random_records_match": model["probability_two_random_records_match"],
+    }
+    from pipelines.resolve.report import chart_specs, label_metrics
+
+    clock.lap("blocking_analysis")
+    report["charts"] = chart_specs(linker)
+    clock.lap("charts")
+    if labels:
+        report["labels"] = label_metrics(db_api, table, model, party_type, labels)
+        clock.lap("labels")
+    report["seconds"] = clock.laps
+    return TrainedModel(party_type, model, _round_floats(fit_profile, 6), report)
 
 
 def apply_parameter_rules(model: dict[str, Any], unobserved_else_weight: float,
@@ -78,6 +351,10 @@ def apply_parameter_rules(model: dict[str, Any], unobserved_else_weight: float,
             if m is None and u is not None:
                 is_else = position == len(levels) - 1
                 level["m_probability"] = u * 2**unobserved_else_weight if is_else else u
+            if u is None and m is not None:
+                # a level random pairs never reach: as strong as the rarest level seen
+                seen = [lv["u_probability"] for lv in levels if lv.get("u_probability")]
+                level["u_probability"] = min(seen) if seen else m
             cap = caps.get(level["label_for_charts"])
             m, u = level.get("m_probability"), level.get("u_probability")
             if cap is not None and m and (u is None or math.log2(m / u) > cap):
@@ -85,29 +362,79 @@ def apply_parameter_rules(model: dict[str, Any], unobserved_else_weight: float,
     return model
 
 
-def _next_version(models_dir: Path, party_type: str, content: str) -> Path:
+def _next_version(models_dir: Path, party_type: str, content: str, profile: str) -> Path:
     """The file for a new model: reuse an identical existing version, else the next number."""
     versions = []
     for path in models_dir.glob(f"{party_type}-v*.json"):
         match = MODEL_FILE.match(path.name)
         if not match:
             continue
-        if path.read_text(encoding="utf-8") == content:
+        sidecar = profile_path(path)
+        if (path.read_text(encoding="utf-8") == content and sidecar.is_file()
+                and sidecar.read_text(encoding="utf-8") == profile):
             return path
         versions.append(int(match["version"]))
     return models_dir / f"{party_type}-v{max(versions, default=0) + 1}.json"
 
 
-def train_models(records_path: Path, seed: int = 42,
-                 models_dir: Path = MODELS_DIR) -> dict[str, Path]:
-    """Train person and organization models; write `<party>-v<N>.json` files; return their paths."""
+def profile_path(model_path: Path) -> Path:
+    """The field profile stored beside a model (`person-v2.json` -> `person-v2.profile.json`)."""
+    return model_path.with_name(model_path.stem + PROFILE_SUFFIX)
+
+
+def report_path(model_path: Path) -> Path:
+    return model_path.with_name(model_path.stem + REPORT_SUFFIX)
+
+
+def load_labels(truth_dir: Path | None, overrides_path: Path | None) -> dict[str, Any] | None:
+    """Ground truth (`truth/ground_truth.parquet`) and/or steward decisions, when given."""
+    labels: dict[str, Any] = {}
+    if truth_dir is not None:
+        truth_file = Path(truth_dir) / "ground_truth.parquet"
+        if not truth_file.is_file():
+            raise TrainingError(f"no ground truth at {truth_file}")
+        labels["truth"] = truth_file
+    if overrides_path is not None and Path(overrides_path).is_file():
+        from pipelines.identify.overrides import load_overrides
+
+        decisions = [(o.source_record_id_l, o.source_record_id_r, o.decision)
+                     for o in load_overrides(overrides_path)]
+        if decisions:
+            labels["decisions"] = decisions
+    return labels or None
+
+
+def train_models(records_path: Path, seed: int = 42, models_dir: Path = MODELS_DIR,
+                 truth_dir: Path | None = None, overrides_path: Path | None = None
+                 ) -> dict[str, Path]:
+    """Train person and organization models; write `<party>-v<N>.json` with profile and report.
+
+    A party type without records is skipped (logged); raises TrainingError when neither trains.
+    """
+    from pipelines.resolve.report import write_report
+
     models_dir.mkdir(parents=True, exist_ok=True)
+    labels = load_labels(truth_dir, overrides_path)
     written: dict[str, Path] = {}
+    skipped: list[str] = []
     for party_type in PARTY_TYPES:
-        model = train_party_model(Path(records_path), party_type, seed)
-        content = json.dumps(model, indent=2, sort_keys=True) + "\n"
-        path = _next_version(models_dir, party_type, content)
+        try:
+            trained = train_party_model(Path(records_path), party_type, seed, labels)
+        except TrainingError as error:
+            if "too few to learn from" not in str(error):
+                raise
+            skipped.append(str(error))
+            continue
+        content = json.dumps(trained.settings, indent=2, sort_keys=True) + "\n"
+        profile = json.dumps(trained.profile, indent=2, sort_keys=True) + "\n"
+        path = _next_version(models_dir, party_type, content, profile)
         path.write_text(content, encoding="utf-8")
+        profile_path(path).write_text(profile, encoding="utf-8")
+        write_report(report_path(path), trained)
         written[party_type] = path
         log.info("wrote %s model to %s", party_type, path)
+    if not written:
+        raise TrainingError(" ".join(skipped))
+    for message in skipped:
+        log.warning("%s", message)
     return written

@@ -3,29 +3,43 @@
 Forms seen in the exports: a street line "Hauptstraße 12" beside postcode/city columns, a
 nested object, one line "Hauptstraße 12, 10115 Berlin, DE", and Chinese "北京市朝阳区建国路88号,
 100022" (city before district and road, house number ending in 号). Called per DISTINCT address.
+Patterns run on RE2 (linear time, as in the DuckDB fast path), so no address line, however long,
+can make a run slow. Countries come as codes or names in any language CLDR knows (Babel).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import cache
 
+import re2
 import yaml
 
 from pipelines.settings import SCHEMAS_DIR
 from pipelines.standardize.text import fold, has_han, nfkc
 
-GERMAN_STREET = re.compile(
+
+def _re2(pattern: str):
+    options = re2.Options()
+    options.log_errors = False
+    return re2.compile(pattern, options)
+
+
+GERMAN_STREET = _re2(
     r"^(?P<street>.*?[^\d\s,][^,]*?)[\s,]+(?P<number>\d+\s*[a-zA-Z]?(?:\s*[-/]\s*\d+\s*[a-zA-Z]?)?)$")
-LEADING_NUMBER_STREET = re.compile(r"^(?P<number>\d+[a-zA-Z]?(?:-\d+[a-zA-Z]?)?)\s+(?P<street>\D.*)$")
-CHINESE_STREET = re.compile(r"^(?P<street>.+?)(?P<number>\d+(?:-\d+)?)\s*号(?P<rest>.*)$")
-CHINESE_CITY = re.compile(r"^(?P<province>[^省]{2,7}省)?(?P<city>[^市区县]{1,7}市)")
-CHINESE_DISTRICT = re.compile(r"^[^市区县路街道]{1,6}[区县]")
-POSTCODE_CITY = re.compile(r"^(?P<postcode>(?:[A-Z]{1,2}-)?\d{4,6})\s+(?P<city>\D.*)$")
-CITY_POSTCODE = re.compile(r"^(?P<city>\D+?)\s+(?P<postcode>\d{4,6})$")
-POSTCODE_ONLY = re.compile(r"^\d{4,6}$")
-STREET_ABBREVIATION = re.compile(r"(?<=[a-z])str\b|\bstr\b")
+LEADING_NUMBER_STREET = _re2(r"^(?P<number>\d+[a-zA-Z]?(?:-\d+[a-zA-Z]?)?)\s+(?P<street>\D.*)$")
+CHINESE_STREET = _re2(r"^(?P<street>.+?)(?P<number>\d+(?:-\d+)?)\s*号(?P<rest>.*)$")
+CHINESE_CITY = _re2(r"^(?P<province>[^省]{2,7}省)?(?P<city>[^市区县]{1,7}市)")
+CHINESE_DISTRICT = _re2(r"^[^市区县路街道]{1,6}[区县]")
+POSTCODE_CITY = _re2(r"^(?P<postcode>(?:[A-Z]{1,2}-)?\d{4,6})\s+(?P<city>\D.*)$")
+CITY_POSTCODE = _re2(r"^(?P<city>\D+?)\s+(?P<postcode>\d{4,6})$")
+POSTCODE_ONLY = _re2(r"^\d{4,6}$")
+STREET_ABBREVIATION = _re2(r"([a-z])str\b|\bstr\b")
+WHITESPACE = _re2(r"\s+")
+ONE_LINE_PARTS = _re2(r"[,，]")
+# Names CLDR gives every country in these languages (and their codes) are recognised.
+COUNTRY_NAME_LOCALES = ("en", "de", "fr", "es", "it", "nl", "pt", "pl", "cs", "da", "sv", "nb",
+                        "fi", "tr", "ru", "zh", "zh_Hant", "ja", "ko", "ar")
 
 
 @dataclass(frozen=True)
@@ -35,27 +49,70 @@ class Address:
     postcode: str | None = None
     city: str | None = None
     country: str | None = None
+    street_display: str | None = None
+    house_number_display: str | None = None
+    city_display: str | None = None
+    country_unknown: bool = False        # a country was written but is not one we know
+
+    @property
+    def canonical(self) -> tuple:
+        return self.street, self.house_number, self.postcode, self.city, self.country
 
 
 @cache
 def country_names() -> dict[str, str]:
-    """Case-folded country name or code -> ISO alpha-2 (schemas/reference/countries.yaml)."""
-    ref = yaml.safe_load((SCHEMAS_DIR / "reference" / "countries.yaml").read_text(encoding="utf-8"))
+    """Country name or code, in comparison form -> ISO alpha-2: CLDR (Babel) names and codes
+    (alpha-2, alpha-3, numeric) plus the colloquial names in schemas/reference/countries.yaml."""
+    from babel import Locale
+    from babel.core import get_global
+
     lookup: dict[str, str] = {}
-    for code, names in ref["countries"].items():
-        lookup[code.casefold()] = code
+
+    def add(name: str, code: str) -> None:
+        for key in _country_keys(name):
+            lookup.setdefault(key, code)
+
+    english = Locale.parse("en").territories
+    codes = {str(c) for c in english if len(str(c)) == 2 and str(c).isalpha()
+             and c not in ("EU", "EZ", "UN", "QO", "XA", "XB", "ZZ")}
+    for code in codes:
+        add(code, code)
+    for locale in COUNTRY_NAME_LOCALES:
+        for code, name in Locale.parse(locale).territories.items():
+            if str(code) in codes:
+                add(str(name), str(code))
+    for alias, targets in get_global("territory_aliases").items():
+        if len(targets) == 1 and targets[0] in codes and (len(alias) == 3):
+            add(alias, targets[0])
+    ref = yaml.safe_load((SCHEMAS_DIR / "reference" / "countries.yaml").read_text(encoding="utf-8"))
+    for code, names in (ref.get("aliases") or {}).items():
         for name in names:
-            lookup.setdefault(name.casefold(), code)
-    lookup["uk"] = "GB"
+            for key in _country_keys(name):
+                lookup[key] = code
     return lookup
 
 
+def _country_keys(name: str) -> set[str]:
+    """Comparison forms of a country name: folded (Österreich -> oesterreich) and with the
+    accents only dropped (osterreich), both without spaces or punctuation."""
+    folded = (fold(name) or "").replace(" ", "")
+    from anyascii import anyascii
+
+    plain = "".join(c for c in anyascii(nfkc(name) or "").lower() if c.isalnum())
+    casefolded = "".join(c for c in (nfkc(name) or "").casefold() if c.isalnum())
+    return {k for k in (folded, plain, casefolded) if k}
+
+
 def normalise_country(text: str | None) -> str | None:
-    """ISO 3166-1 alpha-2 for a code or a country name in en/de/zh/fr; None if unknown."""
+    """ISO 3166-1 alpha-2 for a code or a country name in any of the CLDR languages; None if unknown."""
     text = nfkc(text)
     if text is None:
         return None
-    return country_names().get(text.casefold().strip(" ."))
+    table = country_names()
+    for key in _country_keys(text):
+        if key in table:
+            return table[key]
+    return None
 
 
 def split_street_line(line: str | None) -> tuple[str | None, str | None, str | None]:
@@ -77,7 +134,7 @@ def split_street_line(line: str | None) -> tuple[str | None, str | None, str | N
         return compact or None, None, city
     m = GERMAN_STREET.match(line)
     if m:
-        return m.group("street").strip(" ,"), re.sub(r"\s+", "", m.group("number")), None
+        return m.group("street").strip(" ,"), WHITESPACE.sub("", m.group("number")), None
     m = LEADING_NUMBER_STREET.match(line)
     if m:
         return m.group("street").strip(" ,"), m.group("number"), None
@@ -89,7 +146,7 @@ def parse_one_line(line: str | None) -> Address:
     line = nfkc(line)
     if line is None:
         return Address()
-    parts = [p.strip() for p in re.split(r"[,，]", line) if p.strip()]
+    parts = [p.strip() for p in ONE_LINE_PARTS.split(line) if p.strip()]
     country = postcode = city = None
     if len(parts) > 1 and normalise_country(parts[-1]):
         country = normalise_country(parts.pop())
@@ -118,11 +175,12 @@ def standardize_address(street_line: str | None = None, one_line: str | None = N
     if street_line and not street:
         street, number, line_city = split_street_line(street_line)
         house_number = house_number or number
-    street = street or parsed.street
+    street = nfkc(street) or parsed.street
     house_number = nfkc(house_number) or parsed.house_number
     city = nfkc(city) or parsed.city or line_city
     postcode = nfkc(postcode) or parsed.postcode
-    resolved_country = normalise_country(country) or parsed.country
+    written_country = nfkc(country)
+    resolved_country = normalise_country(written_country) or parsed.country
     if resolved_country is None and any(has_han(p) for p in (street, city, one_line) if p):
         resolved_country = "CN"
     return Address(
@@ -131,12 +189,16 @@ def standardize_address(street_line: str | None = None, one_line: str | None = N
         postcode=postcode.replace(" ", "").upper() if postcode else None,
         city=fold_city(city),
         country=resolved_country or default_country,
+        street_display=street, house_number_display=house_number, city_display=city,
+        country_unknown=written_country is not None and normalise_country(written_country) is None,
     )
 
 
 def fold_street(street: str | None) -> str | None:
     folded = fold(street)
-    return STREET_ABBREVIATION.sub("strasse", folded) if folded else None
+    if not folded:
+        return None
+    return STREET_ABBREVIATION.sub(lambda m: (m.group(1) or "") + "strasse", folded)
 
 
 def fold_city(city: str | None) -> str | None:

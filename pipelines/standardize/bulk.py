@@ -25,6 +25,7 @@ from pipelines.standardize.addresses import (
     standardize_address,
 )
 from pipelines.standardize.contact import SIMPLE_EMAIL, standardize_email
+from pipelines.standardize.text import nfkc
 
 HAN_SQL = r"'[\x{3400}-\x{4dbf}\x{4e00}-\x{9fff}\x{f900}-\x{faff}]'"
 ADDRESS_PARTS = ("street_line", "one_line", "street", "house_number", "postcode", "city", "country")
@@ -86,10 +87,13 @@ def address_lookup_table(con: duckdb.DuckDBPyConnection, source: str,
     def full_parse(*parts) -> tuple:
         a = standardize_address(**dict(zip(ADDRESS_PARTS, parts, strict=True)),
                                 default_country=default_country)
-        return a.street, a.house_number, a.postcode, a.city, a.country
+        return (a.street, a.house_number, a.postcode, a.city, a.country, a.street_display,
+                a.house_number_display, a.city_display, a.country_unknown)
 
     outputs = [("street", pa.string()), ("house_number", pa.string()), ("postcode", pa.string()),
-               ("city", pa.string()), ("country", pa.string())]
+               ("city", pa.string()), ("country", pa.string()), ("street_display", pa.string()),
+               ("house_number_display", pa.string()), ("city_display", pa.string()),
+               ("country_unknown", pa.bool_())]
     python_lookup(con, "addr_python", f"SELECT a_key, {cols} FROM addr WHERE {needs_python}",
                   lambda key, *parts: full_parse(*parts), outputs)
 
@@ -111,10 +115,11 @@ def address_lookup_table(con: duckdb.DuckDBPyConnection, source: str,
                           regexp_extract(a_street_line, {leading}, ['number', 'street']) AS l
                   FROM addr WHERE ({needs_python}) IS NOT TRUE)""")
     python_lookup(con, "street_fold", "SELECT DISTINCT street_raw FROM addr_split "
-                  "WHERE street_raw IS NOT NULL", lambda s: (fold_street(s),),
-                  [("street", pa.string())])
+                  "WHERE street_raw IS NOT NULL", lambda s: (fold_street(s), nfkc(s)),
+                  [("street", pa.string()), ("street_display", pa.string())])
     python_lookup(con, "city_fold", "SELECT DISTINCT a_city FROM addr_split WHERE a_city IS NOT NULL",
-                  lambda c: (fold_city(c),), [("city", pa.string())])
+                  lambda c: (fold_city(c), nfkc(c)),
+                  [("city", pa.string()), ("city_display", pa.string())])
     python_lookup(con, "country_code", "SELECT DISTINCT a_country FROM addr_split "
                   "WHERE a_country IS NOT NULL", lambda c: (normalise_country(c),),
                   [("country", pa.string())])
@@ -127,10 +132,13 @@ def address_lookup_table(con: duckdb.DuckDBPyConnection, source: str,
                coalesce(cc.country,
                         CASE WHEN regexp_matches(coalesce(s.street_raw, '') || coalesce(s.a_city, ''),
                                                  {HAN_SQL}) THEN 'CN' END,
-                        {default}) AS country
+                        {default}) AS country,
+               sf.street_display, s.house_number AS house_number_display, cf.city_display,
+               s.a_country IS NOT NULL AND cc.country IS NULL AS country_unknown
           FROM addr_split s
           LEFT JOIN street_fold sf ON sf.street_raw = s.street_raw
           LEFT JOIN city_fold cf ON cf.a_city = s.a_city
           LEFT JOIN country_code cc ON cc.a_country = s.a_country
         UNION ALL
-        SELECT a_key, street, house_number, postcode, city, country FROM addr_python""")
+        SELECT a_key, street, house_number, postcode, city, country, street_display,
+               house_number_display, city_display, country_unknown FROM addr_python""")

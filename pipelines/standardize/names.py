@@ -5,11 +5,17 @@ family name), "Wang Wei" / "Wei Wang" from a Chinese record (romanised: the word
 the more common one if both are), "Thomas Müller", and
 hanzi "王伟" (family from the list of Chinese surnames in schemas/reference, two-character ones
 first). Hanzi names get toneless pinyin, with surname readings (单 -> shan).
+A mapping may declare the order instead (`given_first`, `family_first`); in `auto` an all-capitals
+name without a comma ("MUELLER THOMAS", as passports and some systems write) is read family
+first unless its words say otherwise (a known given name first, a known family name last).
+`family_name_key` makes a name comparable across romanisations: 陳, Chen and Cantonese Chan all
+give "chen" (schemas/reference/cantonese_surnames.yaml).
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
@@ -21,6 +27,8 @@ from pipelines.standardize.text import fold, has_han, is_all_han, nfkc, pinyin
 REFERENCE_DIR = SCHEMAS_DIR / "reference"
 SUFFIXES = {"jr": "JR", "jun": "JR", "junior": "JR", "sr": "SR", "sen": "SR", "senior": "SR",
             "ii": "II", "iii": "III", "iv": "IV"}
+# "Jun" and "Sen" are also given names (谢军 = Xie Jun): only with their dot are they suffixes.
+SUFFIXES_NEEDING_DOT = {"jun", "sen"}
 FAMILY_PARTICLES = {"von", "van", "de", "der", "den", "zu", "zum", "zur", "di", "da", "del", "du",
                     "la", "le", "ten", "ter", "vom", "dos", "das", "y"}
 TITLES = {"dr", "prof", "herr", "frau", "mr", "mrs", "ms", "miss", "dipl", "ing"}
@@ -90,8 +98,10 @@ def split_hanzi_name(name: str) -> tuple[str | None, str | None]:
     return name[:1], name[1:] or None
 
 
-def parse_full_name(full: str | None, country: str | None = None) -> PersonName:
-    """Given/family/suffix of a name written in one field, in whatever order the source uses."""
+def parse_full_name(full: str | None, country: str | None = None,
+                    order: str = "auto") -> PersonName:
+    """Given/family/suffix of a name written in one field, in whatever order the source uses
+    (`order`: auto, or the order the mapping declares: given_first, family_first)."""
     full = nfkc(full)
     if full is None:
         return PersonName(None, None)
@@ -109,6 +119,17 @@ def parse_full_name(full: str | None, country: str | None = None) -> PersonName:
     tokens, suffix = _strip_suffix(tokens, min_kept=2)
     if len(tokens) == 1:
         return PersonName(None, tokens[0], suffix, _script(full))
+    if order == "family_first" or (order == "auto" and _all_capitals_family_first(tokens, country)):
+        family_end = 1
+        while family_end < len(tokens) - 1 and tokens[family_end - 1].lower() in FAMILY_PARTICLES:
+            family_end += 1
+        family = " ".join(tokens[:family_end])
+        given = " ".join(tokens[family_end:])
+        if all(_is_upper_word(t) for t in tokens):
+            family, given = name_case(family), name_case(given)
+        return PersonName(given, family, suffix, _script(full))
+    if order == "given_first":
+        return _given_first(tokens, suffix, full)
     upper = [t for t in tokens if _is_upper_word(t)]
     if upper and len(upper) < len(tokens):
         # "WANG Wei", "Thomas MÜLLER": the upper-case word is the family name; the capitals
@@ -118,17 +139,46 @@ def parse_full_name(full: str | None, country: str | None = None) -> PersonName:
                           _script(full))
     if country == "CN" and romanised_family_first(tokens[0], " ".join(tokens[1:])):
         return PersonName(" ".join(tokens[1:]), tokens[0], suffix, _script(full))
+    return _given_first(tokens, suffix, full)
+
+
+def _given_first(tokens: list[str], suffix: str | None, full: str) -> PersonName:
     family_start = len(tokens) - 1
     while family_start > 1 and tokens[family_start - 1].lower() in FAMILY_PARTICLES:
         family_start -= 1
-    return PersonName(" ".join(tokens[:family_start]), " ".join(tokens[family_start:]), suffix,
-                      _script(full))
+    given, family = " ".join(tokens[:family_start]), " ".join(tokens[family_start:])
+    if all(_is_upper_word(t) for t in tokens):
+        given, family = name_case(given), name_case(family)
+    return PersonName(given, family, suffix, _script(full))
 
 
 def _strip_suffix(tokens: list[str], min_kept: int = 1) -> tuple[list[str], str | None]:
-    if len(tokens) > min_kept and tokens[-1].lower().strip(".") in SUFFIXES:
-        return tokens[:-1], SUFFIXES[tokens[-1].lower().strip(".")]
+    if len(tokens) > min_kept:
+        suffix = normalise_suffix(tokens[-1], written_alone=False)
+        if suffix is not None:
+            return tokens[:-1], suffix
     return tokens, None
+
+
+def normalise_suffix(text: str | None, written_alone: bool = True) -> str | None:
+    """JR / SR / II / III / IV for a suffix as written ("Jr.", "jun.", "Senior"); a suffix column
+    (`written_alone`) keeps anything else in capitals, a name word that is no suffix gives None."""
+    text = nfkc(text)
+    if text is None:
+        return None
+    key = text.lower().strip(".,")
+    if key in SUFFIXES and (written_alone or key not in SUFFIXES_NEEDING_DOT or text.endswith(".")):
+        return SUFFIXES[key]
+    return text.upper() if written_alone else None
+
+
+def strip_name_suffix(part: str | None) -> tuple[str | None, str | None]:
+    """("Smith", "JR") for a name part written with its suffix ("Smith Jr.", "Müller sen.")."""
+    part = nfkc(part)
+    if part is None or has_han(part):
+        return part, None
+    tokens, suffix = _strip_suffix(part.replace(",", " ").split())
+    return (" ".join(tokens) if suffix else part), suffix
 
 
 def name_case(name: str) -> str:
@@ -137,6 +187,139 @@ def name_case(name: str) -> str:
     words = name.title().split()
     return " ".join(w.lower() if i < len(words) - 1 and w.lower() in FAMILY_PARTICLES else w
                     for i, w in enumerate(words))
+
+
+@cache
+def known_given_names() -> tuple[frozenset[str], frozenset[str]]:
+    """(folded given names, folded family names) of Latin-script locales, from Faker's name lists
+    and the nicknames package: evidence for the order of an all-capitals name."""
+    import importlib
+
+    given: set[str] = set()
+    family: set[str] = set()
+    for locale in ("de_DE", "de_AT", "en_US", "en_GB", "fr_FR", "it_IT", "es_ES", "nl_NL", "pl_PL"):
+        provider = importlib.import_module(f"faker.providers.person.{locale}").Provider
+        for name in getattr(provider, "first_names", ()):
+            given.add(fold(name) or "")
+        for name in getattr(provider, "last_names", ()):
+            family.add(fold(name) or "")
+    given.update(nickname_table())
+    given.update(nickname_table().values())
+    return frozenset(given - {""}), frozenset(family - {""})
+
+
+def _all_capitals_family_first(tokens: list[str], country: str | None) -> bool:
+    """Whether an all-capitals name "MUELLER THOMAS" / "WANG MINHONG" is written family first."""
+    if len(tokens) < 2 or not all(_is_upper_word(t) for t in tokens):
+        return False
+    first, last = fold(tokens[0]) or "", fold(tokens[-1]) or ""
+    if is_romanised_chinese(tokens):
+        return romanised_family_first(tokens[0], " ".join(tokens[1:]))
+    given, _family = known_given_names()
+    # A known given name first and none last: given first; otherwise the capitals convention.
+    return not (first in given and last not in given)
+
+
+def is_romanised_chinese(tokens: list[str]) -> bool:
+    """A Latin name whose words are a Chinese surname and pinyin syllables ("Wang Minhong")."""
+    if len(tokens) < 2:
+        return False
+    folded = [fold(t) or "" for t in tokens]
+    rank = romanised_surname_rank()
+    if folded[0] not in rank and folded[-1] not in rank:
+        return False
+    return all(is_pinyin(word) for word in folded)
+
+
+@cache
+def pinyin_syllables() -> frozenset[str]:
+    """Every toneless pinyin syllable (ü as v and u), from pypinyin's character readings."""
+    from pypinyin.pinyin_dict import pinyin_dict
+
+    syllables: set[str] = set()
+    for readings in pinyin_dict.values():
+        for reading in readings.split(","):
+            plain = "".join(c for c in unicodedata.normalize("NFD", reading)
+                            if not unicodedata.combining(c))
+            syllables.add(plain)
+            syllables.add(plain.replace("ü", "v"))
+            syllables.add(plain.replace("ü", "u"))
+    return frozenset(s for s in syllables if s.isascii() and s.isalpha() and s not in ("m", "n", "ng", "hm", "hng"))
+
+
+@lru_cache(maxsize=100_000)
+def is_pinyin(word: str) -> bool:
+    """Whether a folded word is one or more pinyin syllables ("minhong", "xiao ming")."""
+    word = word.replace(" ", "").replace("-", "").replace("'", "")
+    if not word or not word.isalpha() or len(word) > 30:
+        return False
+    syllables = pinyin_syllables()
+    reachable = [True] + [False] * len(word)
+    for end in range(1, len(word) + 1):
+        reachable[end] = any(reachable[start] and word[start:end] in syllables
+                             for start in range(max(0, end - 6), end))
+    return reachable[-1]
+
+
+def given_name_origin(given: str | None) -> str | None:
+    """'han' (hanzi), 'pinyin' (all pinyin syllables, not a known Western name), 'western'."""
+    given = nfkc(given)
+    if given is None:
+        return None
+    if has_han(given):
+        return "han"
+    folded = fold(given) or ""
+    western, _ = known_given_names()
+    words = folded.split()
+    if words and all(is_pinyin(w) for w in words) and not any(w in western for w in words):
+        return "pinyin"
+    return "western"
+
+
+@cache
+def cantonese_surnames() -> dict[str, tuple[str, ...]]:
+    """Folded Hong Kong romanisation -> the pinyin surname readings it stands for."""
+    ref = yaml.safe_load((REFERENCE_DIR / "cantonese_surnames.yaml").read_text(encoding="utf-8"))
+    return {rom: tuple(sorted(by)) for rom, by in ref["surnames"].items()}
+
+
+@lru_cache(maxsize=200_000)
+def family_name_key(family: str | None) -> tuple[str, ...] | None:
+    """Romanisation-independent keys of a family name: the pinyin surnames it can stand for."""
+    norm = family_name_norm(family)
+    if norm is None:
+        return None
+    keys = {norm}
+    compact = norm.replace(" ", "")
+    cantonese = cantonese_surnames().get(compact)
+    if cantonese and not has_han(family):
+        keys.update(cantonese)
+        if compact not in romanised_surname_rank():
+            keys.discard(norm)  # "chan" is no pinyin surname: only what it stands for
+    return tuple(sorted(keys))
+
+
+def split_full_in_family(family: str | None, rule: str, country: str | None = None
+                         ) -> PersonName | None:
+    """A whole name typed into the family-name field (the given field empty), split; None when
+    the value is a family name. `rule`: chinese (hanzi, or a romanised Chinese name), any, off."""
+    family = nfkc(family)
+    if family is None or rule == "off":
+        return None
+    if is_all_han(family):
+        compact = re.sub(r"[\s·・]", "", family)
+        compound, single, _ = chinese_surnames()
+        if len(compact) < 2 or compact in compound:
+            return None
+        surname, given = split_hanzi_name(compact)
+        return PersonName(given, surname, None, "han") if given else None
+    tokens = family.replace(",", " ").split()
+    if len(tokens) < 2:
+        return None
+    if rule == "chinese" and not is_romanised_chinese(tokens):
+        return None
+    parsed = parse_full_name(family, country or ("CN" if rule == "chinese" else None))
+    return parsed if parsed.given else None
 
 
 def _is_upper_word(token: str) -> bool:

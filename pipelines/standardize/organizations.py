@@ -1,6 +1,11 @@
 """Organizations and identifiers: legal forms out of the name, IDs checked with python-stdnum.
 
-An invalid checksum nulls the identifier and flags the record; it never rejects the row.
+An invalid checksum nulls the identifier and flags the record; it never rejects the row. Every
+identifier kind has one canonical form, so all the ways a source writes it compare equal:
+German register numbers as register type + number ("Hamburg HRB 012345", "HR B 12345" ->
+"HRB 12345"; courts are written by some sources and not others), UK company numbers zero-padded
+to 8, credit codes upper-case. A value that passes its checks but has no canonical form is kept
+as written and flagged `identifier_not_canonical`.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import re
 from collections.abc import Callable
 from functools import cache, lru_cache
 
+import re2
 import yaml
 
 from pipelines.settings import SCHEMAS_DIR
@@ -53,36 +59,161 @@ def split_legal_form(name: str | None) -> tuple[str | None, str | None]:
     return " ".join(words) or None, None
 
 
+# Legal forms that are also ordinary short words or initials: only in their own capitals
+# ("Siemens AG", not "Sun Ag").
+AMBIGUOUS_FORMS = frozenset({"AG", "SE", "SA", "KG", "UG", "LP", "EG", "EK", "EV"})
+
+
+def _folded_sql(name_sql: str) -> str:
+    """DuckDB form of `fold` good enough for word matching: lower-case, umlauts spelled out."""
+    value = f"lower({name_sql})"
+    for char, spelled in (("ä", "ae"), ("ö", "oe"), ("ü", "ue"), ("ß", "ss")):
+        value = f"replace({value}, '{char}', '{spelled}')"
+    return f"strip_accents({value})"
+
+
+@cache
+def company_name_patterns() -> tuple[str, str, str]:
+    """(folded, case-sensitive, hanzi) RE2 patterns of a name that is an organization's."""
+    ref = yaml.safe_load((SCHEMAS_DIR / "reference" / "company_words.yaml").read_text(encoding="utf-8"))
+    forms = yaml.safe_load((SCHEMAS_DIR / "reference" / "legal_forms.yaml").read_text(encoding="utf-8"))
+    boundary_start, boundary_end = "(?:^|[^a-z0-9])", "(?:$|[^a-z0-9])"
+    words = sorted({re.escape(w) for w in ref["words"]}, key=len, reverse=True)
+    stems = sorted({re.escape(w) for w in ref.get("stems") or []}, key=len, reverse=True)
+    phrases = [re.escape(p) for p in ref.get("phrases") or []]
+    folded_forms, exact_forms, han_forms = set(), set(), set(ref.get("han") or [])
+    for variants in forms["legal_forms"].values():
+        for variant in variants:
+            if has_han(variant):
+                han_forms.add(variant)
+                continue
+            tokens = (fold(variant) or "").split()
+            if "".join(tokens) in {c.lower() for c in AMBIGUOUS_FORMS}:
+                exact_forms.add(re.escape(variant))
+            elif tokens:
+                folded_forms.add("[^a-z0-9]*".join(re.escape(t) for t in tokens))
+    folded = "|".join([
+        f"{boundary_start}(?:{'|'.join(words)}){boundary_end}",
+        f"{boundary_start}(?:{'|'.join(stems)})" if stems else "(?!)",
+        *phrases,
+        f"{boundary_start}(?:{'|'.join(sorted(folded_forms, key=len, reverse=True))})[^a-z0-9]*$",
+    ])
+    exact = f"(?:^|[\\s,])(?:{'|'.join(sorted(exact_forms, key=len, reverse=True))})$"
+    han = "|".join(sorted((re.escape(h) for h in han_forms), key=len, reverse=True))
+    return folded, exact, han
+
+
+def company_name_sql(name_sql: str) -> str:
+    """SQL: TRUE when the name (a person's, by its column) holds a legal form or company word."""
+    folded, exact, han = company_name_patterns()
+    lit = lambda text: "'" + text.replace("'", "''") + "'"  # noqa: E731
+    return (f"coalesce(regexp_matches({_folded_sql(name_sql)}, {lit(folded)}) "
+            f"OR regexp_matches({name_sql}, {lit(exact)}) "
+            f"OR regexp_matches({name_sql}, {lit(han)}), FALSE)")
+
+
+@cache
+def org_qualifier_stems() -> dict[str, tuple[str, ...]]:
+    ref = yaml.safe_load((SCHEMAS_DIR / "reference" / "org_qualifiers.yaml").read_text(encoding="utf-8"))
+    return {name: tuple(stems) for name, stems in ref["qualifiers"].items()}
+
+
+def org_tokens_sql(norm_sql: str) -> str:
+    """SQL: the distinct words of an org_name_norm, sorted (NULL for no name)."""
+    return (f"CASE WHEN {norm_sql} IS NOT NULL THEN list_sort(list_distinct(list_filter("
+            f"string_split({norm_sql}, ' '), lambda t: t <> ''))) END")
+
+
+def org_qualifiers_sql(norm_sql: str) -> str:
+    """SQL: the qualifiers (holding, verwaltung, ...) whose stems begin a word of the name."""
+    cases = " ".join(
+        "WHEN " + " OR ".join(f"starts_with(t, '{stem}')" for stem in stems) + f" THEN '{name}'"
+        for name, stems in org_qualifier_stems().items())
+    return (f"CASE WHEN {norm_sql} IS NOT NULL THEN list_sort(list_distinct(list_filter("
+            f"list_transform(string_split({norm_sql}, ' '), lambda t: CASE {cases} END), "
+            f"lambda q: q IS NOT NULL))) END")
+
+
 @cache
 def _stdnum(module: str):
     return importlib.import_module(f"stdnum.{module}")
 
 
-def check_identifier(value: str | None, modules: tuple[str, ...],
-                     patterns: tuple[tuple[str, str], ...] = ()) -> tuple[str | None, str | None, bool]:
-    """(compact ID, type, valid) — the first stdnum module whose checks pass decides the type.
+def re2_compile(pattern: str):
+    """An RE2 (linear-time) pattern, compiled once."""
+    return _re2_compile(pattern)
 
-    `patterns` (type, regex) accept IDs that have no checksum by their format alone, after the
-    stdnum modules: "hrb 230404" -> ("HRB 230404", "de_hr", True).
+
+@lru_cache(maxsize=1024)
+def _re2_compile(pattern: str):
+    options = re2.Options()
+    options.log_errors = False
+    return re2.compile(pattern, options)
+
+
+DE_REGISTER = r"(?:^|[\s,(])(HR ?A|HR ?B|GNR|PR|VR) ?0*([0-9]{1,6})(?: ?([A-Z]{1,2}))?$"
+NOT_ID_CHAR = re.compile(r"[\s\-./:]+")
+
+
+def canonical_identifier(value: str, form: str) -> str | None:
+    """`value` (NFKC, trimmed) in canonical form `form`; None when it has none."""
+    upper = " ".join(value.upper().split())
+    if form == "upper":
+        return upper
+    if form == "compact":
+        return NOT_ID_CHAR.sub("", upper) or None
+    if form == "digits":
+        return "".join(c for c in upper if c.isdigit()) or None
+    if form == "de_register":
+        found = re2_compile(DE_REGISTER).search(upper)
+        if found is None:
+            return None
+        kind = found.group(1).replace(" ", "")
+        suffix = f" {found.group(3)}" if found.group(3) else ""
+        return f"{kind} {int(found.group(2))}{suffix}"
+    if form == "gb_company_number":
+        compact = NOT_ID_CHAR.sub("", upper)
+        if compact.isdigit() and len(compact) <= 8:
+            return compact.zfill(8)
+        if len(compact) <= 8 and compact[:2].isalpha() and compact[2:].isdigit() and compact[2:]:
+            return compact[:2] + compact[2:].zfill(6)
+        return None
+    raise ValueError(f"unknown canonical form {form!r}")
+
+
+# The canonical form of the values a stdnum module accepts, where it is not its compact form.
+MODULE_CANONICAL = {"de.handelsregisternummer": "de_register"}
+
+
+def check_identifier(value: str | None, modules: tuple[str, ...], patterns: tuple = ()
+                     ) -> tuple[str | None, str | None, bool, bool]:
+    """(canonical ID, type, valid, canonical) — the first stdnum module whose checks pass decides
+    the type, then `patterns` (IdPattern: kind, RE2 pattern, canonical form) by format alone:
+    "hrb  230404" -> ("HRB 230404", "de_hr", True, True).
     """
     value = nfkc(value)
     if value is None:
-        return None, None, True
+        return None, None, True, True
     for module in modules:
         fast = FAST_CHECKS.get(module)
         if fast is not None and value.isascii():
             compact = fast(value)
             if compact is not None:
-                return compact, module.replace(".", "_"), True
+                return compact, module.replace(".", "_"), True, True
             continue
         mod = _stdnum(module)
         if mod.is_valid(value):
-            return mod.compact(value), module.replace(".", "_"), True
+            compact = mod.compact(value)
+            form = MODULE_CANONICAL.get(module)
+            canonical = canonical_identifier(compact, form) if form else compact
+            return canonical or compact, module.replace(".", "_"), True, canonical is not None
     normalised = " ".join(value.upper().split())
-    for kind, pattern in patterns:
-        if re.fullmatch(pattern, normalised):
-            return normalised, kind, True
-    return None, None, False
+    for pattern in patterns:
+        canonical = canonical_identifier(value, pattern.canonical)
+        regex = re2_compile(pattern.pattern)
+        if regex.fullmatch(normalised) or (canonical is not None and regex.fullmatch(canonical)):
+            return canonical or normalised, pattern.kind, True, canonical is not None
+    return None, None, False, True
 
 
 # --- the same checks as python-stdnum, with its slow parts cached (tests compare both) ----------

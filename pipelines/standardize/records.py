@@ -4,6 +4,10 @@ Set-based: one DuckDB pass maps the mapping's columns to working columns; every 
 needs a Python library (names, phones, e-mails, addresses, IDs, legal forms) runs once per
 DISTINCT value and is joined back; a last SELECT assembles the canonical columns in schema order.
 `standardize_frame` runs the same code on a pandas frame of source-shaped rows (real time).
+A row that holds further records nested (`records:` in the mapping: a claimant, co-insured
+persons) gives one canonical record per nested object or list element besides its own, each
+mapped by its own section of the mapping from a copy of the row whose `from` column holds just
+that element; their `source_key` is `<row key>/<part>[/<element key or index>]`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from pipelines.ingest.columns import column_sql, literal, value_sql
+from pipelines.ingest.columns import quote as _quote
 from pipelines.ingest.mapping import FieldSpec, IdentifierSpec, SourceMapping, canonical_fields
 from pipelines.settings import RunPaths
 from pipelines.standardize.addresses import standardize_address
@@ -28,14 +34,26 @@ from pipelines.standardize.bulk import (
     python_lookup,
 )
 from pipelines.standardize.contact import standardize_email, standardize_phone
+from pipelines.standardize.languages import normalise_language
 from pipelines.standardize.names import (
     canonical_given_name,
+    family_name_key,
     family_name_norm,
     given_name_norm,
+    given_name_origin,
     name_script,
+    normalise_suffix,
     parse_full_name,
+    split_full_in_family,
+    strip_name_suffix,
 )
-from pipelines.standardize.organizations import check_identifier, split_legal_form
+from pipelines.standardize.organizations import (
+    check_identifier,
+    company_name_sql,
+    org_qualifiers_sql,
+    org_tokens_sql,
+    split_legal_form,
+)
 from pipelines.standardize.phones import phone_lookup_table
 
 NO_VALUE = "\x1e"   # stands for NULL inside composite lookup keys
@@ -58,13 +76,59 @@ def standardize_source(mapping: SourceMapping, run: RunPaths) -> Path:
     out = staged_path(run, mapping.name)
     tmp = out.with_suffix(".parquet.tmp")
     with duckdb.connect() as con:
-        con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM read_parquet('{_path_sql(accepted)}')")
-        columns = [r[0] for r in con.execute("DESCRIBE src").fetchall()]
-        final_sql = build_canonical(con, mapping, columns, run.run_id)
-        con.execute(f"COPY ({final_sql} ORDER BY source_file, source_row_number) "
+        con.execute(f"CREATE TEMP VIEW rows AS SELECT * FROM read_parquet('{_path_sql(accepted)}')")
+        columns = [r[0] for r in con.execute("DESCRIBE rows").fetchall()]
+        parts = []
+        for i, sub in enumerate([mapping, *(r.mapping for r in mapping.records)]):
+            source = "rows" if sub.part is None else _expanded_sql(sub, "rows")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW src AS SELECT * FROM {source}")
+            final_sql = build_canonical(con, sub, columns, run.run_id)
+            con.execute(f"CREATE TEMP TABLE canonical_{i} AS {final_sql}")
+            parts.append(f"SELECT * FROM canonical_{i}")
+        con.execute(f"COPY ({' UNION ALL '.join(parts)} ORDER BY source_file, source_row_number, "
+                    f"source_part NULLS FIRST, source_key) "
                     f"TO '{_path_sql(tmp)}' (FORMAT parquet, COMPRESSION zstd)")
     tmp.replace(out)
     return out
+
+
+def _expanded_sql(sub: SourceMapping, rows: str) -> str:
+    """Rows of a nested record: one per JSON object in the part's column, or per object element
+    of a JSON list there, the column holding that element; rows without it give none."""
+    assert sub.part is not None
+    c = _quote(sub.part.source)
+    return f"""(SELECT * EXCLUDE (_elems, _elem, _is_list, _idx)
+                      REPLACE (_elem::VARCHAR AS {c}),
+                      CASE WHEN _is_list THEN _idx END AS _part_index FROM (
+                  SELECT *, unnest(_elems) AS _elem, unnest(range(1, len(_elems) + 1)) AS _idx FROM (
+                      SELECT *, json_type({c}) = 'ARRAY' AS _is_list,
+                             CASE WHEN json_type({c}) = 'ARRAY' THEN json_extract({c}, '$[*]')
+                                  ELSE [{c}::JSON] END AS _elems
+                        FROM {rows} WHERE json_valid({c}) AND json_type({c}) IN ('OBJECT', 'ARRAY')))
+                 WHERE json_type(_elem) = 'OBJECT')"""
+
+
+def expand_part_rows(sub: SourceMapping, df: pd.DataFrame) -> pd.DataFrame:
+    """The frame form of `_expanded_sql` (real time): one row per nested object."""
+    assert sub.part is not None
+    column = sub.part.source
+    out = []
+    for row in df.to_dict("records"):
+        value = row.get(column)
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                continue
+        if isinstance(value, dict):
+            out.append({**row, column: json.dumps(value, ensure_ascii=False), "_part_index": None})
+        elif isinstance(value, list):
+            for i, element in enumerate(value, start=1):
+                if isinstance(element, dict):
+                    out.append({**row, column: json.dumps(element, ensure_ascii=False),
+                                "_part_index": i})
+    columns = [*df.columns, "_part_index"] if "_part_index" not in df.columns else list(df.columns)
+    return pd.DataFrame(out, columns=columns)
 
 
 def standardize_frame(mapping: SourceMapping, df: pd.DataFrame, run_id: str) -> pd.DataFrame:
@@ -73,7 +137,19 @@ def standardize_frame(mapping: SourceMapping, df: pd.DataFrame, run_id: str) -> 
     Runs on the mapping's warm `RecordStandardizer`; tests/test_standardize_frame.py checks it
     gives the batch run's rows for every source.
     """
-    return record_standardizer(mapping).standardize(df, run_id)
+    frames = [record_standardizer(mapping).standardize(df, run_id)]
+    for record in mapping.records:
+        if len(df):
+            if "_row_number" not in df.columns:
+                df = df.assign(_row_number=range(1, len(df) + 1))
+            expanded = expand_part_rows(record.mapping, df)
+            if len(expanded):
+                frames.append(record_standardizer(record.mapping).standardize(expanded, run_id))
+    if len(frames) == 1:
+        return frames[0]
+    combined = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+    return combined.sort_values(["source_file", "source_row_number", "source_part", "source_key"],
+                                na_position="first", kind="stable").reset_index(drop=True)
 
 
 def source_table(mapping: SourceMapping, df: pd.DataFrame, run_id: str) -> pa.Table:
@@ -91,6 +167,10 @@ def source_table(mapping: SourceMapping, df: pd.DataFrame, run_id: str) -> pa.Ta
     else:
         arrays["_row_number"] = pa.array(df["_row_number"].astype("int64").tolist(), pa.int64())
     arrays["_run_id"] = pa.array([run_id] * n, pa.string())
+    if mapping.part is not None:
+        index = df["_part_index"].tolist() if "_part_index" in df.columns else [None] * n
+        arrays["_part_index"] = pa.array([None if v is None or v != v else int(v) for v in index],
+                                         pa.int64())
     return pa.table(arrays)
 
 
@@ -100,10 +180,11 @@ _RECORD_STANDARDIZERS_LOCK = threading.Lock()
 
 def record_standardizer(mapping: SourceMapping) -> RecordStandardizer:
     """The warm standardizer of `mapping`, made on first use (a changed mapping gets a new one)."""
+    name = mapping.name if mapping.part is None else f"{mapping.name}/{mapping.part.part}"
     with _RECORD_STANDARDIZERS_LOCK:
-        standardizer = _RECORD_STANDARDIZERS.get(mapping.name)
+        standardizer = _RECORD_STANDARDIZERS.get(name)
         if standardizer is None or standardizer.mapping != mapping:
-            standardizer = _RECORD_STANDARDIZERS[mapping.name] = RecordStandardizer(mapping)
+            standardizer = _RECORD_STANDARDIZERS[name] = RecordStandardizer(mapping)
         return standardizer
 
 
@@ -130,7 +211,8 @@ class RecordStandardizer:
         """Source-shaped rows -> canonical rows, ordered by source row number."""
         # Only the columns the mapping reads, in its order: one prepared statement serves records
         # whatever keys they bring.
-        table = source_table(self.mapping, df, run_id).select([*self.mapping.all_columns, *LINEAGE])
+        lineage = LINEAGE if self.mapping.part is None else (*LINEAGE, "_part_index")
+        table = source_table(self.mapping, df, run_id).select([*self.mapping.all_columns, *lineage])
         source_args = [_list_literal(table.column(i).to_pylist(), ARROW_TO_SQL[str(table.schema.types[i])])
                        for i in range(table.num_columns)]
         with self._lock:
@@ -151,11 +233,10 @@ class RecordStandardizer:
         if key not in self._statements:
             source = [(name, ARROW_TO_SQL[str(type_)]) for name, type_ in zip(schema.names, schema.types,
                                                                              strict=True)]
-            select, fields = working_select(self.mapping, schema.names)
             record_src = _unnest_parameters(source, first=1)
+            working, fields = working_sql(self.mapping, schema.names, f"({record_src}) record_src")
             record_lookups_sql = _unnest_parameters(lookup_columns(self.mapping), first=len(source) + 1)
-            working = (f"SELECT *, {ADDRESS_KEY_SQL} AS a_key "
-                       f"FROM (SELECT {', '.join(select)} FROM ({record_src}) record_src)")
+            working = f"SELECT *, {ADDRESS_KEY_SQL} AS a_key FROM ({working})"
             ids = list(range(len(self.mapping.identifiers)))
             canonical = (f"WITH record_lookups AS ({record_lookups_sql}), b AS ({working}) "
                          f"{_final_select(self.mapping, run_id, fields, ids, 'record_lookups')} "
@@ -186,6 +267,12 @@ def _list_literal(values: list, sql_type: str) -> str:
     return "[" + ", ".join(_literal(v) for v in values) + f"]::{sql_type}[]"
 
 
+def _literal(value) -> str:
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    return literal(value)
+
+
 def record_lookups(mapping: SourceMapping, rows: list[dict]) -> list[dict]:
     """Per working row, what the batch's lookup tables hold for it (one Python call per value)."""
     out = []
@@ -202,6 +289,9 @@ def record_lookups(mapping: SourceMapping, rows: list[dict]) -> list[dict]:
             "_rid": b["_rid"], "a_key": b["a_key"], "street": address.street,
             "house_number": address.house_number, "postcode": address.postcode,
             "city": address.city, "country": address.country,
+            "street_display": address.street_display,
+            "house_number_display": address.house_number_display,
+            "city_display": address.city_display, "country_unknown": address.country_unknown,
             "email_raw": b["email_raw"], "email": email, "email_flag": email_flag,
             "email_phone": email_phone,
             # First number of each kind in column order; flags if any number has them.
@@ -211,42 +301,53 @@ def record_lookups(mapping: SourceMapping, rows: list[dict]) -> list[dict]:
             "phone_unverified": any(flag == "phone_unverified" for *_, flag in phones) if phones
             else None,
             "party_type": b["party_type"], "is_person": b["party_type"] == "person",
+            "language_raw": b["language_raw"],
+            "language": normalise_language(b["language_raw"]) if b["language_raw"] else None,
         }
         given = family = None
         if row["is_person"]:
-            given, family, suffix, script, full = _person_name(
-                b["n_full"], b["n_given"], b["n_family"], b["n_native"], address.country)
-            row.update(name_suffix=suffix, name_script=script, full_name=full)
-        given_norm, given_canonical = _given(given) if given is not None else (None, None)
+            given, family, suffix, script, full, split = _person_name(
+                mapping, b["n_full"], b["n_given"], b["n_family"], b["n_native"], b["n_suffix"],
+                address.country)
+            row.update(name_suffix=suffix, name_script=script, full_name=full,
+                       full_name_split=split)
+        given_norm, given_canonical, origin = _given(given) if given is not None else (None,) * 3
+        family_norm, family_key = _family(family) if family is not None else (None, None)
+        birth = b["n_birth_family"] if row["is_person"] else None
         row.update(given_name=given, family_name=family, given_name_norm=given_norm,
-                   given_name_canonical=given_canonical,
-                   family_name_norm=family_name_norm(family) if family is not None else None)
-        org_name = (b["n_org"] or b["n_full"]) if b["party_type"] == "organization" else None
+                   given_name_canonical=given_canonical, given_name_origin=origin,
+                   family_name_norm=family_norm, family_name_key=family_key,
+                   birth_family_name_norm=family_name_norm(birth) if birth is not None else None)
+        org_name = b["n_org_name"]
         org_norm, legal_form = split_legal_form(org_name) if org_name is not None else (None, None)
         row.update(org_name=org_name, org_name_norm=org_norm, org_legal_form=legal_form)
         for i, ident in enumerate(mapping.identifiers):
             value = b[f"id_{i}"]
-            checked = _identifier(ident, value, b["party_type"]) if value is not None else (None,) * 3
+            checked = _identifier(ident, value, b["party_type"]) if value is not None else (None,) * 4
             row.update({f"id_{i}": value, f"id_{i}_value": checked[0], f"id_{i}_type": checked[1],
-                        f"id_{i}_valid": checked[2]})
+                        f"id_{i}_valid": checked[2], f"id_{i}_canonical": checked[3]})
         out.append(row)
     return out
 
 
 def lookup_columns(mapping: SourceMapping) -> list[tuple[str, str]]:
     """(name, SQL type) of the columns `record_lookups` gives per working row."""
-    booleans = {"phone_invalid", "phone_unverified", "is_person"}
-    names = ["_rid", "a_key", "street", "house_number", "postcode", "city", "country", "email_raw",
-             "email", "email_flag", "email_phone", "phone_mobile", "phone_landline",
-             "phone_invalid", "phone_unverified", "party_type", "is_person", "given_name",
-             "family_name", "name_suffix", "name_script", "full_name", "given_name_norm",
-             "given_name_canonical", "family_name_norm", "org_name", "org_name_norm",
-             "org_legal_form"]
+    booleans = {"phone_invalid", "phone_unverified", "is_person", "country_unknown",
+                "full_name_split"}
+    lists = {"family_name_key"}
+    names = ["_rid", "a_key", "street", "house_number", "postcode", "city", "country",
+             "street_display", "house_number_display", "city_display", "country_unknown",
+             "email_raw", "email", "email_flag", "email_phone", "phone_mobile", "phone_landline",
+             "phone_invalid", "phone_unverified", "party_type", "is_person", "language_raw",
+             "language", "given_name", "family_name", "name_suffix", "name_script", "full_name",
+             "full_name_split", "given_name_norm", "given_name_canonical", "given_name_origin",
+             "family_name_norm", "family_name_key", "birth_family_name_norm", "org_name",
+             "org_name_norm", "org_legal_form"]
     for i in range(len(mapping.identifiers)):
-        names += [f"id_{i}", f"id_{i}_value", f"id_{i}_type", f"id_{i}_valid"]
-        booleans.add(f"id_{i}_valid")
-    return [(name, "BIGINT" if name == "_rid" else "BOOLEAN" if name in booleans else "VARCHAR")
-            for name in names]
+        names += [f"id_{i}", f"id_{i}_value", f"id_{i}_type", f"id_{i}_valid", f"id_{i}_canonical"]
+        booleans.update({f"id_{i}_valid", f"id_{i}_canonical"})
+    return [(name, "BIGINT" if name == "_rid" else "BOOLEAN" if name in booleans
+             else "VARCHAR[]" if name in lists else "VARCHAR") for name in names]
 
 
 def clean_phone(raw: str) -> str:
@@ -274,36 +375,8 @@ def _as_text(value) -> str | None:
 # SQL building blocks
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(value) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, int | float):
-        return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
-
-
 def _path_sql(path: Path) -> str:
     return str(path).replace("'", "''")
-
-
-def column_sql(path: str | None, columns: Sequence[str]) -> str:
-    """Text of a mapped column; `a.b` reads key b of the JSON object in column a. Blank -> NULL."""
-    if path is None:
-        return "NULL::VARCHAR"
-    if path in columns:
-        return f"NULLIF(trim({_quote(path)}), '')"
-    root, _, rest = path.partition(".")
-    if root not in columns:
-        return "NULL::VARCHAR"  # an optional column this export does not have
-    json_path = "$." + ".".join(f'"{part}"' for part in rest.split("."))
-    return (f"NULLIF(trim(CASE WHEN json_valid({_quote(root)}) THEN "
-            f"json_extract_string({_quote(root)}, {_literal(json_path)}) END), '')")
 
 
 def list_column_sql(path: str, columns: Sequence[str]) -> str:
@@ -312,12 +385,6 @@ def list_column_sql(path: str, columns: Sequence[str]) -> str:
     return (f"CASE WHEN {value} IS NULL THEN []::VARCHAR[] "
             f"WHEN json_valid({value}) AND json_type({value}) = 'ARRAY' "
             f"THEN json_extract_string({value}, '$[*]') ELSE [{value}] END")
-
-
-def _value_map_sql(value: str, values: dict, target_type: str) -> str:
-    cases = " ".join(f"WHEN {_literal(raw)} THEN CAST({_literal(mapped)} AS VARCHAR)"
-                     for raw, mapped in values.items())
-    return f"CASE {value} {cases} ELSE {value} END"
 
 
 SWAPPABLE = ("%d", "%m")
@@ -341,21 +408,34 @@ def _ambiguous_sql(value: str, formats: tuple[str, ...]) -> str:
             f"AND day({parsed}) <> month({parsed}), FALSE)")
 
 
+# Canonical text fields with a normal form of their own (applied after the mapping's rewrites).
+COMPACT_UPPER = "NULLIF(regexp_replace(upper({}), '[^A-Z0-9]', '', 'g'), '')"
+FIELD_NORMAL_FORMS = {
+    "tax_id": COMPACT_UPPER, "passport_number": COMPACT_UPPER,
+    "preferred_channel": "lower({})", "salutation": "{}", "customer_number": "{}",
+}
+
+
 def field_sql(name: str, spec: FieldSpec, columns: Sequence[str]) -> tuple[str, str | None]:
     """(typed SQL expression, raw text expression for the 'invalid' check) of one plain field."""
     target_type = canonical_fields()[name]
+    value = value_sql(spec.expr, columns)
     if spec.column is None:
-        return f"CAST({_literal(spec.value)} AS {target_type})", None
-    value = column_sql(spec.column, columns)
-    if spec.values:
-        value = _value_map_sql(value, spec.values, target_type)
+        return f"CAST({value} AS {target_type})", None
     if target_type in ("DATE", "TIMESTAMP"):
         return _date_sql(value, spec.formats, target_type), value
     if target_type == "DOUBLE" and spec.decimal == ",":
         value = f"replace(replace({value}, '.', ''), ',', '.')"
     if target_type == "VARCHAR":
-        return f"CAST({value} AS VARCHAR)", None
+        return f"CAST({FIELD_NORMAL_FORMS.get(name, '{}').format(value)} AS VARCHAR)", None
     return f"TRY_CAST({value} AS {target_type})", value
+
+
+def policy_key_sql(number: str) -> str:
+    """Policy number as a join key: letters and digits only, upper-case, and each run of digits
+    without its leading zeros (DE-MOT-00412345 = DEMOT00412345 = DE MOT 412345)."""
+    compact = f"regexp_replace(upper({number}), '[^A-Z0-9]', '', 'g')"
+    return f"NULLIF(regexp_replace({compact}, '(^|[^0-9])0+([0-9])', '\\1\\2', 'g'), '')"
 
 
 # --------------------------------------------------------------------------------------------
@@ -373,45 +453,70 @@ def _unkey(key: str) -> list[str | None]:
     return [None if p == NO_VALUE else p for p in key.split(KEY_SEPARATOR)]
 
 
-def _person_name(full: str | None, given: str | None, family: str | None, native: str | None,
+def _person_name(mapping: SourceMapping, full: str | None, given: str | None,
+                 family: str | None, native: str | None, suffix_written: str | None,
                  country: str | None) -> tuple:
-    """(given, family, suffix, script, full_name) for one distinct combination."""
-    suffix = None
+    """(given, family, suffix, script, full_name, full_name_split) for one distinct combination."""
+    spec = mapping.name_spec
+    suffix = normalise_suffix(suffix_written)
+    split = False
     if full and not (given or family):
-        parsed = parse_full_name(full, country)
-        given, family, suffix = parsed.given, parsed.family, parsed.suffix
+        parsed = parse_full_name(full, country, spec.order)
+        given, family, suffix = parsed.given, parsed.family, suffix or parsed.suffix
+    else:
+        given, given_suffix = strip_name_suffix(given)
+        family, family_suffix = strip_name_suffix(family)
+        suffix = suffix or family_suffix or given_suffix
+        if family and not given:
+            parsed_family = split_full_in_family(family, spec.full_in_family, country)
+            if parsed_family is not None:
+                given, family, split = parsed_family.given, parsed_family.family, True
+                suffix = suffix or parsed_family.suffix
     script = name_script(given, family, full if not (given or family) else None)
     if full is None:
         parts = [family, given] if script == "han" else [given, family]
         full = ("" if script == "han" else " ").join(p for p in parts if p) or None
-    return given, family, suffix, script, full
+    return given, family, suffix, script, full, split
 
 
 def _given(given: str) -> tuple:
     norm = given_name_norm(given)
-    return norm, canonical_given_name(norm)
+    return norm, canonical_given_name(norm), given_name_origin(given)
+
+
+def _family(family: str) -> tuple:
+    key = family_name_key(family)
+    return family_name_norm(family), list(key) if key is not None else None
 
 
 def _identifier(ident: IdentifierSpec, value: str, party: str) -> tuple:
-    """(id_value, id_type, id_valid) of one distinct identifier of a person or organization."""
-    modules = ident.person if party == "person" else ident.organization
-    if not modules:
-        return None, None, True
-    return check_identifier(value, modules, ident.patterns if party == "organization" else ())
+    """(id_value, id_type, id_valid, id_canonical) of one distinct identifier of a party."""
+    if party == "person":
+        modules, patterns = ident.person, ident.person_patterns
+    else:
+        modules, patterns = ident.organization, ident.patterns
+    if not (modules or patterns):
+        return None, None, True, True
+    return check_identifier(value, modules, patterns)
+
+
+def _applies_to(ident: IdentifierSpec, party: str) -> bool:
+    return bool(ident.person or ident.person_patterns) if party == "person" \
+        else bool(ident.organization or ident.patterns)
 
 
 # --------------------------------------------------------------------------------------------
 # The canonical SELECT
 
 
-def working_select(mapping: SourceMapping, columns: Sequence[str]) -> tuple[list[str], dict]:
-    """(SELECT list of the working columns per source row, plain fields' SQL) for view `src`."""
-    col = lambda path: column_sql(path, columns)  # noqa: E731
+def working_sql(mapping: SourceMapping, columns: Sequence[str], source: str) -> tuple[str, dict]:
+    """(SELECT of the working columns per source row of `source`, plain fields' SQL)."""
+    val = lambda expr: value_sql(expr, columns)  # noqa: E731
     spec, addr = mapping.name_spec, mapping.address
     party = mapping.party_type
     if party.column:
         cases = " ".join(f"WHEN {_literal(raw)} THEN {_literal(p)}" for raw, p in party.values.items())
-        party_sql = f"CASE {col(party.column)} {cases} ELSE {_literal(party.default)} END"
+        party_sql = f"CASE {val(party.column)} {cases} ELSE {_literal(party.default)} END"
     else:
         party_sql = _literal(party.default)
 
@@ -419,49 +524,87 @@ def working_select(mapping: SourceMapping, columns: Sequence[str]) -> tuple[list
     for phone in mapping.phones:
         kind = _literal(phone.kind)
         if phone.is_list:
-            phone_parts.append(f"list_transform({list_column_sql(phone.column, columns)}, "
+            phone_parts.append(f"list_transform({list_column_sql(phone.column.refs[0], columns)}, "
                                f"lambda x: struct_pack(v := NULLIF(trim(x), ''), kind := {kind}::VARCHAR))")
         else:
-            phone_parts.append(f"[struct_pack(v := {col(phone.column)}, kind := {kind}::VARCHAR)]")
+            phone_parts.append(f"[struct_pack(v := {val(phone.column)}, kind := {kind}::VARCHAR)]")
     phones_sql = " || ".join(phone_parts) if phone_parts else \
         "[]::STRUCT(v VARCHAR, kind VARCHAR)[]"
+    phones_sql = f"list_filter({phones_sql}, lambda p: p.v IS NOT NULL)"
+    if mapping.email_in_phone:
+        # An e-mail address typed into a phone column is the e-mail, not a broken number.
+        in_phone = f"list_filter({phones_sql}, lambda p: contains(p.v, '@'))"
+        email_sql = f"coalesce({val(mapping.email)}, {in_phone}[1].v)"
+        phone_was_email = f"len({in_phone}) > 0"
+        phones_sql = f"list_filter({phones_sql}, lambda p: NOT contains(p.v, '@'))"
+    else:
+        email_sql, phone_was_email = val(mapping.email), "FALSE"
 
     fields = {name: field_sql(name, fs, columns) for name, fs in mapping.fields.items()}
-    id_columns = [f"{col(ident.column)} AS id_{i}" for i, ident in enumerate(mapping.identifiers)]
+    id_columns = [f"{val(ident.column)} AS id_{i}" for i, ident in enumerate(mapping.identifiers)]
+    order = "_source_file, _row_number" + (", _part_index" if mapping.part else "")
+    key_sql = value_sql(_native_key_expr(mapping), columns)
+    if mapping.part is not None:
+        part = mapping.part
+        element = f"coalesce({val(part.key)}, CAST(_part_index AS VARCHAR))" if part.key \
+            else "CAST(_part_index AS VARCHAR)"
+        source_key = f"{key_sql} || '/' || {_literal(part.part)} || coalesce('/' || {element}, '')"
+        source_part = (f"{_literal(part.part)} || coalesce('[' || CAST(_part_index AS VARCHAR) "
+                       f"|| ']', '')")
+    else:
+        source_key, source_part = key_sql, "NULL::VARCHAR"
     select = [
-        "row_number() OVER (ORDER BY _source_file, _row_number) AS _rid",
+        f"row_number() OVER (ORDER BY {order}) AS _rid",
         "_source_file", "_row_number",
-        f"{col(mapping.native_key)} AS source_key",
-        f"coalesce({party_sql}, 'person') AS party_type",
+        f"{source_key} AS source_key", f"{source_part} AS source_part",
+        f"{party_sql} AS party_declared",
         f"({party_sql}) IS NULL AS party_type_defaulted",
-        f"{col(spec.given)} AS n_given", f"{col(spec.family)} AS n_family",
-        f"{col(spec.full)} AS n_full", f"{col(spec.native)} AS n_native",
-        f"{col(spec.organization)} AS n_org",
-        f"{col(mapping.email)} AS email_raw",
-        f"list_filter({phones_sql}, lambda p: p.v IS NOT NULL) AS phone_candidates",
-        *[f"{col(getattr(addr, k))} AS a_{k}" for k in
-          ("street_line", "one_line", "street", "house_number", "postcode", "city", "country")],
+        f"{val(spec.given)} AS n_given", f"{val(spec.family)} AS n_family",
+        f"{val(spec.full)} AS n_full", f"{val(spec.native)} AS n_native",
+        f"{val(spec.organization)} AS n_org", f"{val(spec.suffix)} AS n_suffix",
+        f"{val(spec.birth_family)} AS n_birth_family",
+        f"{email_sql} AS email_raw", f"{phone_was_email} AS phone_was_email",
+        f"{phones_sql} AS phone_candidates",
+        *[f"{val(getattr(addr, k))} AS a_{k}" for k in ADDRESS_PARTS],
         *id_columns,
     ]
     for name, (typed, raw) in fields.items():
         select.append(f"{typed} AS f_{name}")
         if raw is not None:
             select.append(f"{raw} AS r_{name}")
+    language = mapping.fields.get("language")
+    select.append(f"{val(language.expr) if language else 'NULL::VARCHAR'} AS language_raw")
     if "birth_date" in mapping.fields and mapping.fields["birth_date"].column:
         fs = mapping.fields["birth_date"]
-        raw = column_sql(fs.column, columns)
-        select.append(f"{_ambiguous_sql(raw, fs.formats)} AS birth_date_ambiguous")
+        select.append(f"{_ambiguous_sql(val(fs.expr), fs.formats)} AS birth_date_ambiguous")
     else:
         select.append("NULL::BOOLEAN AS birth_date_ambiguous")
-    return select, fields
+
+    # Party type by content: a person whose name holds a legal form or company word is one.
+    name_text = "coalesce(n_full, NULLIF(concat_ws(' ', n_given, n_family), ''))"
+    inferred = (f"party_declared = 'person' AND {company_name_sql(name_text)}"
+                if party.infer_from_name else "FALSE")
+    outer = (f"SELECT * EXCLUDE (party_declared), "
+             f"CASE WHEN {inferred} THEN 'organization' ELSE coalesce(party_declared, 'person') "
+             f"END AS party_type, coalesce({inferred}, FALSE) AS party_type_inferred FROM "
+             f"(SELECT {', '.join(select)} FROM {source}) w")
+    org_name = ("CASE WHEN party_type = 'organization' THEN coalesce(n_org, n_full, "
+                "NULLIF(concat_ws(' ', n_given, n_family), '')) END")
+    return f"SELECT *, {org_name} AS n_org_name FROM ({outer}) p", fields
+
+
+def _native_key_expr(mapping: SourceMapping):
+    from pipelines.ingest.mapping import ValueExpr
+
+    return ValueExpr(refs=(mapping.native_key,))
 
 
 def build_canonical(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, columns: list[str],
                     run_id: str) -> str:
     """Create the working tables for view `src` and return the SELECT of canonical rows."""
-    select, fields = working_select(mapping, columns)
+    working, fields = working_sql(mapping, columns, "src")
     addr = mapping.address
-    con.execute(f"CREATE OR REPLACE TEMP TABLE b AS SELECT {', '.join(select)} FROM src")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE b AS {working}")
 
     # Address first: its country decides the phone region and how romanised names are ordered.
     con.execute(f"ALTER TABLE b ADD COLUMN a_key VARCHAR; UPDATE b SET a_key = {ADDRESS_KEY_SQL}")
@@ -502,37 +645,46 @@ def build_canonical(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, colu
         python_lookup(con, f"id_lookup_{i}",
                      f"SELECT DISTINCT id_{i} AS value, party_type FROM b WHERE id_{i} IS NOT NULL",
                      lambda value, party, ident=ident: _identifier(ident, value, party),
-                     [("id_value", pa.string()), ("id_type", pa.string()), ("id_valid", pa.bool_())])
+                     [("id_value", pa.string()), ("id_type", pa.string()), ("id_valid", pa.bool_()),
+                      ("id_canonical", pa.bool_())])
         id_selects.append(i)
 
     con.execute("""CREATE OR REPLACE TEMP TABLE persons AS
-                   SELECT b._rid, b.n_full, b.n_given, b.n_family, b.n_native, a.country
+                   SELECT b._rid, b.n_full, b.n_given, b.n_family, b.n_native, b.n_suffix, a.country
                      FROM b LEFT JOIN address_lookup a USING (a_key)
                     WHERE b.party_type = 'person'""")
     con.execute(f"ALTER TABLE persons ADD COLUMN n_key VARCHAR; UPDATE persons SET n_key = "
-                f"{_key('n_full', 'n_given', 'n_family', 'n_native', 'country')}")
+                f"{_key('n_full', 'n_given', 'n_family', 'n_native', 'n_suffix', 'country')}")
     python_lookup(con, "name_lookup", "SELECT DISTINCT n_key FROM persons",
-                 lambda key: _person_name(*_unkey(key)),
+                 lambda key: _person_name(mapping, *_unkey(key)),
                  [("given_name", pa.string()), ("family_name", pa.string()),
                   ("name_suffix", pa.string()), ("name_script", pa.string()),
-                  ("full_name", pa.string())])
+                  ("full_name", pa.string()), ("full_name_split", pa.bool_())])
     con.execute("""CREATE OR REPLACE TEMP TABLE person_names AS
                    SELECT p._rid, l.*, p.n_native FROM persons p JOIN name_lookup l USING (n_key)""")
     python_lookup(con, "given_lookup",
                  "SELECT DISTINCT given_name FROM person_names WHERE given_name IS NOT NULL",
-                 _given, [("given_name_norm", pa.string()), ("given_name_canonical", pa.string())])
+                 _given, [("given_name_norm", pa.string()), ("given_name_canonical", pa.string()),
+                          ("given_name_origin", pa.string())])
     python_lookup(con, "family_lookup",
-                 "SELECT DISTINCT family_name FROM person_names WHERE family_name IS NOT NULL",
-                 lambda f: (family_name_norm(f),), [("family_name_norm", pa.string())])
+                 "SELECT DISTINCT family_name FROM person_names WHERE family_name IS NOT NULL "
+                 "UNION SELECT n_birth_family FROM b WHERE party_type = 'person' "
+                 "AND n_birth_family IS NOT NULL",
+                 _family, [("family_name_norm", pa.string()),
+                           ("family_name_key", pa.list_(pa.string()))])
     python_lookup(con, "org_lookup",
-                 "SELECT DISTINCT coalesce(n_org, n_full) AS org_name FROM b "
-                 "WHERE party_type = 'organization' AND coalesce(n_org, n_full) IS NOT NULL",
+                 "SELECT DISTINCT n_org_name AS org_name FROM b WHERE n_org_name IS NOT NULL",
                  split_legal_form, [("org_name_norm", pa.string()), ("org_legal_form", pa.string())])
+    python_lookup(con, "language_lookup",
+                 "SELECT DISTINCT language_raw FROM b WHERE language_raw IS NOT NULL",
+                 lambda raw: (normalise_language(raw),), [("language", pa.string())])
 
     return _final_select(mapping, run_id, fields, id_selects)
 
 
-LOOKUP_ALIASES = ("a", "e", "ph", "n", "g", "fa", "o")  # address, e-mail, phones, names, ..., org
+# address, e-mail, phones, names, given, family, birth family, org, language
+LOOKUP_ALIASES = ("a", "e", "ph", "n", "g", "fa", "bf", "o", "lg")
+CONSENT_CHANNELS = ("consent_email", "consent_sms", "consent_phone", "consent_post")
 
 
 def _final_select(mapping: SourceMapping, run_id: str, fields: dict, id_selects: list[int],
@@ -542,8 +694,8 @@ def _final_select(mapping: SourceMapping, run_id: str, fields: dict, id_selects:
     With `one_lookup_row`, every lookup alias reads that table instead: one row per b row (same
     _rid) holding what each lookup table has for it, NULL where the lookup has no row.
     """
-    person_ids = [i for i in id_selects if mapping.identifiers[i].person]
-    org_ids = [i for i in id_selects if mapping.identifiers[i].organization]
+    person_ids = [i for i in id_selects if _applies_to(mapping.identifiers[i], "person")]
+    org_ids = [i for i in id_selects if _applies_to(mapping.identifiers[i], "organization")]
 
     def first_valid(indexes: list[int], column: str, party: str) -> str:
         if not indexes:
@@ -558,14 +710,22 @@ def _final_select(mapping: SourceMapping, run_id: str, fields: dict, id_selects:
         parts = [f"coalesce(b.party_type = '{party}' AND NOT i{i}.id_valid, FALSE)" for i in indexes]
         return " OR ".join(parts)
 
+    not_canonical = " OR ".join(
+        f"coalesce(i{i}.id_valid AND NOT i{i}.id_canonical, FALSE)" for i in id_selects) or "FALSE"
     flags = [
         "CASE WHEN b.birth_date_ambiguous THEN 'dob_ambiguous' END",
         "CASE WHEN b.party_type_defaulted THEN 'party_type_defaulted' END",
+        "CASE WHEN b.party_type_inferred THEN 'party_type_inferred' END",
         "e.email_flag",
+        "CASE WHEN b.phone_was_email THEN 'phone_was_email' END",
         "CASE WHEN ph.phone_invalid THEN 'phone_invalid' END",
         "CASE WHEN ph.phone_unverified THEN 'phone_unverified' END",
         f"CASE WHEN {any_invalid(person_ids, 'person')} THEN 'national_id_invalid' END",
         f"CASE WHEN {any_invalid(org_ids, 'organization')} THEN 'registration_id_invalid' END",
+        f"CASE WHEN {not_canonical} THEN 'identifier_not_canonical' END",
+        "CASE WHEN a.country_unknown THEN 'country_unknown' END",
+        "CASE WHEN n.full_name_split THEN 'full_name_split' END",
+        "CASE WHEN b.language_raw IS NOT NULL AND lg.language IS NULL THEN 'language_unknown' END",
     ]
     for name, (_typed, raw) in fields.items():
         if raw is not None:
@@ -578,27 +738,43 @@ def _final_select(mapping: SourceMapping, run_id: str, fields: dict, id_selects:
         "source_key": "b.source_key",
         "source_file": "b._source_file",
         "source_row_number": "b._row_number",
+        "source_part": "b.source_part",
         "run_id": _literal(run_id),
         "party_type": "b.party_type",
         "full_name": "n.full_name", "given_name": "n.given_name", "family_name": "n.family_name",
         "name_suffix": "n.name_suffix", "given_name_norm": "g.given_name_norm",
-        "family_name_norm": "fa.family_name_norm",
+        "family_name_norm": "fa.family_name_norm", "family_name_key": "fa.family_name_key",
         "given_name_canonical": "g.given_name_canonical",
+        "given_name_origin": "g.given_name_origin",
+        "birth_family_name": f"CASE WHEN {is_person} THEN b.n_birth_family END",
+        "birth_family_name_norm": "bf.birth_family_name_norm",
         "name_script": "n.name_script",
         "name_native": f"CASE WHEN {is_person} THEN coalesce(b.n_native, CASE WHEN n.name_script "
                        "= 'han' THEN n.full_name END) END",
         "birth_date_ambiguous": f"CASE WHEN {is_person} THEN b.birth_date_ambiguous END",
-        "org_name": "CASE WHEN b.party_type = 'organization' THEN coalesce(b.n_org, b.n_full) END",
+        "org_name": "b.n_org_name",
         "org_name_norm": "o.org_name_norm", "org_legal_form": "o.org_legal_form",
+        "org_name_tokens": org_tokens_sql("o.org_name_norm"),
+        "org_name_qualifiers": org_qualifiers_sql("o.org_name_norm"),
         "registration_id": first_valid(org_ids, "id_value", "organization"),
         "national_id": first_valid(person_ids, "id_value", "person"),
         "national_id_type": first_valid(person_ids, "id_type", "person"),
         "phone_mobile": "ph.phone_mobile", "phone_landline": "ph.phone_landline",
         "email": "e.email",
         "street": "a.street", "house_number": "a.house_number", "postcode": "a.postcode",
-        "city": "a.city", "country": "a.country",
+        "city": "a.city", "country": "a.country", "street_display": "a.street_display",
+        "house_number_display": "a.house_number_display", "city_display": "a.city_display",
+        "language": "lg.language",
+        "policy_key": policy_key_sql("b.f_policy_number") if "policy_number" in fields else "NULL",
         "quality_flags": f"list_filter([{', '.join(flags)}], lambda x: x IS NOT NULL)",
     }
+    channels = [c for c in CONSENT_CHANNELS if c in fields]
+    if "marketing_consent" not in fields and channels:
+        # Only per-channel consents given: consent to marketing is consent on any channel.
+        given = ", ".join(f"b.f_{c}" for c in channels)
+        values["marketing_consent"] = (f"CASE WHEN list_bool_or([{given}]) THEN TRUE "
+                                       f"WHEN len(list_filter([{given}], lambda x: x IS NOT NULL)) "
+                                       f"> 0 THEN FALSE END")
     canonical = canonical_fields()
     select = []
     for name, sql_type in canonical.items():
@@ -618,8 +794,10 @@ def _final_select(mapping: SourceMapping, run_id: str, fields: dict, id_selects:
         "LEFT JOIN person_names n ON n._rid = b._rid",
         "LEFT JOIN given_lookup g ON g.given_name = n.given_name",
         "LEFT JOIN family_lookup fa ON fa.family_name = n.family_name",
-        "LEFT JOIN org_lookup o ON o.org_name = coalesce(b.n_org, b.n_full) "
-        "AND b.party_type = 'organization'",
+        f"LEFT JOIN (SELECT family_name AS bf_name, family_name_norm AS birth_family_name_norm "
+        f"FROM family_lookup) bf ON bf.bf_name = b.n_birth_family AND {is_person}",
+        "LEFT JOIN org_lookup o ON o.org_name = b.n_org_name",
+        "LEFT JOIN language_lookup lg ON lg.language_raw = b.language_raw",
     ]
     for i in id_selects:
         joins.append(f"LEFT JOIN id_lookup_{i} i{i} ON i{i}.value = b.id_{i} "
@@ -629,7 +807,8 @@ def _final_select(mapping: SourceMapping, run_id: str, fields: dict, id_selects:
         # reads a struct field where the batch reads a table column.
         aliases = [f"r AS {alias}" for alias in LOOKUP_ALIASES] + [
             f"struct_pack(id_value := r.id_{i}_value, id_type := r.id_{i}_type, "
-            f"id_valid := r.id_{i}_valid) AS i{i}" for i in id_selects]
+            f"id_valid := r.id_{i}_valid, id_canonical := r.id_{i}_canonical) AS i{i}"
+            for i in id_selects]
         joins = [f"JOIN (SELECT r._rid AS lookup_rid, {', '.join(aliases)} FROM {one_lookup_row} r) "
                  f"lookup ON lookup.lookup_rid = b._rid"]
     return f"SELECT {', '.join(select)} FROM b {' '.join(joins)}"

@@ -1,0 +1,60 @@
+"""One DAG run under Airflow on a small sample whose names and e-mails carry a canary, shared by
+the personal-data scan and the file-mode audit (both look at everything that run wrote)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from orchestration_support import (
+    DAG_TEST_SCRIPT,
+    EXPORT_DATE,
+    end_to_end_skip_reason,
+    generate_sample,
+    land,
+    migrated_airflow_env,
+)
+from security_support import plant_canaries
+
+from pipelines.orchestration.airflow_local import DAGS_FOLDER
+from pipelines.settings import RunPaths
+
+
+@dataclass(frozen=True)
+class CanaryRun:
+    home: Path          # UCV_HOME of the run
+    airflow_home: Path  # its AIRFLOW_HOME (logs, SQLite metadata DB with XComs)
+    run: RunPaths
+    planted_cells: int
+    result: dict
+
+
+@pytest.fixture(scope="session")
+def canary_run(tmp_path_factory) -> CanaryRun:
+    if reason := end_to_end_skip_reason():
+        pytest.skip(reason)
+    base = tmp_path_factory.mktemp("canary")
+    home, airflow_home = base / "ucv", base / "airflow"
+    landing = land(home, generate_sample(base / "generated"))
+    planted = plant_canaries(landing)
+    env = migrated_airflow_env(airflow_home, home)
+    result = _dag_test_logged(env, "2026-11-23T00:00:00+00:00", airflow_home / "logs")
+    return CanaryRun(home, airflow_home,
+                     RunPaths.for_run(EXPORT_DATE.isoformat(), base=home / "runs"), planted, result)
+
+
+def _dag_test_logged(env: dict[str, str], logical_date: str, log_dir: Path) -> dict:
+    """One `dag.test()` run (processes the day before `logical_date`), its whole output kept
+    in `log_dir` (task logs go to the console under dag.test) so the scan reads it too."""
+    result = subprocess.run([sys.executable, "-c", DAG_TEST_SCRIPT, str(DAGS_FOLDER),
+                             logical_date], env=env, capture_output=True, text=True, timeout=900)
+    log_dir.mkdir(parents=True, exist_ok=True)
+    (log_dir / "dag_test.stdout.log").write_text(result.stdout)
+    (log_dir / "dag_test.stderr.log").write_text(result.stderr)
+    line = next((ln for ln in result.stdout.splitlines() if ln.startswith("RESULT")), None)
+    assert line is not None, f"dag.test() did not finish:\n{result.stderr[-4000:]}"
+    return json.loads(line[len("RESULT"):])

@@ -1,0 +1,188 @@
+"""`ucv train` on data of other shapes: models derived from the populated fields, clear refusals,
+the stored field profile, the nightly fit check, the training report, and link guards that
+name comparisons a derived model lacks."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.resolve import predict_and_cluster, train_models
+from pipelines.resolve.features import ORGANIZATION_COLUMNS, PERSON_COLUMNS
+from pipelines.resolve.predict import ModelFitError, blocked_by_sql, scale_prior
+from pipelines.resolve.sample import write_sample
+from pipelines.resolve.training import (
+    TrainingError,
+    profile_path,
+    report_path,
+    train_party_model,
+)
+from pipelines.settings import RunPaths
+
+DROPPABLE = sorted((set(PERSON_COLUMNS) | set(ORGANIZATION_COLUMNS)) - {"source_system"})
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    root = tmp_path_factory.mktemp("training_sample")
+    records_path, truth_path = write_sample(root / "sample", seed=7)
+    models = train_models(records_path, seed=42, models_dir=root / "models",
+                          truth_dir=truth_path.parent)
+    return {"root": root, "records": records_path, "truth": truth_path.parent, "models": models,
+            "frame": pd.read_parquet(records_path)}
+
+
+def _comparison_sql(settings: dict) -> str:
+    return json.dumps(settings["comparisons"]) + json.dumps(
+        settings["blocking_rules_to_generate_predictions"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("column", DROPPABLE)
+def test_training_without_a_field_gives_a_model_or_names_the_missing_evidence(
+        sample, tmp_path, column):
+    frame = sample["frame"]
+    if column not in frame.columns:
+        pytest.skip(f"the sample has no {column} to drop")
+    path = tmp_path / "records.parquet"
+    frame.drop(columns=[column]).to_parquet(path, index=False)
+    for party_type, columns in (("person", PERSON_COLUMNS), ("organization", ORGANIZATION_COLUMNS)):
+        if column not in columns:
+            continue
+        try:
+            trained = train_party_model(path, party_type, seed=42)
+        except TrainingError as error:
+            assert column in str(error) and "\n" not in str(error)
+            continue
+        assert f'"{column}_l"' not in _comparison_sql(trained.settings)
+        assert f'l."{column}"' not in _comparison_sql(trained.settings)
+        assert len(trained.settings["comparisons"]) >= 2
+
+
+def test_names_only_stops_with_one_paragraph_and_no_traceback(sample, tmp_path):
+    from pipelines.cli import app
+
+    frame = sample["frame"]
+    keep = ["source_record_id", "source_system", "party_type", "given_name_norm",
+            "family_name_norm", "org_name_norm"]
+    path = tmp_path / "names_only.parquet"
+    frame[keep].to_parquet(path, index=False)
+    result = CliRunner().invoke(app, ["train", "--records", str(path),
+                                      "--models-dir", str(tmp_path / "models")])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "Cannot train the person model" in " ".join(result.output.split())
+    assert not list((tmp_path / "models").glob("*.json"))
+
+
+def test_model_records_its_profile_and_report_without_personal_data(sample):
+    person = sample["models"]["person"]
+    fit = json.loads(profile_path(person).read_text())
+    assert fit["training_records"] == int((sample["frame"]["party_type"] == "person").sum())
+    assert "birth_date" in fit["used_fields"] and "national_id" in fit["used_fields"]
+    assert fit["profile"]["fields"]["birth_date"]["fill_rate"] > 0.5
+    assert set(fit["profile"]["by_source"]) == set(sample["frame"]["source_system"])
+    report = report_path(person).read_text()
+    assert "Field profile" in report and "EM passes" in report and "vegaEmbed" in report
+    assert "cdn.jsdelivr" not in report
+    assert "pairwise_precision" in report  # labels were given
+    persons = sample["frame"][sample["frame"]["party_type"] == "person"]
+    for value in persons["email"].dropna().head(20).tolist() + \
+            persons["phone_mobile"].dropna().head(20).tolist():
+        assert value not in report
+
+
+def test_train_prints_the_resolution_yaml_lines(sample, tmp_path):
+    from pipelines.cli import app
+
+    result = CliRunner().invoke(app, ["train", "--records", str(sample["records"]),
+                                      "--models-dir", str(tmp_path / "m")])
+    assert result.exit_code == 0, result.output
+    assert "models:" in result.output
+    assert f"person: {tmp_path / 'm' / 'person-v1.json'}" in result.output
+
+
+def _run_with(records: pd.DataFrame, base, run_id: str) -> RunPaths:
+    run = RunPaths.for_run(run_id, base=base).ensure()
+    records.to_parquet(run.staged_dir / "source_records.parquet", index=False)
+    return run
+
+
+def test_nightly_run_fails_when_a_source_stops_sending_a_field(sample, tmp_path):
+    frame = sample["frame"].copy()
+    source = frame.loc[frame["party_type"] == "person", "source_system"].value_counts().index[0]
+    frame.loc[frame["source_system"] == source, "birth_date"] = None
+    run = _run_with(frame, tmp_path, "2026-03-05")
+    with pytest.raises(ModelFitError, match=f"birth_date \\(source {source}\\)"):
+        predict_and_cluster(run, models=sample["models"])
+
+
+def test_nightly_run_warns_within_tolerance(sample, tmp_path):
+    frame = sample["frame"].copy()
+    persons = frame.index[(frame["party_type"] == "person") & frame["email"].notna()]
+    # drop e-mail on a fifth of the records: above warn_drop (0.10), below fail_drop (0.30)
+    frame.loc[persons[: int(len(persons) * 0.2) + 1], "email"] = None
+    run = _run_with(frame, tmp_path, "2026-03-06")
+    result = predict_and_cluster(run, models=sample["models"])
+    fit = result.summary["party_types"]["person"]["model_fit"]
+    assert fit["checked"] and not fit["failures"]
+    assert any(w.startswith("email") for w in fit["warnings"]), fit
+
+
+def test_prior_scales_with_the_number_of_records(sample):
+    model = json.loads(sample["models"]["person"].read_text())
+    fit = json.loads(profile_path(sample["models"]["person"]).read_text())
+    n = fit["training_records"]
+    assert scale_prior(model, fit, n) == model
+    ten_times = scale_prior(model, fit, 10 * n)["probability_two_random_records_match"]
+    assert ten_times == pytest.approx(model["probability_two_random_records_match"]
+                                      * (n - 1) / (10 * n - 1))
+
+
+def test_a_model_without_national_ids_skips_the_guards_that_need_them(sample, tmp_path):
+    frame = sample["frame"].drop(columns=["national_id", "national_id_type"], errors="ignore")
+    path = tmp_path / "no_ids.parquet"
+    frame.to_parquet(path, index=False)
+    trained = train_party_model(path, "person", seed=42)
+    names = [c["output_column_name"] for c in trained.settings["comparisons"]]
+    assert "national_id" not in names and "birth_date" in names
+    assert "national_id" in trained.report["excluded_comparisons"]
+    sql, notes = blocked_by_sql(trained.settings, "person")
+    assert any("national_id_conflict skipped" in n for n in notes)
+    assert "birth_date" in sql  # birth_date_conflict still applies, without its 'unless'
+    run = _run_with(frame, tmp_path, "2026-03-07")
+    result = predict_and_cluster(run, models={"person": trained.settings,
+                                              "organization": sample["models"]["organization"]})
+    assert result.summary["party_types"]["person"]["links"] > 0
+
+
+def test_a_declared_identifier_gets_its_own_exact_match_evidence(sample, tmp_path):
+    from pipelines.resolve.evaluate import evaluate
+
+    frame = sample["frame"].copy()
+    truth = pd.read_parquet(sample["truth"] / "ground_truth.parquet")
+    entity = truth.set_index("source_record_id")["entity_id"]
+    persons = frame["party_type"] == "person"
+    # an insurer's own customer number on most person records, no checksum
+    frame["customer_number"] = None
+    frame.loc[persons, "customer_number"] = frame.loc[persons, "source_record_id"].map(
+        lambda rid: f"K-{entity[rid]}")
+    frame.loc[frame.index[persons][::4], "customer_number"] = None
+    path = tmp_path / "with_customer_number.parquet"
+    frame.to_parquet(path, index=False)
+    trained = train_party_model(path, "person", seed=42)
+    levels = {c["output_column_name"]: c for c in trained.settings["comparisons"]}
+    assert "customer_number" in levels
+    exact = [lv for lv in levels["customer_number"]["comparison_levels"]
+             if lv["label_for_charts"] == "Exact match on customer_number"][0]
+    assert exact["m_probability"] / exact["u_probability"] > 2**8
+    rules = [r["blocking_rule"] for r in trained.settings["blocking_rules_to_generate_predictions"]]
+    assert 'l."customer_number" = r."customer_number"' in rules
+    run = _run_with(frame, tmp_path, "2026-03-08")
+    result = predict_and_cluster(run, models={"person": trained.settings,
+                                              "organization": sample["models"]["organization"]})
+    quality = evaluate(result.clusters_path, result.match_pairs_path, sample["truth"])
+    assert quality["by_party_type"]["person"]["pairwise_precision"] >= 0.99
