@@ -90,10 +90,12 @@ def unified_customer_view():
         from pipelines.clock import utc_now
         from pipelines.orchestration.landing import ExportsLate, exports_ready
 
-        # waiting starts at the scheduled 02:00, or later when the run itself started later
-        # (a manual trigger, a backfill): every run gets the whole wait
-        dag_run = get_current_context()["dag_run"]
-        start = max(t for t in (dag_run.logical_date, dag_run.run_after, dag_run.start_date) if t)
+        # waiting starts at the scheduled 02:00, or when this sensor first looked if that was
+        # later (a manual trigger, a backfill, a busy scheduler): every run gets the whole wait
+        context = get_current_context()
+        dag_run = context["dag_run"]
+        first_look = context["ti"].get_first_reschedule_date(context) or utc_now()
+        start = max(t for t in (dag_run.logical_date, dag_run.run_after, first_look) if t)
         try:
             check = exports_ready(date.fromisoformat(_run()[0]), scheduled_start=start,
                                   wait=OPERATIONS.landing_wait, now=utc_now())

@@ -117,7 +117,7 @@ def serialize_dags(env: dict[str, str]) -> None:
     import sys
 
     subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], env=env, check=True,
-                   capture_output=True, timeout=300)
+                   capture_output=True, timeout=1200)
 
 
 def run_dag_test(env: dict[str, str], logical_date: str,
@@ -130,7 +130,8 @@ def run_dag_test(env: dict[str, str], logical_date: str,
     from pipelines.orchestration.airflow_local import DAGS_FOLDER
 
     result = subprocess.run([sys.executable, "-c", DAG_TEST_SCRIPT, str(DAGS_FOLDER),
-                             logical_date, dag_id], env=env, capture_output=True, text=True, timeout=600)
+                             logical_date, dag_id], env=env, capture_output=True, text=True,
+                            timeout=1800)  # a hang guard: minutes normally, far more under load
     line = next((ln for ln in result.stdout.splitlines() if ln.startswith("RESULT")), None)
     if line is None:
         raise RuntimeError(f"dag.test() did not finish:\n{result.stdout[-4000:]}\n"

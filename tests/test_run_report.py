@@ -179,3 +179,19 @@ def test_two_consecutive_nights_render_with_the_trend_and_no_personal_data(tmp_p
                      *(p.read_text(encoding="utf-8") for p in index.parent.rglob("*.html"))):
             leaked = sorted(v for v in secrets if v in text)
             assert leaked == [], leaked[:5]
+
+
+def test_a_failed_night_gets_both_reports_whatever_the_warehouse_folder_holds(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.setenv("UCV_HOME", str(tmp_path))
+    settings.warehouse_file().parent.mkdir(parents=True)
+    settings.warehouse_file().write_bytes(b"not a DuckDB file")
+    run = RunPaths.for_run("2026-11-22").ensure()
+    start_run_state(run, logical_date=None, export_date="2026-11-22", landing_dir=tmp_path,
+                    orchestrator="test")
+    with pytest.raises(RuntimeError), record_stage(run, "validate.sales"):
+        raise RuntimeError("column 'email' drifted")
+    write_run_report(run)
+    html = (run.report_dir / HTML_REPORT_FILE).read_text()
+    assert "This run published nothing" in html and "drifted" in html
+    assert "| status | failed |" in (run.report_dir / "run_report.md").read_text()

@@ -28,8 +28,10 @@ def write_run_report(run: RunPaths) -> Path:
     from pipelines.orchestration.report_html import render_html_report
 
     run.report_dir.mkdir(parents=True, exist_ok=True)
+    # the Markdown first: it needs nothing but the run's own files
+    markdown = fileio.write_text(run.report_dir / REPORT_FILE, render_run_report(run))
     fileio.write_text(run.report_dir / HTML_REPORT_FILE, render_html_report(run))
-    return fileio.write_text(run.report_dir / REPORT_FILE, render_run_report(run))
+    return markdown
 
 
 def render_run_report(run: RunPaths) -> str:

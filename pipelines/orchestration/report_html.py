@@ -49,7 +49,7 @@ def render_html_report(run: RunPaths) -> str:
     min_confidence = export_counts.get("min_confidence")
     thresholds = (min_confidence,) if isinstance(min_confidence, int | float) else ()
     published = _this_runs_warehouse(run)
-    live = settings.warehouse_file() if settings.warehouse_file().is_file() else None
+    live = _readable(settings.warehouse_file())
     tonight = night_figures(published, thresholds)
     if tonight is None:  # nothing published: what the run folder itself shows
         tonight = NightFigures(run_id=run.run_id, quarantine=_quarantine_from_run(run))
@@ -89,6 +89,20 @@ def _last_night(history: list[dict[str, Any]], run: RunPaths,
     if figures is not None and any(t not in figures.confidence_at_or_above for t in thresholds):
         figures.confidence_at_or_above = {}  # another export threshold then: not comparable
     return figures
+
+
+def _readable(path: Path) -> Path | None:
+    """`path` if it is a DuckDB file this process can open read-only (a report of a failed
+    night must not fail on whatever the warehouse folder holds)."""
+    import duckdb
+
+    if not path.is_file():
+        return None
+    try:
+        with duckdb.connect(str(path), read_only=True):
+            return path
+    except duckdb.Error:
+        return None
 
 
 def _this_runs_warehouse(run: RunPaths) -> Path | None:
