@@ -157,7 +157,7 @@ def unified_customer_view():
 
     @task
     def identify() -> dict:
-        """Stable customer IDs carried forward from the previously published warehouse."""
+        """Stable customer IDs carried forward from the ID registry (never reissued)."""
         from pipelines.orchestration import stages
 
         return stages.identify(_run()[0])
@@ -171,7 +171,8 @@ def unified_customer_view():
 
     @task(pool=OPERATIONS.pool_of("publish"), outlets=[WAREHOUSE, PARQUET_MIRROR])
     def publish() -> dict:
-        """Swap the new warehouse in atomically; tell the Assets which run it holds."""
+        """Register the IDs, swap the new warehouse in atomically (not for an older date); tell the
+        Assets which run it holds."""
         from pipelines.orchestration import stages
 
         counts = stages.publish(_run()[0])

@@ -75,6 +75,22 @@ class Ledger:
         self.observations.append(seen)
         return seen
 
+    def erase(self, records: set[str]) -> Observation:
+        """`ucv erase` as far as IDs go: the registry forgets the records (data root = base)."""
+        from pipelines.identify.erase import ErasureReport, erase_from_registry
+
+        erase_from_registry(records, ErasureReport(erasure=len(self.observations) + 1,
+                                                   requested={}))
+        state = read_state(self.registry)
+        members: dict[str, set[str]] = defaultdict(set)
+        for record, customer in zip(state.live_map["source_record_id"],
+                                    state.live_map["customer_id"], strict=True):
+            members[customer].add(record)
+        seen = Observation(state.publication, "erasure", True,
+                           {k: frozenset(v) for k, v in members.items()})
+        self.observations.append(seen)
+        return seen
+
 
 def no_id_names_two_customers(observations: list[Observation]) -> None:
     """Every publication of an ID shares a source record with what it named before."""
@@ -109,7 +125,10 @@ def history_accounts_for_every_change(registry: Path, observations: list[Observa
         between = [by_publication[p] for p in range(last_publication + 1, seen.publication)]
         ended = set().union(*(e["erased"] for e in between)) if between else set()
         ids = set(seen.members)
-        if seen.live:
+        if seen.run_id == "erasure":
+            assert ids <= live_ids and live_ids - ids == events["erased"]
+            live_ids = ids
+        elif seen.live:
             appeared = ids - live_ids
             gone = live_ids - ids - ended
             assert appeared <= events["new"] | events["split"], f"unexplained IDs {appeared}"

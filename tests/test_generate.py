@@ -494,3 +494,60 @@ def test_night_two_is_night_one_plus_one_day_of_changes(out, tmp_path):
             row["record_id"], "kinds"], (row, entity.phone_mobile)
         assert entity.previous_phone_mobile and entity.previous_phone_mobile != entity.phone_mobile
     assert ent.previous_phone_mobile.notna().sum() == changed.entity_id.nunique()
+
+
+# --- the fifth export (exports.broker): one line, several parties (issue 13) ------------------------
+
+def test_broker_export_exercises_the_mapping_rows(tmp_path):
+    import dataclasses
+    import re
+
+    from pipelines.generate.config import Exports
+
+    config = dataclasses.replace(load_config(), exports=Exports(broker=True, underwriting_birth_name=True))
+    summary = generate_exports(tmp_path, CUSTOMERS, SEED, config=config)
+    rows = [json.loads(line) for line in (tmp_path / "landing" / "broker_claims.jsonl").read_text(
+        encoding="utf-8").splitlines()]
+    insured = [r["insured"] for r in rows]
+    claimants = [r["claimant"] for r in rows if r["claimant"]]
+    co = [p for r in rows for p in r["co_insured"]]
+    parties = insured + claimants + co
+    truth = pq.read_table(tmp_path / "truth" / "ground_truth.parquet").to_pandas()
+    broker = truth[truth.source_system == "broker"]
+    # one record per party object, keyed as `records:` parts name them: <row>/<part>/<ref>
+    expected = [r["notification_id"] for r in rows]
+    expected += [f"{r['notification_id']}/claimant/{r['claimant']['ref']}" for r in rows if r["claimant"]]
+    expected += [f"{r['notification_id']}/co_insured/{p['ref']}" for r in rows for p in r["co_insured"]]
+    assert sorted(broker.source_key) == sorted(expected)
+    assert summary.records_per_source["broker"] == len(parties) and len(claimants) > 50 and len(co) > 50
+    assert (broker.source_record_id == "broker:" + broker.source_key).all()
+    regs = [p["register_number"] for p in insured if p["register_number"]]
+    for pattern in [r"HR[AB] \d+", r"HR[AB]\d+", r"HR [AB] \d+", r"\D+ HR[AB] \d+", r"0\d{7}", r"[1-9]\d{6,7}"]:
+        assert any(re.fullmatch(pattern, r) for r in regs), pattern
+    assert any(p["name"].split()[0].isupper() and len(p["name"].split()[0]) > 1 for p in claimants)
+    assert any(p["name_suffix"] for p in parties) and any(re.search(r" (Jr|Sr)\.$", p.get("last_name") or "")
+                                                         for p in parties)
+    assert any(p["type"] == "P" and p["first_name"] is None and "\u4e00" <= (p["last_name"] or " ")[0] <= "\u9fff"
+               for p in insured + co)
+    assert any(p["company_name"] and p["legal_form"] for p in insured)
+    assert {"Großbritannien", "GB", "Deutschland", "DE"} <= {p["country"] for p in parties}
+    assert any("@" in (p["phone"] or "") for p in parties) and any("号" in (p["house_number"] or "") for p in parties)
+    assert any(p["birth_name"] for p in parties)
+    assert all(p["consent_email_at"].endswith("Z") for p in parties if p["consent_email"] is not None)
+    assert {p["preferred_channel"] for p in parties} <= {"email", "phone", "post", "sms"}
+    assert {p["language"] for p in parties} <= {"de", "en", "zh"}
+    wrong = broker[broker.kinds.map(lambda k: "party_type_wrong" in k)]
+    by_ref = {r["notification_id"]: r["insured"] for r in rows}
+    assert all(by_ref[k]["type"] == "P" and by_ref[k]["company_name"] is None for k in wrong.source_key)
+    # the broker's policy numbers, spelled three ways, are the servicing system's numbers
+    servicing = {r["policy_number"] for r in read_servicing(tmp_path)}
+
+    def canonical(number: str) -> str:
+        prefix, country, serial = re.fullmatch(r"P[- ]?([A-Z]{2})[- ]?(\d+)", number).group(0, 1, 2)
+        return f"P-{country}-{int(serial):07d}"
+
+    spelled = [r["policy_ref"] for r in rows if "GB" not in r["policy_ref"]]
+    assert len({re.sub(r"\d", "9", s) for s in spelled}) >= 3
+    assert all(canonical(s) in servicing for s in spelled)
+    uw = pq.read_table(tmp_path / "landing" / "underwriting_applications.parquet")
+    assert "birth_name" in uw.column_names and uw["birth_name"].null_count < uw.num_rows

@@ -59,6 +59,7 @@ def landing_sql(folder: Path, sql: str) -> list[tuple]:
     utf8 = folder / "claims_utf8.csv"
     utf8.write_text(claims.read_bytes().decode(encoding), encoding="utf-8")
     con.read_csv(str(utf8), all_varchar=True, sep="," if us else ";").to_view("claims")
+    con.read_parquet(str(folder / "truth" / "ground_truth.parquet")).to_view("truth")
     return con.execute(sql).fetchall()
 
 
@@ -99,7 +100,9 @@ def test_no_national_id_profile(no_id, tmp_path):
     assert persons.loc[no_mobile, "phone_landline"].notna().all()  # landline only, never nothing
     assert landing_sql(no_id, "SELECT count(national_id) FROM underwriting")[0][0] == 0
     assert landing_sql(no_id, "SELECT count(claimant_id_no) FROM claims")[0][0] == 0
-    assert landing_sql(no_id, "SELECT count(id_number) FROM servicing WHERE party_kind = 'natural'")[0][0] == 0
+    assert landing_sql(no_id, """SELECT count(id_number) FROM servicing s JOIN truth t
+                                 ON t.source_system = 'servicing' AND t.source_key = s.record_id
+                                 WHERE t.party_type = 'person'""")[0][0] == 0
     summary, _ = ingest_with(no_id, tmp_path, "no_national_id")
     assert all(c.rows_read == c.rows_accepted + c.rows_quarantined for c in summary.sources.values())
 

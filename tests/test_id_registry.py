@@ -163,7 +163,11 @@ def nights(draw):
     """A random sequence of nights, reruns of earlier dates and steward decisions."""
     steps = []
     for _ in range(draw(st.integers(2, 7))):
-        kind = draw(st.sampled_from(["night", "night", "rerun", "rerun_forced", "must", "cannot"]))
+        kind = draw(st.sampled_from(["night", "night", "rerun", "rerun_forced", "must", "cannot",
+                                     "erase"]))
+        if kind == "erase":
+            steps.append((kind, draw(st.sampled_from(RECORDS))))
+            continue
         if kind in ("must", "cannot"):
             a, b = draw(st.lists(st.sampled_from(RECORDS), min_size=2, max_size=2, unique=True))
             steps.append((kind, a, b))
@@ -180,14 +184,28 @@ def nights(draw):
 @settings(max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(steps=nights())
-def test_no_sequence_of_nights_reruns_and_overrides_gives_an_id_to_two_customers(tmp_path_factory,
-                                                                                 steps):
+def test_no_sequence_of_nights_reruns_overrides_and_erasures_gives_an_id_to_two_customers(
+        tmp_path_factory, steps):
     base = tmp_path_factory.mktemp("seq")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("UCV_HOME", str(base))
+        run_sequence(base, steps)
+
+
+def run_sequence(base, steps) -> None:
     ledger = Ledger(registry_file(base / "warehouse"))
     overrides = base / "overrides.csv"
     nights_run: list[str] = []
+    erased: set[str] = set()
+    dead: set[str] = set()  # IDs erased: never published again
     for n, step in enumerate(steps):
         kind = step[0]
+        if kind == "erase":
+            erased.add(step[1])
+            ledger.erase({step[1]})
+            history = read_state(ledger.registry).history
+            dead = set(history[history["event"] == "erased"]["customer_id"])
+            continue
         if kind in ("must", "cannot"):
             decision = "must_link" if kind == "must" else "cannot_link"
             before = overrides.read_text() if overrides.exists() else None
@@ -198,16 +216,67 @@ def test_no_sequence_of_nights_reruns_and_overrides_gives_an_id_to_two_customers
             except OverridesInvalid:  # a steward tool refuses a contradiction; so does this test
                 overrides.write_text(before) if before is not None else overrides.unlink()
             continue
-        clusters = step[1]
+        # the tombstone drops erased records at extract (tests/test_tombstone.py)
+        clusters = [kept for c in step[1] if (kept := [r for r in c if r not in erased])]
+        if not clusters:
+            continue
         if kind == "night" or not nights_run:
             run_id = f"2026-01-{len(nights_run) + 1:02d}"
             nights_run.append(run_id)
         else:
             run_id = nights_run[step[2] % len(nights_run)]
-        ledger.publish(base, run_id, clusters, overrides, replace_live=kind == "rerun_forced")
+        seen = ledger.publish(base, run_id, clusters, overrides,
+                              replace_live=kind == "rerun_forced")
+        assert not set(seen.members) & dead, "an erased ID came back"
     no_id_names_two_customers(ledger.observations)
     history_accounts_for_every_change(ledger.registry, ledger.observations)
     state = read_state(ledger.registry)
     issued = state.history[state.history["event"].isin(["new", "split"])]["customer_id"]
     assert state.highest_sequence == len(issued)  # numbers handed out once, none skipped twice
     assert pd.Series(sorted(issued)).is_unique
+
+
+@pytest.mark.slow
+def test_the_issue_scenario_end_to_end_must_link_then_the_first_night_rerun(tmp_path, monkeypatch):
+    """The sample run, a must-link joining the first two customers, the same night rerun: no
+    published ID may name other records (before the registry every ID after the merge shifted)."""
+    from orchestration_support import EXPORT_DATE, end_to_end_skip_reason, generate_sample, land
+
+    import pipelines.identify.assign as assign
+    from pipelines import settings
+    from pipelines.orchestration.run import run_pipeline
+
+    if reason := end_to_end_skip_reason():
+        pytest.skip(reason)
+    monkeypatch.setenv("UCV_HOME", str(tmp_path / "home"))
+    land(tmp_path / "home", generate_sample(tmp_path / "sample"))
+    overrides = tmp_path / "overrides.csv"
+    monkeypatch.setattr(assign, "DEFAULT_OVERRIDES_FILE", overrides)
+
+    def published() -> dict[str, frozenset[str]]:
+        with duckdb.connect(str(settings.warehouse_file()), read_only=True) as con:
+            rows = con.execute("SELECT customer_id, list(source_record_id) FROM source_records "
+                               "GROUP BY customer_id").fetchall()
+        return {c: frozenset(r) for c, r in rows}
+
+    run_pipeline(EXPORT_DATE)
+    first = published()
+    with duckdb.connect(str(settings.warehouse_file()), read_only=True) as con:
+        person_ids = {r[0] for r in con.execute(
+            "SELECT customer_id FROM customers WHERE party_type = 'person'").fetchall()}
+    persons = sorted(c for c in first if len(first[c]) == 1 and c in person_ids)[:2]
+    a, b = (next(iter(first[c])) for c in persons)
+    append_override(overrides, a, b, "must_link", "ann", "2026-11-23T09:00:00Z", "same person")
+
+    run_pipeline(EXPORT_DATE)
+    again = published()
+    moved = [c for c in first if c in again and not first[c] & again[c]]
+    assert moved == [], f"{len(moved)} published IDs now name other records"
+    assert again[persons[0]] == first[persons[0]] | first[persons[1]]
+    assert persons[1] not in again and set(first) - {persons[1]} == set(again)
+    with duckdb.connect(str(settings.warehouse_file()), read_only=True) as con:
+        merged = con.execute("SELECT customer_id, related_customer_id FROM customer_id_history "
+                             "WHERE event = 'merged'").fetchall()
+        news = con.execute("SELECT count(*) FROM customer_id_history WHERE event = 'new'"
+                           ).fetchall()[0][0]
+    assert merged == [(persons[1], persons[0])] and news == len(first)

@@ -233,7 +233,7 @@ def test_run_report_shows_stages_quality_figures_and_chart_links(ucv_home):
     assert "| status | success |" in text
     assert "| extract.sales | success |" in text and "sales=1,234" in text
     assert "| sales | 1,234 | 1,200 | 34 |" in text
-    assert "Rows read 1,234 = accepted 1,200 + quarantined 34 (2.76% quarantined)." in text
+    assert "Rows read 1,234 = accepted 1,200 + quarantined 34 + erased 0 (2.76% quarantined)." in text
     assert "| clusters | 987 |" in text
     assert "[match_weights](charts/match_weights.html)" in text
 

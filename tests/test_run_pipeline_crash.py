@@ -108,3 +108,88 @@ def test_a_killed_run_rerun_gives_the_uninterrupted_outputs(home, uninterrupted)
     run_pipeline(EXPORT_DATE)
     assert read_run_state(run)["status"] == "success"
     assert fingerprints() == uninterrupted
+
+
+# Where a run is killed: (stage, module, function); the whole process group gets SIGKILL right
+# after the function returns (its outputs written, the stage not finished) or, for `before:`, as
+# it is called. One point inside every stage; publish at each step of write -> register -> swap.
+KILL_POINTS = [
+    ("prepare", "pipelines.orchestration.stages", "configured_sources"),
+    ("extract", "pipelines.ingest", "extract_source"),               # after the first source
+    ("validate", "pipelines.ingest", "validate_source"),
+    ("standardize", "pipelines.ingest", "combine_staged"),
+    ("resolve", "pipelines.resolve", "predict_and_cluster"),         # before the charts
+    ("identify", "pipelines.identify", "assign_customer_ids"),
+    ("golden", "pipelines.golden", "build_golden"),
+    ("publish", "pipelines.golden.publish", "audit_warehouse"),      # file half-built
+    ("publish", "pipelines.identify.registry", "_insert_publication"),  # registry mid-commit
+    ("publish", "pipelines.golden.publish", "before:swap_in"),       # registered, not swapped
+    ("publish", "pipelines.golden.publish", "before:prune_mirrors"),  # swapped, not pruned
+    ("export", "pipelines.golden.export", "write_safe_csv"),         # temp files written
+    ("report", "pipelines.orchestration.report", "write_run_report"),
+]
+
+# Runs the stages from `first` on, in a fresh process, as an Airflow task retry does (every task
+# runs in its own process), with SIGKILL planted at the kill point (or none: "-").
+KILL_SCRIPT = r"""
+import importlib, os, signal, sys
+from datetime import date
+from pipelines.orchestration import stages
+module_name, point, day, first = sys.argv[1:5]
+sources = stages.configured_sources()  # before the kill point is planted (prepare calls it too)
+if module_name != "-":
+    module = importlib.import_module(module_name)
+    name = point.removeprefix("before:")
+    real = getattr(module, name)
+    def die():
+        os.killpg(os.getpgid(0), signal.SIGKILL)
+    def killed(*args, **kwargs):
+        if point.startswith("before:"):
+            die()
+        result = real(*args, **kwargs)
+        die()
+        return result
+    setattr(module, name, killed)
+order = ["prepare", "extract", "validate", "standardize", "resolve", "identify", "golden",
+         "publish", "export", "report"]
+run = {
+    "prepare": lambda: stages.prepare(date.fromisoformat(day)),
+    "extract": lambda: [stages.extract(day, s) for s in sources],
+    "validate": lambda: [stages.validate(day, s) for s in sources],
+    "standardize": lambda: stages.standardize(day, sources),
+}
+for stage in order[order.index(first):]:
+    run.get(stage, lambda: getattr(stages, stage)(day))()
+"""
+
+
+def run_stages_from(home, first: str, module_name: str = "-", point: str = "-"
+                    ) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, module_name, point, RUN_ID, first],
+        env={**os.environ, "UCV_HOME": str(home)}, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=600)
+
+
+@pytest.mark.slow
+def test_a_run_killed_inside_every_stage_then_retried_equals_a_clean_run(home, uninterrupted):
+    """SIGKILL (whole process group) inside each stage in turn; each time the killed stage is
+    retried in a fresh process and must get past what the kill left; the outputs of the night
+    that finally completes equal a clean run's, table by table, row by row."""
+    run = stages.run_paths(RUN_ID)
+    killed_in = "prepare"
+    for stage, module_name, point in KILL_POINTS:
+        process = run_stages_from(home, killed_in, module_name, point)  # retry the killed stage
+        killed_in = stage
+        assert process.returncode == -signal.SIGKILL, (
+            f"not killed at {module_name}.{point}: {process.stderr.decode()[-2000:]}")
+        assert read_run_state(run)["status"] == "running", f"{point}: the run recorded its end"
+
+    finished = run_stages_from(home, "report")
+    assert finished.returncode == 0, finished.stderr.decode()[-2000:]
+    assert read_run_state(run)["status"] == "success"
+    assert fingerprints() == uninterrupted
+    warehouse = settings.warehouse_dir()
+    assert not list(warehouse.glob(".building-*")), "a half-built warehouse was left behind"
+    versions = [p.name for p in (warehouse / "parquet").iterdir() if not p.is_symlink()]
+    assert (warehouse / "parquet" / "current").resolve().name in versions

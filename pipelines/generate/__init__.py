@@ -1,7 +1,9 @@
 """Synthetic source exports for an insurer (sales, underwriting, servicing, claims) with ground truth.
 
 `generate_exports` writes the four landing files described in docs/source_exports.md, with realistic
-noise and hard negatives at the rates of schemas/generator.yaml, and the truth the evaluator reads.
+noise, hard cases (truth `kinds`) and hard negatives at the rates of schemas/generator.yaml, and
+the truth the evaluator reads. Profiles (schemas/profiles/) shape other populations; `night` > 1
+gives the same population days later; `exports.broker` adds a fifth, multi-party export.
 """
 
 from typing import TYPE_CHECKING

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from pipelines.generate.broker import BROKER_FILE, gb_entity_truth, render_broker
 from pipelines.generate.config import GeneratorConfig, load_config
 from pipelines.generate.entities import Entities, arrow_column, build_entities, e164_column
 from pipelines.generate.kinds import entity_kinds, related_companies
@@ -156,19 +157,29 @@ def generate_exports(out_dir: Path, customers: int, seed: int,
     write_jsonl(rendered["servicing"].table, landing / EXPORT_FILES["servicing"])
     write_claims_csv(rendered["claims"].table, landing / EXPORT_FILES["claims"],
                      us=config.population.western_country == "US")
+    broker = None
+    if config.exports.broker:
+        broker = render_broker(entities, policies, sources["servicing"], pools, config,
+                               stage_rng(seed, "render_broker"), export_date)
+        write_jsonl(broker[0], landing / BROKER_FILE)
     lap("write_exports")
 
     truth = ground_truth(entities, rendered)
+    entity_table = entity_truth(entities, old_address, maiden, sources)
+    if broker is not None:
+        truth = pa.concat_tables([truth, broker[1]])
+        entity_table = pa.concat_tables([entity_table, gb_entity_truth(broker[2])], promote_options="default")
     write_parquet(truth, truth_dir / "ground_truth.parquet")
-    write_parquet(entity_truth(entities, old_address, maiden, sources), truth_dir / "entities.parquet")
+    write_parquet(entity_table, truth_dir / "entities.parquet")
     lap("write_truth")
 
     files = {str(p.relative_to(out_dir)): p.stat().st_size
              for p in sorted([*landing.iterdir(), *truth_dir.glob("*.parquet")])}
     summary = GenerationSummary(
         seed=seed, customers=customers, export_date=(export_date + timedelta(days=night - 1)).isoformat(),
-        records_per_source={name: r.table.num_rows for name, r in rendered.items()},
-        total_records=sum(r.table.num_rows for r in rendered.values()),
+        records_per_source={**{name: r.table.num_rows for name, r in rendered.items()},
+                            **({"broker": broker[1].num_rows} if broker is not None else {})},
+        total_records=sum(r.table.num_rows for r in rendered.values()) + (broker[1].num_rows if broker else 0),
         files=files,
         noise=realised_noise(config, rendered, event_eligible),
         hard_negatives=realised_hard_negatives(config, entities),

@@ -276,6 +276,15 @@ def ids_written(view: RecordView, ids: np.ndarray, rng) -> np.ndarray:
     return where(bare, np.array([v.replace("-", "") if v else v for v in ids], dtype=object), ids)
 
 
+def birth_name_column(view: RecordView, config: GeneratorConfig) -> dict[str, pa.Array]:
+    """Geburtsname: a married woman's birth surname beside her current one (records after the
+    marriage); empty when it equals the surname. Only when `exports.underwriting_birth_name`."""
+    if not config.exports.underwriting_birth_name:
+        return {}
+    after = view.mask("_married", True) & ~view.maiden
+    return {"birth_name": as_strings(where(after, view.e["_maiden"][view.idx], None))}
+
+
 def written_date_style(config: GeneratorConfig, usual: str) -> str:
     """US systems write MM/DD/YYYY; elsewhere each system keeps its own style."""
     return "mdy" if config.population.western_country == "US" else usual
@@ -434,10 +443,11 @@ def render_sales(rows, entities: Entities, pools: Pools, config: GeneratorConfig
 
 
 def company_as_person(book: NoiseBook, config: GeneratorConfig, org: np.ndarray,
-                      company: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      company: np.ndarray, rate: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Companies keyed into a person-only screen: the whole name in the family-name field, or
     (a third of them) the first word as if it were a given name ("Hövel" / "Druckerei GmbH")."""
-    as_person = book.choose_kind("party_type_wrong", org, config.kinds.party_type_wrong)
+    as_person = book.choose_kind("party_type_wrong", org,
+                                 config.kinds.party_type_wrong if rate is None else rate)
     split = as_person & (book.kind_rng.random(len(org)) < 1 / 3)
     parts = [(c or "").split(" ", 1) for c in company]
     first = np.array([p[0] if len(p) == 2 else None for p in parts], dtype=object)
@@ -515,6 +525,7 @@ def render_underwriting(rows, entities: Entities, policies: Policies, pools: Poo
         "application_no": as_strings(app_no),
         "applicant_type": as_strings(np.where(person, "P", "O").astype(object)),
         "surname": as_strings(where(person, where(whole, whole_name, family), None)),
+        **birth_name_column(view, config),
         "given_names": as_strings(where(person & ~whole, given, None)),
         "name_native": as_strings(where(cn_person, view["name_native"], None)),
         "sex": as_strings(where(person, view["sex"], None)),

@@ -38,7 +38,7 @@ ANALYST_TABLES = ("policies", "claims", "currency_rates")  # the analyst model, 
 MIRROR_DIR = "parquet"
 CURRENT_LINK = "current"
 LATEST_FILE = "LATEST"  # one line: the version folder of the published mirror
-KEEP_MIRROR_VERSIONS = 3  # older versions are removed; a reader still on one of them must re-resolve
+KEEP_MIRROR_VERSIONS = 3  # the default of prune_mirrors; runs keep `retention: mirror_versions`
 
 EMPTY_QUARANTINE_SQL = """
     SELECT CAST(NULL AS VARCHAR) AS run_id, CAST(NULL AS VARCHAR) AS source_system,
@@ -403,15 +403,23 @@ def publish_warehouse(run: RunPaths, warehouse_dir: Path | None = None,
             if mirror.exists() and mirror != current_or_none(warehouse_dir):
                 shutil.rmtree(mirror, ignore_errors=True)
             raise
-        prune_mirrors(warehouse_dir)
+        prune_mirrors(warehouse_dir, mirror_versions_kept())
     return warehouse_file_in(warehouse_dir)
+
+
+def mirror_versions_kept() -> int:
+    """How many mirror versions a publish keeps: the retention setting (schemas/identify.yaml);
+    a reader still on an older version must re-resolve `current`."""
+    from pipelines.orchestration.retention import load_retention
+
+    return load_retention().mirror_versions
 
 
 def clear_abandoned_publish(warehouse_dir: Path) -> list[Path]:
     """Remove what a publish killed mid-way left (call under the publish lock); returns it.
 
     A SIGKILL skips the cleanup in publish_warehouse: a half-built `.building-*.duckdb` (and WAL),
-    a temporary `current` link, and mirror versions newer than the live one (publishes are
+    a temporary `current` link or LATEST file, and mirror versions newer than the live one (publishes are
     serialized, so a version newer than `current` was never swapped in). Left there they would make
     the next attempt fail or keep half-written Parquet as if it were a version.
     """
@@ -419,7 +427,8 @@ def clear_abandoned_publish(warehouse_dir: Path) -> list[Path]:
     root = mirror_root(warehouse_dir)
     current = current_or_none(warehouse_dir)
     if root.is_dir():
-        removed += [p for p in root.glob(f".{CURRENT_LINK}-*") if p.is_symlink() or p.exists()]
+        removed += [p for pattern in (f".{CURRENT_LINK}-*", f".{LATEST_FILE}-*")
+                    for p in root.glob(pattern) if p.is_symlink() or p.exists()]
         live_sequence = version_sequence(current.name) if current is not None else 0
         removed += [p for p in root.iterdir()
                     if p.is_dir() and not p.is_symlink() and p != current

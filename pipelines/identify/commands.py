@@ -1,4 +1,4 @@
-"""`ucv identify`, `overrides-check`, `review-list`, `review-decide`, `resolve`, `resolve-bench`.
+"""`ucv identify`, `overrides-check`, `review-list`, `review-decide`, `resolve`, `resolve-bench`, `erase`.
 
 Stable customer IDs for a run, the steward workflow (queue -> decision -> override file), and
 real-time resolution of one record against the published warehouse.
@@ -219,3 +219,46 @@ def resolve_bench(
     with console.status("loading the warehouse and models, then timing queries..."):
         figures = bench_realtime(cli_args.published_warehouse(warehouse), n_queries=queries, seed=seed)
     console.print_json(json.dumps(figures))
+
+
+@app.command()
+def erase(
+    customer_id: list[str] = typer.Option(None, "--customer-id", help="erase this customer (all its records)"),
+    source_record: list[str] = typer.Option(None, "--source-record", help="erase this source record only (<source>:<key>)"),
+    national_id: list[str] = typer.Option(None, "--national-id", help="erase every customer holding this national ID"),
+    email: list[str] = typer.Option(None, "--email", help="erase every customer holding this e-mail"),
+    phone: list[str] = typer.Option(None, "--phone", help="erase every customer holding this phone number"),
+) -> None:
+    """Remove a person for good: warehouse, mirrors, run folders, exports, landed files; tombstone."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from pipelines.identify.erase import ErasureRequest, NothingToErase
+    from pipelines.identify.erase import erase as run_erasure
+
+    console = Console()
+    request = ErasureRequest(customer_ids=customer_id or [], source_records=source_record or [],
+                             emails=email or [], phones=phone or [],
+                             national_ids=national_id or [])
+    if request.is_empty():
+        console.print("[red]name at least one of --customer-id, --source-record, --national-id, "
+                      "--email, --phone[/]")
+        raise typer.Exit(2)
+    try:
+        report = run_erasure(request)
+    except NothingToErase as exc:
+        console.print(f"[yellow]{exc}[/]")
+        raise typer.Exit(1) from exc
+    table = Table(title=f"erasure {report.erasure}")
+    table.add_column("location")
+    table.add_column("action")
+    table.add_column("rows removed", justify="right")
+    for location in report.locations:
+        table.add_row(location["location"], location["action"],
+                      f"{location['rows_removed']:,}" if "rows_removed" in location else "")
+    console.print(table)
+    console.print(f"{report.records_erased:,} source records erased; customers erased: "
+                  f"{', '.join(report.customers_erased) or 'none'}; customers touched: "
+                  f"{report.customers_touched:,}; tombstones added: {report.tombstones_added:,}; "
+                  f"steward decisions removed: {report.overrides_removed:,}")
+    console.print(f"report: {report.report_file}")

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from pipelines.ingest.mapping import ValueExpr
 
 # C0/C1 controls (tab, CR, LF, NUL, ...) and the invisible format characters that reorder or hide
-# text (bidi overrides, zero-width joiners, BOM): replaced by a space, then whitespace collapsed.
+# text (bidi overrides, zero-width joiners, BOM): each run replaced by one space.
 CONTROL_SQL = (r"'[\x00-\x1f\x7f-\x9f\x{200b}-\x{200f}\x{202a}-\x{202e}\x{2060}-\x{2069}"
-               r"\x{feff}]'")
+               r"\x{feff}]+'")
 
 
 def quote(name: str) -> str:
@@ -55,9 +55,7 @@ def column_sql(path: str | None, columns: Sequence[str]) -> str:
 
 
 def clean_sql(value: str) -> str:
-    return (f"NULLIF(trim(CASE WHEN regexp_matches({value}, {CONTROL_SQL}) THEN regexp_replace("
-            f"regexp_replace({value}, {CONTROL_SQL}, ' ', 'g'), '\\s+', ' ', 'g') "
-            f"ELSE {value} END), '')")
+    return f"NULLIF(trim(regexp_replace({value}, {CONTROL_SQL}, ' ', 'g')), '')"
 
 
 def value_sql(expr: ValueExpr | None, columns: Sequence[str]) -> str:

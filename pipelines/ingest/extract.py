@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines.identify.tombstone import drop_erased
 from pipelines.ingest.errors import SourceRejected
 from pipelines.ingest.mapping import SourceMapping
 from pipelines.settings import RunPaths, duckdb_config
@@ -43,6 +44,9 @@ class ExtractResult:
     rows_per_file: dict[str, int] = field(default_factory=dict)
     columns: list[str] = field(default_factory=list)
     malformed_rows: int = 0
+    # rows of erased persons (tombstoned keys, see pipelines/identify/tombstone.py): counted in
+    # rows_per_file, not written to raw, so rows read = accepted + quarantined + erased
+    erased_rows: int = 0
 
     @property
     def rows_read(self) -> int:
@@ -104,13 +108,18 @@ def extract_source(mapping: SourceMapping, landing_dir: Path, run: RunPaths) -> 
         result.files.append(path.name)
         result.rows_per_file[path.name] = n
     table = _combine(tables)
+    table, erased_now, erased_before = drop_erased(mapping, table, landing_dir, result.files)
+    for file, n in erased_before.items():  # rows an erasure already removed from the landed file
+        result.rows_per_file[file] += n
+    result.erased_rows = sum(erased_now.values()) + sum(erased_before.values())
     result.columns = [c for c in table.column_names if c not in LINEAGE_COLUMNS]
     result.malformed_rows = table.num_rows - table["_malformed"].null_count if table.num_rows else 0
     tmp = out.with_suffix(".parquet.tmp")
     pq.write_table(table, tmp, compression="zstd")
     tmp.replace(out)
     manifest = {"source": mapping.name, "files": result.files, "rows_per_file": result.rows_per_file,
-                "columns": result.columns, "malformed_rows": result.malformed_rows}
+                "columns": result.columns, "malformed_rows": result.malformed_rows,
+                "erased_rows": result.erased_rows}
     out.with_suffix(".json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return result
 

@@ -30,6 +30,7 @@ class SourceCounts:
     rows_quarantined: int
     rows_staged: int
     failed_checks: dict[str, int] = field(default_factory=dict)
+    records_staged: int | None = None  # rows' own records + nested ones (`records:` mappings)
 
 
 @dataclass
@@ -107,38 +108,59 @@ def ingest(landing_dir: Path, run: RunPaths,
     staged = {name: standardize_source(mapping, run) for name, mapping in mappings.items()}
     combined = combine_staged(run, list(mappings))
     staged_counts = count_rows(staged)
-    path = write_counts(run, extracted, validated, staged_counts, [])
-    counts = {n: _source_counts(n, extracted[n], validated[n], staged_counts[n]) for n in mappings}
+    records = count_records(staged)
+    path = write_counts(run, extracted, validated, staged_counts, [], records)
+    counts = {n: _source_counts(n, extracted[n], validated[n], staged_counts[n], records[n])
+              for n in mappings}
     return IngestSummary(run_id=run.run_id, sources=counts, source_records_path=combined,
                          counts_path=path)
 
 
 def count_rows(paths: dict[str, Path]) -> dict[str, int]:
+    """Staged records that are a row's own (not nested in it): one per accepted row."""
+    with duckdb.connect(config=duckdb_config()) as con:
+        return {n: con.execute("SELECT count(*) FROM read_parquet(?, union_by_name = true) "
+                               "WHERE source_part IS NULL", [str(p)]).fetchall()[0][0]
+                for n, p in paths.items()}
+
+
+def count_records(paths: dict[str, Path]) -> dict[str, int]:
+    """All staged records: the rows' own plus those nested in them."""
     with duckdb.connect(config=duckdb_config()) as con:
         return {n: con.execute("SELECT count(*) FROM read_parquet(?)", [str(p)]).fetchall()[0][0]
                 for n, p in paths.items()}
 
 
-def _source_counts(name: str, ext: ExtractResult, val: ValidationResult, staged: int) -> SourceCounts:
+def _source_counts(name: str, ext: ExtractResult, val: ValidationResult, staged: int,
+                   records: int | None = None) -> SourceCounts:
     return SourceCounts(source=name, files=ext.files, rows_read=val.rows_read,
                         rows_accepted=val.rows_accepted, rows_quarantined=val.rows_quarantined,
-                        rows_staged=staged, failed_checks=val.failed_checks)
+                        rows_staged=staged, failed_checks=val.failed_checks,
+                        records_staged=records)
 
 
 def write_counts(run: RunPaths, extracted: dict[str, ExtractResult],
                  validated: dict[str, ValidationResult], staged: dict[str, int],
-                 rejected: list[SourceRejected]) -> Path:
-    """report/ingest_counts.json; raises AccountingError if any source does not reconcile."""
+                 rejected: list[SourceRejected], records: dict[str, int] | None = None) -> Path:
+    """report/ingest_counts.json; raises AccountingError if any source does not reconcile.
+
+    A row is one record of the export as read (a CSV record, a JSON line, a Parquet row):
+    rows read = accepted + quarantined, and each accepted row is staged as exactly one record of
+    its own; records nested in a row (`records:`) are counted beside, as `records_staged`."""
     sources = {}
     for name, ext in extracted.items():
         val = validated.get(name)
         entry: dict = {"files": ext.files, "rows_per_file": ext.rows_per_file,
-                       "rows_read": ext.rows_read, "malformed_rows": ext.malformed_rows}
+                       "rows_read": ext.rows_read, "malformed_rows": ext.malformed_rows,
+                       "rows_erased": ext.erased_rows}
         if val is not None:
-            if val.rows_read != ext.rows_read or val.rows_read != val.rows_accepted + val.rows_quarantined:
+            # rows read = accepted + quarantined + erased (erased rows never reach validation)
+            if (val.rows_read != ext.rows_read - ext.erased_rows
+                    or val.rows_read != val.rows_accepted + val.rows_quarantined):
                 raise AccountingError(
-                    f"{name}: extracted {ext.rows_read}, validated {val.rows_read} = accepted "
-                    f"{val.rows_accepted} + quarantined {val.rows_quarantined}?")
+                    f"{name}: extracted {ext.rows_read} - erased {ext.erased_rows}, validated "
+                    f"{val.rows_read} = accepted {val.rows_accepted} + quarantined "
+                    f"{val.rows_quarantined}?")
             entry.update(rows_accepted=val.rows_accepted, rows_quarantined=val.rows_quarantined,
                          failed_checks=val.failed_checks)
         if name in staged:
@@ -146,6 +168,8 @@ def write_counts(run: RunPaths, extracted: dict[str, ExtractResult],
                 raise AccountingError(f"{name}: staged {staged[name]} rows, accepted "
                                       f"{val.rows_accepted if val else '?'}")
             entry["rows_staged"] = staged[name]
+            if records and name in records:
+                entry["records_staged"] = records[name]
         sources[name] = entry
     report = {
         "run_id": run.run_id,

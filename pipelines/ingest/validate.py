@@ -198,22 +198,28 @@ def _structural_failures(mapping: SourceMapping, raw: Path, columns: list[str]) 
                SELECT *, row_number() OVER (PARTITION BY k ORDER BY _source_file, _row_number) AS nth
                  FROM r WHERE _malformed IS NULL AND k IS NOT NULL) WHERE nth > 1""",
     ]
+    # Value lengths in one pass over the rows: one CASE per reference, the failing ones unnested.
     limits = mapping.value_limits()
     containers = {ref.split(".", 1)[0] for ref in limits if ref not in columns}
     containers |= {record.source for record in mapping.records}
+    too_long = []
     for ref, limit in sorted(limits.items()):
         value = raw_sql(ref, columns)
-        if value != "NULL::VARCHAR" and (ref in columns or ref.split(".", 1)[0] in columns):
-            checks.append(f"SELECT _source_file, _row_number, {literal('value_too_long:' + ref)} "
-                          f"FROM r WHERE _malformed IS NULL AND length({value}) > {int(limit)}")
+        if value != "NULL::VARCHAR":
+            too_long.append(f"CASE WHEN length({value}) > {int(limit)} "
+                            f"THEN {literal('value_too_long:' + ref)} END")
     longest = mapping.validation.max_value_length
     for column in columns:
         # Any other text (notes, a JSON object with nested records) has one generous bound.
-        limit = longest * 100 if column in containers else longest
         if column not in limits:
-            checks.append(f"SELECT _source_file, _row_number, "
-                          f"{literal('value_too_long:' + column)} FROM r "
-                          f"WHERE _malformed IS NULL AND length({raw_sql(column, columns)}) > {limit}")
+            limit = longest * 100 if column in containers else longest
+            too_long.append(f"CASE WHEN length({raw_sql(column, columns)}) > {limit} "
+                            f"THEN {literal('value_too_long:' + column)} END")
+    if too_long:
+        checks.append(f"""SELECT _source_file, _row_number, rule FROM (
+            SELECT _source_file, _row_number, unnest(list_filter([{', '.join(too_long)}],
+                                                                 lambda x: x IS NOT NULL)) AS rule
+              FROM r WHERE _malformed IS NULL)""")
     for record in mapping.records:
         if record.key is None:
             continue

@@ -69,15 +69,18 @@ def render_run_report(run: RunPaths) -> str:
 
 
 def _ingest_totals(path: Path) -> list[str]:
-    """One line with the run's accounting: rows read = accepted + quarantined, and the share."""
+    """One line with the run's accounting: rows read = accepted + quarantined + erased (persons
+    erased by `ucv erase`, dropped at extract), and the quarantined share."""
     if not path.exists():
         return []
     sources = json.loads(path.read_text(encoding="utf-8")).get("sources", {}).values()
     read = sum(s.get("rows_read", 0) for s in sources)
     accepted = sum(s.get("rows_accepted", 0) for s in sources)
     quarantined = sum(s.get("rows_quarantined", 0) for s in sources)
+    erased = sum(s.get("rows_erased", 0) for s in sources)
     share = f" ({quarantined / read:.2%} quarantined)" if read else ""
-    return [f"Rows read {read:,} = accepted {accepted:,} + quarantined {quarantined:,}{share}.", ""]
+    return [f"Rows read {read:,} = accepted {accepted:,} + quarantined {quarantined:,} + erased "
+            f"{erased:,}{share}.", ""]
 
 
 def _json_section(title: str, path: Path) -> list[str]:

@@ -118,7 +118,8 @@ def prepare(export_date: date, *, logical_date: str | None = None,
     start_run_state(run, logical_date=logical_date, export_date=export_date.isoformat(),
                     landing_dir=landing, orchestrator=orchestrator, airflow_run_id=airflow_run_id)
     with record_stage(run, "prepare") as counts:
-        landed = [p for p in landing.iterdir() if p.is_file()] if landing.is_dir() else []
+        landed = ([p for p in landing.iterdir() if p.is_file() and not p.name.startswith(".")]
+                  if landing.is_dir() else [])  # not the erasure sidecars
         if not landed:
             raise NothingLanded(f"no exports landed in {landing} for export date {export_date}")
         sources = configured_sources()
@@ -139,7 +140,7 @@ def extract(run_id: str, source: str) -> str:
         _remove(*_source_outputs(run.raw_dir, source))
         result = extract_source(load_mappings()[source], _landing(run), run)
         counts.update(rows_read=result.rows_read, malformed_rows=result.malformed_rows,
-                      files=len(result.files))
+                      erased_rows=result.erased_rows, files=len(result.files))
     return source
 
 
@@ -196,7 +197,7 @@ def write_ingest_counts(run: RunPaths, sources: list[str], staged: dict[str, int
         extracted[source] = ExtractResult(
             source=source, raw_path=run.raw_dir / f"{source}.parquet", files=manifest["files"],
             rows_per_file=manifest["rows_per_file"], columns=manifest["columns"],
-            malformed_rows=manifest["malformed_rows"])
+            malformed_rows=manifest["malformed_rows"], erased_rows=manifest.get("erased_rows", 0))
         v = recorded[f"validate.{source}"]["counts"]
         validated[source] = ValidationResult(
             source=source, rows_read=v["rows_read"], rows_accepted=v["rows_accepted"],
@@ -314,16 +315,24 @@ def published_asset_extra(run_id: str, asset: str, counts: dict[str, Any]) -> di
     else:
         extra.update(path=str(settings.warehouse_file()), customers=counts.get("customers"),
                      source_records=counts.get("source_records"))
+    if asset != "ucv_marketing_export":
+        # an older date rebuilt without replacing the live night: the Asset did not change
+        extra["replaced_live"] = bool(counts.get("replaced_live", 1))
     return extra
 
 
 def report(run_id: str) -> str:
-    """Write report/run_report.md and mark the run a success; returns the report's path."""
+    """Apply retention, write the run report (HTML + Markdown, Data Docs link) and mark the run
+    a success; returns the Markdown report's path."""
     from pipelines.orchestration.data_docs import link_data_docs
     from pipelines.orchestration.report import write_run_report
+    from pipelines.orchestration.retention import apply_retention
 
     run = run_paths(run_id)
     with record_stage(run, "report") as counts:
+        # the run got here, so it succeeded: older nights beyond the kept ones go now
+        counts.update({f"retention_removed_{k}": v
+                       for k, v in apply_retention(current_run_id=run_id).items()})
         link_data_docs(run.report_dir)
         path = write_run_report(run)
         counts["report_bytes"] = path.stat().st_size

@@ -104,7 +104,12 @@ def evaluate(
 
     run = cli_args.existing_run(run_id, runs_dir)
     records = run.staged_dir / "source_records.parquet"
-    models = {party: load_model(party) for party in PARTY_TYPES} if records.is_file() else None
+    models = None
+    if records.is_file():  # blocking recall needs the staged records and the models' rules
+        try:
+            models = {party: load_model(party) for party in PARTY_TYPES}
+        except FileNotFoundError as missing:
+            Console().print(f"blocking recall not measured: {missing}")
     result = evaluate_clusters(run.resolved_dir / CLUSTERS_FILE,
                                run.resolved_dir / MATCH_PAIRS_FILE, truth,
                                records_path=records, models=models)

@@ -231,6 +231,20 @@ def is_romanised_chinese(tokens: list[str]) -> bool:
     return all(is_pinyin(word) for word in folded)
 
 
+def _chinese_with_western_given(tokens: list[str]) -> bool:
+    """"Kang Derek", "Cindy Wang": a Chinese surname at one end, the other words pinyin or known
+    given names (a Chinese person who also uses an English given name)."""
+    if len(tokens) != 2:
+        return False
+    folded = [fold(t) or "" for t in tokens]
+    rank = romanised_surname_rank()
+    western, _ = known_given_names()
+    for surname, other in ((folded[0], folded[1]), (folded[1], folded[0])):
+        if surname in rank and (other in western or is_pinyin(other)):
+            return True
+    return False
+
+
 @cache
 def pinyin_syllables() -> frozenset[str]:
     """Every toneless pinyin syllable (ü as v and u), from pypinyin's character readings."""
@@ -316,7 +330,7 @@ def split_full_in_family(family: str | None, rule: str, country: str | None = No
     tokens = family.replace(",", " ").split()
     if len(tokens) < 2:
         return None
-    if rule == "chinese" and not is_romanised_chinese(tokens):
+    if rule == "chinese" and not (is_romanised_chinese(tokens) or _chinese_with_western_given(tokens)):
         return None
     parsed = parse_full_name(family, country or ("CN" if rule == "chinese" else None))
     return parsed if parsed.given else None

@@ -108,8 +108,7 @@ def company_name_sql(name_sql: str) -> str:
     folded, exact, han = company_name_patterns()
     lit = lambda text: "'" + text.replace("'", "''") + "'"  # noqa: E731
     return (f"coalesce(regexp_matches({_folded_sql(name_sql)}, {lit(folded)}) "
-            f"OR regexp_matches({name_sql}, {lit(exact)}) "
-            f"OR regexp_matches({name_sql}, {lit(han)}), FALSE)")
+            f"OR regexp_matches({name_sql}, {lit(exact + '|' + han)}), FALSE)")
 
 
 @cache

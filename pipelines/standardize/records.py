@@ -223,8 +223,10 @@ class RecordStandardizer:
             lookups = record_lookups(self.mapping, rows)
             lookup_args = [_list_literal([row.get(name) for row in lookups], sql_type)
                            for name, sql_type in lookup_columns(self.mapping)]
-            return self._con.execute(
+            result = self._con.execute(
                 f"EXECUTE {canonical}({', '.join(source_args + lookup_args)})").df()
+        # Ordered here, not in SQL: sorting a wide row costs DuckDB more than the whole query.
+        return result.sort_values("source_row_number", kind="stable").reset_index(drop=True)
 
     def _prepared(self, schema: pa.Schema, run_id: str) -> tuple[str, str]:
         """Names of the working and canonical statements (parsed and planned once) for tables
@@ -239,8 +241,7 @@ class RecordStandardizer:
             working = f"SELECT *, {ADDRESS_KEY_SQL} AS a_key FROM ({working})"
             ids = list(range(len(self.mapping.identifiers)))
             canonical = (f"WITH record_lookups AS ({record_lookups_sql}), b AS ({working}) "
-                         f"{_final_select(self.mapping, run_id, fields, ids, 'record_lookups')} "
-                         f"ORDER BY source_row_number")
+                         f"{_final_select(self.mapping, run_id, fields, ids, 'record_lookups')}")
             if len(self._statements) >= MAX_PREPARED:  # many run ids: forget the oldest
                 for name in self._statements.pop(next(iter(self._statements))):
                     self._con.execute(f"DEALLOCATE {name}")
@@ -582,12 +583,13 @@ def working_sql(mapping: SourceMapping, columns: Sequence[str], source: str) -> 
 
     # Party type by content: a person whose name holds a legal form or company word is one.
     name_text = "coalesce(n_full, NULLIF(concat_ws(' ', n_given, n_family), ''))"
-    inferred = (f"party_declared = 'person' AND {company_name_sql(name_text)}"
+    inferred = (f"coalesce(party_declared = 'person' AND {company_name_sql(name_text)}, FALSE)"
                 if party.infer_from_name else "FALSE")
     outer = (f"SELECT * EXCLUDE (party_declared), "
-             f"CASE WHEN {inferred} THEN 'organization' ELSE coalesce(party_declared, 'person') "
-             f"END AS party_type, coalesce({inferred}, FALSE) AS party_type_inferred FROM "
-             f"(SELECT {', '.join(select)} FROM {source}) w")
+             f"CASE WHEN party_type_inferred THEN 'organization' "
+             f"ELSE coalesce(party_declared, 'person') END AS party_type FROM "
+             f"(SELECT *, {inferred} AS party_type_inferred FROM "
+             f"(SELECT {', '.join(select)} FROM {source}) w) i")
     org_name = ("CASE WHEN party_type = 'organization' THEN coalesce(n_org, n_full, "
                 "NULLIF(concat_ws(' ', n_given, n_family), '')) END")
     return f"SELECT *, {org_name} AS n_org_name FROM ({outer}) p", fields

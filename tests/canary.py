@@ -1,0 +1,115 @@
+"""Test support for erasure: a canary person planted in all four sample sources, and a search of
+a whole data root for any trace of them (raw bytes of every file, decompressed text of every
+Parquet file and DuckDB table)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+from stdnum.de import idnr
+from stdnum.iso7064 import mod_11_10
+
+GIVEN, FAMILY = "Kunibert", "Kanarienvogel"
+EMAIL = "kunibert.kanarienvogel@kanarien-test.de"
+PHONE = "+49 151 70809010"
+STREET, POSTCODE, CITY = "Kanarienweg 987", "28195", "Bremen"
+NATIONAL_ID = "8619247351" + mod_11_10.calc_check_digit("8619247351")
+assert idnr.is_valid(NATIONAL_ID)
+# ASCII on purpose: the same bytes in every source encoding (gb18030 claims, utf-8 others)
+NEEDLES = (FAMILY, EMAIL, "70809010", NATIONAL_ID, "Kanarienweg")
+
+
+def plant_canary(landing: Path) -> None:
+    """Add the canary person to each of the four landed exports, each row copied from a German
+    person's row (so every other field passes validation) with new keys."""
+    _plant_csv(landing / "sales_leads.csv", "utf-8", ",", lambda row: row.update(
+        lead_id="L09999901", lead_type="person", first_name=GIVEN, last_name=FAMILY,
+        company_name="", email=EMAIL, mobile=PHONE, phone="", street_address=STREET,
+        zip=POSTCODE, city=CITY, country="DE", birth_date="15.04.1971", marketing_opt_in="Y"),
+        lambda row: row["country"] == "DE" and row["lead_type"] == "person")
+    _plant_csv(landing / "claims.csv", "gb18030", ";", lambda row: row.update(
+        claim_no="CLM-9999901", claimant_name=f"{GIVEN} {FAMILY}", claimant_birthdate="19710415",
+        claimant_id_no=NATIONAL_ID, contact_phone=PHONE, contact_email=EMAIL,
+        address=f"{STREET}, {POSTCODE} {CITY}, DE"),
+        lambda row: row["address"].endswith(", DE"))
+    servicing = landing / "policy_servicing.jsonl"
+    lines = servicing.read_text(encoding="utf-8").splitlines()
+    template = next(json.loads(line) for line in lines
+                    if json.loads(line)["party_kind"] == "natural"
+                    and json.loads(line)["address"]["country"] == "DE")
+    template.update(record_id="SV-09999901", name=f"{GIVEN} {FAMILY}", birth_date="1971-04-15",
+                    id_number=NATIONAL_ID, phone_numbers=[PHONE], email_address=EMAIL,
+                    address={"street": STREET, "postcode": POSTCODE, "city": CITY,
+                             "country": "DE"}, consent_marketing=True)
+    servicing.write_text("\n".join([*lines, json.dumps(template, ensure_ascii=False)]) + "\n",
+                         encoding="utf-8")
+    underwriting = landing / "underwriting_applications.parquet"
+    table = pq.read_table(underwriting)
+    rows = table.to_pylist()
+    row = dict(next(r for r in rows if r["applicant_type"] == "P" and r["country_code"] == "DE"))
+    row.update(application_no="UW-2026-999901", surname=FAMILY, given_names=GIVEN,
+               national_id=NATIONAL_ID, phone=PHONE, email=EMAIL, addr_line1=STREET,
+               postal_code=POSTCODE, town=CITY)
+    pq.write_table(pa.Table.from_pylist([*rows, row], schema=table.schema), underwriting)
+
+
+def _plant_csv(path: Path, encoding: str, delimiter: str, change, is_template) -> None:
+    text = path.read_text(encoding=encoding)
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    row = dict(next(r for r in reader if is_template(r)))
+    change(row)
+    out = io.StringIO()
+    csv.DictWriter(out, fieldnames=reader.fieldnames or [], delimiter=delimiter,
+                   quoting=csv.QUOTE_ALL, lineterminator="\n").writerow(row)
+    path.write_text(text.rstrip("\n") + "\n" + out.getvalue(), encoding=encoding)
+
+
+def canary_hits(*roots: Path) -> list[str]:
+    """Every place under the roots where a canary value shows: '<file>' or '<file>:<table>'."""
+    needles = [n.lower() for n in NEEDLES]
+    hits = []
+    with duckdb.connect() as con:
+        for root in roots:
+            for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
+                data = path.read_bytes().lower()
+                if any(n.encode() in data for n in needles):
+                    hits.append(str(path))
+                    continue
+                if path.suffix == ".parquet":
+                    hits += [f"{path}" for _ in _text_hits(
+                        con, f"read_parquet('{_quoted(path)}')", needles)[:1]]
+                elif path.suffix == ".duckdb" and not path.name.startswith("."):
+                    hits += _duckdb_hits(con, path, needles)
+    return hits
+
+
+def _quoted(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+def _text_hits(con: duckdb.DuckDBPyConnection, relation: str, needles: list[str]) -> list[str]:
+    """Rows of a relation whose text (every column cast to text, nested ones too) has a needle."""
+    columns = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()]
+    if not columns:
+        return []
+    text = " || '|' || ".join(f'coalesce(CAST("{c}" AS VARCHAR), \'\')' for c in columns)
+    condition = " OR ".join("contains(lower(t), ?)" for _ in needles)
+    return [r[0][:80] for r in con.execute(
+        f"SELECT t FROM (SELECT {text} AS t FROM {relation}) WHERE {condition} LIMIT 3",
+        needles).fetchall()]
+
+
+def _duckdb_hits(con: duckdb.DuckDBPyConnection, path: Path, needles: list[str]) -> list[str]:
+    con.execute(f"ATTACH '{_quoted(path)}' AS probe (READ_ONLY)")
+    try:
+        tables = [r[0] for r in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'probe'").fetchall()]
+        return [f"{path}:{t}" for t in tables if _text_hits(con, f'probe."{t}"', needles)]
+    finally:
+        con.execute("DETACH probe")
