@@ -22,7 +22,9 @@ def check_marketing_export(event_extra: dict[str, Any]) -> dict[str, Any]:
     missing = [name for name in files if not (manifest_path.parent / name).is_file()]
     if missing:
         raise HandoffRefused(f"{manifest_path}: files listed but absent: {', '.join(missing)}")
-    rows = {name: spec.get("rows") for name, spec in files.items()}
+    # the snapshot files hold the exported customers; delta and suppression files count changes
+    rows = {name: spec.get("rows") for name, spec in files.items()
+            if name.startswith("marketing_customers_")}
     if event_extra.get("rows") is not None and any(r != event_extra["rows"] for r in rows.values()):
         raise HandoffRefused(f"{manifest_path}: rows {rows} differ from the published "
                              f"{event_extra['rows']}")
