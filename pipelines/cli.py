@@ -54,6 +54,9 @@ def _say(message: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run `ucv` with `argv` (default: the process arguments); returns the exit code."""
+    from pipelines.logs import configure_cli_logging
+
+    configure_cli_logging()
     try:
         result = app(args=argv, prog_name="ucv", standalone_mode=False)
         return result if isinstance(result, int) else 0

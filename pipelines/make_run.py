@@ -164,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     env = airflow_env()
     env["UCV_TASK_RETRIES"] = "0"  # fail fast here; the scheduled DAG retries (docs/operations.md)
+    env["UCV_DEADLINE_ALERTS"] = "0"  # no scheduler evaluates them under `dags test` (DAG file)
     log_file = LOCAL_AIRFLOW_HOME / "logs" / "make_run" / f"{export_date}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     log_file.write_text("")

@@ -74,7 +74,8 @@ from airflow.models.dag import DagModel
 from airflow.models.taskreschedule import TaskReschedule
 from airflow.utils.session import create_session
 from sqlalchemy import select
-dag = DagBag(dag_folder=sys.argv[1]).get_dag(sys.argv[3])
+dag = DagBag(dag_folder=sys.argv[1]).get_dag(sys.argv[3] if len(sys.argv) > 3
+                                             else "unified_customer_view")
 for t in dag.tasks:
     if t.task_id not in ("extract", "validate"):
         t.retries = 0
@@ -104,6 +105,7 @@ def migrated_airflow_env(airflow_home: Path, ucv_home: Path) -> dict[str, str]:
     env = airflow_env(airflow_home)
     env["UCV_HOME"] = str(ucv_home)
     env["AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION"] = "False"
+    env["UCV_DEADLINE_ALERTS"] = "0"  # as `make run` does: see the DAG file
     migrate_db(env, airflow_home / "migrate.log")
     return env
 
@@ -115,7 +117,7 @@ def serialize_dags(env: dict[str, str]) -> None:
     import sys
 
     subprocess.run([sys.executable, "-m", "airflow", "dags", "reserialize"], env=env, check=True,
-                   capture_output=True, timeout=300)
+                   capture_output=True, timeout=1200)
 
 
 def run_dag_test(env: dict[str, str], logical_date: str,
@@ -128,7 +130,8 @@ def run_dag_test(env: dict[str, str], logical_date: str,
     from pipelines.orchestration.airflow_local import DAGS_FOLDER
 
     result = subprocess.run([sys.executable, "-c", DAG_TEST_SCRIPT, str(DAGS_FOLDER),
-                             logical_date, dag_id], env=env, capture_output=True, text=True, timeout=600)
+                             logical_date, dag_id], env=env, capture_output=True, text=True,
+                            timeout=1800)  # a hang guard: minutes normally, far more under load
     line = next((ln for ln in result.stdout.splitlines() if ln.startswith("RESULT")), None)
     if line is None:
         raise RuntimeError(f"dag.test() did not finish:\n{result.stdout[-4000:]}\n"

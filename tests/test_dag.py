@@ -80,7 +80,7 @@ def dag_facts(tmp_path_factory) -> dict:
     result = subprocess.run(
         [sys.executable, "-c", INSPECT_DAG, str(PROJECT_ROOT / "dags"), DAG_ID,
          json.dumps(HEAVY_MODULES), DOWNSTREAM_DAG_ID], env=env, capture_output=True, text=True,
-        timeout=120)
+        timeout=600)  # a hang guard; parsing takes ~5 s, minutes on a saturated machine
     line = next((ln for ln in result.stdout.splitlines() if ln.startswith("FACTS")), None)
     assert line, f"DAG inspection failed:\n{result.stdout}\n{result.stderr}"
     return json.loads(line[len("FACTS"):])

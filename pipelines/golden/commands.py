@@ -69,7 +69,7 @@ def sql(command: str = typer.Option(None, "--command", "-c", help="run this SQL 
 
     from pipelines.golden.publish import sql_shell_command
 
-    path = cli_args.published_warehouse(warehouse)
+    path = warehouse if mirror else cli_args.published_warehouse(warehouse)
     try:
         argv = sql_shell_command(path, mirror, command)
     except FileNotFoundError as problem:  # no mirror published, or no duckdb CLI installed

@@ -1,6 +1,7 @@
-"""The run report, report/run_report.md: what ran, how long, how much, how clean, and the charts.
+"""The run report: report/run_report.html (figures, last night beside tonight, the trend; see
+report_html.py) and report/run_report.md (the same facts as plain tables, for diffs and mail).
 
-Built only from files the run wrote (run_state.json, report/ingest_counts.json,
+The Markdown is built only from files the run wrote (run_state.json, report/ingest_counts.json,
 resolved/resolve_summary.json, chart HTML files), so it can be rebuilt at any time.
 """
 
@@ -17,13 +18,20 @@ from pipelines.settings import RunPaths
 
 REPORT_FILE = "run_report.md"
 HTML_REPORT_FILE = "run_report.html"
+# Summary keys too long for a table cell (the HTML report shows them as tables of their own).
+NOT_IN_MARKDOWN = {"models", "comparisons_by_blocking_rule"}
 
 
 def write_run_report(run: RunPaths) -> Path:
-    """Write report/run_report.md for the run (atomically) and return its path."""
-    path = run.report_dir / REPORT_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return fileio.write_text(path, render_run_report(run))
+    """Write report/run_report.md and report/run_report.html (each atomically, with the
+    project's file modes); returns the .md."""
+    from pipelines.orchestration.report_html import render_html_report
+
+    run.report_dir.mkdir(parents=True, exist_ok=True)
+    # the Markdown first: it needs nothing but the run's own files
+    markdown = fileio.write_text(run.report_dir / REPORT_FILE, render_run_report(run))
+    fileio.write_text(run.report_dir / HTML_REPORT_FILE, render_html_report(run))
+    return markdown
 
 
 def render_run_report(run: RunPaths) -> str:
@@ -43,8 +51,11 @@ def render_run_report(run: RunPaths) -> str:
     lines += _table(["stage", "status", "seconds", "peak RSS MiB", "counts"], [
         [name, s.get("status"), s.get("seconds"), s.get("peak_rss_mib"), _inline(s.get("counts"))]
         for name, s in state.get("stages", {}).items()])
-    total = sum(s.get("seconds") or 0 for s in state.get("stages", {}).values())
-    lines += ["", f"Total stage time: {total:.1f} s.", ""]
+    from pipelines.orchestration.report_figures import elapsed_stage_seconds
+
+    elapsed = elapsed_stage_seconds({k: s.get("seconds") for k, s in state.get("stages", {}).items()})
+    lines += ["", f"Stage time: {elapsed or 0:.1f} s (mapped per-source tasks counted as "
+              "parallel). The HTML report beside this file has the figures and the trend.", ""]
     lines += _ingest_totals(run.report_dir / "ingest_counts.json")
     lines += _json_section("Ingest quality (report/ingest_counts.json)",
                            run.report_dir / "ingest_counts.json")
@@ -84,8 +95,11 @@ def _json_section(title: str, path: Path) -> list[str]:
     if scalars:
         lines += _table(["figure", "value"], [[k, v] for k, v in scalars.items()]) + [""]
     for key, value in data.items():
+        if key in NOT_IN_MARKDOWN:
+            continue
         if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
-            columns = list(dict.fromkeys(c for row in value.values() for c in row))
+            columns = list(dict.fromkeys(c for row in value.values() for c in row
+                                         if c not in NOT_IN_MARKDOWN))
             lines += [f"**{key}**", ""]
             lines += _table([key, *columns], [[name, *(_inline(row.get(c)) for c in columns)]
                                               for name, row in value.items()]) + [""]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -24,6 +25,7 @@ from typing import Any
 from pipelines.settings import RunPaths
 
 RUN_STATE_FILE = "run_state.json"
+log = logging.getLogger("ucv.stage")
 
 
 def run_state_path(run: RunPaths) -> Path:
@@ -42,6 +44,8 @@ def write_json_atomic(path: Path, payload: Any) -> Path:
     """Write JSON to a temp file beside `path` and rename it over `path` (all or nothing)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp creates 0600; give the file the mode any other file of the run gets (umask)
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(payload, f, indent=2, ensure_ascii=False, default=str)
@@ -51,6 +55,12 @@ def write_json_atomic(path: Path, payload: Any) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
@@ -112,6 +122,9 @@ def record_stage(run: RunPaths, stage: str) -> Iterator[dict[str, Any]]:
     other stages starting (mapped siblings still running) leave a failed run failed.
     """
     from pipelines.bench.resources import measure
+    from pipelines.logs import counts_text, quiet_libraries
+
+    quiet_libraries()
 
     def started(state: dict[str, Any]) -> None:
         retry_of_failure = (state.get("status") == "failed"
@@ -137,6 +150,8 @@ def record_stage(run: RunPaths, stage: str) -> Iterator[dict[str, Any]]:
             state.update({"status": "failed", "finished_at": utc_now(),
                           "error": f"{stage}: {error}"})
         update_run_state(run, failed)
+        log.error("run=%s stage=%s status=failed seconds=%.1f %s error=%s", run.run_id, stage,
+                  cost.seconds, counts_text(counts), type(exc).__name__)
         raise
 
     def succeeded(state: dict[str, Any]) -> None:
@@ -144,3 +159,5 @@ def record_stage(run: RunPaths, stage: str) -> Iterator[dict[str, Any]]:
             "status": "success", "finished_at": utc_now(), "seconds": round(cost.seconds, 3),
             "peak_rss_mib": round(cost.peak_rss_mib, 1), "counts": counts})
     update_run_state(run, succeeded)
+    log.info("run=%s stage=%s status=success seconds=%.1f peak_rss_mib=%.0f %s", run.run_id,
+             stage, cost.seconds, cost.peak_rss_mib, counts_text(counts))

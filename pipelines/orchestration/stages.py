@@ -216,7 +216,23 @@ def resolve(run_id: str) -> dict[str, int]:
         run.resolved_dir.mkdir(parents=True)
         predict_and_cluster(run)
         write_charts(run)
-        counts.update(parquet_row_counts(run.resolved_dir))
+        counts.update(resolve_counts(run))
+    return counts
+
+
+def resolve_counts(run: RunPaths) -> dict[str, Any]:
+    """Pairs, clusters (not the records in them) and the thresholds the run scored against."""
+    import json
+
+    rows = parquet_row_counts(run.resolved_dir)
+    summary_file = run.resolved_dir / "resolve_summary.json"
+    parties = (json.loads(summary_file.read_text(encoding="utf-8")).get("party_types", {})
+               if summary_file.exists() else {})
+    counts: dict[str, Any] = {"match_pairs": rows.get("match_pairs"),
+                              "clustered_records": rows.get("clusters"),
+                              "clusters": sum(p.get("clusters", 0) for p in parties.values())}
+    for party, p in parties.items():
+        counts[f"{party}_match_threshold"] = (p.get("thresholds") or {}).get("match")
     return counts
 
 
@@ -277,6 +293,12 @@ def export(run_id: str) -> dict[str, Any]:
     with record_stage(run, "export") as counts:
         written = export_marketing(run, date.fromisoformat(run_id))
         counts.update(_describe_export(written))
+        manifest = Path(str(counts.get("path", ""))).parent / "manifest.json"
+        if manifest.is_file():
+            import json
+
+            counts["min_confidence"] = json.loads(manifest.read_text(encoding="utf-8")).get(
+                "min_confidence")
     return counts
 
 
@@ -303,7 +325,9 @@ def published_asset_extra(run_id: str, asset: str, counts: dict[str, Any]) -> di
 
 
 def report(run_id: str) -> str:
-    """Apply retention, write report/run_report.md and mark the run a success; returns its path."""
+    """Apply retention, write the run report (HTML + Markdown, Data Docs link) and mark the run
+    a success; returns the Markdown report's path."""
+    from pipelines.orchestration.data_docs import link_data_docs
     from pipelines.orchestration.report import write_run_report
     from pipelines.orchestration.retention import apply_retention
 
@@ -312,6 +336,7 @@ def report(run_id: str) -> str:
         # the run got here, so it succeeded: older nights beyond the kept ones go now
         counts.update({f"retention_removed_{k}": v
                        for k, v in apply_retention(current_run_id=run_id).items()})
+        link_data_docs(run.report_dir)
         path = write_run_report(run)
         counts["report_bytes"] = path.stat().st_size
     finish_run_state(run, "success")

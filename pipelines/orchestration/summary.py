@@ -79,7 +79,7 @@ def print_next_steps(run: RunPaths, export: dict, console: Console) -> None:
         ("run report", _existing(run.report_dir / HTML_REPORT_FILE)),
         ("  (Markdown)", _existing(run.report_dir / REPORT_FILE)),
         ("warehouse", _existing(warehouse)),
-        ("  Parquet mirror pointer", _existing(settings.warehouse_dir() / "parquet" / "LATEST")),
+        ("  Parquet mirror", _mirror()),
         (f"marketing export{rows}", str(csv_files[0]) if csv_files else str(export_folder)),
         ("  its manifest", _existing(export_folder / "manifest.json")),
         ("data dictionary", str(settings.PROJECT_ROOT / "docs" / "data_dictionary.md")),
@@ -87,6 +87,16 @@ def print_next_steps(run: RunPaths, export: dict, console: Console) -> None:
         ("a first query", query),
     ]:
         console.print(f"{label + ':':<30} {escape(value)}", highlight=False)
+
+
+def _mirror() -> str:
+    """The published mirror's version folder (what `parquet/LATEST` names)."""
+    from pipelines.golden import current_mirror
+
+    try:
+        return str(current_mirror())
+    except FileNotFoundError:
+        return f"{settings.warehouse_dir() / 'parquet'} (not written)"
 
 
 def _existing(path: Path) -> str:
