@@ -12,7 +12,7 @@ app = typer.Typer()
 @app.command("serve")
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on (loopback by default)"),
-    port: int = typer.Option(8765, help="port"),
+    port: int = typer.Option(8765, min=1, max=65535, help="port"),
     warehouse: Path = typer.Option(None, help="published warehouse file (default: data/warehouse/ucv.duckdb)"),
     overrides: Path = typer.Option(None, help="steward override file (default stewardship/overrides.csv)"),
     allow_remote: bool = typer.Option(False, help="allow a non-loopback --host (put TLS in front of it)"),
