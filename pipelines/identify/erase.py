@@ -42,6 +42,7 @@ from pipelines import fileio, settings
 from pipelines.identify import tombstone
 from pipelines.identify.registry import LIVE_MAP_SQL, open_registry, registry_file
 from pipelines.settings import RunPaths
+from pipelines.sql import quote_ident, quote_path
 
 CANONICAL_KEYS = {"email": ["email"], "phone": ["phone_mobile", "phone_landline"],
                   "national_id": ["national_id"]}
@@ -158,11 +159,11 @@ def candidate_records() -> pd.DataFrame:
             staged = run.staged_dir / "source_records.parquet"
             customer_map = run.identified_dir / "customer_map.parquet"
             if staged.exists():
-                relation = f"read_parquet('{_sql_text(staged)}')"
+                relation = f"read_parquet({quote_path(staged)})"
                 select = _select_known(con, relation, columns, None)
                 if customer_map.exists():
                     select = (f"SELECT s.*, m.customer_id FROM ({select}) s LEFT JOIN "
-                              f"read_parquet('{_sql_text(customer_map)}') m USING (source_record_id)")
+                              f"read_parquet({quote_path(customer_map)}) m USING (source_record_id)")
                 else:
                     select = f"SELECT *, NULL::VARCHAR AS customer_id FROM ({select})"
                 sources.append(select)
@@ -174,15 +175,11 @@ def candidate_records() -> pd.DataFrame:
 def _select_known(con: duckdb.DuckDBPyConnection, relation: str, columns: list[str],
                   customer: str | None) -> str:
     present = {r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {relation}").fetchall()}
-    select = [f'CAST("{c}" AS VARCHAR) AS "{c}"' if c in present else f'NULL::VARCHAR AS "{c}"'
-              for c in columns]
+    select = [f"CAST({quote_ident(c)} AS VARCHAR) AS {quote_ident(c)}" if c in present
+              else f"NULL::VARCHAR AS {quote_ident(c)}" for c in columns]
     if customer:
-        select.append(f'"{customer}" AS customer_id')
+        select.append(f"{quote_ident(customer)} AS customer_id")
     return f"SELECT {', '.join(select)} FROM {relation}"
-
-
-def _sql_text(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def resolve_request(request: ErasureRequest, records: pd.DataFrame
@@ -333,7 +330,7 @@ def _mappings() -> dict:
 def _unpack_json(table: pa.Table, column: str, names: tuple[str, ...]) -> pa.Table:
     with duckdb.connect() as con:
         con.register("packed", table.select([column]))
-        select = ", ".join(f"json_extract_string({column}, $p{i}) AS \"{n}\""
+        select = ", ".join(f"json_extract_string({quote_ident(column)}, $p{i}) AS {quote_ident(n)}"
                            for i, n in enumerate(names))
         params = {f"p{i}": "$." + json.dumps(n) for i, n in enumerate(names)}
         return con.sql(f"SELECT {select} FROM packed", params=params).to_arrow_table()
@@ -368,7 +365,7 @@ def clean_exports(report: ErasureReport) -> None:
                 tmp = csv_file.with_name(f".{csv_file.name}.erasing")
                 with duckdb.connect() as con:
                     con.execute("SET TimeZone = 'UTC'")  # as the export writes timestamps
-                    write_safe_csv(con, f"SELECT * FROM read_parquet('{_sql_text(parquet)}')",
+                    write_safe_csv(con, f"SELECT * FROM read_parquet({quote_path(parquet)})",
                                    tmp)
                 fileio.replace(tmp, csv_file)
                 report.cleaned(csv_file, action="rewritten from the cleaned Parquet file")
@@ -476,7 +473,7 @@ def clean_warehouse(scope: Scope, report: ErasureReport) -> None:
             "SELECT table_name FROM duckdb_tables() WHERE database_name = 'old' "
             "ORDER BY table_name").fetchall()]
         for table in tables:
-            data = con.sql(f'SELECT * FROM old."{table}"').to_arrow_table()
+            data = con.sql(f"SELECT * FROM old.{quote_ident(table)}").to_arrow_table()
             if table == "customer_id_history" and history is not None:
                 data = pa.Table.from_pandas(history, preserve_index=False)
             mask = erased_rows_mask(data, scope) if table != "customer_id_history" else None
@@ -484,7 +481,7 @@ def clean_warehouse(scope: Scope, report: ErasureReport) -> None:
                 removed_total += int(pc.sum(mask).as_py() or 0)
                 data = data.filter(pc.invert(mask))
             con.register("kept", data)
-            con.execute(f'CREATE TABLE "{table}" AS SELECT * FROM kept')
+            con.execute(f"CREATE TABLE {quote_ident(table)} AS SELECT * FROM kept")
             con.unregister("kept")
         con.execute("DETACH old")
         comment_tables(con)

@@ -258,12 +258,16 @@ def _insert_publication(con: duckdb.DuckDBPyConnection, publication: int, run: R
     else:
         con.execute("insert into assignments select ?, source_record_id, customer_id, party_type "
                     "from cur_map", [publication])
+    # An ID split from two earlier customers has one 'split' event per parent (its lineage);
+    # it is issued once.
     con.execute("""
         insert into issued
-        select e.customer_id, cast(substr(e.customer_id, ?) as bigint), ?, e.party_type
+        select e.customer_id, cast(substr(e.customer_id, ?) as bigint), ?,
+               any_value(e.party_type order by e.related_customer_id)
         from new_events e
         where e.event in ('new', 'split')
           and e.customer_id not in (select customer_id from issued)
+        group by e.customer_id
     """, [len(ID_PREFIX) + 1, publication])
     con.execute("""
         insert into events

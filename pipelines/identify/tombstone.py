@@ -34,6 +34,7 @@ import pyarrow.compute  # noqa: F401  (pa.compute)
 import pyarrow.parquet as pq
 
 from pipelines import fileio, settings
+from pipelines.sql import quote_literal
 
 if TYPE_CHECKING:
     from pipelines.ingest.mapping import SourceMapping
@@ -83,7 +84,7 @@ def salt(create: bool = False) -> str | None:
 def hash_sql(kind: str, value_sql: str) -> str:
     """SQL: the tombstone hash of a value (NULL for no key); the salt is parameter `$salt`."""
     normal = NORMAL_FORM_SQL[kind].format(v=value_sql)
-    return f"sha256($salt || '{kind}:' || ({normal}))"
+    return f"sha256($salt || {quote_literal(kind + ':')} || ({normal}))"
 
 
 def load_hashes() -> set[str]:
@@ -99,8 +100,8 @@ def add_tombstones(keys: Iterable[tuple[str, str]]) -> int:
     frame = pd.DataFrame(list(keys), columns=["kind", "value"]).dropna().drop_duplicates()
     with duckdb.connect() as con:
         con.register("keys_in", frame)
-        parts = [f"SELECT '{kind}' AS kind, {hash_sql(kind, 'value')} AS hash FROM keys_in "
-                 f"WHERE kind = '{kind}'" for kind in KINDS]
+        parts = [f"SELECT {quote_literal(kind)} AS kind, {hash_sql(kind, 'value')} AS hash "
+                 f"FROM keys_in WHERE kind = {quote_literal(kind)}" for kind in KINDS]
         hashed = con.execute(" UNION ALL ".join(parts), {"salt": key_salt}).df()
     hashed = hashed.dropna()
     path = tombstone_file()

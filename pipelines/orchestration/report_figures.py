@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipelines.sql import quote_ident
+
 # Shared bin edges, so tonight's and last night's histograms compare bin by bin.
 WEIGHT_EDGES = [float(w) for w in range(-10, 71, 4)]  # match weights, clamped into the ends
 CONFIDENCE_EDGES = [i / 20 for i in range(21)]
@@ -124,7 +126,8 @@ def trend(warehouse: Path | None, nights: int = TREND_NIGHTS) -> list[dict[str, 
             return []
         # timestamps with a time zone as text: fetching them as Python objects needs pytz
         select = ", ".join(
-            f'CAST("{name}" AS VARCHAR) AS "{name}"' if "TIME ZONE" in kind else f'"{name}"'
+            f"CAST({quote_ident(name)} AS VARCHAR) AS {quote_ident(name)}" if "TIME ZONE" in kind
+            else quote_ident(name)
             for name, kind in con.execute(
                 "SELECT column_name, data_type FROM information_schema.columns "
                 "WHERE table_name = 'runs' ORDER BY ordinal_position").fetchall())

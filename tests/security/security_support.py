@@ -32,9 +32,14 @@ HOME_DATA_FOLDERS = ("landing", "warehouse", "export", "sample", "tmp")
 DATA_SUFFIXES = (".parquet", ".duckdb", ".duckdb.wal")
 
 
+def _columns(*exprs) -> list[str]:
+    """The export columns a mapping's value expressions read (mappings may combine columns)."""
+    return list(dict.fromkeys(c for e in exprs if e is not None for c in e.root_columns))
+
+
 def _name_columns(mapping: SourceMapping) -> list[str]:
     spec = mapping.name_spec
-    return list(dict.fromkeys(c for c in (spec.family, spec.full, spec.organization) if c))
+    return _columns(spec.family, spec.full, spec.organization)
 
 
 class _Planter:
@@ -73,7 +78,8 @@ def plant_canaries(landing: Path) -> tuple[int, int]:
     character after it; returns (canary cells, control-character cells)."""
     planter = _Planter()
     for mapping in load_mappings().values():
-        names, email = _name_columns(mapping), mapping.email
+        names = _name_columns(mapping)
+        email = next(iter(_columns(mapping.email)), None)
         for path in sorted(landing.glob(mapping.file_pattern)):
             if mapping.format == "csv":
                 text = path.read_text(encoding=mapping.encoding)
