@@ -9,7 +9,6 @@ test over random sequences of nights, reruns and overrides.
 from __future__ import annotations
 
 import duckdb
-import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
