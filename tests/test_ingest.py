@@ -103,7 +103,7 @@ def test_ingest_all_sources_reconciles_and_standardizes(landing: Path, run: RunP
     acme = records.loc["servicing:SV-00000003"]
     assert acme.org_legal_form == "CO_LTD" and acme.registration_id == "91110000600037341L"
     cn_org = records.loc["underwriting:UW-2026-000003"]
-    assert cn_org.org_legal_form == "CO_LTD" and cn_org.org_name_norm == "beijingmoumoukeji"
+    assert cn_org.org_legal_form == "CO_LTD" and cn_org.org_name_norm == "beijingmoumou technology"
     bill = records.loc["sales:L00000005"]
     assert bill.email is None and "email_was_phone" in list(bill.quality_flags)
     assert bill.phone_mobile == "+491709876543" and bill.given_name_canonical == "william"

@@ -64,7 +64,7 @@ def test_fold_keeps_a_syllable_for_hanzi_without_a_pinyin_reading() -> None:
 
 @pytest.mark.parametrize("raw, folded", [
     ("Müller", "mueller"), ("MÜLLER", "mueller"), ("Weiß", "weiss"), ("José", "jose"),
-    ("Hans-Peter", "hans peter"), ("  O'Brien ", "o brien"), ("北京", "beijing"),
+    ("Hans-Peter", "hans peter"), ("  O'Brien ", "obrien"), ("Xi'an", "xian"), ("北京", "beijing"),
 ])
 def test_fold_examples(raw: str, folded: str) -> None:
     assert fold(raw) == folded
@@ -250,11 +250,19 @@ def test_cn_resident_id_checked() -> None:
     ("Müller Bau Gesellschaft mit beschränkter Haftung", "mueller bau", "GMBH"),
     ("Acme Trading Co., Ltd.", "acme trading", "CO_LTD"),
     ("Acme Trading Company Limited", "acme trading", "CO_LTD"),
-    ("北京某某科技有限公司", "beijingmoumoukeji", "CO_LTD"),
+    ("北京某某科技有限公司", "beijingmoumou technology", "CO_LTD"),
     ("Siemens AG", "siemens", "AG"),
     ("Siemens Aktiengesellschaft", "siemens", "AG"),
     ("Huber GmbH & Co. KG", "huber", "GMBH_CO_KG"),
     ("Plain Name", "plain name", None),
+    # industry words of Chinese company names in English, as the company's English name has them
+    ("西安豪佳电子有限公司", "xianhaojia electronics", "CO_LTD"),
+    ("Xi'an Haojia Electronics Co., Ltd.", "xian haojia electronics", "CO_LTD"),
+    ("南京联软实业服务有限公司", "nanjinglianruan industrial services", "CO_LTD"),
+    ("Xian Haojia Dianzi", "xian haojia electronics", None),  # typed in pinyin
+    ("深圳趣市食品", "shenzhenqushi food", None),
+    # an industry word alone is the whole name, not translated away
+    ("电子", "dianzi", None),
 ])
 def test_legal_forms(name: str, norm: str, code) -> None:
     assert split_legal_form(name) == (norm, code)

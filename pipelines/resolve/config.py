@@ -83,6 +83,15 @@ def cluster_evidence_settings() -> dict[str, Any]:
     return {**defaults, **(load_resolution_settings().get("cluster_evidence") or {})}
 
 
+def cluster_conflict_settings() -> dict[str, Any]:
+    """When links inside a cluster are cut because two of its records conflict
+    (cluster_conflicts.py)."""
+    defaults = {"enabled": True, "max_cluster_size": 50, "ambiguity_margin": 2.0,
+                "guards": ["birth_date_conflict", "national_id_conflict", "suffix_conflict",
+                           "registration_conflict", "tax_id_conflict"]}
+    return {**defaults, **(load_resolution_settings().get("cluster_conflicts") or {})}
+
+
 def link_guards(party_type: str) -> list[dict[str, Any]]:
     return list((load_resolution_settings().get("link_guards") or {}).get(party_type) or [])
 

@@ -57,7 +57,7 @@ def _address_levels(has: Has) -> list:
     return levels
 
 
-def _area_levels(has: Has) -> list:
+def _area_levels(has: Has, with_email: bool = False) -> list:
     levels: list[Any] = []
     if has("postcode") and has("street"):
         levels.append(_sql("postcode_l = postcode_r "
@@ -65,6 +65,25 @@ def _area_levels(has: Has) -> list:
                            "Same postcode, similar street"))
     if has("postcode"):
         levels.append(cll.ExactMatchLevel("postcode").configure(label_for_charts="Same postcode"))
+    if has("city") and (has("postcode") or has("street")):
+        # A record that has only a city (a web lead) cannot show the same street: for it the
+        # same city is the whole address. Scored apart from "same city, different street",
+        # which EM rightly learns as evidence against (people at one address are one household).
+        # A different e-mail on both sides is kept apart: with nothing but a name and a city
+        # it is what tells a father from his son of the same name.
+        partial = " AND ".join(f"({c}_l IS NULL OR {c}_r IS NULL)"
+                               for c in ("postcode", "street_house")
+                               if has(c if c != "street_house" else "street"))
+        variants = [("", "Same city, no street to compare")]
+        if with_email:
+            variants = [(" AND email_l <> email_r",
+                         "Same city, no street to compare, different e-mail"),
+                        ("", "Same city, no street to compare")]
+        for extra, label in variants:
+            levels.append(cll.CustomLevel(f"city_l = city_r AND {partial}{extra}",
+                                          label_for_charts=label,
+                                          base_dialect_str=DUCKDB).configure(
+                tf_adjustment_column="city"))
     if has("city"):
         levels.append(cll.ExactMatchLevel("city", term_frequency_adjustments=True).configure(
             label_for_charts="Same city"))
@@ -93,7 +112,7 @@ def household_comparison(has: Has) -> cl.CustomComparison | None:
     if has("phone_landline"):
         levels.append(_sql("phone_landline_l = phone_landline_r",
                            "Same landline, address differs"))
-    levels += _area_levels(has)
+    levels += _area_levels(has, with_email=has("email"))
     return cl.CustomComparison(
         output_column_name="household",
         comparison_description="Address, household landline and e-mail, as one piece of evidence",
@@ -278,6 +297,9 @@ def org_name_comparison(has: Has) -> cl.CustomComparison:
         # before any similarity level: 'hoevel druckerei' vs 'hoevel druckerei beteiligungs'
         levels.append(_sql(f"({SIMILAR_NAME}) AND ({QUALIFIERS_DIFFER})", RELATED_COMPANY))
     levels.append(cll.ExactMatchLevel("org_name_norm", term_frequency_adjustments=True))
+    # "xianhaojia electronics" (from hanzi) and "xian haojia electronics" (its English name)
+    levels.append(_sql("replace(org_name_norm_l, ' ', '') = replace(org_name_norm_r, ' ', '')",
+                       "Same name, words run together or apart"))
     if has("org_name_tokens"):
         levels.append(_sql(SAME_TOKENS, "Same distinctive name tokens"))
     levels += [cll.JaroWinklerLevel("org_name_norm", 0.95),
@@ -445,9 +467,9 @@ BLOCKING_CANDIDATES: dict[str, list[CandidateRule]] = {
         # this quadratic on its own, so it also needs the birth date or the postcode
         CandidateRule((*SWAPPED, "birth_date"), (*reversed(SWAPPED), "birth_date")),
         CandidateRule((*SWAPPED, "postcode"), (*reversed(SWAPPED), "postcode")),
-        # for exports without postcodes
-        CandidateRule(("given_name_canonical", "family_name_norm", "city"),
-                      only_without=("postcode",)),
+        # records without a postcode or birth date (web leads: a name, a city, maybe an e-mail);
+        # the per-record limit drops it where common names make it quadratic
+        _rule("given_name_canonical", "family_name_norm", "city"),
     ],
     "organization": [
         _rule("registration_id"), _rule("tax_id"),
@@ -457,6 +479,8 @@ BLOCKING_CANDIDATES: dict[str, list[CandidateRule]] = {
         # the same company under a spelling that changes the folded name
         CandidateRule(("array_to_string(list_sort(org_name_tokens), ' ')", "postcode")),
         CandidateRule(("postcode", "substr(org_name_norm, 1, 4)")),
+        # hanzi names fold to run-together pinyin; their English twins have spaces
+        CandidateRule(("replace(org_name_norm, ' ', '')", "city")),
     ],
 }
 

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.resolve.backend import backend_name, backend_options, database_api, duckdb_connection
+from pipelines.resolve.cluster_conflicts import split_conflicted_clusters
 from pipelines.resolve.cluster_evidence import cluster_evidence_links
 from pipelines.resolve.config import (
     PARTY_TYPES,
+    cluster_conflict_settings,
     cluster_evidence_settings,
     link_guards,
     model_fit_settings,
@@ -139,18 +141,23 @@ def connected_clusters(db_api, nodes_table: str, edges_table: str, match_weight:
         threshold_match_weight=match_weight)
 
 
-def blocked_by_sql(model: dict[str, Any], party_type: str) -> tuple[str, list[str]]:
+def blocked_by_sql(model: dict[str, Any], party_type: str, only: set[str] | None = None
+                   ) -> tuple[str, list[str]]:
     """CASE expression naming the first link guard (resolution.yaml) that blocks a pair, and
-    notes on guards skipped or narrowed because the model lacks what they name."""
+    notes on guards skipped or narrowed because the model lacks what they name (`only`: just
+    the guards of these names)."""
     guards, notes = [], []
     for guard in link_guards(party_type):
+        if only is not None and guard["name"] not in only:
+            continue
         applied, guard_notes = applicable_guard(model, guard)
         notes += guard_notes
         if applied:
             guards.append(applied)
     if not guards:
         return "NULL::VARCHAR", notes
-    whens = " ".join(f"WHEN {guard_sql(model, g)} THEN '{g['name']}'" for g in guards)
+    whens = " ".join(f"WHEN {guard_sql(model, g)} THEN {quote_literal(g['name'])}"
+                     for g in guards)
     return f"CASE {whens} END", notes
 
 
@@ -261,6 +268,15 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
             con, f"pairs_{party_type}", clusters_table, model, cut.match, evidence_cfg)
     if n_cluster_evidence:
         clusters_table = cluster(2)
+    # a chain of links through an ambiguous record (a lead with only a name and a city) must not
+    # join two people: score the pairs inside clusters and cut where they conflict
+    scorer = linker if engine != "spark" else _linker(db_api, f"input_{party_type}", model)
+    conflict_cfg = cluster_conflict_settings()
+    conflict_sql, _ = blocked_by_sql(model, party_type, only=set(conflict_cfg["guards"]))
+    conflicts = split_conflicted_clusters(con, scorer, f"pairs_{party_type}", clusters_table,
+                                          conflict_sql, conflict_cfg)
+    if conflicts["links_cut"]:
+        clusters_table = cluster(3)
     con.execute(f"""COPY (SELECT * EXCLUDE (_guard) FROM pairs_{party_type}
                           ORDER BY source_record_id_l, source_record_id_r)
                     TO {quote_literal(pairs_part)} (FORMAT parquet)""")
@@ -289,6 +305,7 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
         "pairs_kept": int(pairs_kept),
         "links": int(links),
         "links_by_cluster_evidence": n_cluster_evidence,
+        "cluster_conflicts": conflicts,
         "links_blocked_by_guards": {k: int(v) for k, v in blocked.items()},
         "clusters": int(n_clusters),
         "model_fit": fit,

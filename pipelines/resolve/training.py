@@ -173,27 +173,57 @@ def _rule_columns(rule: CandidateRule) -> set[str]:
     return set(get_columns_used_from_sql(rule.sql, "duckdb"))
 
 
-def _run_em(linker, con, table: str, party_type: str, n: int, has, cfg: dict[str, Any]
+def _source_reach(profile: dict[str, Any], cfg: dict[str, Any]
+                  ) -> tuple[list[str], Any]:
+    """The sources that hold a real share of the records, and `reaches(columns, source)`: whether
+    the source fills those columns on most of its records (so its pairs take part in a pass
+    blocking on them, or its records carry the comparison's evidence)."""
+    em = cfg["em"]
+    total = max(int(profile.get("records", 0)), 1)
+    sources = [s for s, entry in profile.get("by_source", {}).items()
+               if entry["records"] / total >= float(em.get("source_min_share", 0.05))]
+
+    def reaches(cols: set[str], source: str) -> bool:
+        rates = profile["by_source"][source]["fill_rate"]
+        return all(rates.get(c, 0.0) >= 0.5 for c in cols)
+
+    return sources, reaches
+
+
+def _run_em(linker, con, table: str, party_type: str, n: int, has, cfg: dict[str, Any],
+            profile: dict[str, Any] | None = None
             ) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """EM passes until each comparison has m estimated `estimates_per_comparison` times (a pass
-    estimates the comparisons whose fields it does not block on), at most `max_passes`."""
+    estimates the comparisons whose fields it does not block on), at most `max_passes`.
+
+    Each comparison's m must also be learnt from the pairs of every source whose records carry
+    its evidence: a pass blocking on fields one source rarely fills (birth date, mobile) never
+    sees that source's pairs, and m learnt without them mis-scores its records (web leads with
+    only a name and a city). Passes continue until every such source is reached.
+    """
     from splink.internals.exceptions import SplinkException
 
     em = cfg["em"]
     target, max_passes = int(em["estimates_per_comparison"]), int(em["max_passes"])
     columns = _comparison_columns(linker)
     estimated = dict.fromkeys(columns, 0)
+    sources, reaches = _source_reach(profile or {"records": 0, "by_source": {}}, cfg)
+    # (comparison, source) pairs still to learn from: the source fills one of its fields
+    unreached = {(c, s) for c, cols in columns.items() for s in sources
+                 if any(reaches({col}, s) for col in cols)}
     passes: list[dict[str, Any]] = []
     for rule in EM_CANDIDATES[party_type]:
         if sum(1 for p in passes if "estimated" in p) >= max_passes:
             break
-        if all(v >= target for v in estimated.values()):
+        if all(v >= target for v in estimated.values()) and not unreached:
             break
         if not rule_populated(rule, has):
             continue
         blocked = _rule_columns(rule)
         covers = [c for c, cols in columns.items() if not cols & blocked]
-        if not any(estimated[c] < target for c in covers):
+        reached = {(c, s) for c in covers for s in sources
+                   if (c, s) in unreached and reaches(blocked, s)}
+        if not any(estimated[c] < target for c in covers) and not reached:
             continue
         count = prefilter_count(con, table, rule)
         row: dict[str, Any] = {"rule": rule.sql, "pairs": count}
@@ -209,8 +239,13 @@ def _run_em(linker, con, table: str, party_type: str, n: int, has, cfg: dict[str
             row["skipped"] = f"EM failed: {str(error).splitlines()[0]}"
             continue
         row["estimated"] = covers
+        row["sources"] = sorted(s for s in sources if reaches(blocked, s))
+        unreached -= reached
         for c in covers:
             estimated[c] += 1
+    if unreached:
+        log.info("EM saw no pass reaching: %s", ", ".join(
+            f"{c} in {s}" for c, s in sorted(unreached)))
     return estimated, passes
 
 
@@ -297,7 +332,7 @@ def train_party_model(records_path, party_type: str, seed: int,
                                     f"Splink could not estimate u or the prior ({error})"
                                     ) from None
         clock.lap("prior_and_u")
-        estimated, em_passes = _run_em(linker, con, table, party_type, n, has, cfg)
+        estimated, em_passes = _run_em(linker, con, table, party_type, n, has, cfg, profile)
         clock.lap("em")
         unestimated = [c for c, k in estimated.items() if k == 0]
         if not unestimated:

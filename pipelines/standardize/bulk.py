@@ -28,7 +28,7 @@ from pipelines.standardize.addresses import (
 from pipelines.standardize.contact import SIMPLE_EMAIL, standardize_email
 from pipelines.standardize.text import nfkc
 
-HAN_SQL = r"'[\x{3400}-\x{4dbf}\x{4e00}-\x{9fff}\x{f900}-\x{faff}]'"
+HAN_SQL = r"'[\x{3400}-\x{4dbf}\x{4e00}-\x{9fff}\x{f900}-\x{faff}\x{20000}-\x{2ebef}]'"  # as text.HAN_RUN
 ADDRESS_PARTS = ("street_line", "one_line", "street", "house_number", "postcode", "city", "country")
 
 

@@ -43,8 +43,52 @@ def legal_form_variants() -> tuple[list[tuple[tuple[str, ...], str]], list[tuple
     return latin, han
 
 
+@cache
+def industry_terms() -> tuple[list[tuple[str, str]], list[tuple[tuple[str, ...], str]]]:
+    """(hanzi term -> English words, pinyin word sequence -> English words), longest first
+    (schemas/reference/org_terms.yaml)."""
+    from pipelines.standardize.text import pinyin
+
+    ref = yaml.safe_load((SCHEMAS_DIR / "reference" / "org_terms.yaml").read_text(encoding="utf-8"))
+    han = sorted(ref["zh_en"].items(), key=lambda item: -len(item[0]))
+    # pinyin as one word and syllable by syllable ("dianzi", "dian zi")
+    romanised: dict[tuple[str, ...], str] = {}
+    for term, english in han:
+        romanised.setdefault((pinyin(term),), english)
+    return han, sorted(romanised.items(), key=lambda item: -len(item[0]))
+
+
+def _translate_han(name: str) -> str:
+    """Industry words at the end of a hanzi name in English: "西安豪佳电子" -> "西安豪佳 electronics"."""
+    han, _ = industry_terms()
+    english: list[str] = []
+    while True:
+        for term, words in han:
+            if name.endswith(term) and len(name) > len(term):
+                english.insert(0, words)
+                name = name[: -len(term)]
+                break
+        else:
+            return " ".join([name, *english])
+
+
+def _translate_pinyin(words: tuple[str, ...]) -> tuple[str, ...]:
+    """Industry words written in pinyin at the end of a Latin name, in English."""
+    _, romanised = industry_terms()
+    tail: list[str] = []
+    while True:
+        for variant, english in romanised:
+            if len(words) > len(variant) and words[-len(variant):] == variant:
+                tail[:0] = english.split()
+                words = words[: -len(variant)]
+                break
+        else:
+            return words + tuple(tail)
+
+
 def split_legal_form(name: str | None) -> tuple[str | None, str | None]:
-    """(org_name_norm, legal form code): "Müller Bau GmbH" -> ("mueller bau", "GMBH")."""
+    """(org_name_norm, legal form code): "Müller Bau GmbH" -> ("mueller bau", "GMBH"),
+    "西安豪佳电子有限公司" -> ("xianhaojia electronics", "CO_LTD")."""
     name = nfkc(name)
     if name is None:
         return None, None
@@ -52,12 +96,14 @@ def split_legal_form(name: str | None) -> tuple[str | None, str | None]:
     compact = name.replace(" ", "")
     for suffix, code in han:
         if compact.endswith(suffix) and len(compact) > len(suffix):
-            return fold(compact[: -len(suffix)]), code
+            return fold(_translate_han(compact[: -len(suffix)])), code
+    if has_han(compact):
+        return fold(_translate_han(compact)), None
     words = tuple((fold(name) or "").split())
     for variant, code in latin:
         if len(words) > len(variant) and words[-len(variant):] == variant:
-            return " ".join(words[: -len(variant)]), code
-    return " ".join(words) or None, None
+            return " ".join(_translate_pinyin(words[: -len(variant)])), code
+    return " ".join(_translate_pinyin(words)) or None, None
 
 
 # Legal forms that are also ordinary short words or initials: only in their own capitals

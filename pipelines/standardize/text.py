@@ -18,6 +18,7 @@ GERMAN_SPELLING = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss",
                                  "Ü": "Ue", "ẞ": "SS"})
 HAN_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]+")
 NOT_WORD = re.compile(r"[^a-z0-9]+")
+APOSTROPHES = re.compile(r"['`\u2019\u02bc]")
 
 
 def nfkc(text: str | None) -> str | None:
@@ -56,5 +57,6 @@ def fold(text: str | None) -> str | None:
     text = text.translate(GERMAN_SPELLING)
     if has_han(text):
         text = HAN_RUN.sub(lambda m: f" {pinyin(m.group())} ", text)
-    folded = NOT_WORD.sub(" ", anyascii(text).lower()).strip()
+    # apostrophes join: "Xi'an" is the city hanzi 西安 folds to (xian), "O'Brien" is obrien
+    folded = NOT_WORD.sub(" ", APOSTROPHES.sub("", anyascii(text)).lower()).strip()
     return folded or None
