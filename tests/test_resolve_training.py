@@ -265,3 +265,51 @@ def test_an_english_next_to_a_chinese_given_name_is_not_a_different_given_name()
     namesakes = {**pair, "given_name_norm_r": "peter", "given_name_origin_r": "western",
                  "given_name_variants_r": ["peter"], "name_tokens_r": "peter wang"}
     assert _first_level(levels, namesakes) == "Different given name"
+
+
+def _household_pair(**values) -> dict:
+    columns = ["street_house", "street_key", "street", "house_number", "postcode", "city",
+               "phone_landline", "email"]
+    pair = {f"{c}_{side}": None for c in columns for side in "lr"}
+    return {**pair, **values}
+
+
+def test_a_lead_with_only_a_city_is_not_scored_as_a_different_street():
+    levels = _levels("person", "household")
+    lead = _household_pair(city_l="nuernberg", city_r="nuernberg", postcode_r="90280",
+                           street_r="hauptstr", street_house_r="hauptstr 1", house_number_r="1")
+    assert _first_level(levels, lead) == "Same city, no street to compare"
+    other_mail = {**lead, "email_l": "stefan67@gmx.de", "email_r": "s.schneider@web.de"}
+    assert _first_level(levels, other_mail) == "Same city, no street to compare, different e-mail"
+    moved = {**lead, "postcode_l": "90372", "street_l": "ringstr", "street_house_l": "ringstr 9",
+             "house_number_l": "9"}
+    assert _first_level(levels, moved) == "Same city"
+
+
+def test_a_hanzi_company_name_and_its_english_name_are_the_same_name():
+    from pipelines.standardize.organizations import split_legal_form
+
+    hanzi, _ = split_legal_form("西安豪佳电子有限公司")
+    english, _ = split_legal_form("Xi'an Haojia Electronics Co., Ltd.")
+    levels = _levels("organization", "org_name")
+    pair = {"org_name_norm_l": hanzi, "org_name_norm_r": english,
+            "org_name_tokens_l": sorted(hanzi.split()), "org_name_tokens_r": sorted(english.split()),
+            "org_name_qualifiers_l": [], "org_name_qualifiers_r": []}
+    assert _first_level(levels, pair) == "Same name, words run together or apart"
+
+
+def test_em_passes_go_on_until_every_source_is_reached():
+    """A source of web leads fills neither birth date nor mobile: passes blocking on those never
+    see its pairs, so one that does (the e-mail) is added."""
+    from pipelines.resolve.training import _source_reach
+
+    profile = {"records": 1000, "by_source": {
+        "servicing": {"records": 600, "fill_rate": {"birth_date": 0.97, "phone_mobile": 0.9,
+                                                     "email": 0.8, "city": 1.0}},
+        "sales": {"records": 400, "fill_rate": {"birth_date": 0.1, "phone_mobile": 0.18,
+                                                 "email": 0.82, "city": 1.0}},
+        "tiny": {"records": 10, "fill_rate": {}}}}
+    sources, reaches = _source_reach(profile, {"em": {"source_min_share": 0.05}})
+    assert sources == ["servicing", "sales"]  # 1% of the records is not a source to wait for
+    assert reaches({"birth_date"}, "servicing") and not reaches({"birth_date"}, "sales")
+    assert reaches({"email"}, "sales") and not reaches({"email", "phone_mobile"}, "sales")

@@ -407,6 +407,29 @@ def _organizations(cols, rng, pools: Pools, n, org, is_cn, city_idx) -> None:
     cn_base = city_p + " " + pools.cn_brands_pinyin[brand_i] + " " + ind_e
     cn_native = city_h + pools.cn_brands[brand_i] + ind_h + "有限公司"
     base = np.where(cn, cn_base, np.where(form == "LTD", en_base, de_base))
+    # Registers refuse a second company of the same name in one place (HGB §30, China's name
+    # registration): a name drawn twice for one city is drawn again. Namesakes on purpose are
+    # the hard negatives (related companies, owners' companies), made after this.
+    for _ in range(10):
+        again = _repeated(base, city_idx[k])
+        if not again.any():
+            break
+        j = np.flatnonzero(again)
+        brand_j = rng.integers(0, len(pools.cn_brands), len(j))
+        industry_j = rng.integers(0, len(CN_INDUSTRIES), len(j))
+        brand_i[j], industry_i[j] = brand_j, industry_j
+        ind_h[j] = np.array([i[0] for i in CN_INDUSTRIES], dtype=object)[industry_j]
+        ind_e[j] = np.array([i[1] for i in CN_INDUSTRIES], dtype=object)[industry_j]
+        cn_base[j] = city_p[j] + " " + pools.cn_brands_pinyin[brand_j] + " " + ind_e[j]
+        cn_native[j] = city_h[j] + pools.cn_brands[brand_j] + ind_h[j] + "有限公司"
+        de_base[j] = (np.where(rng.random(len(j)) < 0.5,
+                               pools.de_family[rng.integers(0, len(pools.de_family), len(j))],
+                               np.array(DE_BRANDS, dtype=object)[rng.integers(0, len(DE_BRANDS), len(j))])
+                      + " " + np.array(DE_INDUSTRIES, dtype=object)[
+                          rng.integers(0, len(DE_INDUSTRIES), len(j))])
+        en_base[j] = (pools.en_family[rng.integers(0, len(pools.en_family), len(j))] + " "
+                      + np.array(EN_INDUSTRIES, dtype=object)[rng.integers(0, len(EN_INDUSTRIES), len(j))])
+        base = np.where(cn, cn_base, np.where(form == "LTD", en_base, de_base))
     for name in ["org_name", "org_name_base", "org_legal_form", "org_name_native", "registration_id"]:
         cols[name] = np.full(n, None, dtype=object)
     cols["org_name_base"][k] = base
@@ -420,6 +443,15 @@ def _organizations(cols, rng, pools: Pools, n, org, is_cn, city_idx) -> None:
     cols["registration_type"] = np.full(n, None, dtype=object)
     cols["registration_type"][k] = np.where(cn, "cn_uscc", "de_handelsregister")
     refresh_org_names(cols, k)
+
+
+def _repeated(names: np.ndarray, places: np.ndarray) -> np.ndarray:
+    """True for every (name, place) after its first occurrence."""
+    keys = np.array([f"{p}\x1f{n}" for n, p in zip(names, places, strict=True)], dtype=object)
+    _, first = np.unique(keys.astype(str), return_index=True)
+    repeated = np.ones(len(keys), dtype=bool)
+    repeated[first] = False
+    return repeated
 
 
 def _us_organizations(cols, rng, pools: Pools, us_org: np.ndarray) -> None:
@@ -569,6 +601,13 @@ def _emails(cols, rng, n, is_cn, person, groups, west: str = "DE") -> None:
     org_domain = np.array([
         (b or "").lower().replace(" ", "-") for b in ascii_fold(
             pa.array(cols["org_name_base"], pa.string())).to_numpy(zero_copy_only=False)], dtype=object)
+    # a web domain belongs to one company: a namesake elsewhere adds its city
+    orgs = np.flatnonzero(~person)
+    taken = _repeated(org_domain[orgs], np.zeros(len(orgs), dtype=int))
+    city_slug = np.array([(c or "").lower().replace(" ", "-") for c in ascii_fold(
+        pa.array(cols["city"][orgs[taken]], pa.string())).to_numpy(zero_copy_only=False)],
+        dtype=object)
+    org_domain[orgs[taken]] = org_domain[orgs[taken]] + "-" + city_slug
     org_mail = np.where(rng.random(n) < 0.5, "info@", "kontakt@").astype(object) + org_domain + np.where(
         is_cn, ".com.cn", ".com" if west == "US" else ".de").astype(object)
     email = np.where(person, personal, org_mail)

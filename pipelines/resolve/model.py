@@ -57,7 +57,7 @@ def _address_levels(has: Has) -> list:
     return levels
 
 
-def _area_levels(has: Has, with_email: bool = False) -> list:
+def _area_levels(has: Has, with_email: bool = False, city_only: bool = True) -> list:
     levels: list[Any] = []
     if has("postcode") and has("street"):
         levels.append(_sql("postcode_l = postcode_r "
@@ -65,7 +65,7 @@ def _area_levels(has: Has, with_email: bool = False) -> list:
                            "Same postcode, similar street"))
     if has("postcode"):
         levels.append(cll.ExactMatchLevel("postcode").configure(label_for_charts="Same postcode"))
-    if has("city") and (has("postcode") or has("street")):
+    if city_only and has("city") and (has("postcode") or has("street")):
         # A record that has only a city (a web lead) cannot show the same street: for it the
         # same city is the whole address. Scored apart from "same city, different street",
         # which EM rightly learns as evidence against (people at one address are one household).
@@ -346,7 +346,9 @@ def org_address_comparison(has: Has) -> cl.CustomComparison | None:
         comparison_levels=[
             _sql(_both_null(columns), "Address missing").configure(is_null_level=True),
             *_address_levels(has),
-            *_area_levels(has),
+            # not for companies: namesake companies in one city (branches, successors, the
+            # shelf companies of one founder) are common, and a city adds nothing to a name
+            *_area_levels(has, city_only=False),
             cll.ElseLevel().configure(label_for_charts="Different address"),
         ])
 
@@ -467,6 +469,7 @@ BLOCKING_CANDIDATES: dict[str, list[CandidateRule]] = {
         # this quadratic on its own, so it also needs the birth date or the postcode
         CandidateRule((*SWAPPED, "birth_date"), (*reversed(SWAPPED), "birth_date")),
         CandidateRule((*SWAPPED, "postcode"), (*reversed(SWAPPED), "postcode")),
+        CandidateRule((*SWAPPED, "city"), (*reversed(SWAPPED), "city")),
         # records without a postcode or birth date (web leads: a name, a city, maybe an e-mail);
         # the per-record limit drops it where common names make it quadratic
         _rule("given_name_canonical", "family_name_norm", "city"),
