@@ -14,8 +14,9 @@ from pipelines.ingest.mapping import ValueExpr
 from pipelines.sql import quote_literal
 
 # C0/C1 controls (tab, CR, LF, NUL, ...) and the invisible format characters that reorder or hide
-# text (bidi overrides, zero-width joiners, BOM): each run replaced by one space.
-CONTROL_SQL = (r"'[\x00-\x1f\x7f-\x9f\x{200b}-\x{200f}\x{202a}-\x{202e}\x{2060}-\x{2069}"
+# text (bidi overrides, zero-width joiners, BOM), and the Unicode line and paragraph separators
+# (U+2028, U+2029) that end a line in JSON readers and editors: each run replaced by one space.
+CONTROL_SQL = (r"'[\x00-\x1f\x7f-\x9f\x{200b}-\x{200f}\x{2028}-\x{202e}\x{2060}-\x{2069}"
                r"\x{feff}]+'")
 
 

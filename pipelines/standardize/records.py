@@ -273,6 +273,10 @@ def _list_literal(values: list, sql_type: str) -> str:
 def _literal(value) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_literal(v) for v in value) + "]"
+    if isinstance(value, str) and ("\x00" in value or not value.isascii()):
+        # SQL text holds no NUL or lone surrogate; cleaning turns control characters into a
+        # space anyway (ingest/columns.py), and a lone surrogate is no character
+        value = value.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8")
     return literal(value)
 
 

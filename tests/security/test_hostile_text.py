@@ -42,7 +42,6 @@ def _control_characters(frame: pd.DataFrame) -> list[str]:
             if isinstance(value, str) and CONTROL.search(value)]
 
 
-@pytest.mark.xfail(strict=True, reason=NOT_YET.format("stripping U+2028/U+2029 line separators"))
 def test_control_characters_never_reach_canonical_text():
     rows = _sales_rows()
     rows.loc[0, ["first_name", "last_name", "street_address", "city"]] = [
