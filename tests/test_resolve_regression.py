@@ -22,7 +22,10 @@ SEED = 11
 # Cantonese names, companies typed as persons, whole names in the family field), same models:
 # precision 0.99132, recall 0.99478 (7,768 records, 9 false merges -- 8 of them organizations,
 # 14 of 17 related-company pairs merged -- and 30 splits).
-MEASURED = {"precision": 0.9913, "recall": 0.9948}
+# Re-measured with models v4 (2026-12-01: derived with related-company tokens and qualifiers,
+# name origin, cluster conflicts on): precision 0.99652, recall 0.99734 (7,768 records, 4 of 17
+# related-company pairs merged).
+MEASURED = {"precision": 0.9965, "recall": 0.9973}
 MARGIN = {"precision": 0.005, "recall": 0.01}
 
 
@@ -53,6 +56,6 @@ def test_hard_negatives_stay_apart(evaluation):
     # a company and its owner are never one customer: party types are resolved separately
     assert groups.get("company_owner", {"merged": 0})["merged"] == 0
     related = groups.get("related_company", {"merged": 0, "entity_pairs": 0})
-    # measured 15 of 17 on the merged code (derived models v3, trained before org_name_tokens and
-    # org_name_qualifiers existed, so the related-company guard is skipped): must not get worse
-    assert related["merged"] <= 15, related
+    # 15 of 17 with models v3 (trained before org_name_tokens and org_name_qualifiers existed),
+    # 4 of 17 with v4: must not get worse
+    assert related["merged"] <= 5, related

@@ -203,14 +203,14 @@ def test_a_config_folder_needs_only_the_models_lines(tmp_path):
 
     (tmp_path / "models").mkdir()
     (tmp_path / "resolution.yaml").write_text(
-        "models:\n  person: models/person-v3.json\n", encoding="utf-8")
+        "models:\n  person: models/person-v4.json\n", encoding="utf-8")
     code = ("from pipelines.resolve.config import model_paths, thresholds; "
             "print(model_paths()['person']); print(model_paths()['organization']); "
             "print(thresholds('person').match)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "UCV_CONFIG_DIR": str(tmp_path)}).stdout.split()
-    assert out[0] == str(tmp_path / "models" / "person-v3.json")
-    assert out[1].endswith("schemas/models/organization-v3.json")  # the project's, not overlaid
+    assert out[0] == str(tmp_path / "models" / "person-v4.json")
+    assert out[1].endswith("schemas/models/organization-v4.json")  # the project's, not overlaid
     assert float(out[2]) > 0
 
 
