@@ -30,6 +30,11 @@ def test_duckdb_sql_is_translated_to_spark_functions():
     assert to_spark_sql("damerau_levenshtein(x_l, x_r) <= 1").lower() == \
         "damerau_levenshtein(x_l, x_r) <= 1"
     assert to_spark_sql('l."email" = r."email"') == "l.`email` = r.`email`"
+    # list functions the related-company level uses (models v4)
+    assert to_spark_sql("list_has_all(org_name_tokens_l, org_name_tokens_r)").lower() == \
+        "size(array_except(org_name_tokens_r, org_name_tokens_l)) = 0"
+    assert to_spark_sql("len(org_name_tokens_l) > 0").lower() == "size(org_name_tokens_l) > 0"
+    assert to_spark_sql("len(org_name_norm_l) > 0").lower() == "length(org_name_norm_l) > 0"
 
 
 @pytest.mark.parametrize("party_type", ["person", "organization"])
@@ -42,6 +47,7 @@ def test_every_saved_model_translates_and_keeps_its_parameters(party_type):
             assert la.get("m_probability") == lb.get("m_probability")
             assert '"' not in la["sql_condition"]  # DuckDB identifier quotes are gone
             assert "jaro_winkler_similarity" not in la["sql_condition"].lower()
+            assert "list_has_all" not in la["sql_condition"].lower()
 
 
 def _pyspark_available() -> bool:

@@ -8,7 +8,8 @@ customers were never linked to each other, only to the lead.
 Here every pair inside a cluster of up to `max_cluster_size` records is scored (with Splink, the
 pairs blocking never produced included), and a pair is a conflict — the two records are
 different people — when it raises one of the link guards named in `guards` (a different birth
-date or national ID). A different given name is no conflict inside a cluster: "Joe Ma" and
+date or national ID) and scores below `max_weight` (one person whose birth date one system
+mistyped still scores far above the match threshold on name, e-mail, phone and address). A different given name is no conflict inside a cluster: "Joe Ma" and
 "Bin Ma" with one e-mail and birth date, or "Wai Lee" and "Hui Li", are one person. In a cluster with a conflict the links are replayed strongest
 first; a link that would join two groups holding a conflict is cut, and a record whose cut link
 was about as strong as the link that kept it (within `ambiguity_margin` bits) is ambiguous — it

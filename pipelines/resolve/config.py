@@ -87,6 +87,7 @@ def cluster_conflict_settings() -> dict[str, Any]:
     """When links inside a cluster are cut because two of its records conflict
     (cluster_conflicts.py)."""
     defaults = {"enabled": True, "max_cluster_size": 50, "ambiguity_margin": 2.0,
+                "max_weight": {"person": 12.0},
                 "guards": ["birth_date_conflict", "national_id_conflict", "suffix_conflict",
                            "registration_conflict", "tax_id_conflict"]}
     return {**defaults, **(load_resolution_settings().get("cluster_conflicts") or {})}

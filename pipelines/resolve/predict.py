@@ -272,7 +272,13 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
     # join two people: score the pairs inside clusters and cut where they conflict
     scorer = linker if engine != "spark" else _linker(db_api, f"input_{party_type}", model)
     conflict_cfg = cluster_conflict_settings()
-    conflict_sql, _ = blocked_by_sql(model, party_type, only=set(conflict_cfg["guards"]))
+    guards_sql, _ = blocked_by_sql(model, party_type, only=set(conflict_cfg["guards"]))
+    # a pair scoring far above the match threshold on its own (one person whose birth date one
+    # system mistyped: same name, e-mail, phone, address) is no conflict; namesakes with
+    # different birth dates, even a father and son at one address, score well below it
+    max_weight = (conflict_cfg.get("max_weight") or {}).get(party_type)
+    conflict_sql = (guards_sql if max_weight is None else
+                    f"CASE WHEN match_weight < {float(max_weight)} THEN {guards_sql} END")
     conflicts = split_conflicted_clusters(con, scorer, f"pairs_{party_type}", clusters_table,
                                           conflict_sql, conflict_cfg)
     if conflicts["links_cut"]:

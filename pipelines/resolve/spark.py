@@ -19,6 +19,9 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# list-typed columns of the comparison table (features.COLUMN_TYPES, nickname variants)
+LIST_COLUMNS = frozenset({"org_name_tokens", "org_name_qualifiers", "given_name_variants"})
+
 # Splink's Spark similarity jar names these UDFs differently from DuckDB's built-ins
 _SPARK_FUNCTION_NAMES = {"jaro_winkler_similarity": "jaro_winkler", "jaro_similarity": "jaro_sim"}
 
@@ -37,7 +40,20 @@ def to_spark_sql(sql: str) -> str:
 
     tree = sqlglot.parse_one(sql, read="duckdb")
 
+    def is_list(node: exp.Expression) -> bool:
+        """A list-typed column of the comparison table (its `_l`/`_r` side)."""
+        return (isinstance(node, exp.Column)
+                and node.name.rsplit("_", 1)[0] in LIST_COLUMNS)
+
     def rewrite(node: exp.Expression) -> exp.Expression:
+        # DuckDB's len() of a list is Spark's size(); sqlglot reads it as a string length
+        if isinstance(node, exp.Length) and is_list(node.this):
+            return exp.ArraySize(this=node.this)
+        # list_has_all(a, b): every element of b is in a
+        if isinstance(node, exp.Anonymous) and node.name.lower() == "list_has_all":
+            a, b = node.expressions
+            return exp.EQ(this=exp.ArraySize(this=exp.Anonymous(
+                this="array_except", expressions=[b, a])), expression=exp.Literal.number(0))
         if isinstance(node, exp.ArrayOverlaps):
             return exp.Anonymous(this="arrays_overlap", expressions=[node.this, node.expression])
         if isinstance(node, exp.JarowinklerSimilarity):
