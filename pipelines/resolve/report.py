@@ -173,8 +173,10 @@ def write_report(path: Path, trained) -> Path:
         "<h2>Training</h2><h3>Deterministic rules (prior)</h3>",
         _table(["rule"], [[r] for r in report["deterministic_rules"]]),
         "<h3>EM passes</h3>",
-        _table(["blocking rule", "pairs", "m estimated for", "skipped"],
-               [[p["rule"], p["pairs"], ", ".join(p.get("estimated", [])), p.get("skipped", "")]
+        _table(["blocking rule", "pairs", "m estimated for", "levels this pass never saw",
+                "skipped"],
+               [[p["rule"], p["pairs"], ", ".join(p.get("estimated", [])),
+                 "; ".join(p.get("levels_not_observed", [])), p.get("skipped", "")]
                 for p in report["em_passes"]]),
         _table(["comparison", "EM passes that estimated m"], sorted(report["m_estimates"].items())),
         "<h2>m, u and weight per level</h2>",

@@ -12,6 +12,7 @@ missing evidence. Nightly runs only load these files (see predict.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -190,6 +191,33 @@ def _source_reach(profile: dict[str, Any], cfg: dict[str, Any]
     return sources, reaches
 
 
+class _UnobservedLevels(logging.Filter):
+    """Splink warns once per level an EM pass never sees ("Level X on comparison Y not observed
+    in dataset"); another pass usually estimates it. Kept for the report, off the console."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.levels: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        match = re.search(r"Level (.+) on comparison (\S+) not observed", record.getMessage())
+        if match:
+            self.levels.add(f"{match.group(2)}: {match.group(1)}")
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _unobserved_levels_quiet():
+    em_log = logging.getLogger("splink.internals.expectation_maximisation")
+    quiet = _UnobservedLevels()
+    em_log.addFilter(quiet)
+    try:
+        yield quiet.levels
+    finally:
+        em_log.removeFilter(quiet)
+
+
 def _run_em(linker, con, table: str, party_type: str, n: int, has, cfg: dict[str, Any],
             profile: dict[str, Any] | None = None
             ) -> tuple[dict[str, int], list[dict[str, Any]]]:
@@ -233,11 +261,14 @@ def _run_em(linker, con, table: str, party_type: str, n: int, has, cfg: dict[str
                               f"{float(em['max_pairs']):,.0f})")
             continue
         try:
-            linker.training.estimate_parameters_using_expectation_maximisation(
-                rule.sql, estimate_without_term_frequencies=True)
+            with _unobserved_levels_quiet() as unobserved:
+                linker.training.estimate_parameters_using_expectation_maximisation(
+                    rule.sql, estimate_without_term_frequencies=True)
         except SplinkException as error:
             row["skipped"] = f"EM failed: {str(error).splitlines()[0]}"
             continue
+        if unobserved:
+            row["levels_not_observed"] = sorted(unobserved)
         row["estimated"] = covers
         row["sources"] = sorted(s for s in sources if reaches(blocked, s))
         unreached -= reached
