@@ -614,10 +614,7 @@ def _emails(cols, rng, n, is_cn, person, groups, west: str = "DE") -> None:
     email[person & (rng.random(n) > 0.85)] = None
     # distinct entities must not share an address unless a household shares it on purpose
     present = np.flatnonzero(email != None)  # noqa: E711
-    _, first = np.unique(email[present].astype(str), return_index=True)
-    dup = np.ones(len(present), dtype=bool)
-    dup[first] = False
-    clash = present[dup]
+    clash = present[_repeated(email[present], np.zeros(len(present), dtype=int))]
     email[clash] = [e.replace("@", f".{i}@", 1) for e, i in zip(email[clash], clash, strict=True)]
     for kind, members, heads, ranks in groups:
         if kind != "household":

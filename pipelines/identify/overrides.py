@@ -182,16 +182,21 @@ def append_override(
     conflicts = must_link_conflicts(latest_decisions([*existing, candidate]))
     if conflicts:
         raise OverridesInvalid(conflicts)
+    append_decision_rows(path, [(left, right, decision, candidate.decided_by, decided_at,
+                                 candidate.reason)])
+    return candidate
+
+
+def append_decision_rows(path: Path, rows: list[tuple[str, ...]]) -> None:
+    """Append rows in the overrides format (header first in a new file), formula-safe."""
     new_file = not path.exists() or path.stat().st_size == 0
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         if new_file:
             writer.writerow(OVERRIDE_COLUMNS)
-        # stewards open this file in spreadsheets: no cell may start a formula
-        writer.writerow([formula_safe(v) for v in (left, right, decision, candidate.decided_by,
-                                                   decided_at, candidate.reason)])
-    return candidate
+        # stewards open these files in spreadsheets: no cell may start a formula
+        writer.writerows([formula_safe(v) for v in row] for row in rows)
 
 
 def utc_timestamp(moment: datetime) -> str:

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.clock import utc_now
-from pipelines.fileio import formula_safe, formula_unsafe
+from pipelines.fileio import formula_unsafe
 from pipelines.identify.overrides import (
-    OVERRIDE_COLUMNS,
     Override,
     OverridesInvalid,
+    append_decision_rows,
     append_override,
     latest_decisions,
     load_overrides,
@@ -83,12 +83,4 @@ def not_sure_pairs(path: Path) -> dict[tuple[str, str], dict]:
 
 
 def _append_not_sure(path: Path, pairs: list[tuple[str, str]], by: str, at: str, reason: str) -> None:
-    new_file = not path.exists() or path.stat().st_size == 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\n")
-        if new_file:
-            writer.writerow(OVERRIDE_COLUMNS)
-        for left, right in pairs:
-            # stewards open this file in spreadsheets: no cell may start a formula
-            writer.writerow([formula_safe(v) for v in (left, right, "not_sure", by, at, reason)])
+    append_decision_rows(path, [(left, right, "not_sure", by, at, reason) for left, right in pairs])
