@@ -12,7 +12,13 @@ from cantoroman import Cantonese
 from pipelines.generate import generate_exports
 from pipelines.ingest import ingest
 from pipelines.settings import SCHEMAS_DIR, RunPaths
-from pipelines.standardize.names import family_name_key, given_name_origin, parse_full_name
+from pipelines.standardize.names import (
+    family_name_key,
+    given_name_origin,
+    parse_full_name,
+    pinyin_forms_of_cantonese,
+    split_full_in_family,
+)
 
 TABLE = yaml.safe_load((SCHEMAS_DIR / "reference" / "cantonese_surnames.yaml").read_text(
     encoding="utf-8"))["surnames"]
@@ -33,6 +39,37 @@ def test_every_listed_romanisation_is_one_the_library_gives(romanisation: str) -
 def test_romanisations_of_one_surname_share_a_key(names: tuple[str, ...]) -> None:
     keys = [set(family_name_key(n) or ()) for n in names]
     assert set.intersection(*keys), dict(zip(names, keys, strict=True))
+
+
+@pytest.mark.parametrize(("cantonese", "pinyin"), [
+    ("fong", "fang"), ("lan ying", "lanying"), ("chikeung", "zhiqiang"), ("kwai chi", "guizhi"),
+    ("sau wah", "xiuhua"), ("hoi yin", "haiyan"), ("yim", "yan"),
+])
+def test_a_cantonese_given_name_reads_as_the_pinyin_of_its_characters(cantonese, pinyin) -> None:
+    forms = pinyin_forms_of_cantonese(cantonese)
+    assert forms is not None and pinyin in forms, forms
+
+
+@pytest.mark.parametrize("given", ["kathryn", "thomas", "fang", "xiaoming"])
+def test_names_that_are_not_cantonese_syllables_get_no_pinyin_forms(given) -> None:
+    # "fang" and "xiaoming" are pinyin only, not Hong Kong romanisation ("Fong", "Siu Ming")
+    assert pinyin_forms_of_cantonese(given) is None
+    assert "ming" not in (pinyin_forms_of_cantonese("fong") or ())
+
+
+@pytest.mark.parametrize(("family_field", "given", "family"), [
+    ("Lau Yim", "Yim", "Lau"), ("Suen Fong", "Fong", "Suen"), ("Chan Tai Man", "Tai Man", "Chan"),
+    ("Wang Minhong", "Minhong", "Wang"),
+])
+def test_a_whole_cantonese_name_in_the_family_field_is_split(family_field, given, family) -> None:
+    split = split_full_in_family(family_field, "chinese", "CN")
+    assert split is not None and (split.given, split.family) == (given, family)
+    assert split_full_in_family("Thomas Müller", "chinese", "DE") is None
+
+
+def test_surnames_not_in_the_reviewed_table_are_read_from_the_library() -> None:
+    assert family_name_key("Suen") == ("sun",)  # 孫, absent from cantonese_surnames.yaml
+    assert "suen" not in TABLE
 
 
 def test_ambiguous_romanisation_keeps_both_readings_and_others_stay_apart() -> None:

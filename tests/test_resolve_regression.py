@@ -25,8 +25,23 @@ SEED = 11
 # Re-measured with models v4 (2026-12-01: derived with related-company tokens and qualifiers,
 # name origin, cluster conflicts on): precision 0.99652, recall 0.99734 (7,768 records, 4 of 17
 # related-company pairs merged).
-MEASURED = {"precision": 0.9965, "recall": 0.9973}
+# Re-measured with models v5 (2026-12-01: Cantonese given names, Chinese structural words of
+# company names, one company name inside the other): precision 0.99795, recall 0.99775 (2 of 17
+# related-company pairs merged; persons 1.0 / 0.99779, organizations 0.97297 / 0.99723).
+MEASURED = {"precision": 0.9979, "recall": 0.9977}
 MARGIN = {"precision": 0.005, "recall": 0.01}
+# split rate per kind of customer (truth `kinds`) on this set with models v5, and its entities;
+# a kind may rise by two of its entities (or 2 points) before the test fails
+MEASURED_SPLIT_RATE = {
+    "cantonese_romanisation": (0.0566, 53), "company_owner": (0.0045, 224),
+    "english_given_name": (0.0308, 65), "full_name_in_family_field": (0.0, 73),
+    "invalid_id_checksum": (0.0, 75), "legal_form_variant": (0.0062, 162),
+    "missing_field": (0.0101, 592), "moved": (0.0338, 148), "nickname": (0.0390, 77),
+    "organization": (0.0022, 450), "party_type_wrong": (0.05, 20), "related_company": (0.0, 25),
+    "surname_change": (0.0, 36), "swapped_day_month": (0.0137, 73),
+    "swapped_name_order": (0.0053, 188), "typo": (0.0094, 213), "wrong_column": (0.0127, 79),
+}
+PARTY_PRECISION = {"person": 0.999, "organization": 0.965}
 
 
 @pytest.fixture(scope="module")
@@ -57,5 +72,21 @@ def test_hard_negatives_stay_apart(evaluation):
     assert groups.get("company_owner", {"merged": 0})["merged"] == 0
     related = groups.get("related_company", {"merged": 0, "entity_pairs": 0})
     # 15 of 17 with models v3 (trained before org_name_tokens and org_name_qualifiers existed),
-    # 4 of 17 with v4: must not get worse
-    assert related["merged"] <= 5, related
+    # 4 of 17 with v4, 2 of 17 with v5: must not get worse
+    assert related["merged"] <= 3, related
+
+
+def test_split_rate_by_kind_does_not_rise(evaluation):
+    by_kind = evaluation["by_kind"]
+    assert set(MEASURED_SPLIT_RATE) <= set(by_kind), sorted(by_kind)
+    risen = {}
+    for kind, (measured, entities) in MEASURED_SPLIT_RATE.items():
+        allowed = measured + max(0.02, 2 / entities)
+        if by_kind[kind]["split_rate"] > allowed:
+            risen[kind] = (by_kind[kind]["split_rate"], round(allowed, 4))
+    assert not risen, risen
+
+
+def test_precision_by_party_type_does_not_drop(evaluation):
+    for party, floor in PARTY_PRECISION.items():
+        assert evaluation["by_party_type"][party]["pairwise_precision"] >= floor, party

@@ -203,14 +203,14 @@ def test_a_config_folder_needs_only_the_models_lines(tmp_path):
 
     (tmp_path / "models").mkdir()
     (tmp_path / "resolution.yaml").write_text(
-        "models:\n  person: models/person-v4.json\n", encoding="utf-8")
+        "models:\n  person: models/person-v5.json\n", encoding="utf-8")
     code = ("from pipelines.resolve.config import model_paths, thresholds; "
             "print(model_paths()['person']); print(model_paths()['organization']); "
             "print(thresholds('person').match)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "UCV_CONFIG_DIR": str(tmp_path)}).stdout.split()
-    assert out[0] == str(tmp_path / "models" / "person-v4.json")
-    assert out[1].endswith("schemas/models/organization-v4.json")  # the project's, not overlaid
+    assert out[0] == str(tmp_path / "models" / "person-v5.json")
+    assert out[1].endswith("schemas/models/organization-v5.json")  # the project's, not overlaid
     assert float(out[2]) > 0
 
 
@@ -227,9 +227,13 @@ def _first_level(levels: list[dict], row: dict) -> str:
     import duckdb
 
     con = duckdb.connect()
+    from pipelines.resolve.spark import LIST_COLUMNS
+
+    def sql_type(key: str) -> str:
+        return "VARCHAR[]" if key[:-2] in LIST_COLUMNS else "VARCHAR"
+
     con.execute("CREATE TABLE pair AS SELECT " + ", ".join(
-        f"{v!r}::{'VARCHAR[]' if isinstance(v, list) else 'VARCHAR'} AS {k}"
-        if v is not None else f"NULL::VARCHAR AS {k}" for k, v in row.items()))
+        f"{'NULL' if v is None else repr(v)}::{sql_type(k)} AS {k}" for k, v in row.items()))
     for level in levels:
         if level.get("is_null_level"):
             continue
@@ -260,11 +264,57 @@ def test_an_english_next_to_a_chinese_given_name_is_not_a_different_given_name()
             "name_native_l": None, "name_native_r": "王敏红",
             "given_name_variants_l": ["cindy"], "given_name_variants_r": ["minhong"],
             "name_tokens_l": "cindy wang", "name_tokens_r": "minhong wang",
-            "family_name_norm_l": "wang", "family_name_norm_r": "wang"}
+            "family_name_norm_l": "wang", "family_name_norm_r": "wang",
+            "given_name_pinyin_forms_l": None, "given_name_pinyin_forms_r": None}
     assert _first_level(levels, pair) == "English and Chinese given names (Cindy / Minhong)"
     namesakes = {**pair, "given_name_norm_r": "peter", "given_name_origin_r": "western",
                  "given_name_variants_r": ["peter"], "name_tokens_r": "peter wang"}
     assert _first_level(levels, namesakes) == "Different given name"
+
+
+def test_a_cantonese_given_name_matches_the_pinyin_of_the_same_characters():
+    from pipelines.resolve.features import cantonese_pinyin_forms
+
+    levels = _levels("person", "given_name")
+    forms = cantonese_pinyin_forms(["fong", "fang"])
+    assert "fang" not in forms  # pinyin itself has no Cantonese reading
+    pair = {"given_name_norm_l": "fong", "given_name_norm_r": "fang",
+            "given_name_pinyin_forms_l": forms["fong"], "given_name_pinyin_forms_r": None,
+            "given_name_origin_l": "western", "given_name_origin_r": "han",
+            "name_native_l": None, "name_native_r": "孙芳",
+            "given_name_variants_l": ["fong"], "given_name_variants_r": ["fang"],
+            "name_tokens_l": "fong suen", "name_tokens_r": "fang sun",
+            "family_name_norm_l": "suen", "family_name_norm_r": "sun"}
+    assert _first_level(levels, pair) == "Cantonese romanisation of the other's name (Fong / Fang, 芳)"
+    swapped = {f"{k[:-2]}_{'r' if k.endswith('_l') else 'l'}": v for k, v in pair.items()}
+    assert _first_level(levels, swapped) == "Cantonese romanisation of the other's name (Fong / Fang, 芳)"
+    other = {**pair, "given_name_norm_r": "ming", "given_name_variants_r": ["ming"]}
+    assert _first_level(levels, other) != "Cantonese romanisation of the other's name (Fong / Fang, 芳)"
+
+
+def test_a_whole_name_in_one_field_is_still_compared_by_its_parts():
+    import duckdb
+
+    from pipelines.resolve.model import GIVEN_MISSING
+
+    levels = _levels("person", "given_name")
+    null_level = [lv for lv in levels if lv.get("is_null_level")][0]
+    assert null_level["sql_condition"] == GIVEN_MISSING
+
+    def missing(tokens_r: str) -> bool:
+        return duckdb.sql(f"SELECT {GIVEN_MISSING} FROM (SELECT NULL::VARCHAR AS given_name_norm_l, "
+                          f"'yim' AS given_name_norm_r, 'lau yim' AS name_tokens_l, "
+                          f"'{tokens_r}' AS name_tokens_r)").fetchall()[0][0]
+
+    assert not missing("lau yim")  # "Lau Yim" in the family field against Yim / Lau
+    assert missing("lau yan")
+    pair = {"given_name_norm_l": None, "given_name_norm_r": "yim", "name_tokens_l": "lau yim",
+            "name_tokens_r": "lau yim", "family_name_norm_l": "lau yim", "family_name_norm_r": "lau",
+            "name_native_l": None, "name_native_r": None, "given_name_variants_l": None,
+            "given_name_variants_r": ["yim"], "given_name_origin_l": None,
+            "given_name_origin_r": "western", "given_name_pinyin_forms_l": None,
+            "given_name_pinyin_forms_r": None}
+    assert _first_level(levels, pair) == "Same name parts in another order or split"
 
 
 def _household_pair(**values) -> dict:
@@ -296,6 +346,29 @@ def test_a_hanzi_company_name_and_its_english_name_are_the_same_name():
             "org_name_tokens_l": sorted(hanzi.split()), "org_name_tokens_r": sorted(english.split()),
             "org_name_qualifiers_l": [], "org_name_qualifiers_r": []}
     assert _first_level(levels, pair) == "Same name, words run together or apart"
+
+
+@pytest.mark.parametrize(("holding", "operating"), [
+    ("杭州巨奥物流控股有限公司", "杭州巨奥物流有限公司"),             # 控股: the holding
+    ("武汉恩悌信息技术物业有限公司", "Wuhan Enti Information Technology Co., Ltd."),
+    ("Warmer Autohaus Holding GmbH", "Warmer Autohaus Gesellschaft mbH"),
+])
+def test_a_holding_in_any_script_beside_its_operating_company_is_a_related_company(
+        holding, operating):
+    import duckdb
+
+    from pipelines.resolve.model import RELATED_COMPANY
+    from pipelines.sql import quote_literal
+    from pipelines.standardize.organizations import org_qualifiers_sql, split_legal_form
+
+    def side(name: str, s: str) -> dict:
+        norm, _ = split_legal_form(name)
+        qualifiers = duckdb.sql(f"SELECT {org_qualifiers_sql(quote_literal(norm))}").fetchall()[0][0]
+        return {f"org_name_norm_{s}": norm, f"org_name_tokens_{s}": sorted(norm.split()),
+                f"org_name_qualifiers_{s}": qualifiers}
+
+    pair = {**side(holding, "l"), **side(operating, "r")}
+    assert _first_level(_levels("organization", "org_name"), pair) == RELATED_COMPANY, pair
 
 
 def test_em_passes_go_on_until_every_source_is_reached():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import time
 from pathlib import Path
 
 import duckdb
@@ -123,19 +122,18 @@ def test_source_shaped_records_equal_batch(tmp_path: Path, source: str, file: st
         assert row == batch_rows[number]
 
 
-def test_one_warm_standardizer_per_mapping_and_fast() -> None:
+def test_one_warm_standardizer_per_mapping_gives_the_same_row_every_call() -> None:
+    # how fast the warm path is is measured by `ucv bench-serve` (resolve as a sales lead), not
+    # here: a timed unit test fails on a busy machine and proves nothing on a quiet one
     mapping = MAPPINGS["sales"]
     warm = record_standardizer(mapping)
     assert isinstance(warm, RecordStandardizer) and record_standardizer(mapping) is warm
     record = pd.DataFrame([source_shaped("sales")[0]])
-    standardize_frame(mapping, record, "rt")
-    timings = []
-    for _ in range(15):
-        started = time.perf_counter()
-        standardize_frame(mapping, record, "rt")
-        timings.append(time.perf_counter() - started)
-    # Batch-style standardization of one row takes well over 100 ms; the warm path a few ms.
-    assert sorted(timings)[len(timings) // 2] < 0.08
+    first = standardize_frame(mapping, record, "rt")
+    for _ in range(3):
+        again = standardize_frame(mapping, record, "rt")
+        assert again.astype(str).equals(first.astype(str))
+    assert record_standardizer(mapping) is warm
 
 
 def test_extra_and_missing_columns(staged) -> None:

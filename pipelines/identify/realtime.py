@@ -245,16 +245,19 @@ class _PartyScorer:
         """The model input row as one query: the resolve stage's input SQL, plus the nickname
         variants of the first given name from the same look-up the nightly builder uses.
         `_check_fast_input` proves at start-up that both give the same row."""
-        from pipelines.resolve.features import comparison_input_sql
+        from pipelines.resolve.features import cantonese_pinyin_forms, comparison_input_sql
 
         sql = comparison_input_sql(typed_source, columns, self.party_type)
         if self.party_type != "person":
             return sql
-        first = self.con.execute(f"select given_name_first from ({sql})").fetchall()
-        name = first[0][0] if first else None
+        first = self.con.execute(f"select given_name_first, given_name_norm from ({sql})").fetchall()
+        name, given = first[0] if first else (None, None)
         variants = ("null::varchar[]" if name is None
                     else "[" + _literals(self._nickname_variants(name)) + "]::varchar[]")
-        return f"select b.*, {variants} as given_name_variants from ({sql}) b"
+        forms = cantonese_pinyin_forms([given]).get(given) if given is not None else None
+        sounds = "null::varchar[]" if not forms else "[" + _literals(forms) + "]::varchar[]"
+        return (f"select b.*, {variants} as given_name_variants, "
+                f"{sounds} as given_name_pinyin_forms from ({sql}) b")
 
     def _nickname_variants(self, name: str) -> list[str]:
         from pipelines.resolve.features import nickname_variants

@@ -91,6 +91,15 @@ def nickname_variants(names: list[str]) -> dict[str, list[str]]:
             for name in names}
 
 
+def cantonese_pinyin_forms(givens: list[str]) -> dict[str, list[str]]:
+    """Each given name that is Cantonese romanisation with the pinyin spellings it can stand for
+    (names.pinyin_forms_of_cantonese); others are left out (NULL in the table)."""
+    from pipelines.standardize.names import pinyin_forms_of_cantonese
+
+    found = {given: pinyin_forms_of_cantonese(given) for given in givens}
+    return {given: list(forms) for given, forms in found.items() if forms}
+
+
 def create_comparison_table(con, records_path_or_source, party_type: str, table_name: str) -> int:
     """Materialise the Splink input table in DuckDB; returns its row count.
 
@@ -114,11 +123,22 @@ def create_comparison_table(con, records_path_or_source, party_type: str, table_
         nick = pa.table({"given_name_first": pa.array(list(variants), pa.string()),
                          "given_name_variants": pa.array(list(variants.values()),
                                                          pa.list_(pa.string()))})
+        # and, per distinct given name, the pinyin it stands for if it is Cantonese ("Fong")
+        givens = [r[0] for r in con.execute(
+            f"SELECT DISTINCT given_name_norm FROM {table_name}_base "
+            "WHERE given_name_norm IS NOT NULL").fetchall()]
+        forms = cantonese_pinyin_forms(givens)
+        sound = pa.table({"given_name_norm": pa.array(list(forms), pa.string()),
+                          "given_name_pinyin_forms": pa.array(list(forms.values()),
+                                                              pa.list_(pa.string()))})
         con.register(f"{table_name}_nick", nick)
+        con.register(f"{table_name}_sound", sound)
         con.execute(f"""CREATE OR REPLACE TABLE {table_name} AS
-            SELECT b.*, n.given_name_variants FROM {table_name}_base b
-            LEFT JOIN {table_name}_nick n USING (given_name_first) ORDER BY unique_id""")
+            SELECT b.*, n.given_name_variants, s.given_name_pinyin_forms FROM {table_name}_base b
+            LEFT JOIN {table_name}_nick n USING (given_name_first)
+            LEFT JOIN {table_name}_sound s USING (given_name_norm) ORDER BY unique_id""")
         con.unregister(f"{table_name}_nick")
+        con.unregister(f"{table_name}_sound")
     else:
         con.execute(f"CREATE OR REPLACE TABLE {table_name} AS "
                     f"SELECT * FROM {table_name}_base ORDER BY unique_id")

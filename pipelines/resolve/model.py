@@ -148,6 +148,13 @@ SWAPPED_TYPO = ("jaro_winkler_similarity(given_name_norm_l, family_name_norm_r) 
 
 
 SAME_HANZI = "name_native_l = name_native_r"
+# a Cantonese romanisation ("Fong", standardize/names.pinyin_forms_of_cantonese) that can stand
+# for the other side's pinyin or hanzi given name (芳 = "fang")
+CANTONESE_SOUND = ("list_contains(given_name_pinyin_forms_l, replace(given_name_norm_r, ' ', '')) "
+                   "OR list_contains(given_name_pinyin_forms_r, replace(given_name_norm_l, ' ', ''))")
+# the whole name in one field on one side ("Lau Yim" as family name): its parts still compare
+GIVEN_MISSING = ("(given_name_norm_l IS NULL OR given_name_norm_r IS NULL) "
+                 "AND NOT coalesce(name_tokens_l = name_tokens_r, false)")
 # one side an English/Christian given name, the other a Chinese one: not comparable by spelling
 OTHER_ORIGIN = ("given_name_origin_l <> given_name_origin_r "
                 "AND 'western' IN (given_name_origin_l, given_name_origin_r)")
@@ -156,7 +163,8 @@ OTHER_ORIGIN = ("given_name_origin_l <> given_name_origin_r "
 def given_name_comparison(has: Has) -> cl.CustomComparison:
     both = has("family_name_norm")
     levels: list[Any] = [
-        cll.NullLevel("given_name_norm"),
+        _sql(GIVEN_MISSING, "given_name_norm is NULL").configure(is_null_level=True) if both
+        else cll.NullLevel("given_name_norm"),
         cll.ExactMatchLevel("given_name_norm", term_frequency_adjustments=True),
     ]
     if has("name_native"):
@@ -173,6 +181,9 @@ def given_name_comparison(has: Has) -> cl.CustomComparison:
     levels.append(cll.JaroWinklerLevel("given_name_norm", 0.92))
     if both:
         levels.append(_sql(SWAPPED_TYPO, "Given and family name swapped, with a typo"))
+    if has("name_native"):
+        levels.append(_sql(CANTONESE_SOUND, "Cantonese romanisation of the other's name "
+                                            "(Fong / Fang, 芳)"))
     levels.append(cll.JaroWinklerLevel("given_name_norm", 0.85))
     if has("given_name_origin"):
         levels.append(_sql(OTHER_ORIGIN, "English and Chinese given names (Cindy / Minhong)"))
@@ -282,9 +293,13 @@ QUALIFIERS_DIFFER = ("list_sort(coalesce(org_name_qualifiers_l, []::VARCHAR[])) 
 SAME_TOKENS = ("len(org_name_tokens_l) > 0 "
                "AND list_sort(org_name_tokens_l) = list_sort(org_name_tokens_r)")
 # the qualifier's own word is one of the tokens: the other name's words are all in this one's
+# ... or one name, spaces removed, inside the other: "wuhanenti information technology property
+# management" (hanzi, the city run into the name) holds "wuhan enti information technology"
 SIMILAR_NAME = ("len(org_name_tokens_l) > 0 AND len(org_name_tokens_r) > 0 "
                 "AND (list_has_all(org_name_tokens_l, org_name_tokens_r) "
                 "OR list_has_all(org_name_tokens_r, org_name_tokens_l) "
+                "OR contains(replace(org_name_norm_l, ' ', ''), replace(org_name_norm_r, ' ', '')) "
+                "OR contains(replace(org_name_norm_r, ' ', ''), replace(org_name_norm_l, ' ', '')) "
                 "OR jaro_winkler_similarity(org_name_norm_l, org_name_norm_r) >= 0.88)")
 RELATED_COMPANY = "Same distinctive name, a qualifier on one side only (related company)"
 

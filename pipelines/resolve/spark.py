@@ -20,7 +20,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 # list-typed columns of the comparison table (features.COLUMN_TYPES, nickname variants)
-LIST_COLUMNS = frozenset({"org_name_tokens", "org_name_qualifiers", "given_name_variants"})
+LIST_COLUMNS = frozenset({"org_name_tokens", "org_name_qualifiers", "given_name_variants",
+                          "given_name_pinyin_forms"})
 
 # Splink's Spark similarity jar names these UDFs differently from DuckDB's built-ins
 _SPARK_FUNCTION_NAMES = {"jaro_winkler_similarity": "jaro_winkler", "jaro_similarity": "jaro_sim"}

@@ -46,7 +46,8 @@ PROFILE_FORMAT = 1
 # derived comparison-table columns and the canonical fields they come from (for the fit check)
 DERIVED_FROM = {
     "birth_date_text": ["birth_date"], "name_tokens": ["given_name_norm", "family_name_norm"],
-    "given_name_variants": ["given_name_norm"], "street_house": ["street", "house_number"],
+    "given_name_variants": ["given_name_norm"], "given_name_pinyin_forms": ["given_name_norm"],
+    "street_house": ["street", "house_number"],
     "street_key": ["street"], "email_local": ["email"], "email_domain": ["email"],
     "phone_any": ["phone_mobile", "phone_landline"],
 }

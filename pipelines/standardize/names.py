@@ -9,7 +9,10 @@ A mapping may declare the order instead (`given_first`, `family_first`); in `aut
 name without a comma ("MUELLER THOMAS", as passports and some systems write) is read family
 first unless its words say otherwise (a known given name first, a known family name last).
 `family_name_key` makes a name comparable across romanisations: 陳, Chen and Cantonese Chan all
-give "chen" (schemas/reference/cantonese_surnames.yaml).
+give "chen" (schemas/reference/cantonese_surnames.yaml, plus the cantonese-romanisation package
+for common surnames the table does not list); `pinyin_forms_of_cantonese` does the same for
+given names ("Fong" can be 芳 fang). A whole Hong Kong-romanised name in one field ("Lau Yim") is
+recognised and split like a pinyin one.
 """
 
 from __future__ import annotations
@@ -73,9 +76,8 @@ def romanised_family_first(first: str, last: str) -> bool:
     ("Wang Wei" in Chinese use, "Wei Wang" in Western systems). When both words can be surnames
     ("Zou Li", "Bo Zhang"), a common given name is the given name; else the more common surname
     is the family name."""
-    rank = romanised_surname_rank()
     first_key, last_key = fold(first) or "", fold(last) or ""
-    first_rank, last_rank = rank.get(first_key), rank.get(last_key)
+    first_rank, last_rank = surname_rank(first_key), surname_rank(last_key)
     if first_rank is None:
         return False
     if last_rank is None:
@@ -83,7 +85,20 @@ def romanised_family_first(first: str, last: str) -> bool:
     given = common_chinese_given_names()
     if (first_key in given) != (last_key in given):
         return last_key in given
+    pinyin_rank = romanised_surname_rank()
+    if first_key not in pinyin_rank and last_key not in pinyin_rank:
+        return True  # Hong Kong romanisation ("Suen Fong"): written surname first, as on an HKID
     return first_rank <= last_rank
+
+
+def surname_rank(word: str) -> int | None:
+    """How common a folded romanised surname is (0 = wang), pinyin or Cantonese ("chan" ranks as
+    chen); None when it is no Chinese surname."""
+    rank = romanised_surname_rank()
+    if word in rank:
+        return rank[word]
+    ranks = [rank[p] for p in cantonese_surnames().get(word.replace(" ", ""), ()) if p in rank]
+    return min(ranks) if ranks else None
 
 
 def split_hanzi_name(name: str) -> tuple[str | None, str | None]:
@@ -225,10 +240,11 @@ def is_romanised_chinese(tokens: list[str]) -> bool:
     if len(tokens) < 2:
         return False
     folded = [fold(t) or "" for t in tokens]
-    rank = romanised_surname_rank()
-    if folded[0] not in rank and folded[-1] not in rank:
+    if surname_rank(folded[0]) is None and surname_rank(folded[-1]) is None:
         return False
-    return all(is_pinyin(word) for word in folded)
+    # pinyin ("Wang Minhong") or Hong Kong romanisation ("Lau Yim", "Chan Tai Man")
+    return (all(is_pinyin(word) for word in folded)
+            or all(cantonese_syllables(word) is not None for word in folded))
 
 
 def _chinese_with_western_given(tokens: list[str]) -> bool:
@@ -237,10 +253,9 @@ def _chinese_with_western_given(tokens: list[str]) -> bool:
     if len(tokens) != 2:
         return False
     folded = [fold(t) or "" for t in tokens]
-    rank = romanised_surname_rank()
     western, _ = known_given_names()
     for surname, other in ((folded[0], folded[1]), (folded[1], folded[0])):
-        if surname in rank and (other in western or is_pinyin(other)):
+        if surname_rank(surname) is not None and (other in western or is_pinyin(other)):
             return True
     return False
 
@@ -290,11 +305,36 @@ def given_name_origin(given: str | None) -> str | None:
     return "western"
 
 
+# the most common surnames of chinese_surnames.yaml (it lists them by frequency) whose Hong Kong
+# romanisations are read from the cantonese-romanisation package; rarer ones would make common
+# romanisations ("Lee", "Ho") stand for surnames nobody in the data has
+CANTONESE_SURNAME_RANKS = 200
+
+
 @cache
 def cantonese_surnames() -> dict[str, tuple[str, ...]]:
-    """Folded Hong Kong romanisation -> the pinyin surname readings it stands for."""
+    """Folded Hong Kong romanisation -> the pinyin surname readings it stands for: the reviewed
+    table (cantonese_surnames.yaml), plus each common surname's romanisations as the
+    cantonese-romanisation package gives them (孫 -> "suen" -> sun)."""
+    import itertools
+
+    import opencc
+    from cantoroman import Cantonese
+
     ref = yaml.safe_load((REFERENCE_DIR / "cantonese_surnames.yaml").read_text(encoding="utf-8"))
-    return {rom: tuple(sorted(by)) for rom, by in ref["surnames"].items()}
+    table: dict[str, set[str]] = {rom: set(by) for rom, by in ref["surnames"].items()}
+    surnames = yaml.safe_load((REFERENCE_DIR / "chinese_surnames.yaml").read_text(encoding="utf-8"))
+    _, _, readings = chinese_surnames()
+    to_traditional = opencc.OpenCC("s2t")
+    cantonese = Cantonese()
+    for surname in [*surnames["single"][:CANTONESE_SURNAME_RANKS], *surnames["compound"]]:
+        reading = readings.get(surname) or "".join(readings.get(c) or pinyin(c) for c in surname)
+        per_char = cantonese.getRoman(to_traditional.convert(surname))
+        if not all(per_char):
+            continue
+        for parts in itertools.product(*per_char):
+            table.setdefault("".join(parts), set()).add(reading)
+    return {rom: tuple(sorted(by)) for rom, by in table.items()}
 
 
 @lru_cache(maxsize=200_000)
@@ -311,6 +351,93 @@ def family_name_key(family: str | None) -> tuple[str, ...] | None:
         if compact not in romanised_surname_rank():
             keys.discard(norm)  # "chan" is no pinyin surname: only what it stands for
     return tuple(sorted(keys))
+
+
+# --------------------------------------------------------------------------------------------
+# Cantonese romanisation of given names
+#
+# Hong Kong records romanise a name by its Cantonese sound (孫芳: "Suen Fong"), mainland ones by
+# Mandarin pinyin ("Sun Fang"). Surnames go through cantonese_surnames.yaml (family_name_key);
+# given names are too many for a table, so each Cantonese syllable is read through the
+# cantonese-romanisation package (HK Government Romanisation -> characters) and pypinyin
+# (characters -> pinyin). Only common characters (GB2312 level 1, the 3,755 in everyday use)
+# count: rare characters would make almost any two syllables "equal".
+
+# a given name with more readings than this is not compared by sound (too unspecific)
+MAX_PINYIN_FORMS = 512
+
+
+def _common_hanzi(char: str) -> bool:
+    """A simplified character of GB2312 level 1 (the everyday characters names are drawn from)."""
+    try:
+        code = char.encode("gb2312")
+    except UnicodeEncodeError:
+        return False
+    return len(code) == 2 and 0xB0A1 <= int.from_bytes(code, "big") <= 0xD7F9
+
+
+@cache
+def cantonese_syllable_pinyin() -> dict[str, frozenset[str]]:
+    """HK Government Romanisation syllable ("fong") -> toneless pinyin of the common characters
+    it writes ({fang, feng, huang, ...})."""
+    import opencc
+    from cantoroman import Cantonese
+    from pypinyin import Style
+    from pypinyin import pinyin as pinyin_readings
+
+    to_simplified = opencc.OpenCC("t2s")
+    table: dict[str, frozenset[str]] = {}
+    for syllable, chars in Cantonese().romanToChar.items():
+        # one character per line: opencc converts phrases, and these are not one
+        simplified = to_simplified.convert("\n".join(chars)).split("\n")
+        readings = {reading for char in simplified if len(char) == 1 and _common_hanzi(char)
+                    for reading in pinyin_readings(char, style=Style.NORMAL, heteronym=True)[0]}
+        # syllabic nasals ("ng", "m") would split pinyin words ("fang" = fa + ng): given names
+        # are written with vowelled syllables
+        if readings and syllable.isascii() and any(v in syllable for v in "aeiouy"):
+            table[syllable] = frozenset(readings)
+    return table
+
+
+def cantonese_syllables(word: str) -> list[str] | None:
+    """A folded word split into Cantonese syllables ("chikeung" -> chi, keung); None if it is not
+    made of them. The split with the fewest syllables wins ("kaman": ka + man)."""
+    table = cantonese_syllable_pinyin()
+    if not word.isalpha() or len(word) > 24:
+        return None
+    best: list[list[str] | None] = [[]] + [None] * len(word)
+    for end in range(1, len(word) + 1):
+        for start in range(max(0, end - 6), end):
+            head = best[start]
+            if head is not None and word[start:end] in table:
+                candidate = [*head, word[start:end]]
+                current = best[end]
+                if current is None or len(candidate) < len(current):
+                    best[end] = candidate
+    return best[-1]
+
+
+@lru_cache(maxsize=200_000)
+def pinyin_forms_of_cantonese(given_norm: str | None) -> tuple[str, ...] | None:
+    """The pinyin spellings (syllables joined) a Cantonese-romanised given name can stand for:
+    "fong" -> (fang, feng, ...), "kwai chi" -> (guizhi, ...). None when the name is not made of
+    Cantonese syllables or reads too many ways."""
+    if not given_norm:
+        return None
+    syllables: list[str] = []
+    for word in given_norm.split():
+        parts = cantonese_syllables(word)
+        if parts is None:
+            return None
+        syllables.extend(parts)
+    table = cantonese_syllable_pinyin()
+    forms = [""]
+    for syllable in syllables:
+        readings = sorted(table[syllable])
+        if len(forms) * len(readings) > MAX_PINYIN_FORMS:
+            return None
+        forms = [form + reading for form in forms for reading in readings]
+    return tuple(forms) if syllables else None
 
 
 def split_full_in_family(family: str | None, rule: str, country: str | None = None
