@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.identify import tombstone
-from pipelines.ingest import SourceRejected, extract_source, ingest, load_mappings
+from pipelines.ingest import SourceRejected, extract, extract_source, ingest, load_mappings
 from pipelines.ingest.mapping import DeclaredRows
 from pipelines.orchestration.landing import check_landing
 from pipelines.settings import RunPaths
@@ -151,25 +151,56 @@ def test_a_quote_that_swallows_rows_unseen_fails_the_declared_count(tmp_path, ru
     assert "Ann" not in str(err) and "H2" not in str(err)
 
 
-def test_a_jsonl_trailer_is_held_back_and_checked(landing, run):
-    shutil.copy(SERVICING, landing / "policy_servicing.jsonl")
-    append(landing / "policy_servicing.jsonl", "TRAILER|4\n")
+def _no_careful_reader(*args, **kwargs):
+    raise AssertionError("the line-by-line JSON reader ran on a well-formed file")
+
+
+def test_a_jsonl_trailer_is_left_out_by_duckdb_and_checked(landing, run, monkeypatch):
+    """Well-formed JSON Lines stay on DuckDB's reader: the trailer is found from the file's end
+    and is the one line DuckDB cannot parse."""
+    monkeypatch.setattr(extract, "read_jsonl_python", _no_careful_reader)
+    path = landing / "policy_servicing.jsonl"
+    path.write_bytes(SERVICING.read_bytes() + b"\n  \nTRAILER|4\r\n\n")
     mapping = declaring("servicing", trailer=TRAILER)
     result = extract_source(mapping, landing, run)
     assert (result.rows_read, result.malformed_rows, result.declared_rows) == (
         4, 0, {"policy_servicing.jsonl": 4})
+    raw = pq.read_table(run.raw_dir / "servicing.parquet")
+    assert raw.num_rows == 4 and raw["record_id"].null_count == 0
 
-    (landing / "policy_servicing.jsonl").write_bytes(SERVICING.read_bytes() + b"TRAILER|5\n")
+    path.write_bytes(SERVICING.read_bytes() + b"TRAILER|5\n")
     err = rejection(mapping, landing, run)
-    assert err.rule == "declared_row_count" and "declares 5 data rows (trailer line 5) but 4" \
-        in str(err)
+    assert err.rule == "declared_row_count"
+    assert "declares 5 data rows (trailer, the last line) but 4 were read" in str(err)
     assert "non-blank lines, malformed ones included, the trailer not counted" in str(err)
 
 
-def test_a_jsonl_without_its_trailer_keeps_every_line_as_data(landing, run):
-    shutil.copy(SERVICING, landing / "policy_servicing.jsonl")
+@pytest.mark.parametrize("declared, error", [(5, None), (4, "1 row more than declared")])
+def test_a_jsonl_trailer_after_a_broken_line_is_held_back_by_the_careful_reader(
+        landing, run, declared, error):
+    lines = SERVICING.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines.insert(2, '{"record_id": "SV-9", "name": "cut off\n')
+    (landing / "policy_servicing.jsonl").write_text(
+        "".join(lines) + f"TRAILER|{declared}\n", encoding="utf-8")
+    mapping = declaring("servicing", trailer=TRAILER)
+    if error is None:
+        result = extract_source(mapping, landing, run)
+        assert (result.rows_read, result.malformed_rows) == (5, 1)
+    else:
+        err = rejection(mapping, landing, run)
+        assert "declares 4 data rows (trailer line 6) but 5 were read" in str(err)
+        assert error in str(err)
+
+
+@pytest.mark.parametrize("last_line_bytes", [40, 300_000])  # beyond the first 64 KiB read
+def test_a_jsonl_without_its_trailer_keeps_every_line_as_data(landing, run, last_line_bytes):
+    obj = json.loads(SERVICING.read_text(encoding="utf-8").splitlines()[0])
+    long_last = json.dumps({**obj, "record_id": "SV-LONG", "notes": "x" * last_line_bytes})
+    (landing / "policy_servicing.jsonl").write_text(
+        SERVICING.read_text(encoding="utf-8") + long_last + "\n", encoding="utf-8")
     err = rejection(declaring("servicing", trailer=TRAILER), landing, run)
-    assert err.rule == "declared_row_count" and "its last line (line 4)" in str(err)
+    assert err.rule == "declared_row_count" and "its last line (line 5)" in str(err)
+    assert "SV-LONG" not in str(err)
 
 
 def test_erasure_keeps_the_trailer_and_the_declared_count_reconciles(tmp_path, monkeypatch):
@@ -227,8 +258,8 @@ def test_a_control_file_the_file_pattern_matches_too_is_not_read_as_data(landing
 
 @pytest.mark.parametrize("text, words", [
     ("rows=29\n", "declares 29 data rows (control file sales_leads.csv.ctl) but 30 were read"),
-    ("rows=\n", "without a row count (a match of 'rows=(\\\\d+)' with a number in group 1"),
-    ("count: 30\n", "without a row count"),
+    ("rows=\n", "with no row count: nothing in it matches 'rows=(\\d+)' with a number in"),
+    ("count: 30\n", "with no row count"),
 ])
 def test_a_control_file_that_disagrees_or_holds_no_count_is_refused(landing, run, text, words):
     (landing / "sales_leads.csv.ctl").write_text(text, encoding="utf-8")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -240,7 +241,7 @@ def without_trailer(lines: Iterator[Line], pattern: str, found: DeclaredCount) -
     `found`; a last line that is no trailer is a data row after all and is passed on."""
     held: list[Line] = []
     for line in lines:
-        if line.text.strip():
+        if line.text and not line.text.isspace():
             yield from held
             held = [line]
         elif held:
@@ -248,14 +249,14 @@ def without_trailer(lines: Iterator[Line], pattern: str, found: DeclaredCount) -
         else:
             yield line
     if not held:
-        found.problem = (f"is empty, so it has no trailer line matching {pattern!r}; it may "
+        found.problem = (f"is empty, so it has no trailer line matching '{pattern}'; it may "
                          "have been cut short in transfer")
         return
     last = held[0]
     count = None if last.problem else _count(last.text.rstrip("\r\n"), pattern)
     if count is None:
         found.problem = (f"has no trailer: its last line (line {last.number}) does not match "
-                         f"{pattern!r} with a number in group 1, so the file may have been cut "
+                         f"'{pattern}' with a number in group 1, so the file may have been cut "
                          "short in transfer (or the export stopped writing its trailer); land "
                          "the complete file")
         yield from held
@@ -287,9 +288,10 @@ def _control_file_count(mapping: SourceMapping, path: Path, root: Path) -> Decla
                                      f"(byte offset {exc.start})")
     count = _count(text, spec.pattern)
     if count is None:
-        expected = (f"a match of {spec.pattern!r} with a number in group 1" if spec.pattern
-                    else "nothing but the number of data rows")
-        return DeclaredCount(problem=f"has a {where} without a row count ({expected} expected)")
+        why = (f"nothing in it matches '{spec.pattern}' with a number in group 1" if spec.pattern
+               else "it must hold just the number of data rows (or set declared_rows.pattern "
+                    "to find the count in its text)")
+        return DeclaredCount(problem=f"has a {where} with no row count: {why}")
     return DeclaredCount(declared=count, where=where)
 
 
@@ -619,32 +621,66 @@ def _text_table(header: list[str], rows: list, malformed: list, extra: list) -> 
 
 def _read_jsonl(mapping: SourceMapping, f: BinaryIO, path: Path,
                 declared: DeclaredCount) -> Iterator[pa.Table]:
-    # A trailer is no JSON: the line-by-line reader holds it back (DuckDB would need all lines).
-    trailer = mapping.declared_rows is not None and mapping.declared_rows.trailer is not None
-    if codecs.lookup(mapping.encoding).name == "utf-8" and not trailer:
-        # DuckDB reads the descriptor opened above (its /proc link), not the path again
-        table = read_jsonl_duckdb(fileio.descriptor_path(f, path))
-        # keys outside the mapping may be a few odd lines: the line-by-line reader tells which
-        if table is not None and (mapping.validation.allow_unexpected_columns or not [
-                c for c in table.column_names if c not in mapping.all_columns + LINEAGE_COLUMNS]):
-            yield table
-            return
+    trailer = mapping.declared_rows.trailer if mapping.declared_rows else None
+    if codecs.lookup(mapping.encoding).name == "utf-8":
+        # A trailer (no JSON) is found from the file's end; without one the careful reader says why.
+        count = _count(last, trailer) if trailer and (last := _last_line(f)) else None
+        if not trailer or count is not None:
+            # DuckDB reads the descriptor opened above (its /proc link), not the path again
+            table = read_jsonl_duckdb(fileio.descriptor_path(f, path), trailer=bool(trailer))
+            # keys outside the mapping may be a few odd lines: the line-by-line reader tells which
+            if table is not None and (mapping.validation.allow_unexpected_columns or not [
+                    c for c in table.column_names if c not in mapping.all_columns + LINEAGE_COLUMNS]):
+                if trailer:
+                    declared.declared, declared.where = count, "trailer, the last line"
+                yield table
+                return
     yield from read_jsonl_python(mapping, f, path.name, declared)
 
 
-def read_jsonl_duckdb(path: Path | str) -> pa.Table | None:
+def _last_line(f: BinaryIO, limit: int = 1 << 20) -> str | None:
+    """The last non-blank line of a UTF-8 file, read from its end (at most `limit` bytes);
+    None if there is none in reach or it does not decode."""
+    size = os.fstat(f.fileno()).st_size
+    block = min(size, 1 << 16)
+    while True:
+        f.seek(size - block)
+        tail = f.read(block).split(b"\n")
+        whole = tail if block == size else tail[1:]  # the first piece may be part of a line
+        for raw in reversed(whole):
+            try:
+                text = raw.decode("utf-8").removeprefix("\ufeff")
+            except UnicodeDecodeError:
+                return None
+            if text.strip():
+                return text.rstrip("\r")
+        if block >= min(size, limit):
+            return None
+        block = min(size, limit, block * 4)
+
+
+def read_jsonl_duckdb(path: Path | str, trailer: bool = False) -> pa.Table | None:
     """Well-formed UTF-8 JSON Lines, parsed by DuckDB; None if any line needs the careful reader.
 
     One text column per top-level key (first-appearance order); nested objects and lists stay
     JSON text. Any parse or decoding problem returns None, and the line-by-line reader (which
-    quarantines bad lines and names bad bytes) takes over.
+    quarantines bad lines and names bad bytes) takes over. With `trailer` the last line is no
+    JSON: it must be the one line DuckDB cannot parse, and is left out.
     """
     literal = quote_path(path)
+    errors = ", ignore_errors = true" if trailer else ""  # a line it cannot parse gives NULL
     try:
         with duckdb.connect(config=duckdb_config()) as con:
             con.execute("SET enable_progress_bar = false")
             con.execute(f"""CREATE TEMP TABLE j AS SELECT json FROM
-                            read_json_objects({literal}, format = 'newline_delimited')""")
+                            read_json_objects({literal}, format = 'newline_delimited'{errors})""")
+            if trailer:
+                unparsed, last_unparsed, last = con.execute(
+                    "SELECT count(*) FILTER (WHERE json IS NULL), max(rowid) FILTER (WHERE json "
+                    "IS NULL), max(rowid) FROM j").fetchall()[0]
+                if unparsed != 1 or last_unparsed != last:
+                    return None
+                con.execute("DELETE FROM j WHERE json IS NULL")
             if con.execute("SELECT count(*) FROM j WHERE json_type(json) <> 'OBJECT'").fetchall()[0][0]:
                 return None
             keys = [k for (k,) in con.execute("""
@@ -659,7 +695,11 @@ def read_jsonl_duckdb(path: Path | str) -> pa.Table | None:
                 f"ELSE {_sql_name(k)} ->> '$' END AS {_sql_name(k)}" for k in keys]
             select = ", ".join(columns) or "NULL::VARCHAR AS _empty"
             table = con.sql(f"""SELECT {select} FROM read_json({literal}, format = 'newline_delimited',
-                                columns = {spec})""").to_arrow_table()
+                                columns = {spec}{errors})""").to_arrow_table()
+            if trailer and table.num_rows:  # the trailer's row, all NULL, comes last
+                if any(table.column(i)[-1].is_valid for i in range(table.num_columns)):
+                    return None
+                table = table.slice(0, table.num_rows - 1)
             if table.num_rows != con.execute("SELECT count(*) FROM j").fetchall()[0][0]:
                 return None
     except (duckdb.Error, UnicodeDecodeError):
