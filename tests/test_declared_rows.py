@@ -192,7 +192,7 @@ def test_a_jsonl_trailer_after_a_broken_line_is_held_back_by_the_careful_reader(
         assert error in str(err)
 
 
-@pytest.mark.parametrize("last_line_bytes", [40, 300_000])  # beyond the first 64 KiB read
+@pytest.mark.parametrize("last_line_bytes", [40, 300_000])  # beyond the 64 KiB read from the end
 def test_a_jsonl_without_its_trailer_keeps_every_line_as_data(landing, run, last_line_bytes):
     obj = json.loads(SERVICING.read_text(encoding="utf-8").splitlines()[0])
     long_last = json.dumps({**obj, "record_id": "SV-LONG", "notes": "x" * last_line_bytes})

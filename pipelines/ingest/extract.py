@@ -638,25 +638,20 @@ def _read_jsonl(mapping: SourceMapping, f: BinaryIO, path: Path,
     yield from read_jsonl_python(mapping, f, path.name, declared)
 
 
-def _last_line(f: BinaryIO, limit: int = 1 << 20) -> str | None:
-    """The last non-blank line of a UTF-8 file, read from its end (at most `limit` bytes);
-    None if there is none in reach or it does not decode."""
+def _last_line(f: BinaryIO, reach: int = 1 << 16) -> str | None:
+    """The last non-blank line of a UTF-8 file, read from its last `reach` bytes (a trailer is
+    short); None if none lies wholly within them or it does not decode."""
     size = os.fstat(f.fileno()).st_size
-    block = min(size, 1 << 16)
-    while True:
-        f.seek(size - block)
-        tail = f.read(block).split(b"\n")
-        whole = tail if block == size else tail[1:]  # the first piece may be part of a line
-        for raw in reversed(whole):
-            try:
-                text = raw.decode("utf-8").removeprefix("\ufeff")
-            except UnicodeDecodeError:
-                return None
-            if text.strip():
-                return text.rstrip("\r")
-        if block >= min(size, limit):
+    f.seek(max(0, size - reach))
+    pieces = f.read(reach).split(b"\n")
+    for raw in reversed(pieces if size <= reach else pieces[1:]):  # [0] may be part of a line
+        try:
+            text = raw.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError:
             return None
-        block = min(size, limit, block * 4)
+        if text and not text.isspace():
+            return text.rstrip("\r")
+    return None
 
 
 def read_jsonl_duckdb(path: Path | str, trailer: bool = False) -> pa.Table | None:
@@ -668,12 +663,13 @@ def read_jsonl_duckdb(path: Path | str, trailer: bool = False) -> pa.Table | Non
     JSON: it must be the one line DuckDB cannot parse, and is left out.
     """
     literal = quote_path(path)
-    errors = ", ignore_errors = true" if trailer else ""  # a line it cannot parse gives NULL
+    # with ignore_errors a line DuckDB cannot parse gives a NULL row in its place
+    options = "format = 'newline_delimited'" + (", ignore_errors = true" if trailer else "")
     try:
         with duckdb.connect(config=duckdb_config()) as con:
             con.execute("SET enable_progress_bar = false")
             con.execute(f"""CREATE TEMP TABLE j AS SELECT json FROM
-                            read_json_objects({literal}, format = 'newline_delimited'{errors})""")
+                            read_json_objects({literal}, {options})""")
             if trailer:
                 unparsed, last_unparsed, last = con.execute(
                     "SELECT count(*) FILTER (WHERE json IS NULL), max(rowid) FILTER (WHERE json "
@@ -694,8 +690,8 @@ def read_jsonl_duckdb(path: Path | str, trailer: bool = False) -> pa.Table | Non
                 f"THEN {_sql_name(k)}::VARCHAR WHEN json_type({_sql_name(k)}) = 'NULL' THEN NULL "
                 f"ELSE {_sql_name(k)} ->> '$' END AS {_sql_name(k)}" for k in keys]
             select = ", ".join(columns) or "NULL::VARCHAR AS _empty"
-            table = con.sql(f"""SELECT {select} FROM read_json({literal}, format = 'newline_delimited',
-                                columns = {spec}{errors})""").to_arrow_table()
+            table = con.sql(f"""SELECT {select} FROM read_json({literal}, {options},
+                                columns = {spec})""").to_arrow_table()
             if trailer and table.num_rows:  # the trailer's row, all NULL, comes last
                 if any(table.column(i)[-1].is_valid for i in range(table.num_columns)):
                     return None
