@@ -5,13 +5,19 @@ change them). Importing `pipelines` sets the process umask from these modes, so 
 pyarrow, DuckDB `COPY`, DuckDB database files, `open()` — creates files that way without being told;
 `replace()` also sets the mode explicitly when a finished file is renamed into place, and
 `private_dir()` tightens folders that existed before (a data root made by hand, say).
+
+Landed exports are opened with `open_regular()`: never through a symlink, only regular files, so a
+file swapped for a link or a FIFO after it was listed is refused when it is opened, not read.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 DEFAULT_FILE_MODE = 0o640
 DEFAULT_DIR_MODE = 0o750
@@ -60,6 +66,96 @@ def replace(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
         src_path.chmod(dir_mode() if src_path.is_dir() else file_mode())
     os.replace(src_path, dst)
     return Path(dst)
+
+
+class NotRegularFile(OSError):
+    """A file that must be read as a regular file is a symlink, or a FIFO, device or folder;
+    `rule` is `no_symlink` or `regular_file`, `detail` says what the path is."""
+
+    def __init__(self, path: str | os.PathLike, rule: str, detail: str):
+        super().__init__(errno.EPERM, detail, str(path))
+        self.path, self.rule, self.detail = Path(path), rule, detail
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
+_READ_FLAGS = (os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+               | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+               (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"))
+
+
+def open_regular(path: str | os.PathLike, root: str | os.PathLike | None = None) -> BinaryIO:
+    """Open a file for reading (binary) that must be a regular file reached without a symlink.
+
+    O_NOFOLLOW refuses a link in the last component, O_NONBLOCK keeps a FIFO from blocking the
+    open, and `fstat` of the opened descriptor (what is read, whatever the path names by then)
+    must say regular file; else `NotRegularFile`. With `root`, the path is opened one component
+    at a time below `root` (itself followed: a landing folder may be a link), none of them a link.
+    """
+    path = Path(path)
+    if os.open not in os.supports_dir_fd:
+        root = None  # one open of the whole path: its last component is still checked
+    parts = path.relative_to(root).parts if root is not None else (str(path),)
+    folder = os.open(root, os.O_RDONLY | _DIRECTORY) if root is not None else None
+    try:
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            try:
+                fd = os.open(part, _READ_FLAGS if last else os.O_RDONLY | _NOFOLLOW | _DIRECTORY,
+                             dir_fd=folder)
+            except OSError as exc:
+                # a link opened as a folder with O_NOFOLLOW gives ENOTDIR, as a file ELOOP
+                if exc.errno in (errno.ELOOP, errno.EMLINK) or (
+                        exc.errno == errno.ENOTDIR and Path(root or "", *parts[:i + 1]).is_symlink()):
+                    raise NotRegularFile(path, "no_symlink",
+                                         f"{path} is or passes through a symlink") from None
+                raise
+            if folder is not None:
+                os.close(folder)
+            folder = fd
+    except BaseException:
+        if folder is not None:
+            os.close(folder)
+        raise
+    assert folder is not None
+    fd = folder  # the file itself now
+    mode = os.fstat(fd).st_mode
+    problem = None
+    if not _NOFOLLOW and path.is_symlink():  # no O_NOFOLLOW (Windows): the path is checked
+        problem = NotRegularFile(path, "no_symlink", f"{path} is a symlink")
+    elif not stat.S_ISREG(mode):
+        kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a plain file")
+        problem = NotRegularFile(path, "regular_file", f"{path} is {kind}, not a regular file")
+    if problem is not None:
+        os.close(fd)
+        raise problem
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
+def descriptor_path(file: BinaryIO, path: str | os.PathLike) -> str:
+    """A path naming what `file` (opened from `path`) has open, for readers that take only a path
+    (DuckDB's): the /proc or /dev/fd link re-opens that very file even if `path` was swapped
+    since; `path` itself where the system has neither."""
+    for folder in ("/proc/self/fd", "/dev/fd"):
+        if os.path.isdir(folder):
+            return f"{folder}/{file.fileno()}"
+    return str(path)
+
+
+def create_new(path: str | os.PathLike) -> BinaryIO:
+    """Create `path` afresh for writing (binary): whatever is there first (a leftover, or a link
+    planted under a temporary name) is removed, then the file is made with O_EXCL, never through
+    a link, with the private file mode."""
+    Path(path).unlink(missing_ok=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(path, flags | getattr(os, "O_BINARY", 0), file_mode())
+    return os.fdopen(fd, "wb")
 
 
 def private_dir(path: str | os.PathLike) -> Path:

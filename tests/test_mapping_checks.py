@@ -107,6 +107,63 @@ def test_malformed_mapping_names_file_key_and_reason(tmp_path, change, key, word
         assert words in err.value.problem, str(err.value)
 
 
+def declaring(rows) -> object:
+    return lambda d: d.update(declared_rows=rows)
+
+
+@pytest.mark.parametrize("change, key, words", [
+    (declaring("trailer"), "declared_rows", "must be a mapping"),
+    (declaring({}), "declared_rows", "exactly one of `trailer`"),
+    (declaring({"trailer": "^T(\\d+)", "control_file": "{file}.ctl"}), "declared_rows",
+     "exactly one of `trailer`"),
+    (declaring({"trailer": "^T(\\d+)", "rows": 5}), "declared_rows.rows", "unknown key"),
+    (declaring({"trailer": "^T(\\d+)", "pattern": "(\\d+)"}), "declared_rows.pattern",
+     "applies to `control_file`"),
+    (declaring({"trailer": "^TRAILER|(\\d+"}), "declared_rows.trailer", "not a regular expression"),
+    (declaring({"trailer": "^(\\d)\\1"}), "declared_rows.trailer", "linear-time"),
+    (declaring({"trailer": "^T(?=\\d)(\\d+)"}), "declared_rows.trailer", "linear-time"),
+    (declaring({"trailer": "^TRAILER"}), "declared_rows.trailer", "needs a group around the count"),
+    (declaring({"trailer": ""}), "declared_rows.trailer", "must be a regular expression"),
+    (lambda d: d.update(format="parquet", declared_rows={"trailer": "^T(\\d+)"}),
+     "declared_rows.trailer", "Parquet file has no last line"),
+    (declaring({"control_file": "batch.ctl"}), "declared_rows.control_file", "{file}"),
+    (declaring({"control_file": "{file}"}), "declared_rows.control_file", "suffix of its own"),
+    (declaring({"control_file": "{name}.ctl"}), "declared_rows.control_file", "nothing else"),
+    (declaring({"control_file": "{file!r}.ctl"}), "declared_rows.control_file", "nothing else"),
+    (declaring({"control_file": "{file.ctl"}), "declared_rows.control_file", "not a name template"),
+    (declaring({"control_file": "../{file}.ctl"}), "declared_rows.control_file",
+     "plain file name"),
+    (declaring({"control_file": "ctl/{stem}.done"}), "declared_rows.control_file",
+     "plain file name"),
+    (declaring({"control_file": 5}), "declared_rows.control_file", "file name template"),
+    (declaring({"control_file": "{file}.ctl", "pattern": "rows=\\d+"}), "declared_rows.pattern",
+     "needs a group"),
+    (declaring({"control_file": "{file}.ctl", "pattern": "(a+)+(\\d+)\\1"}),
+     "declared_rows.pattern", "linear-time"),
+])
+def test_malformed_declared_rows_names_file_key_and_reason(tmp_path, change, key, words) -> None:
+    with pytest.raises(MappingError) as err:
+        load_variant(tmp_path, change)
+    assert (err.value.key, err.value.file) == (key, str(tmp_path / "broker.yaml")), str(err.value)
+    assert words in err.value.problem, str(err.value)
+
+
+@pytest.mark.parametrize("declared", [{"trailer": "^TRAILER\\|(\\d+)"},
+                                      {"control_file": "{stem}.done"},
+                                      {"control_file": "{file}.ctl", "pattern": "rows=(\\d+)"}])
+def test_declared_rows_load_as_written(tmp_path, declared) -> None:
+    doc = json.loads(json.dumps(BROKER)) | {"declared_rows": declared}
+    path = tmp_path / "broker.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    (tmp_path / "broker.json").write_text((FIXTURES / "broker.json").read_text(), encoding="utf-8")
+    rows = load_mapping(path).declared_rows
+    assert rows is not None
+    assert (rows.trailer, rows.control_file, rows.pattern) == (
+        declared.get("trailer"), declared.get("control_file"), declared.get("pattern"))
+    if rows.control_file:
+        assert rows.control_name("broker_1.jsonl") in ("broker_1.done", "broker_1.jsonl.ctl")
+
+
 @pytest.mark.parametrize("regex, words", [
     ("^[0-9", "not a regular expression"),  # was silently skipped: 4 of 4 bad rows accepted
     ("^(a+)+$", "unbounded repeat"),

@@ -25,7 +25,7 @@ import os
 import secrets
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import duckdb
 import pandas as pd
@@ -162,7 +162,10 @@ def sidecar(path: Path) -> Path:
 
 def previously_erased(path: Path) -> int:
     marker = sidecar(path)
-    return int(json.loads(marker.read_text(encoding="utf-8"))["rows"]) if marker.exists() else 0
+    if not marker.exists() and not marker.is_symlink():
+        return 0
+    with fileio.open_regular(marker) as f:  # in the landing folder: never read through a link
+        return int(json.loads(f.read().decode("utf-8"))["rows"])
 
 
 def drop_erased(mapping: SourceMapping, table: pa.Table, landing_dir: Path, files: list[str]
@@ -187,24 +190,29 @@ def redact_landed_file(mapping: SourceMapping, path: Path, row_numbers: set[int]
     """Rewrite a landed file without the given data rows (1-based, as extract numbers them).
 
     Written beside the file and renamed over it; the removed count goes to its sidecar. Files
-    outside the data root belong to someone else's drop zone and are left as they are.
+    outside the data root belong to someone else's drop zone and are left as they are. The file
+    is read as extract reads it (no symlink, a regular file), and the new copies are created
+    afresh (never written through a link planted under their temporary names).
     """
+    from pipelines.ingest.extract import open_landed
+
     if not path.resolve().is_relative_to(settings.data_root()):
         log.warning("%s holds erased rows but is outside the data root; not rewritten", path)
         return False
     tmp = path.with_name(f".{path.name}.redacting")
-    if mapping.format == "csv":
-        _redact_csv(mapping, path, row_numbers, tmp)
-    elif mapping.format == "jsonl":
-        _redact_lines(mapping, path, row_numbers, tmp)
-    else:
-        table = pq.read_table(path)
-        keep = [i for i in range(table.num_rows) if i + 1 not in row_numbers]
-        pq.write_table(table.take(pa.array(keep, pa.int64())), tmp, compression="zstd")
+    with open_landed(mapping.name, path) as landed, fileio.create_new(tmp) as out:
+        if mapping.format == "csv":
+            _redact_csv(mapping, landed, path.name, row_numbers, out)
+        elif mapping.format == "jsonl":
+            _redact_lines(mapping, landed, path.name, row_numbers, out)
+        else:
+            table = pq.read_table(landed)
+            keep = [i for i in range(table.num_rows) if i + 1 not in row_numbers]
+            pq.write_table(table.take(pa.array(keep, pa.int64())), out, compression="zstd")
     marker = sidecar(path)
     marker_tmp = marker.with_name(marker.name + ".tmp")
-    marker_tmp.write_text(json.dumps({"rows": previously_erased(path) + len(row_numbers)}) + "\n",
-                          encoding="utf-8")
+    with fileio.create_new(marker_tmp) as f:
+        f.write((json.dumps({"rows": previously_erased(path) + len(row_numbers)}) + "\n").encode())
     fileio.replace(tmp, path)
     fileio.replace(marker_tmp, marker)
     return True
@@ -229,55 +237,56 @@ class _Recording:
         return text
 
 
-def _encoder(mapping: SourceMapping, path: Path, out):
+def _encoder(mapping: SourceMapping, landed: BinaryIO, out: BinaryIO):
     """Encode text as the file was: the declared encoding, and a UTF-8 BOM if it had one (extract
     drops it when decoding); encodings with their own BOM (utf-8-sig, utf-16) write it once."""
     encoder = codecs.getincrementalencoder(mapping.encoding)()
-    with open(path, "rb") as f:
-        start = f.read(3)
+    landed.seek(0)
+    start = landed.read(3)
     if start == b"\xef\xbb\xbf" and codecs.lookup(mapping.encoding).name == "utf-8":
         out.write(start)
     return lambda text: out.write(encoder.encode(text))
 
 
-def _redact_csv(mapping: SourceMapping, path: Path, row_numbers: set[int], out: Path) -> None:
-    """Keep every record's original text except the dropped ones, numbered as extract does."""
+def _redact_csv(mapping: SourceMapping, landed: BinaryIO, name: str, row_numbers: set[int],
+                out: BinaryIO) -> None:
+    """Keep every record's original text except the dropped ones, numbered as extract does (a
+    trailer is the last line, numbered after every data row, so it is always kept)."""
     from pipelines.ingest.extract import decoded_lines
 
-    lines = _Recording(decoded_lines(path, mapping.encoding, mapping.name))
+    write = _encoder(mapping, landed, out)
+    lines = _Recording(decoded_lines(landed, name, mapping.encoding, mapping.name))
     reader = csv.reader(lines, delimiter=mapping.delimiter, quotechar=mapping.quote, strict=True)
-    with open(out, "wb") as f:
-        write = _encoder(mapping, path, f)
+    try:
+        next(reader)
+    except StopIteration:
+        return
+    write(lines.record_text())
+    number = 0
+    while True:
         try:
-            next(reader)
+            row = next(reader)
         except StopIteration:
-            return
-        write(lines.record_text())
-        number = 0
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error:
-                row = [""]  # extract keeps an unparseable record as one (malformed) row
-            text = lines.record_text()
-            if row:
-                number += 1
-                if number in row_numbers:
-                    continue
-            write(text)
+            break
+        except csv.Error:
+            row = [""]  # extract keeps an unparseable record as one (malformed) row
+        text = lines.record_text()
+        if row:
+            number += 1
+            if number in row_numbers:
+                continue
+        write(text)
 
 
-def _redact_lines(mapping: SourceMapping, path: Path, row_numbers: set[int], out: Path) -> None:
+def _redact_lines(mapping: SourceMapping, landed: BinaryIO, name: str, row_numbers: set[int],
+                  out: BinaryIO) -> None:
     from pipelines.ingest.extract import decoded_lines
 
-    with open(out, "wb") as f:
-        write = _encoder(mapping, path, f)
-        number = 0
-        for line in decoded_lines(path, mapping.encoding, mapping.name):
-            if line.strip():
-                number += 1
-                if number in row_numbers:
-                    continue
-            write(line)
+    write = _encoder(mapping, landed, out)
+    number = 0
+    for line in decoded_lines(landed, name, mapping.encoding, mapping.name):
+        if line.strip():
+            number += 1
+            if number in row_numbers:
+                continue
+        write(line)

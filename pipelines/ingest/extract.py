@@ -6,6 +6,9 @@ a record the parser could not split into the declared columns is kept too, with 
 saying why, so validation can quarantine it instead of losing it.
 Decoding is strict and streamed in chunks: a byte sequence that is not valid in the declared
 encoding stops the source with the file and byte offset, never mojibake.
+Every landed file is opened once, without following a symlink, and read only if it is a regular
+file (`fileio.open_regular`); where the mapping says the export declares its row count (a trailer
+line or a control file, `declared_rows`), the rows read from each file must add up to it.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ from __future__ import annotations
 import codecs
 import csv
 import json
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
+from typing import BinaryIO
 
 import duckdb
 import pyarrow as pa
@@ -33,6 +40,7 @@ LINEAGE_COLUMNS = ("_source_system", "_source_file", "_row_number", "_run_id", "
                    "_extra_values")
 BATCH_ROWS = 100_000
 CHUNK_BYTES = 4 << 20
+CONTROL_FILE_BYTES = 1 << 20  # a control file holds a count, not data
 csv.field_size_limit(1 << 30)  # free-text notes can be long; the default 128 KiB is not a rule
 
 
@@ -49,6 +57,8 @@ class ExtractResult:
     # rows of erased persons (tombstoned keys, see pipelines/identify/tombstone.py): counted in
     # rows_per_file, not written to raw, so rows read = accepted + quarantined + erased
     erased_rows: int = 0
+    # rows each file says it holds (mapping `declared_rows`), equal to rows_per_file once checked
+    declared_rows: dict[str, int] = field(default_factory=dict)
 
     @property
     def rows_read(self) -> int:
@@ -63,7 +73,9 @@ def find_landed_files(mapping: SourceMapping, landing_dir: Path) -> list[Path]:
     """The files of this source in the landing folder (the mapping's pattern), in name order.
 
     Every match is resolved first: a file reached through a symlink, or lying outside the landing
-    folder (a `..` pattern), is refused with the file and the rule, never read.
+    folder (a `..` pattern), or a FIFO, socket or device, is refused with the file and the rule,
+    never read. Folders are skipped, and so are the control files of the matched files (when
+    the mapping declares row counts in `control_file`s).
     """
     landing = Path(landing_dir)
     root = landing.resolve()
@@ -86,8 +98,17 @@ def find_landed_files(mapping: SourceMapping, landing_dir: Path) -> list[Path]:
             raise SourceRejected(mapping.name, str(relative), None, "landing_path",
                                  f"{path} resolves to {path.resolve()}, outside the landing "
                                  f"folder {root}")
-        if path.is_file():
+        mode = path.lstat().st_mode
+        if stat.S_ISREG(mode):
             files.append(path)
+        elif not stat.S_ISDIR(mode):
+            kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a socket or device"
+            raise SourceRejected(mapping.name, str(relative), None, "regular_file",
+                                 f"{path} is {kind}, not a regular file; landed exports must be "
+                                 "regular files")
+    if mapping.declared_rows is not None and mapping.declared_rows.control_file is not None:
+        controls = {mapping.declared_rows.control_name(p.name) for p in files}
+        files = [p for p in files if p.name not in controls]
     if not files:
         raise SourceRejected(mapping.name, mapping.file_pattern, None, "file_present",
                              f"no file matching {mapping.file_pattern!r} in {landing_dir}")
@@ -100,10 +121,11 @@ def extract_source(mapping: SourceMapping, landing_dir: Path, run: RunPaths) -> 
     out = raw_path(run, mapping.name)
     result = ExtractResult(source=mapping.name, raw_path=out)
     tables: list[pa.Table] = []
+    declared: dict[str, DeclaredCount] = {}
     for path in find_landed_files(mapping, landing_dir):
-        batches = _read_file(mapping, path)
+        found = declared[path.name] = _control_file_count(mapping, path, landing_dir)
         n = 0
-        for batch in batches:
+        for batch in _read_file(mapping, path, landing_dir, found):
             batch = _with_lineage(batch, mapping.name, path.name, run.run_id, first_row=n + 1)
             n += batch.num_rows
             tables.append(batch)
@@ -114,6 +136,9 @@ def extract_source(mapping: SourceMapping, landing_dir: Path, run: RunPaths) -> 
     for file, n in erased_before.items():  # rows an erasure already removed from the landed file
         result.rows_per_file[file] += n
     result.erased_rows = sum(erased_now.values()) + sum(erased_before.values())
+    # after drop_erased, so a file that fails its count still has an erased person's rows removed
+    result.declared_rows = check_declared_rows(mapping, result.rows_per_file, declared,
+                                               erased_before)
     result.columns = [c for c in table.column_names if c not in LINEAGE_COLUMNS]
     result.malformed_rows = table.num_rows - table["_malformed"].null_count if table.num_rows else 0
     tmp = out.with_suffix(".parquet.tmp")
@@ -122,6 +147,8 @@ def extract_source(mapping: SourceMapping, landing_dir: Path, run: RunPaths) -> 
     manifest = {"source": mapping.name, "files": result.files, "rows_per_file": result.rows_per_file,
                 "columns": result.columns, "malformed_rows": result.malformed_rows,
                 "erased_rows": result.erased_rows}
+    if result.declared_rows:
+        manifest["declared_rows"] = result.declared_rows
     out.with_suffix(".json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
     return result
 
@@ -149,12 +176,166 @@ def _with_lineage(table: pa.Table, source: str, file: str, run_id: str, first_ro
     return table
 
 
-def _read_file(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
-    if mapping.format == "csv":
-        return _read_csv(mapping, path)
-    if mapping.format == "jsonl":
-        return _read_jsonl(mapping, path)
-    return _read_parquet(mapping, path)
+def open_landed(source: str, path: Path, root: Path | None = None) -> BinaryIO:
+    """A landed file opened for reading: no symlink (below `root`, the landing folder), a regular
+    file; else the source is refused (`no_symlink`, `regular_file`) naming the file."""
+    try:
+        return fileio.open_regular(path, root)
+    except fileio.NotRegularFile as exc:
+        raise SourceRejected(source, path.name, None, exc.rule,
+                             f"{exc.detail} (seen when it was opened for reading); landed "
+                             "exports are read only from regular files in the landing folder"
+                             ) from None
+    except FileNotFoundError:
+        raise SourceRejected(source, path.name, None, "file_present",
+                             f"{path} was removed after it was listed") from None
+
+
+def _read_file(mapping: SourceMapping, path: Path, root: Path | None = None,
+               declared: DeclaredCount | None = None) -> Iterator[pa.Table]:
+    """The file's rows as text tables; a trailer (`declared_rows.trailer`) goes to `declared`."""
+    declared = declared if declared is not None else DeclaredCount()
+    with open_landed(mapping.name, path, root) as f:
+        if mapping.format == "csv":
+            yield from _read_csv(mapping, f, path.name, declared)
+        elif mapping.format == "jsonl":
+            yield from _read_jsonl(mapping, f, path, declared)
+        else:
+            yield from _read_parquet(mapping, f, path.name)
+
+
+# --------------------------------------------------------------------------------------------
+# Declared row counts (mapping `declared_rows`): a trailer line, or a control file
+
+
+@dataclass
+class DeclaredCount:
+    """What one landed file says about its own row count: the number and where it was written,
+    or why there is none to check against (`problem`, completing "<file> ...")."""
+
+    declared: int | None = None
+    where: str = ""
+    problem: str | None = None
+
+
+@cache
+def _re2(pattern: str):
+    import re2
+
+    return re2.compile(pattern)
+
+
+def _count(text: str, pattern: str | None) -> int | None:
+    """The row count in `text`: group 1 of `pattern` (searched), or the whole text; None if none."""
+    if pattern is None:
+        value: str | None = text.strip()
+    else:
+        match = _re2(pattern).search(text)
+        value = match.group(1) if match else None
+    return int(value) if value and value.isascii() and value.isdigit() else None
+
+
+def without_trailer(lines: Iterator[Line], pattern: str, found: DeclaredCount) -> Iterator[Line]:
+    """`lines` without the file's trailer, streamed: the last non-blank line (and blank lines
+    after it) is held back until the file ends, then read as the trailer, its count going into
+    `found`; a last line that is no trailer is a data row after all and is passed on."""
+    held: list[Line] = []
+    for line in lines:
+        if line.text and not line.text.isspace():
+            yield from held
+            held = [line]
+        elif held:
+            held.append(line)
+        else:
+            yield line
+    if not held:
+        found.problem = (f"is empty, so it has no trailer line matching '{pattern}'; it may "
+                         "have been cut short in transfer")
+        return
+    last = held[0]
+    count = None if last.problem else _count(last.text.rstrip("\r\n"), pattern)
+    if count is None:
+        found.problem = (f"has no trailer: its last line (line {last.number}) does not match "
+                         f"'{pattern}' with a number in group 1, so the file may have been cut "
+                         "short in transfer (or the export stopped writing its trailer); land "
+                         "the complete file")
+        yield from held
+        return
+    found.declared, found.where = count, f"trailer line {last.number}"
+
+
+def _control_file_count(mapping: SourceMapping, path: Path, root: Path) -> DeclaredCount:
+    """The count in the data file's control file (`declared_rows.control_file`), or why none."""
+    spec = mapping.declared_rows
+    name = spec.control_name(path.name) if spec is not None else None
+    if spec is None or name is None:
+        return DeclaredCount()
+    control = path.with_name(name)
+    if not control.exists() and not control.is_symlink():
+        return DeclaredCount(problem=f"has no control file {name} beside it (declared_rows."
+                                     f"control_file {spec.control_file!r}); the export may not "
+                                     "be complete yet: land the control file with it")
+    with open_landed(mapping.name, control, root) as f:
+        data = f.read(CONTROL_FILE_BYTES + 1)
+    where = f"control file {name}"
+    if len(data) > CONTROL_FILE_BYTES:
+        return DeclaredCount(problem=f"has a {where} larger than {CONTROL_FILE_BYTES >> 20} MiB, "
+                                     "which cannot be a control file")
+    try:
+        text = data.decode(mapping.encoding).removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        return DeclaredCount(problem=f"has a {where} that is not valid {mapping.encoding} "
+                                     f"(byte offset {exc.start})")
+    count = _count(text, spec.pattern)
+    if count is None:
+        why = (f"nothing in it matches '{spec.pattern}' with a number in group 1" if spec.pattern
+               else "it must hold just the number of data rows (or set declared_rows.pattern "
+                    "to find the count in its text)")
+        return DeclaredCount(problem=f"has a {where} with no row count: {why}")
+    return DeclaredCount(declared=count, where=where)
+
+
+def check_declared_rows(mapping: SourceMapping, rows_per_file: dict[str, int],
+                        declared: dict[str, DeclaredCount],
+                        erased_before: dict[str, int] | None = None) -> dict[str, int]:
+    """Each file's declared count against the rows read from it (with those an earlier erasure
+    removed from it); the counts, or `SourceRejected` (`declared_row_count`) naming the file,
+    both numbers and why."""
+    if mapping.declared_rows is None:
+        return {}
+    counted = {"csv": "records after the header, malformed ones included",
+               "jsonl": "non-blank lines, malformed ones included",
+               "parquet": "rows"}[mapping.format]
+    if mapping.declared_rows.trailer:
+        counted += ", the trailer not counted"
+    failures = []
+    for file, found in declared.items():
+        n = rows_per_file[file]
+        if found.problem is not None:
+            failures.append((file, f"{file} {found.problem}."))
+            continue
+        if found.declared == n:
+            continue
+        assert found.declared is not None
+        how = counted
+        if erased := (erased_before or {}).get(file):
+            how += f"; {erased} of them removed from the landed file by an earlier erasure"
+        off = abs(found.declared - n)
+        rows = f"{off} row{'s' if off != 1 else ''}"
+        gap = (f"{rows} short; a quote left open that swallowed rows, or a transfer cut short, "
+               "loses rows this way" if n < found.declared else
+               f"{rows} more than declared; rows added after the count was taken, or line "
+               "breaks splitting records, do this")
+        failures.append((file, f"{file} declares {found.declared} data rows ({found.where}) "
+                               f"but {n} were read from it ({how}): {gap}. Compare it with "
+                               "the source system's export and land it again."))
+    if not failures:
+        return {file: found.declared for file, found in declared.items()
+                if found.declared is not None}
+    detail = failures[0][1]
+    if len(failures) > 1:
+        detail += " Also " + " ".join(text for _, text in failures[1:])
+    raise SourceRejected(mapping.name, failures[0][0], None, "declared_row_count", detail)
 
 
 # --------------------------------------------------------------------------------------------
@@ -171,50 +352,50 @@ class Line:
     problem: str | None = None
 
 
-def decoded_lines(path: Path, encoding: str, source: str = "") -> Iterator[str]:
+def decoded_lines(f: BinaryIO, name: str, encoding: str, source: str = "") -> Iterator[str]:
     """The file's text line by line (newlines kept), decoded strictly in chunks; BOM removed."""
-    for line in file_lines(path, encoding, source):
+    for line in file_lines(f, name, encoding, source):
         yield line.text
 
 
-def file_lines(path: Path, encoding: str, source: str = "",
+def file_lines(f: BinaryIO, name: str, encoding: str, source: str = "",
                on_bad_line: str = "fail") -> Iterator[Line]:
-    """The file's lines, decoded strictly in chunks; BOM removed.
+    """The lines of landed file `name`, opened as `f` (read from its start), decoded strictly in
+    chunks; BOM removed.
 
     A line with bytes that are not valid in `encoding` stops the source with file, line and byte
     offset (`on_bad_line: fail`), or comes back with its problem so the reader can quarantine it
     (`quarantine`). Encodings in which a byte 0x0A may be part of a character (UTF-16/32) or that
     carry state across lines are decoded as one stream and always fail.
     """
+    f.seek(0)
     if not _line_safe(encoding):
-        yield from _stream_lines(path, encoding, source)
+        yield from _stream_lines(f, name, encoding, source)
         return
     number = 0
     offset = 0  # file offset of `pending`
     pending = b""
     first = True
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(CHUNK_BYTES)
-            data = pending + chunk
-            cut = len(data) if not chunk else data.rfind(b"\n") + 1
-            whole, pending = data[:cut], data[cut:]
-            lines: list[tuple[str, str | None]]
-            try:
-                lines = [(ln, None) for ln in _split_lines(whole.decode(encoding))]
-            except UnicodeDecodeError:
-                lines = _lines_one_by_one(whole, encoding, offset)
-            for text, problem in lines:
-                number += 1
-                if first:
-                    text, first = text.removeprefix("\ufeff"), False
-                if problem and on_bad_line != "quarantine":
-                    raise SourceRejected(source, path.name, None, "encoding",
-                                         f"line {number}, {problem}")
-                yield Line(number, text, problem)
-            offset += cut
-            if not chunk:
-                break
+    while True:
+        chunk = f.read(CHUNK_BYTES)
+        data = pending + chunk
+        cut = len(data) if not chunk else data.rfind(b"\n") + 1
+        whole, pending = data[:cut], data[cut:]
+        lines: list[tuple[str, str | None]]
+        try:
+            lines = [(ln, None) for ln in _split_lines(whole.decode(encoding))]
+        except UnicodeDecodeError:
+            lines = _lines_one_by_one(whole, encoding, offset)
+        for text, problem in lines:
+            number += 1
+            if first:
+                text, first = text.removeprefix("\ufeff"), False
+            if problem and on_bad_line != "quarantine":
+                raise SourceRejected(source, name, None, "encoding", f"line {number}, {problem}")
+            yield Line(number, text, problem)
+        offset += cut
+        if not chunk:
+            break
 
 
 def _line_safe(encoding: str) -> bool:
@@ -245,43 +426,42 @@ def _lines_one_by_one(data: bytes, encoding: str, offset: int) -> list[tuple[str
     return out
 
 
-def _stream_lines(path: Path, encoding: str, source: str) -> Iterator[Line]:
+def _stream_lines(f: BinaryIO, name: str, encoding: str, source: str) -> Iterator[Line]:
     decoder = codecs.getincrementaldecoder(encoding)("strict")
     offset = 0  # bytes read so far
     pending = ""
     number = 0
-    with open(path, "rb") as f:
-        while True:
-            chunk = f.read(CHUNK_BYTES)
-            final = not chunk
-            held = decoder.getstate()[0]
-            try:
-                text = decoder.decode(chunk, final)
-            except UnicodeDecodeError:
-                raise _decode_failure(source, path, encoding, offset - len(held), held + chunk) from None
-            offset += len(chunk)
-            if number == 0 and text:
-                text = text.removeprefix("\ufeff")
-            pending += text
-            lines = pending.split("\n")
-            pending = lines.pop()
-            for line in lines:
-                number += 1
-                yield Line(number, line + "\n")
-            if final:
-                break
+    while True:
+        chunk = f.read(CHUNK_BYTES)
+        final = not chunk
+        held = decoder.getstate()[0]
+        try:
+            text = decoder.decode(chunk, final)
+        except UnicodeDecodeError:
+            raise _decode_failure(source, name, encoding, offset - len(held), held + chunk) from None
+        offset += len(chunk)
+        if number == 0 and text:
+            text = text.removeprefix("\ufeff")
+        pending += text
+        lines = pending.split("\n")
+        pending = lines.pop()
+        for line in lines:
+            number += 1
+            yield Line(number, line + "\n")
+        if final:
+            break
     if pending:
         yield Line(number + 1, pending)
 
 
-def _decode_failure(source: str, path: Path, encoding: str, start: int, data: bytes) -> SourceRejected:
+def _decode_failure(source: str, name: str, encoding: str, start: int, data: bytes) -> SourceRejected:
     """Locate the first undecodable byte (data begins at file offset `start`) for the message."""
     try:
         data.decode(encoding)
         position, bad = start + len(data), b""  # only the end of the file was incomplete
     except UnicodeDecodeError as exc:
         position, bad = start + exc.start, data[exc.start:exc.end]
-    return SourceRejected(source, path.name, None, "encoding",
+    return SourceRejected(source, name, None, "encoding",
                           f"byte offset {position}: bytes {bad.hex(' ') or '(truncated sequence)'} "
                           f"are not valid {encoding}")
 
@@ -310,18 +490,27 @@ class _RecordingLines:
         return taken
 
 
-def _read_csv(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
-    lines = _RecordingLines(file_lines(path, mapping.encoding, mapping.name, mapping.on_bad_line))
+def _data_lines(mapping: SourceMapping, f: BinaryIO, name: str,
+                declared: DeclaredCount) -> Iterator[Line]:
+    """The file's lines, without its trailer when the mapping declares one."""
+    lines = file_lines(f, name, mapping.encoding, mapping.name, mapping.on_bad_line)
+    trailer = mapping.declared_rows.trailer if mapping.declared_rows else None
+    return without_trailer(lines, trailer, declared) if trailer else lines
+
+
+def _read_csv(mapping: SourceMapping, f: BinaryIO, name: str,
+              declared: DeclaredCount) -> Iterator[pa.Table]:
+    lines = _RecordingLines(_data_lines(mapping, f, name, declared))
     reader = csv.reader(lines, delimiter=mapping.delimiter, quotechar=mapping.quote, strict=True)
     try:
         header = next(reader)
     except StopIteration:
         return  # a zero-byte file: no columns, no rows (validation says so)
     except csv.Error as exc:
-        raise SourceRejected(mapping.name, path.name, None, "header",
+        raise SourceRejected(mapping.name, name, None, "header",
                              f"header line cannot be parsed: {exc}") from None
     if bad := [ln for ln in lines.take() if ln.problem]:
-        raise SourceRejected(mapping.name, path.name, None, "encoding",
+        raise SourceRejected(mapping.name, name, None, "encoding",
                              f"header line {bad[0].number}, {bad[0].problem}")
     header = _unique_names(header)
     width = len(header)
@@ -430,30 +619,64 @@ def _text_table(header: list[str], rows: list, malformed: list, extra: list) -> 
     return pa.table(arrays)
 
 
-def _read_jsonl(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
+def _read_jsonl(mapping: SourceMapping, f: BinaryIO, path: Path,
+                declared: DeclaredCount) -> Iterator[pa.Table]:
+    trailer = mapping.declared_rows.trailer if mapping.declared_rows else None
     if codecs.lookup(mapping.encoding).name == "utf-8":
-        table = read_jsonl_duckdb(path)
-        # keys outside the mapping may be a few odd lines: the line-by-line reader tells which
-        if table is not None and (mapping.validation.allow_unexpected_columns or not [
-                c for c in table.column_names if c not in mapping.all_columns + LINEAGE_COLUMNS]):
-            yield table
-            return
-    yield from read_jsonl_python(mapping, path)
+        # A trailer (no JSON) is found from the file's end; without one the careful reader says why.
+        count = _count(last, trailer) if trailer and (last := _last_line(f)) else None
+        if not trailer or count is not None:
+            # DuckDB reads the descriptor opened above (its /proc link), not the path again
+            table = read_jsonl_duckdb(fileio.descriptor_path(f, path), trailer=bool(trailer))
+            # keys outside the mapping may be a few odd lines: the line-by-line reader tells which
+            if table is not None and (mapping.validation.allow_unexpected_columns or not [
+                    c for c in table.column_names if c not in mapping.all_columns + LINEAGE_COLUMNS]):
+                if trailer:
+                    declared.declared, declared.where = count, "trailer, the last line"
+                yield table
+                return
+    yield from read_jsonl_python(mapping, f, path.name, declared)
 
 
-def read_jsonl_duckdb(path: Path) -> pa.Table | None:
+def _last_line(f: BinaryIO, reach: int = 1 << 16) -> str | None:
+    """The last non-blank line of a UTF-8 file, read from its last `reach` bytes (a trailer is
+    short); None if none lies wholly within them or it does not decode."""
+    size = os.fstat(f.fileno()).st_size
+    f.seek(max(0, size - reach))
+    pieces = f.read(reach).split(b"\n")
+    for raw in reversed(pieces if size <= reach else pieces[1:]):  # [0] may be part of a line
+        try:
+            text = raw.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError:
+            return None
+        if text and not text.isspace():
+            return text.rstrip("\r")
+    return None
+
+
+def read_jsonl_duckdb(path: Path | str, trailer: bool = False) -> pa.Table | None:
     """Well-formed UTF-8 JSON Lines, parsed by DuckDB; None if any line needs the careful reader.
 
     One text column per top-level key (first-appearance order); nested objects and lists stay
     JSON text. Any parse or decoding problem returns None, and the line-by-line reader (which
-    quarantines bad lines and names bad bytes) takes over.
+    quarantines bad lines and names bad bytes) takes over. With `trailer` the last line is no
+    JSON: it must be the one line DuckDB cannot parse, and is left out.
     """
     literal = quote_path(path)
+    # with ignore_errors a line DuckDB cannot parse gives a NULL row in its place
+    options = "format = 'newline_delimited'" + (", ignore_errors = true" if trailer else "")
     try:
         with duckdb.connect(config=duckdb_config()) as con:
             con.execute("SET enable_progress_bar = false")
             con.execute(f"""CREATE TEMP TABLE j AS SELECT json FROM
-                            read_json_objects({literal}, format = 'newline_delimited')""")
+                            read_json_objects({literal}, {options})""")
+            if trailer:
+                unparsed, last_unparsed, last = con.execute(
+                    "SELECT count(*) FILTER (WHERE json IS NULL), max(rowid) FILTER (WHERE json "
+                    "IS NULL), max(rowid) FROM j").fetchall()[0]
+                if unparsed != 1 or last_unparsed != last:
+                    return None
+                con.execute("DELETE FROM j WHERE json IS NULL")
             if con.execute("SELECT count(*) FROM j WHERE json_type(json) <> 'OBJECT'").fetchall()[0][0]:
                 return None
             keys = [k for (k,) in con.execute("""
@@ -467,8 +690,12 @@ def read_jsonl_duckdb(path: Path) -> pa.Table | None:
                 f"THEN {_sql_name(k)}::VARCHAR WHEN json_type({_sql_name(k)}) = 'NULL' THEN NULL "
                 f"ELSE {_sql_name(k)} ->> '$' END AS {_sql_name(k)}" for k in keys]
             select = ", ".join(columns) or "NULL::VARCHAR AS _empty"
-            table = con.sql(f"""SELECT {select} FROM read_json({literal}, format = 'newline_delimited',
+            table = con.sql(f"""SELECT {select} FROM read_json({literal}, {options},
                                 columns = {spec})""").to_arrow_table()
+            if trailer and table.num_rows:  # the trailer's row, all NULL, comes last
+                if any(table.column(i)[-1].is_valid for i in range(table.num_columns)):
+                    return None
+                table = table.slice(0, table.num_rows - 1)
             if table.num_rows != con.execute("SELECT count(*) FROM j").fetchall()[0][0]:
                 return None
     except (duckdb.Error, UnicodeDecodeError):
@@ -488,12 +715,15 @@ def _sql_name(name: str) -> str:
     return quote_ident(name)
 
 
-def read_jsonl_python(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
+def read_jsonl_python(mapping: SourceMapping, f: BinaryIO, name: str,
+                      declared: DeclaredCount | None = None) -> Iterator[pa.Table]:
     """JSON Lines line by line: strict decoding; a line that is not a JSON object, cannot be
     decoded, or has keys outside the mapping that other lines lack is malformed (quarantined with
     its line number) or stops the source, as the mapping's `on_bad_line` says."""
+    declared = declared if declared is not None else DeclaredCount()
+
     def numbered_objects() -> Iterator[tuple[Line, dict | str]]:
-        for line in file_lines(path, mapping.encoding, mapping.name, mapping.on_bad_line):
+        for line in _data_lines(mapping, f, name, declared):
             if line.text.strip():
                 yield line, _json_object(line)
 
@@ -516,7 +746,7 @@ def read_jsonl_python(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
         if problem is not None:
             problem = f"JSON line {line.number}: {problem}"
             if mapping.on_bad_line != "quarantine":
-                raise SourceRejected(mapping.name, path.name, None, "malformed_line", problem)
+                raise SourceRejected(mapping.name, name, None, "malformed_line", problem)
             records.append({"_malformed": problem, "_extra_values": json.dumps(
                 [line.text.rstrip("\n")], ensure_ascii=False)})
         elif isinstance(obj, dict):
@@ -556,11 +786,11 @@ def _records_table(records: list[dict]) -> pa.Table:
     return pa.table({name: pa.array([r.get(name) for r in records], pa.string()) for name in names})
 
 
-def _read_parquet(mapping: SourceMapping, path: Path) -> Iterator[pa.Table]:
+def _read_parquet(mapping: SourceMapping, f: BinaryIO, name: str) -> Iterator[pa.Table]:
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(f)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise SourceRejected(mapping.name, path.name, None, "readable",
+        raise SourceRejected(mapping.name, name, None, "readable",
                              f"not a readable Parquet file: {exc}") from None
     empty = True
     for batch in parquet.iter_batches(batch_size=BATCH_ROWS):

@@ -13,6 +13,7 @@ import codecs
 import importlib
 import json
 import re
+import string
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -181,6 +182,24 @@ class ValidationSpec:
 
 
 @dataclass(frozen=True)
+class DeclaredRows:
+    """Where an export says how many data rows it holds (docs/mapping_format.md#declared_rows):
+    its last non-blank line (`trailer`, a pattern whose group 1 is the count; that line is no
+    row), or a control file beside it (`control_file`, a name template; `pattern` finds the
+    count in its text, else the whole text is the number). Patterns run with RE2."""
+
+    trailer: str | None = None
+    control_file: str | None = None
+    pattern: str | None = None
+
+    def control_name(self, data_file: str) -> str | None:
+        """The control file's name for a data file's name (None: the count is in a trailer)."""
+        if self.control_file is None:
+            return None
+        return self.control_file.format(file=data_file, stem=PurePosixPath(data_file).stem)
+
+
+@dataclass(frozen=True)
 class RecordSpec:
     """A further record each row holds nested: one per object in column `source`, or one per
     element when it holds a list; `mapping` maps it (its references see that one element)."""
@@ -206,6 +225,7 @@ class SourceMapping:
     delimiter: str = ","
     quote: str = '"'
     on_bad_line: str = "fail"
+    declared_rows: DeclaredRows | None = None
     optional_columns: tuple[str, ...] = ()
     phones: tuple[PhoneSpec, ...] = ()
     phone_default_region: str | None = None
@@ -297,7 +317,7 @@ class _Parser:
                     "identifiers", "fields", "reroute"}
     TOP_KEYS = SECTION_KEYS | {"source", "description", "file_pattern", "format", "encoding",
                                "delimiter", "quote", "native_key", "columns", "optional_columns",
-                               "validation", "records", "on_bad_line"}
+                               "validation", "records", "on_bad_line", "declared_rows"}
     RECORD_KEYS = SECTION_KEYS | {"part", "from", "native_key"}
     VALUE_KEYS = {"column", "columns", "concat", "separator", "value", "values", "rewrite"}
 
@@ -448,6 +468,7 @@ class _Parser:
         base = SourceMapping(
             name=name, file=self.path, file_pattern=pattern, format=fmt,
             encoding=str(encoding), delimiter=delimiter, quote=quote, on_bad_line=on_bad_line,
+            declared_rows=self.declared_rows(doc.get("declared_rows"), fmt),
             native_key=native_key or "", columns=tuple(doc["columns"]),
             optional_columns=tuple(doc.get("optional_columns", [])),
             party_type=PartyTypeRule(default="person"), name_spec=NameSpec(style="parts"),
@@ -465,6 +486,52 @@ class _Parser:
         if len(set(parts)) != len(parts):
             raise self.fail("records", "names a `part` twice")
         return replace(mapping, records=tuple(specs))
+
+    def declared_rows(self, doc: Any, fmt: str) -> DeclaredRows | None:
+        """`declared_rows: {trailer: <pattern>}` or `{control_file: <name>, pattern: <pattern>}`."""
+        if doc is None:
+            return None
+        key = "declared_rows"
+        self.keys(doc, {"trailer", "control_file", "pattern"}, key)
+        if ("trailer" in doc) == ("control_file" in doc):
+            raise self.fail(key, "needs exactly one of `trailer` (a pattern for the file's last "
+                                 "line) or `control_file` (the name of a file beside it)")
+        if "trailer" in doc:
+            if "pattern" in doc:
+                raise self.fail(f"{key}.pattern", "applies to `control_file`; for a trailer the "
+                                                  "`trailer` value is the pattern")
+            if fmt == "parquet":
+                raise self.fail(f"{key}.trailer", "a Parquet file has no last line; declare the "
+                                                  "count in a `control_file`")
+            return DeclaredRows(trailer=self.count_regex(doc["trailer"], f"{key}.trailer"))
+        name = doc["control_file"]
+        where = f"{key}.control_file"
+        if not isinstance(name, str) or not name.strip():
+            raise self.fail(where, "must be a file name template such as '{file}.ctl'")
+        try:
+            parsed = list(string.Formatter().parse(name))
+        except ValueError as exc:
+            raise self.fail(where, f"{name!r} is not a name template: {exc}") from None
+        fields = [(f, spec, conv) for _, f, spec, conv in parsed if f is not None]
+        literal = "".join(text for text, *_ in parsed)
+        if not fields or not literal or any(f not in ("file", "stem") or spec or conv
+                                            for f, spec, conv in fields):
+            raise self.fail(where, f"{name!r} must name the data file with {{file}} (its whole "
+                                   "name) or {stem} (without the last suffix), nothing else in "
+                                   "braces, plus a suffix of its own: '{file}.ctl', '{stem}.done'")
+        if re.search(r"[\\/\0]", name):
+            raise self.fail(where, f"{name!r} must be a plain file name beside the data file "
+                                   "(no folder)")
+        pattern = doc.get("pattern")
+        return DeclaredRows(control_file=name, pattern=None if pattern is None
+                            else self.count_regex(pattern, f"{key}.pattern"))
+
+    def count_regex(self, pattern: Any, key: str) -> str:
+        """A linear-time regex whose first group holds a row count."""
+        pattern = self.regex(pattern, key)
+        if re.compile(pattern).groups < 1:
+            raise self.fail(key, f"{pattern!r} needs a group around the count, e.g. '(\\d+)'")
+        return pattern
 
     def file_pattern(self, value: Any) -> str:
         """A glob inside the landing folder: absolute paths and `..` would read outside it."""

@@ -155,6 +155,8 @@ def write_counts(run: RunPaths, extracted: dict[str, ExtractResult],
         entry: dict = {"files": ext.files, "rows_per_file": ext.rows_per_file,
                        "rows_read": ext.rows_read, "malformed_rows": ext.malformed_rows,
                        "rows_erased": ext.erased_rows}
+        if ext.declared_rows:  # what each file said it holds (checked equal to rows_per_file)
+            entry["declared_rows"] = ext.declared_rows
         if val is not None:
             # rows read = accepted + quarantined + erased (erased rows never reach validation)
             if (val.rows_read != ext.rows_read - ext.erased_rows

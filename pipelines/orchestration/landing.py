@@ -24,7 +24,8 @@ class LandingCheck:
 
 
 def check_landing(export_date: date, landing_dir: Path | None = None) -> LandingCheck:
-    """Which configured sources have at least one file matching their `file_pattern`."""
+    """Which configured sources have at least one file matching their `file_pattern` (and its
+    control file, where the mapping declares row counts in one)."""
     from pipelines.ingest import load_mappings
     from pipelines.orchestration.stages import landing_dir_for
 
@@ -33,6 +34,13 @@ def check_landing(export_date: date, landing_dir: Path | None = None) -> Landing
     for name, mapping in sorted(load_mappings().items()):
         files = [p for p in folder.glob(mapping.file_pattern) if p.is_file()] \
             if folder.is_dir() else []
+        declared = mapping.declared_rows
+        if declared is not None and declared.control_file is not None:
+            # a data file counts once its control file is there (often written last, as a
+            # "done" marker); a control file the pattern matches too is no data file
+            controls = {declared.control_name(p.name) for p in files}
+            files = [p for p in files if p.name not in controls
+                     and p.with_name(declared.control_name(p.name) or "").is_file()]
         landed[name] = len(files)
     return LandingCheck(folder, landed, [name for name, n in landed.items() if n == 0])
 

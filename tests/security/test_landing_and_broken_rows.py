@@ -1,7 +1,8 @@
 """Landing and broken rows (issue 15, findings 4 and 8).
 
-Extract reads only regular files inside the landing folder (a `..` pattern, an absolute pattern
-or a symlink is refused, naming the file and the rule). An unbalanced quote that swallows the next
+Extract reads only regular files inside the landing folder (a `..` pattern, an absolute pattern,
+a symlink or a FIFO is refused, naming the file and the rule), and opens each without following a
+link and checks what it opened, so a file swapped after the check is refused too. An unbalanced quote that swallows the next
 rows, an undecodable byte and a malformed JSON line are quarantined line by line with their line
 numbers (or stop the source, as `on_bad_line` says); rows read = accepted + quarantined.
 """
@@ -10,13 +11,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.ingest import SourceRejected, extract_source, ingest, load_mappings
+from pipelines import fileio
+from pipelines.identify import tombstone
+from pipelines.ingest import SourceRejected, extract, extract_source, ingest, load_mappings
 from pipelines.ingest.errors import MappingError
 from pipelines.ingest.mapping import load_mapping
 from pipelines.settings import RunPaths
@@ -123,6 +129,154 @@ def test_absolute_and_dotdot_patterns_are_refused_at_mapping_load(pattern, tmp_p
     with pytest.raises(MappingError) as err:
         load_mapping(path, source.parent.parent.parent / "expectations")
     assert "file_pattern" in str(err.value)
+
+
+# --------------------------------------------------------------------------------------------
+# Swapped after the check: every landed file is opened O_NOFOLLOW and must be a regular file
+
+
+@pytest.fixture
+def no_hang():
+    """Fail (instead of hanging the suite) if a FIFO is ever opened or read as a file."""
+    def hung(signum, frame):
+        raise TimeoutError("a FIFO was opened or read as a landed file")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def _swapping_after_listing(monkeypatch, swap) -> None:
+    """`find_landed_files` returns its checked list, then `swap` changes the landing folder:
+    the race between the check and the read, made certain."""
+    listed = extract.find_landed_files
+
+    def find_then_swap(mapping, landing_dir):
+        files = listed(mapping, landing_dir)
+        swap(Path(landing_dir))
+        return files
+
+    monkeypatch.setattr(extract, "find_landed_files", find_then_swap)
+
+
+def _to_link(path: Path, target: Path) -> None:
+    path.unlink()
+    path.symlink_to(target)
+
+
+def test_a_symlink_swapped_in_after_the_check_is_refused_when_opened(landing, run, monkeypatch,
+                                                                     secret_outside):
+    _swapping_after_listing(monkeypatch, lambda folder: _to_link(folder / "sales_leads.csv",
+                                                                 secret_outside))
+    with pytest.raises(SourceRejected) as err:
+        extract_source(MAPPINGS["sales"], landing, run)
+    assert (err.value.rule, err.value.file) == ("no_symlink", "sales_leads.csv")
+    assert "seen when it was opened" in str(err.value) and "Traceback" not in str(err.value)
+    assert "c2VjcmV0" not in _raw_text(run, "sales")
+
+
+@pytest.mark.parametrize("source, name", [("servicing", "policy_servicing.jsonl"),
+                                          ("underwriting", "underwriting_applications.parquet")])
+def test_jsonl_and_parquet_readers_open_without_following_links_too(landing, run, monkeypatch,
+                                                                    tmp_path, source, name):
+    target = tmp_path / f"elsewhere_{name}"
+    if name.endswith(".parquet"):
+        pq.write_table(pa.table({"application_no": [SECRET]}), landing / name)
+        shutil.copy(landing / name, target)
+    else:
+        shutil.copy(landing / name, target)
+    _swapping_after_listing(monkeypatch, lambda folder: _to_link(folder / name, target))
+    with pytest.raises(SourceRejected) as err:
+        extract_source(MAPPINGS[source], landing, run)
+    assert (err.value.rule, err.value.file) == ("no_symlink", name)
+
+
+def test_a_subfolder_swapped_for_a_link_after_the_check_is_refused(landing, run, monkeypatch,
+                                                                  secret_outside):
+    (landing / "more").mkdir()
+    shutil.copy(CLEAN_SALES, landing / "more" / "sales_leads_secret.csv")
+    mapping = relaxed("sales", file_pattern="more/sales_leads*.csv")
+
+    def swap(folder: Path) -> None:
+        shutil.rmtree(folder / "more")
+        (folder / "more").symlink_to(secret_outside.parent, target_is_directory=True)
+
+    _swapping_after_listing(monkeypatch, swap)
+    with pytest.raises(SourceRejected) as err:
+        extract_source(mapping, landing, run)
+    assert err.value.rule == "no_symlink" and "c2VjcmV0" not in _raw_text(run, "sales")
+
+
+def test_a_fifo_in_the_landing_folder_is_refused_without_hanging(landing, run, no_hang):
+    os.mkfifo(landing / "sales_leads_2.csv")
+    with pytest.raises(SourceRejected) as err:
+        extract_source(MAPPINGS["sales"], landing, run)
+    assert (err.value.rule, err.value.file) == ("regular_file", "sales_leads_2.csv")
+    assert "FIFO (named pipe), not a regular file" in str(err.value)
+
+
+def test_a_fifo_swapped_in_after_the_check_is_refused_without_hanging(landing, run, monkeypatch,
+                                                                      no_hang):
+    def swap(folder: Path) -> None:
+        (folder / "sales_leads.csv").unlink()
+        os.mkfifo(folder / "sales_leads.csv")
+
+    _swapping_after_listing(monkeypatch, swap)
+    with pytest.raises(SourceRejected) as err:
+        extract_source(MAPPINGS["sales"], landing, run)
+    assert (err.value.rule, err.value.file) == ("regular_file", "sales_leads.csv")
+
+
+def test_open_regular_names_what_it_refuses(tmp_path):
+    with pytest.raises(fileio.NotRegularFile) as err:
+        fileio.open_regular("/dev/null")
+    assert err.value.rule == "regular_file" and "a character device" in str(err.value)
+    with pytest.raises(fileio.NotRegularFile) as err:
+        fileio.open_regular(tmp_path)
+    assert "a folder" in str(err.value)
+    (tmp_path / "f.csv").write_text("a\n")
+    (tmp_path / "link.csv").symlink_to(tmp_path / "f.csv")
+    with pytest.raises(fileio.NotRegularFile) as err:
+        fileio.open_regular(tmp_path / "link.csv", tmp_path)
+    assert err.value.rule == "no_symlink"
+    with fileio.open_regular(tmp_path / "f.csv", tmp_path) as f:
+        assert f.read() == b"a\n"
+
+
+def test_a_cli_ingest_of_a_swapped_file_says_so_in_one_line(landing, run, monkeypatch,
+                                                            secret_outside, capsys):
+    from pipelines.cli import main
+
+    monkeypatch.setenv("UCV_HOME", str(run.root.parent.parent))
+    _swapping_after_listing(monkeypatch, lambda folder: _to_link(folder / "sales_leads.csv",
+                                                                 secret_outside))
+    code = main(["ingest", "--landing", str(landing), "--run-id", "2026-03-15",
+                 "--source", "sales"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "rule no_symlink failed" in err and "sales_leads.csv" in err
+
+
+def test_redaction_never_writes_through_a_link_planted_as_its_temporary_file(tmp_path,
+                                                                             monkeypatch):
+    """Erasure rewrites a landed file through `.<name>.redacting`: a link planted under that
+    name must not make it overwrite what the link points to."""
+    monkeypatch.setenv("UCV_HOME", str(tmp_path))
+    folder = tmp_path / "landing" / "2026-03-15"
+    folder.mkdir(parents=True)
+    shutil.copy(CLEAN_SALES, folder / "sales_leads.csv")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me\n")
+    (folder / ".sales_leads.csv.redacting").symlink_to(victim)
+    (folder / ".sales_leads.csv.erased.json.tmp").symlink_to(victim)
+    tombstone.add_tombstones([("record", "sales:L00000003")])
+    result = extract_source(MAPPINGS["sales"], folder, RunPaths.for_run(
+        "2026-03-15", base=tmp_path / "runs"))
+    assert result.erased_rows == 1 and victim.read_text() == "keep me\n"
+    assert "L00000003" not in (folder / "sales_leads.csv").read_text(encoding="utf-8")
+    assert not (folder / "sales_leads.csv").is_symlink()
 
 
 # --------------------------------------------------------------------------------------------
