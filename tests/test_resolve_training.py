@@ -352,6 +352,7 @@ def test_a_hanzi_company_name_and_its_english_name_are_the_same_name():
     ("杭州巨奥物流控股有限公司", "杭州巨奥物流有限公司"),             # 控股: the holding
     ("武汉恩悌信息技术物业有限公司", "Wuhan Enti Information Technology Co., Ltd."),
     ("Warmer Autohaus Holding GmbH", "Warmer Autohaus Gesellschaft mbH"),
+    ("Clements Holdings Holdings Ltd", "Clements Holdings Ltd"),  # the holding of a "Holdings"
 ])
 def test_a_holding_in_any_script_beside_its_operating_company_is_a_related_company(
         holding, operating):

@@ -171,13 +171,14 @@ def org_tokens_sql(norm_sql: str) -> str:
 
 
 def org_qualifiers_sql(norm_sql: str) -> str:
-    """SQL: the qualifiers (holding, verwaltung, ...) whose stems begin a word of the name."""
+    """SQL: the qualifiers (holding, verwaltung, ...) whose stems begin a word of the name, one per
+    such word: "Clements Holdings Holdings" (the holding of "Clements Holdings") has two."""
     cases = " ".join(
         "WHEN " + " OR ".join(f"starts_with(t, '{stem}')" for stem in stems) + f" THEN '{name}'"
         for name, stems in org_qualifier_stems().items())
-    return (f"CASE WHEN {norm_sql} IS NOT NULL THEN list_sort(list_distinct(list_filter("
+    return (f"CASE WHEN {norm_sql} IS NOT NULL THEN list_sort(list_filter("
             f"list_transform(string_split({norm_sql}, ' '), lambda t: CASE {cases} END), "
-            f"lambda q: q IS NOT NULL))) END")
+            f"lambda q: q IS NOT NULL)) END")
 
 
 @cache
