@@ -159,3 +159,41 @@ def _duckdb_hits(con: duckdb.DuckDBPyConnection, path: Path, needles: list[str])
         return [f"{path}:{t}" for t in tables if _text_hits(con, f'probe."{t}"', needles)]
     finally:
         con.execute("DETACH probe")
+
+
+def broker_notifications() -> list[dict]:
+    """Two broker claim notifications (schemas/sources/optional/broker.yaml) where the canary is
+    never a row's own record, only nested in other people's rows: N1's claimant (an object) and
+    its second co-insured (a list element without a key, so keyed by its index). Around them:
+    N1's insured Anna, co-insured Berta (keyed K1) and Carl (unkeyed, after the canary: he keeps
+    index 3), and N2 with insured Dora and claimant Emil."""
+    def insured(ref: str, first: str, last: str, email: str) -> dict:
+        return {"ref": ref, "type": "P", "first_name": first, "last_name": last, "email": email,
+                "phone": None, "birth_date": "01.02.1970", "city": "Hamburg", "country": "DE"}
+
+    canary = {"name": f"{GIVEN} {FAMILY}", "email": EMAIL, "phone": PHONE, "street": STREET,
+              "postcode": POSTCODE, "city": CITY, "country": "DE", "birth_date": "15.04.1971"}
+    co_canary = {"type": "P", "first_name": GIVEN, "last_name": FAMILY, "email": EMAIL,
+                 "phone": PHONE, "street": STREET, "postcode": POSTCODE, "city": CITY}
+    claim = {"product": "motor", "loss_date": "2026-11-01", "reported_at": "2026-11-02T09:00:00",
+             "claimed_amount": 1200.0, "currency": "EUR", "status": "open"}
+    return [
+        {"notification_id": "BN-1", "policy_ref": "P-DE-0000001", **claim,
+         "insured": insured("I1", "Anna", "Altmann", "anna.altmann@example.de"),
+         "claimant": {"ref": "C1", **canary},
+         "co_insured": [{**insured("K1", "Berta", "Bunte", "berta.bunte@example.de")},
+                        co_canary,
+                        {**insured("", "Carl", "Cyanfeld", "carl.cyanfeld@example.de"),
+                         "ref": None}]},
+        {"notification_id": "BN-2", "policy_ref": "P-DE-0000002", **claim,
+         "insured": insured("I2", "Dora", "Dunkelberg", "dora.dunkelberg@example.de"),
+         "claimant": {"ref": "C2", "name": "Emil Ehrenfeld", "email": "emil.ehrenfeld@example.de",
+                      "city": "Bremen", "country": "DE"},
+         "co_insured": []},
+    ]
+
+
+# The other people of broker_notifications(), by record key: they must survive the canary's erasure
+BROKER_OTHERS = {"broker:BN-1": "Altmann", "broker:BN-1/co_insured/K1": "Bunte",
+                 "broker:BN-1/co_insured/3": "Cyanfeld", "broker:BN-2": "Dunkelberg",
+                 "broker:BN-2/claimant/C2": "Ehrenfeld"}
