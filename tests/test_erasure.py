@@ -3,10 +3,12 @@ in the data root or in Airflow's home (logs, the metadata DB with XComs and seri
 the erasure, nor after another night (the sources still send them), a rerun of an older date, and
 `make run` (the latest landed date run again). The night before the erasure and the last step run
 through Airflow for real (`make_run.main`: `airflow dags test`), with an Airflow home in tmp_path;
-the other nights run in-process (`ucv run`'s path), to keep the test near three minutes."""
+the other nights run in-process (`ucv run`'s path). Beside it: the search itself, and a person
+nested in other people's rows (the broker export's `records:`) erased from them alone."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import sqlite3
@@ -14,15 +16,30 @@ import zlib
 from datetime import date
 
 import duckdb
+import pyarrow.parquet as pq
 import pytest
-from canary import EMAIL, NATIONAL_ID, PHONE, canary_hits, plant_canary
+from canary import (
+    BROKER_OTHERS,
+    EMAIL,
+    NATIONAL_ID,
+    PHONE,
+    broker_notifications,
+    canary_hits,
+    plant_canary,
+)
 from orchestration_support import end_to_end_skip_reason, generate_sample, land
 from typer.testing import CliRunner
 
+import pipelines.ingest
 from pipelines import make_run, settings
 from pipelines.cli import app
+from pipelines.identify import erase as erase_module
+from pipelines.identify.erase import ErasureRequest, erase
 from pipelines.identify.registry import read_state, registry_file
+from pipelines.ingest import ingest
+from pipelines.ingest.mapping import load_mapping
 from pipelines.orchestration.run import run_pipeline
+from pipelines.settings import EXPECTATIONS_DIR, SOURCES_DIR, RunPaths
 
 D1, D2, D3 = date(2026, 11, 20), date(2026, 11, 21), date(2026, 11, 22)
 
@@ -126,3 +143,50 @@ def test_the_canary_search_reads_sqlite_cells_compressed_blobs_and_gzipped_logs(
     (tmp_path / "clean.log").write_text("run=2026-11-22 stage=extract rows=3\n")
     assert canary_hits(tmp_path) == [f"{db}:serialized_dag", str(tmp_path / "task.log.gz")]
     assert canary_hits(tmp_path, values=("return_value",)) == [str(db)]  # a text cell: bytes
+
+
+def test_erase_takes_a_person_nested_in_other_peoples_rows_out_of_them_everywhere(
+        tmp_path, monkeypatch):
+    # a deployment with the broker export (`records:`: claimant, co-insured nested in a row)
+    home = tmp_path / "home"
+    monkeypatch.setenv("UCV_HOME", str(home))
+    broker = load_mapping(SOURCES_DIR / "optional" / "broker.yaml", EXPECTATIONS_DIR)
+    mappings = {"broker": dataclasses.replace(broker, validation=dataclasses.replace(
+        broker.validation, max_bad_row_share=0.5))}  # one row of three goes to quarantine
+    monkeypatch.setattr(pipelines.ingest, "load_mappings", lambda *args: mappings)
+    monkeypatch.setattr(erase_module, "_mappings", lambda: mappings)
+    landing = home / "landing" / D3.isoformat()
+    landing.mkdir(parents=True)
+    landed = landing / "broker_claims_2026-11-22.jsonl"
+    rows = broker_notifications()
+    quarantined = {**rows[1], "notification_id": "BN-3", "status": "lost",  # not a known status
+                   "claimant": {**rows[0]["claimant"], "ref": "C3"}}
+    quarantined["insured"] = {**quarantined["insured"], "ref": "I3", "last_name": "Frostberg"}
+    landed.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n"
+                              for r in [*rows, quarantined]), encoding="utf-8")
+    run = RunPaths.for_run(D3.isoformat())
+    ingest(landing, run, mappings)
+    before = canary_hits(home)
+    assert {f"{run.raw_dir}/broker.parquet", f"{run.accepted_dir}/broker.parquet",
+            f"{run.quarantine_dir}/broker.parquet", str(landed)} <= set(before)
+
+    report = erase(ErasureRequest(emails=[EMAIL]))
+
+    assert canary_hits(home) == []
+    assert report.records_erased == 2  # the claimant and the co-insured, never a row's own
+    locations = {loc["location"]: loc for loc in report.locations}
+    for hit in before:
+        assert str(hit).removeprefix(f"{home}/") in locations, hit
+    for path, nested in ((landed, 3), (run.raw_dir / "broker.parquet", 3),
+                         (run.accepted_dir / "broker.parquet", 2),
+                         (run.quarantine_dir / "broker.parquet", 1)):
+        where = locations[str(path.relative_to(home))]
+        assert (where["rows_removed"], where["nested_records_removed"]) == (0, nested), where
+    quarantine = pq.read_table(run.quarantine_dir / "broker.parquet").to_pylist()
+    assert [json.loads(json.loads(q["raw"])["insured"])["last_name"] for q in quarantine] == \
+        ["Frostberg"]  # the quarantined row stays, without the canary
+    staged = pq.read_table(run.staged_dir / "source_records.parquet",
+                           columns=["source_record_id", "family_name"])
+    assert dict(zip(*staged.to_pydict().values(), strict=True)) == BROKER_OTHERS
+    raw = json.dumps(pq.read_table(run.raw_dir / "broker.parquet").to_pylist())
+    assert all(family in raw for family in BROKER_OTHERS.values())  # the other people stay
