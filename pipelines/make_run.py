@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     if not landed_export_dates():
         land_sample_exports(export_date, console)
 
-    env = airflow_env()
+    env = airflow_env(LOCAL_AIRFLOW_HOME)
     env["UCV_TASK_RETRIES"] = "0"  # fail fast here; the scheduled DAG retries (docs/operations.md)
     env["UCV_DEADLINE_ALERTS"] = "0"  # no scheduler evaluates them under `dags test` (DAG file)
     log_file = LOCAL_AIRFLOW_HOME / "logs" / "make_run" / f"{export_date}.log"

@@ -1,12 +1,16 @@
 """Test support for erasure: a canary person planted in all four sample sources, and a search of
-a whole data root for any trace of them (raw bytes of every file, decompressed text of every
-Parquet file and DuckDB table)."""
+a whole data root or Airflow home for any trace of them (raw bytes of every file, decompressed
+gzip/zlib content, the text of every Parquet file, DuckDB table and SQLite cell — Airflow's
+metadata DB keeps XComs, rendered task fields and logs' metadata there, serialized DAGs zlib'd)."""
 
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
+import sqlite3
+import zlib
 from pathlib import Path
 
 import duckdb
@@ -23,6 +27,7 @@ NATIONAL_ID = "8619247351" + mod_11_10.calc_check_digit("8619247351")
 assert idnr.is_valid(NATIONAL_ID)
 # ASCII on purpose: the same bytes in every source encoding (gb18030 claims, utf-8 others)
 NEEDLES = (FAMILY, EMAIL, "70809010", NATIONAL_ID, "Kanarienweg")
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def plant_canary(landing: Path) -> None:
@@ -70,23 +75,64 @@ def _plant_csv(path: Path, encoding: str, delimiter: str, change, is_template) -
     path.write_text(text.rstrip("\n") + "\n" + out.getvalue(), encoding=encoding)
 
 
-def canary_hits(*roots: Path) -> list[str]:
-    """Every place under the roots where a canary value shows: '<file>' or '<file>:<table>'."""
-    needles = [n.lower() for n in NEEDLES]
+def canary_hits(*roots: Path, values: tuple[str, ...] = NEEDLES) -> list[str]:
+    """Every place under the roots where a canary value shows: '<file>' or '<file>:<table>'.
+    Other `values` make a positive control: the search sees what the roots hold."""
+    needles = [v.lower() for v in values]
     hits = []
     with duckdb.connect() as con:
         for root in roots:
             for path in sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink()):
-                data = path.read_bytes().lower()
-                if any(n.encode() in data for n in needles):
+                data = path.read_bytes()
+                if _has_needle(data, needles) or _has_needle(_decompressed(data), needles):
                     hits.append(str(path))
-                    continue
-                if path.suffix == ".parquet":
+                elif data.startswith(SQLITE_MAGIC):
+                    hits += _sqlite_hits(path, needles)
+                elif path.suffix == ".parquet":
                     hits += [f"{path}" for _ in _text_hits(
                         con, f"read_parquet('{_quoted(path)}')", needles)[:1]]
                 elif path.suffix == ".duckdb" and not path.name.startswith("."):
                     hits += _duckdb_hits(con, path, needles)
     return hits
+
+
+def _has_needle(data: bytes | None, needles: list[str]) -> bool:
+    if not data:
+        return False
+    lowered = data.lower()
+    return any(n.encode() in lowered for n in needles)
+
+
+def _decompressed(data: bytes) -> bytes | None:
+    """The content of a gzip or zlib stream (a rotated log, a compressed blob), else None."""
+    try:
+        if data[:2] == b"\x1f\x8b":
+            return gzip.decompress(data)
+        if data[:1] == b"\x78" and len(data) > 2 and (data[0] * 256 + data[1]) % 31 == 0:
+            return zlib.decompress(data)
+    except (OSError, EOFError, zlib.error):
+        return None
+    return None
+
+
+def _sqlite_hits(path: Path, needles: list[str]) -> list[str]:
+    """Tables of a SQLite database with a needle in a cell: text, or a blob (zlib'd or not)."""
+    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = [t for (t,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        hits = []
+        for table in tables:
+            quoted = '"' + table.replace('"', '""') + '"'  # a name from sqlite_master
+            for row in con.execute(f"SELECT * FROM {quoted}"):
+                cells = [v if isinstance(v, bytes) else str(v).encode() for v in row
+                         if v is not None]
+                if any(_has_needle(c, needles) or _has_needle(_decompressed(c), needles)
+                       for c in cells):
+                    hits.append(f"{path}:{table}")
+                    break
+        return hits
+    finally:
+        con.close()
 
 
 def _quoted(path: Path) -> str:
@@ -113,3 +159,41 @@ def _duckdb_hits(con: duckdb.DuckDBPyConnection, path: Path, needles: list[str])
         return [f"{path}:{t}" for t in tables if _text_hits(con, f'probe."{t}"', needles)]
     finally:
         con.execute("DETACH probe")
+
+
+def broker_notifications() -> list[dict]:
+    """Two broker claim notifications (schemas/sources/optional/broker.yaml) where the canary is
+    never a row's own record, only nested in other people's rows: N1's claimant (an object) and
+    its second co-insured (a list element without a key, so keyed by its index). Around them:
+    N1's insured Anna, co-insured Berta (keyed K1) and Carl (unkeyed, after the canary: he keeps
+    index 3), and N2 with insured Dora and claimant Emil."""
+    def insured(ref: str, first: str, last: str, email: str) -> dict:
+        return {"ref": ref, "type": "P", "first_name": first, "last_name": last, "email": email,
+                "phone": None, "birth_date": "01.02.1970", "city": "Hamburg", "country": "DE"}
+
+    canary = {"name": f"{GIVEN} {FAMILY}", "email": EMAIL, "phone": PHONE, "street": STREET,
+              "postcode": POSTCODE, "city": CITY, "country": "DE", "birth_date": "15.04.1971"}
+    co_canary = {"type": "P", "first_name": GIVEN, "last_name": FAMILY, "email": EMAIL,
+                 "phone": PHONE, "street": STREET, "postcode": POSTCODE, "city": CITY}
+    claim = {"product": "motor", "loss_date": "2026-11-01", "reported_at": "2026-11-02T09:00:00",
+             "claimed_amount": 1200.0, "currency": "EUR", "status": "open"}
+    return [
+        {"notification_id": "BN-1", "policy_ref": "P-DE-0000001", **claim,
+         "insured": insured("I1", "Anna", "Altmann", "anna.altmann@example.de"),
+         "claimant": {"ref": "C1", **canary},
+         "co_insured": [{**insured("K1", "Berta", "Bunte", "berta.bunte@example.de")},
+                        co_canary,
+                        {**insured("", "Carl", "Cyanfeld", "carl.cyanfeld@example.de"),
+                         "ref": None}]},
+        {"notification_id": "BN-2", "policy_ref": "P-DE-0000002", **claim,
+         "insured": insured("I2", "Dora", "Dunkelberg", "dora.dunkelberg@example.de"),
+         "claimant": {"ref": "C2", "name": "Emil Ehrenfeld", "email": "emil.ehrenfeld@example.de",
+                      "city": "Bremen", "country": "DE"},
+         "co_insured": []},
+    ]
+
+
+# The other people of broker_notifications(), by record key: they must survive the canary's erasure
+BROKER_OTHERS = {"broker:BN-1": "Altmann", "broker:BN-1/co_insured/K1": "Bunte",
+                 "broker:BN-1/co_insured/3": "Cyanfeld", "broker:BN-2": "Dunkelberg",
+                 "broker:BN-2/claimant/C2": "Ehrenfeld"}

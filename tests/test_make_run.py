@@ -98,6 +98,19 @@ def test_a_run_airflow_did_not_do_is_not_reported(ucv_home, monkeypatch, capsys)
     assert "run 2026-11-22: success" not in out
 
 
+def test_airflow_runs_with_make_runs_airflow_home_and_logs_there(ucv_home, monkeypatch):
+    land(ucv_home, date(2026, 11, 22))
+    no_airflow(monkeypatch)
+    launched = []
+    monkeypatch.setattr(make_run, "dags_test",
+                        lambda logical, env, log: launched.append((env, log)) or FakeProcess())
+    make_run.main(["--date", "2026-11-22"])
+    [(env, log)] = launched
+    # one Airflow home for the metadata DB and the log (tests point it at a temporary folder)
+    assert env["AIRFLOW_HOME"] == str(make_run.LOCAL_AIRFLOW_HOME)
+    assert log.is_relative_to(make_run.LOCAL_AIRFLOW_HOME)
+
+
 def summary_text(run: RunPaths) -> str:
     out = io.StringIO()
     print_run_summary(run, Console(file=out, width=80, soft_wrap=True))  # not a terminal

@@ -1,9 +1,11 @@
 """Tombstones at extract, on exports shaped unlike the samples: a cp1252 CSV with CRLF, `;`
 delimiters and a quoted field spanning lines, JSON Lines with blank lines, Parquet. Erased rows are
-dropped, counted, and removed from the landed file; every other record keeps its exact bytes."""
+dropped, counted, and removed from the landed file; every other record keeps its exact bytes.
+A person nested in other people's rows (`records:`, the broker export) is taken out of them alone."""
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -12,10 +14,12 @@ import stat
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from canary import BROKER_OTHERS, EMAIL, broker_notifications, canary_hits
 
 from pipelines.identify import tombstone
-from pipelines.ingest import extract_source, load_mappings
-from pipelines.settings import RunPaths
+from pipelines.ingest import extract_source, ingest, load_mappings
+from pipelines.ingest.mapping import load_mapping
+from pipelines.settings import EXPECTATIONS_DIR, SOURCES_DIR, RunPaths
 
 SALES = load_mappings()["sales"]
 HEADER = ["lead_id", "first_name", "last_name", "email", "mobile", "notes"]
@@ -115,3 +119,66 @@ def test_landing_outside_the_data_root_is_not_rewritten(home, tmp_path_factory):
     result = extract_source(CP1252_SALES, outside, run)
     assert result.erased_rows == 1 and path.read_bytes() == before
     assert pq.read_table(run.raw_dir / "sales.parquet")["lead_id"].to_pylist() == ["L2", "L3", "L4"]
+
+
+BROKER = load_mapping(SOURCES_DIR / "optional" / "broker.yaml", EXPECTATIONS_DIR)
+
+
+def write_broker(path, fmt: str) -> None:
+    rows = broker_notifications()
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    elif fmt == "csv":  # the nested parties as JSON text in their cells
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows({k: json.dumps(v) if isinstance(v, dict | list) else v
+                              for k, v in r.items()} for r in rows)
+    else:  # Parquet: a struct column and a list-of-structs column
+        pq.write_table(pa.Table.from_pylist(rows), path)
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv", "parquet"])
+def test_a_person_nested_in_other_peoples_rows_is_taken_out_of_them_and_the_rows_stay(home, fmt):
+    mapping = dataclasses.replace(BROKER, format=fmt, file_pattern=f"broker_claims*.{fmt}")
+    folder, path = landed(home, f"broker_claims.{fmt}")
+    write_broker(path, fmt)
+    assert canary_hits(folder) == [str(path)]
+    tombstone.add_tombstones([("email", EMAIL)])  # the claimant and the co-insured carry it
+    run = RunPaths.for_run("2026-11-22", base=home / "runs")
+
+    result = extract_source(mapping, folder, run)
+
+    assert (result.rows_read, result.erased_rows, result.erased_records) == (2, 0, 2)
+    raw = pq.read_table(run.raw_dir / "broker.parquet")
+    assert raw["notification_id"].to_pylist() == ["BN-1", "BN-2"]  # both rows stay
+    assert canary_hits(run.raw_dir, folder) == []  # gone from raw and from the landed file
+    for table in (raw, pq.read_table(path) if fmt == "parquet" else None):
+        text = json.dumps(table.to_pylist() if table is not None else path.read_text())
+        assert all(family in text for family in BROKER_OTHERS.values())
+    first = json.loads(raw["co_insured"][0].as_py())
+    assert first[1] is None and first[2]["last_name"] == "Cyanfeld"  # Carl keeps his place
+    assert json.loads(tombstone.sidecar(path).read_text()) == {"rows": 0, "records": 2}
+    landed_bytes = path.read_bytes()
+
+    again = extract_source(mapping, folder, run)  # a rerun of the date: same accounting
+    assert (again.rows_read, again.erased_rows, again.erased_records) == (2, 0, 2)
+    assert path.read_bytes() == landed_bytes
+
+
+def test_nested_records_are_matched_by_their_own_record_keys_and_the_others_keep_theirs(home):
+    folder, path = landed(home, "broker_claims_2026-11-22.jsonl")
+    write_broker(path, "jsonl")
+    other_lines = path.read_text().splitlines()[1:]
+    # the record keys standardize gives them: the claimant's key, the co-insured's list index
+    tombstone.add_tombstones([("record", "broker:BN-1/claimant/C1"),
+                              ("record", "broker:BN-1/co_insured/2")])
+    summary = ingest(folder, RunPaths.for_run("2026-11-22", base=home / "runs"), {"broker": BROKER})
+
+    staged = pq.read_table(summary.source_records_path, columns=["source_record_id", "family_name"])
+    assert dict(zip(*staged.to_pydict().values(), strict=True)) == BROKER_OTHERS
+    assert summary.sources["broker"].records_staged == len(BROKER_OTHERS)
+    counts = json.loads(summary.counts_path.read_text())["sources"]["broker"]
+    assert (counts["rows_read"], counts["rows_erased"], counts["records_erased"]) == (2, 0, 2)
+    assert canary_hits(folder) == []
+    assert path.read_text().splitlines()[1:] == other_lines  # other lines keep their bytes

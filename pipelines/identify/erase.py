@@ -6,9 +6,12 @@ only). Then, under the publish lock:
 
 1. tombstones — salted hashes of every key of the erased records (record key, e-mails, phones,
    national IDs) — are added (`tombstone.py`), so later nights and reruns drop them at extract;
-2. every landed export in the data root is redacted (the rows removed, through extract itself);
+2. every landed export in the data root is redacted (the rows removed, through extract itself;
+   an erased person nested in another person's row — a claimant, a co-insured — is taken out of
+   that row, which stays);
 3. every Parquet file in run folders, the warehouse mirror versions and the dated exports, and
-   the live DuckDB warehouse, is rewritten without the erased rows — record-level rows of erased
+   the live DuckDB warehouse, is rewritten without the erased rows (and raw-shaped rows of run
+   folders and quarantine without their erased nested records) — record-level rows of erased
    records, customer-level rows (golden record, 360, policy links, marketing rows) of every customer
    that held one (a surviving customer gets its golden record back at the next night) — always
    written beside the file and renamed over it, so a reader sees the old or the new file, and the
@@ -85,11 +88,14 @@ class ErasureReport:
     locations: list[dict] = field(default_factory=list)
     report_file: str = ""
 
-    def cleaned(self, path: Path, rows: int | None = None, action: str = "rewritten") -> None:
+    def cleaned(self, path: Path, rows: int | None = None, action: str = "rewritten",
+                records: int = 0) -> None:
+        """One location cleaned; `records`: erased persons taken out of rows that stay."""
         where = path.relative_to(settings.data_root()) if path.is_relative_to(
             settings.data_root()) else path
         self.locations.append({"location": str(where), "action": action,
-                               **({"rows_removed": rows} if rows is not None else {})})
+                               **({"rows_removed": rows} if rows is not None else {}),
+                               **({"nested_records_removed": records} if records else {})})
 
 
 class NothingToErase(LookupError):
@@ -257,18 +263,21 @@ def redact_landing(report: ErasureReport) -> None:
 
     mappings = load_mappings()
     scratch = settings.data_root() / "tmp" / "erase-scratch"
+    def counts(path: Path) -> tuple[int, int]:
+        return tombstone.previously_erased(path), tombstone.previously_erased_records(path)
+
     for landing in sorted(p for p in settings.landing_root().glob("*") if p.is_dir()):
-        before = {p: tombstone.previously_erased(p) for p in landing.iterdir() if p.is_file()}
+        before = {p: counts(p) for p in landing.iterdir() if p.is_file()}
         for mapping in mappings.values():
             shutil.rmtree(scratch, ignore_errors=True)
             try:
                 extract_source(mapping, landing, RunPaths.for_run("erase", base=scratch))
             except SourceRejected:
                 continue  # no such file on that date, or unreadable: nothing extract would keep
-        for path, earlier in before.items():
-            removed = tombstone.previously_erased(path) - earlier
-            if removed:
-                report.cleaned(path, removed, "redacted")
+        for path, (rows, records) in before.items():
+            now_rows, now_records = counts(path)
+            if now_rows > rows or now_records > records:
+                report.cleaned(path, now_rows - rows, "redacted", now_records - records)
     shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -284,16 +293,62 @@ def erased_rows_mask(table: pa.Table, scope: Scope) -> pa.Array | None:
             and not names <= ID_ONLY_COLUMNS):
         touched = pa.array(sorted(scope.touched), pa.string())
         masks.append(pc.is_in(pc.cast(table["customer_id"], pa.string()), value_set=touched))
-    if "_source_system" in names:
-        masks.append(_raw_mask(table, "_source_system", None, scope))
-    elif {"raw", "source_system"} <= names:
-        masks.append(_raw_mask(table, "source_system", "raw", scope))
+    if (shape := _raw_shape(table)) is not None:
+        masks.append(_raw_mask(table, *shape, scope))
     if not masks:
         return None
     mask = masks[0]
     for other in masks[1:]:
         mask = pc.or_(mask, other)
     return pc.fill_null(mask, False)
+
+
+def _raw_shape(table: pa.Table) -> tuple[str, str | None] | None:
+    """(source system column, JSON column of packed raw values or None) of raw-shaped rows (raw,
+    accepted: one column per export column) or quarantine rows; None for other tables."""
+    names = set(table.column_names)
+    if "_source_system" in names:
+        return "_source_system", None
+    if {"raw", "source_system"} <= names:
+        return "source_system", "raw"
+    return None
+
+
+def redact_nested(table: pa.Table, scope: Scope) -> tuple[pa.Table, int]:
+    """Raw-shaped or quarantine rows with erased persons nested in them (`records:`) taken out,
+    the rows (other people) kept; (table, nested records taken out)."""
+    shape = _raw_shape(table)
+    if shape is None or table.num_rows == 0:
+        return table, 0
+    system_column, json_column = shape
+    mappings = _mappings()
+    found: dict[int, list[tombstone.Element]] = {}
+    for system in sorted(s for s in set(table[system_column].to_pylist()) if s is not None):
+        mapping = mappings.get(system)
+        if mapping is None or not mapping.records:
+            continue
+        rows = pc.equal(table[system_column], system)
+        positions = pc.indices_nonzero(rows).to_pylist()
+        part = table.filter(rows)
+        if json_column is not None:
+            part = _unpack_json(part, json_column, mapping.all_columns)
+        for position, elements in tombstone.erased_elements(mapping, part, scope.hashes).items():
+            found[positions[position]] = elements
+    if not found:
+        return table, 0
+    if json_column is None:
+        table = tombstone.redact_elements(table, found)
+    else:
+        values = table[json_column].to_pylist()
+        for position, elements in found.items():
+            packed = json.loads(values[position])
+            for column in {c for c, _ in elements}:
+                packed[column] = tombstone.without_elements(packed.get(column), elements, column)
+            values[position] = json.dumps(packed, ensure_ascii=False)
+        index = table.column_names.index(json_column)
+        table = table.set_column(index, json_column,
+                                 pa.array(values, table.schema.field(index).type))
+    return table, sum(len(e) for e in found.values())
 
 
 def _raw_mask(table: pa.Table, system_column: str, json_column: str | None, scope: Scope
@@ -337,17 +392,19 @@ def _unpack_json(table: pa.Table, column: str, names: tuple[str, ...]) -> pa.Tab
 
 
 def clean_parquet(path: Path, scope: Scope, report: ErasureReport) -> int:
-    """Rewrite a Parquet file without the erased rows (new file, then rename); rows removed."""
+    """Rewrite a Parquet file without the erased rows and nested records (new file, then
+    rename); rows removed."""
     table = pq.read_table(path)
     mask = erased_rows_mask(table, scope)
     if mask is None:
         return 0
     removed = int(pc.sum(mask).as_py() or 0)
-    if removed:
+    kept, records = redact_nested(table.filter(pc.invert(mask)), scope)
+    if removed or records:
         tmp = path.with_name(f".{path.name}.erasing")
-        pq.write_table(table.filter(pc.invert(mask)), tmp, compression="zstd")
+        pq.write_table(kept, tmp, compression="zstd")
         fileio.replace(tmp, path)
-        report.cleaned(path, removed)
+        report.cleaned(path, removed, records=records)
     return removed
 
 
@@ -461,7 +518,7 @@ def clean_warehouse(scope: Scope, report: ErasureReport) -> None:
         return
     tmp = warehouse.with_name(f".{warehouse.name}.erasing")
     tmp.unlink(missing_ok=True)
-    removed_total = 0
+    removed_total = records_total = 0
     history = None
     if registry_file().exists():
         from pipelines.identify.registry import read_state
@@ -480,6 +537,8 @@ def clean_warehouse(scope: Scope, report: ErasureReport) -> None:
             if mask is not None:
                 removed_total += int(pc.sum(mask).as_py() or 0)
                 data = data.filter(pc.invert(mask))
+            data, records = redact_nested(data, scope)
+            records_total += records
             con.register("kept", data)
             con.execute(f"CREATE TABLE {quote_ident(table)} AS SELECT * FROM kept")
             con.unregister("kept")
@@ -487,7 +546,7 @@ def clean_warehouse(scope: Scope, report: ErasureReport) -> None:
         comment_tables(con)
         create_views(con)
     fileio.replace(tmp, warehouse)
-    report.cleaned(warehouse, removed_total)
+    report.cleaned(warehouse, removed_total, records=records_total)
 
 
 def clean_overrides(erased: set[str], report: ErasureReport) -> int:

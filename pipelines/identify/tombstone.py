@@ -3,9 +3,14 @@
 `ucv erase` writes them (`data/registry/tombstones.parquet`: kind, hash; no personal data) and every
 later night, and every rerun of any date, drops the source rows that carry one, counts them as
 `erased` (rows read = accepted + quarantined + erased), and removes them from the landed file too,
-so no copy stays in the data root. A key is hashed as sha256(salt || kind || ':' || normal form);
-the salt is random, generated once per deployment (`data/registry/erasure.salt`, mode 0600), so the
-hashes cannot be reversed by hashing guessed e-mail addresses without it.
+so no copy stays in the data root. A record nested in a row (`records:` in the mapping: a claimant,
+a co-insured person) is matched by its own keys and taken out of the row alone — an object becomes
+null, a list element becomes null so the others keep their positions (and index-based keys) — while
+the row and the other people in it stay; those are counted as erased records.
+
+A key is hashed as sha256(salt || kind || ':' || normal form); the salt is random, generated once
+per deployment (`data/registry/erasure.salt`, mode 0600), so the hashes cannot be reversed by
+hashing guessed e-mail addresses without it.
 
 Normal forms are the same for a raw source value and for its canonical form, so a key taken from the
 warehouse matches the source row it came from:
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import json
 import logging
 import os
@@ -114,17 +120,18 @@ def add_tombstones(keys: Iterable[tuple[str, str]]) -> int:
 
 
 def erased_condition_sql(mapping: SourceMapping, columns: Iterable[str]) -> str:
-    """SQL over a source's raw text columns: does the row carry a tombstoned key ($tombstones)?
+    """SQL over a source's raw text columns: does the record carry a tombstoned key ($tombstones)?
 
-    The keys are read the way standardize reads them (the mapping's value expressions). Records
-    a row holds nested (`records:` in the mapping) are matched by the row's own keys only.
+    The keys are read the way standardize reads them (the mapping's value expressions): over the
+    rows for a row's own record, over `nested_rows_sql` (one row per element) for the mapping of
+    a nested record (`records:`), whose record key is `<row key>/<part>[/<element>]`.
     """
-    from pipelines.ingest.columns import column_sql, value_sql
-    from pipelines.standardize.records import list_column_sql
+    from pipelines.ingest.columns import value_sql
+    from pipelines.standardize.records import list_column_sql, source_key_sql
 
     columns = list(columns)
-    key = column_sql(mapping.native_key, columns)
-    scalars = [hash_sql("record", f"'{mapping.name}:' || {key}")]
+    key = source_key_sql(mapping, columns)
+    scalars = [hash_sql("record", f"{quote_literal(mapping.name + ':')} || {key}")]
     lists = []
     if mapping.email:
         scalars.append(hash_sql("email", value_sql(mapping.email, columns)))
@@ -155,64 +162,152 @@ def erased_mask(mapping: SourceMapping, table: pa.Table, hashes: set[str] | None
     return mask.column("erased").combine_chunks()
 
 
+# A nested record inside a row: (the row's `from` column, its list index, None for an object)
+Element = tuple[str, int | None]
+
+
+def erased_elements(mapping: SourceMapping, table: pa.Table, hashes: set[str] | None = None
+                    ) -> dict[int, list[Element]]:
+    """Row position -> the nested records (`records:`) of that row carrying a tombstoned key."""
+    from pipelines.standardize.records import nested_rows_sql
+
+    hashes = load_hashes() if hashes is None else hashes
+    key_salt = salt()
+    parts = [r for r in mapping.records if r.source in table.column_names]
+    if not parts or not hashes or key_salt is None or table.num_rows == 0:
+        return {}
+    found: dict[int, list[Element]] = {}
+    numbered = table.append_column("_erase_position", pa.array(range(table.num_rows), pa.int64()))
+    with duckdb.connect() as con:
+        con.register("raw_rows", numbered)
+        for record in parts:
+            condition = erased_condition_sql(record.mapping, table.column_names)
+            hits = con.sql(f"SELECT _erase_position, _part_index "
+                           f"FROM {nested_rows_sql(record.mapping, 'raw_rows')} WHERE {condition}",
+                           params={"salt": key_salt, "tombstones": sorted(hashes)}).fetchall()
+            for position, index in hits:
+                found.setdefault(position, []).append((record.source, index))
+    return found
+
+
+def without_elements(value, elements: list[Element], column: str):
+    """A cell of a `from` column (JSON text, or a Parquet struct / list value) without the given
+    nested records: an object becomes None, a list element None (the others keep their place)."""
+    mine = [i for c, i in elements if c == column]
+    if not mine:
+        return value
+    indexes = [i for i in mine if i is not None]
+    if value is None or len(indexes) < len(mine):  # the column held one object: it goes
+        return None
+    text = isinstance(value, str)
+    items = list(json.loads(value) if text else value)
+    for i in indexes:
+        items[i - 1] = None
+    return json.dumps(items, ensure_ascii=False) if text else items
+
+
+def redact_elements(table: pa.Table, found: dict[int, list[Element]]) -> pa.Table:
+    """The table with the found nested records taken out of their rows (see without_elements)."""
+    for column in sorted({c for elements in found.values() for c, _ in elements}):
+        values = table.column(column).to_pylist()
+        for position, elements in found.items():
+            values[position] = without_elements(values[position], elements, column)
+        index = table.column_names.index(column)
+        table = table.set_column(index, column, pa.array(values, table.schema.field(index).type))
+    return table
+
+
 def sidecar(path: Path) -> Path:
-    """`.<file>.erased.json` beside a landed file: how many rows erasure removed from it."""
+    """`.<file>.erased.json` beside a landed file: how many rows erasure removed from it, and how
+    many nested records it took out of rows that stayed."""
     return path.with_name(f".{path.name}.erased.json")
 
 
-def previously_erased(path: Path) -> int:
+def _sidecar_counts(path: Path) -> dict[str, int]:
     marker = sidecar(path)
     if not marker.exists() and not marker.is_symlink():
-        return 0
+        return {"rows": 0, "records": 0}
     with fileio.open_regular(marker) as f:  # in the landing folder: never read through a link
-        return int(json.loads(f.read().decode("utf-8"))["rows"])
+        counts = json.loads(f.read().decode("utf-8"))
+    return {"rows": int(counts.get("rows", 0)), "records": int(counts.get("records", 0))}
+
+
+def previously_erased(path: Path) -> int:
+    return _sidecar_counts(path)["rows"]
+
+
+def previously_erased_records(path: Path) -> int:
+    return _sidecar_counts(path)["records"]
 
 
 def drop_erased(mapping: SourceMapping, table: pa.Table, landing_dir: Path, files: list[str]
-                ) -> tuple[pa.Table, dict[str, int], dict[str, int]]:
-    """Extract's hook: the raw table without tombstoned rows; erased rows per landed file, found
-    now and removed by earlier redactions. Landed files in the data root are redacted in place."""
-    before = {f: n for f in files if (n := previously_erased(Path(landing_dir) / f))}
+                ) -> tuple[pa.Table, dict[str, int], dict[str, int], int]:
+    """Extract's hook: the raw table without tombstoned rows and nested records; erased rows per
+    landed file, found now and removed by earlier redactions; nested records taken out (now and
+    earlier). Landed files in the data root are redacted in place."""
+    landing = Path(landing_dir)
+    before = {f: n for f in files if (n := previously_erased(landing / f))}
+    records = sum(previously_erased_records(landing / f) for f in files)
     now: dict[str, int] = {}
     mask = erased_mask(mapping, table)
-    if not pa.compute.any(mask).as_py():
-        return table, now, before
-    hit = table.filter(mask)
-    for file in sorted(set(hit.column("_source_file").to_pylist())):
+    if pa.compute.any(mask).as_py():
+        hit = table.filter(mask)
+        table = table.filter(pa.compute.invert(mask))
+    else:
+        hit = table.slice(0, 0)
+    found = erased_elements(mapping, table)
+    if not hit.num_rows and not found:
+        return table, now, before, records
+    files_of = table.column("_source_file").to_pylist()
+    numbers_of = table.column("_row_number").to_pylist()
+    for file in sorted(set(hit.column("_source_file").to_pylist())
+                       | {files_of[p] for p in found}):
         rows = hit.filter(pa.compute.equal(hit.column("_source_file"), file))
         numbers = set(rows.column("_row_number").to_pylist())
-        now[file] = len(numbers)
-        redact_landed_file(mapping, Path(landing_dir) / file, numbers)
-    return table.filter(pa.compute.invert(mask)), now, before
+        elements = {numbers_of[p]: e for p, e in found.items() if files_of[p] == file}
+        if numbers:
+            now[file] = len(numbers)
+        records += sum(len(e) for e in elements.values())
+        redact_landed_file(mapping, landing / file, numbers, elements)
+    return redact_elements(table, found), now, before, records
 
 
-def redact_landed_file(mapping: SourceMapping, path: Path, row_numbers: set[int]) -> bool:
-    """Rewrite a landed file without the given data rows (1-based, as extract numbers them).
+def redact_landed_file(mapping: SourceMapping, path: Path, row_numbers: set[int],
+                       elements: dict[int, list[Element]] | None = None) -> bool:
+    """Rewrite a landed file without the given data rows (1-based, as extract numbers them) and
+    without the given nested records of other rows (row number -> elements).
 
-    Written beside the file and renamed over it; the removed count goes to its sidecar. Files
+    Written beside the file and renamed over it; the removed counts go to its sidecar. Files
     outside the data root belong to someone else's drop zone and are left as they are. The file
     is read as extract reads it (no symlink, a regular file), and the new copies are created
     afresh (never written through a link planted under their temporary names).
     """
     from pipelines.ingest.extract import open_landed
 
+    elements = elements or {}
     if not path.resolve().is_relative_to(settings.data_root()):
         log.warning("%s holds erased rows but is outside the data root; not rewritten", path)
         return False
     tmp = path.with_name(f".{path.name}.redacting")
     with open_landed(mapping.name, path) as landed, fileio.create_new(tmp) as out:
         if mapping.format == "csv":
-            _redact_csv(mapping, landed, path.name, row_numbers, out)
+            _redact_csv(mapping, landed, path.name, row_numbers, elements, out)
         elif mapping.format == "jsonl":
-            _redact_lines(mapping, landed, path.name, row_numbers, out)
+            _redact_lines(mapping, landed, path.name, row_numbers, elements, out)
         else:
             table = pq.read_table(landed)
+            positions = {n - 1: e for n, e in elements.items()}
+            table = redact_elements(table, positions) if positions else table
             keep = [i for i in range(table.num_rows) if i + 1 not in row_numbers]
             pq.write_table(table.take(pa.array(keep, pa.int64())), out, compression="zstd")
+    counts = _sidecar_counts(path)
+    counts["rows"] += len(row_numbers)
+    counts["records"] += sum(len(e) for e in elements.values())
     marker = sidecar(path)
     marker_tmp = marker.with_name(marker.name + ".tmp")
     with fileio.create_new(marker_tmp) as f:
-        f.write((json.dumps({"rows": previously_erased(path) + len(row_numbers)}) + "\n").encode())
+        f.write((json.dumps({k: n for k, n in counts.items() if n or k == "rows"}) + "\n")
+                .encode("utf-8"))
     fileio.replace(tmp, path)
     fileio.replace(marker_tmp, marker)
     return True
@@ -249,16 +344,17 @@ def _encoder(mapping: SourceMapping, landed: BinaryIO, out: BinaryIO):
 
 
 def _redact_csv(mapping: SourceMapping, landed: BinaryIO, name: str, row_numbers: set[int],
-                out: BinaryIO) -> None:
+                elements: dict[int, list[Element]], out: BinaryIO) -> None:
     """Keep every record's original text except the dropped ones, numbered as extract does (a
-    trailer is the last line, numbered after every data row, so it is always kept)."""
+    trailer is the last line, numbered after every data row, so it is always kept); a record
+    losing a nested record is written anew, its `from` cell without it."""
     from pipelines.ingest.extract import decoded_lines
 
     write = _encoder(mapping, landed, out)
     lines = _Recording(decoded_lines(landed, name, mapping.encoding, mapping.name))
     reader = csv.reader(lines, delimiter=mapping.delimiter, quotechar=mapping.quote, strict=True)
     try:
-        next(reader)
+        header = next(reader)
     except StopIteration:
         return
     write(lines.record_text())
@@ -275,11 +371,26 @@ def _redact_csv(mapping: SourceMapping, landed: BinaryIO, name: str, row_numbers
             number += 1
             if number in row_numbers:
                 continue
+            if number in elements:
+                text = _csv_without(mapping, header, row, elements[number], text)
         write(text)
 
 
+def _csv_without(mapping: SourceMapping, header: list[str], row: list[str],
+                 elements: list[Element], text: str) -> str:
+    cells = [without_elements(cell, elements, column)
+             for column, cell in zip(header, row, strict=False)] + row[len(header):]
+    out = io.StringIO()
+    ending = "\r\n" if text.endswith("\r\n") else "\n" if text.endswith("\n") else ""
+    csv.writer(out, delimiter=mapping.delimiter, quotechar=mapping.quote,
+               lineterminator=ending).writerow(["" if c is None else c for c in cells])
+    return out.getvalue()
+
+
 def _redact_lines(mapping: SourceMapping, landed: BinaryIO, name: str, row_numbers: set[int],
-                  out: BinaryIO) -> None:
+                  elements: dict[int, list[Element]], out: BinaryIO) -> None:
+    """Keep every line's original text except the dropped ones; a line losing a nested record is
+    written anew (the same object, its `from` value without it)."""
     from pipelines.ingest.extract import decoded_lines
 
     write = _encoder(mapping, landed, out)
@@ -289,4 +400,10 @@ def _redact_lines(mapping: SourceMapping, landed: BinaryIO, name: str, row_numbe
             number += 1
             if number in row_numbers:
                 continue
+            if number in elements:
+                obj = json.loads(line)
+                for column in {c for c, _ in elements[number]}:
+                    obj[column] = without_elements(obj.get(column), elements[number], column)
+                ending = line[len(line.rstrip("\r\n")):]
+                line = json.dumps(obj, ensure_ascii=False) + ending
         write(line)

@@ -59,6 +59,8 @@ class ExtractResult:
     erased_rows: int = 0
     # rows each file says it holds (mapping `declared_rows`), equal to rows_per_file once checked
     declared_rows: dict[str, int] = field(default_factory=dict)
+    # erased persons nested in rows that stay (`records:`), taken out of them
+    erased_records: int = 0
 
     @property
     def rows_read(self) -> int:
@@ -132,7 +134,8 @@ def extract_source(mapping: SourceMapping, landing_dir: Path, run: RunPaths) -> 
         result.files.append(path.name)
         result.rows_per_file[path.name] = n
     table = _combine(tables)
-    table, erased_now, erased_before = drop_erased(mapping, table, landing_dir, result.files)
+    table, erased_now, erased_before, result.erased_records = drop_erased(
+        mapping, table, landing_dir, result.files)
     for file, n in erased_before.items():  # rows an erasure already removed from the landed file
         result.rows_per_file[file] += n
     result.erased_rows = sum(erased_now.values()) + sum(erased_before.values())
@@ -146,7 +149,7 @@ def extract_source(mapping: SourceMapping, landing_dir: Path, run: RunPaths) -> 
     fileio.replace(tmp, out)
     manifest = {"source": mapping.name, "files": result.files, "rows_per_file": result.rows_per_file,
                 "columns": result.columns, "malformed_rows": result.malformed_rows,
-                "erased_rows": result.erased_rows}
+                "erased_rows": result.erased_rows, "erased_records": result.erased_records}
     if result.declared_rows:
         manifest["declared_rows"] = result.declared_rows
     out.with_suffix(".json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")

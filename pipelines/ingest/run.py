@@ -148,13 +148,14 @@ def write_counts(run: RunPaths, extracted: dict[str, ExtractResult],
 
     A row is one record of the export as read (a CSV record, a JSON line, a Parquet row):
     rows read = accepted + quarantined, and each accepted row is staged as exactly one record of
-    its own; records nested in a row (`records:`) are counted beside, as `records_staged`."""
+    its own; records nested in a row (`records:`) are counted beside, as `records_staged`, and
+    those `ucv erase` took out of rows that stay as `records_erased`."""
     sources = {}
     for name, ext in extracted.items():
         val = validated.get(name)
         entry: dict = {"files": ext.files, "rows_per_file": ext.rows_per_file,
                        "rows_read": ext.rows_read, "malformed_rows": ext.malformed_rows,
-                       "rows_erased": ext.erased_rows}
+                       "rows_erased": ext.erased_rows, "records_erased": ext.erased_records}
         if ext.declared_rows:  # what each file said it holds (checked equal to rows_per_file)
             entry["declared_rows"] = ext.declared_rows
         if val is not None:

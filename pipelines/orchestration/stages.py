@@ -141,7 +141,8 @@ def extract(run_id: str, source: str) -> str:
         _remove(*_source_outputs(run.raw_dir, source))
         result = extract_source(load_mappings()[source], _landing(run), run)
         counts.update(rows_read=result.rows_read, malformed_rows=result.malformed_rows,
-                      erased_rows=result.erased_rows, files=len(result.files))
+                      erased_rows=result.erased_rows, erased_records=result.erased_records,
+                      files=len(result.files))
     return source
 
 
@@ -198,7 +199,8 @@ def write_ingest_counts(run: RunPaths, sources: list[str], staged: dict[str, int
         extracted[source] = ExtractResult(
             source=source, raw_path=run.raw_dir / f"{source}.parquet", files=manifest["files"],
             rows_per_file=manifest["rows_per_file"], columns=manifest["columns"],
-            malformed_rows=manifest["malformed_rows"], erased_rows=manifest.get("erased_rows", 0))
+            malformed_rows=manifest["malformed_rows"], erased_rows=manifest.get("erased_rows", 0),
+            erased_records=manifest.get("erased_records", 0))
         v = recorded[f"validate.{source}"]["counts"]
         validated[source] = ValidationResult(
             source=source, rows_read=v["rows_read"], rows_accepted=v["rows_accepted"],

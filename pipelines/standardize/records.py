@@ -82,7 +82,7 @@ def standardize_source(mapping: SourceMapping, run: RunPaths) -> Path:
         columns = [r[0] for r in con.execute("DESCRIBE rows").fetchall()]
         parts = []
         for i, sub in enumerate([mapping, *(r.mapping for r in mapping.records)]):
-            source = "rows" if sub.part is None else _expanded_sql(sub, "rows")
+            source = "rows" if sub.part is None else nested_rows_sql(sub, "rows")
             con.execute(f"CREATE OR REPLACE TEMP VIEW src AS SELECT * FROM {source}")
             final_sql = build_canonical(con, sub, columns, run.run_id)
             con.execute(f"CREATE TEMP TABLE canonical_{i} AS {final_sql}")
@@ -94,7 +94,7 @@ def standardize_source(mapping: SourceMapping, run: RunPaths) -> Path:
     return out
 
 
-def _expanded_sql(sub: SourceMapping, rows: str) -> str:
+def nested_rows_sql(sub: SourceMapping, rows: str) -> str:
     """Rows of a nested record: one per JSON object in the part's column, or per object element
     of a JSON list there, the column holding that element; rows without it give none."""
     assert sub.part is not None
@@ -111,7 +111,7 @@ def _expanded_sql(sub: SourceMapping, rows: str) -> str:
 
 
 def expand_part_rows(sub: SourceMapping, df: pd.DataFrame) -> pd.DataFrame:
-    """The frame form of `_expanded_sql` (real time): one row per nested object."""
+    """The frame form of `nested_rows_sql` (real time): one row per nested object."""
     assert sub.part is not None
     column = sub.part.source
     out = []
@@ -547,16 +547,12 @@ def working_sql(mapping: SourceMapping, columns: Sequence[str], source: str) -> 
     fields = {name: field_sql(name, fs, columns) for name, fs in mapping.fields.items()}
     id_columns = [f"{val(ident.column)} AS id_{i}" for i, ident in enumerate(mapping.identifiers)]
     order = "_source_file, _row_number" + (", _part_index" if mapping.part else "")
-    key_sql = value_sql(_native_key_expr(mapping), columns)
+    source_key = source_key_sql(mapping, columns)
     if mapping.part is not None:
-        part = mapping.part
-        element = f"coalesce({val(part.key)}, CAST(_part_index AS VARCHAR))" if part.key \
-            else "CAST(_part_index AS VARCHAR)"
-        source_key = f"{key_sql} || '/' || {_literal(part.part)} || coalesce('/' || {element}, '')"
-        source_part = (f"{_literal(part.part)} || coalesce('[' || CAST(_part_index AS VARCHAR) "
-                       f"|| ']', '')")
+        source_part = (f"{_literal(mapping.part.part)} || coalesce('[' || "
+                       f"CAST(_part_index AS VARCHAR) || ']', '')")
     else:
-        source_key, source_part = key_sql, "NULL::VARCHAR"
+        source_part = "NULL::VARCHAR"
     select = [
         f"row_number() OVER (ORDER BY {order}) AS _rid",
         "_source_file", "_row_number",
@@ -598,10 +594,19 @@ def working_sql(mapping: SourceMapping, columns: Sequence[str], source: str) -> 
     return f"SELECT *, {org_name} AS n_org_name FROM ({outer}) p", fields
 
 
-def _native_key_expr(mapping: SourceMapping):
+def source_key_sql(mapping: SourceMapping, columns: Sequence[str]) -> str:
+    """SQL of a record's `source_key` (its source_record_id is `<source>:<source_key>`): the
+    row's key, or for a nested record (over `nested_rows_sql`, which gives `_part_index`)
+    `<row key>/<part>[/<element key, else its index in the list>]`."""
     from pipelines.ingest.mapping import ValueExpr
 
-    return ValueExpr(refs=(mapping.native_key,))
+    key_sql = value_sql(ValueExpr(refs=(mapping.native_key,)), columns)
+    part = mapping.part
+    if part is None:
+        return key_sql
+    element = (f"coalesce({value_sql(part.key, columns)}, CAST(_part_index AS VARCHAR))"
+               if part.key else "CAST(_part_index AS VARCHAR)")
+    return f"{key_sql} || '/' || {_literal(part.part)} || coalesce('/' || {element}, '')"
 
 
 def build_canonical(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, columns: list[str],
