@@ -372,6 +372,37 @@ def test_a_holding_in_any_script_beside_its_operating_company_is_a_related_compa
     assert _first_level(_levels("organization", "org_name"), pair) == RELATED_COMPANY, pair
 
 
+def test_blocking_rules_are_judged_at_the_size_the_model_will_run_at():
+    import duckdb
+
+    from pipelines.resolve import training
+    from pipelines.resolve.model import CandidateRule
+    from pipelines.resolve.training import choose_blocking_rules, prefilter_count
+
+    # 4,000 records: 2,000 customers with two records each, sharing an e-mail; 20 cities
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT i AS unique_id, 'm' || (i // 2) AS email, "
+                "'c' || (i % 20) AS city FROM range(4000) r(i)")
+    rules = [CandidateRule(("email",)), CandidateRule(("city",))]
+    cfg = {"max_rule_comparisons_per_record": 150.0, "max_comparisons_per_record": 1000.0}
+    original = training.BLOCKING_CANDIDATES
+    training.BLOCKING_CANDIDATES = {"person": rules}
+    try:
+        chosen, rows = choose_blocking_rules(con, "t", "person", 4000, lambda f: True, cfg)
+        assert [r.sql for r in chosen] == [r.sql for r in rules]  # city: 100 per record here
+        chosen, rows = choose_blocking_rules(con, "t", "person", 4000, lambda f: True,
+                                             {**cfg, "expected_records": 400_000})
+    finally:
+        training.BLOCKING_CANDIDATES = original
+    assert [r.sql for r in chosen] == [rules[0].sql]
+    email, city = rows
+    assert email["per_record_at_expected"] == 0.5  # a customer's two records stay one pair
+    # 20 cities of 20,000 records each at 400,000: C(20,000, 2) * 20 / 400,000 = 9,999.5
+    assert abs(city["per_record_at_expected"] - 9999.5) < 1.0
+    assert "at 400,000 records" in city["excluded"]
+    assert prefilter_count(con, "t", rules[1]) == 20 * 200 * 199 / 2
+
+
 def test_em_passes_go_on_until_every_source_is_reached():
     """A source of web leads fills neither birth date nor mobile: passes blocking on those never
     see its pairs, so one that does (the e-mail) is added."""

@@ -29,6 +29,9 @@ def train(
                                           "and recall of the new model"),
     overrides: Path = typer.Option(None, help="steward decisions to report agreement with "
                                               "(default stewardship/overrides.csv)"),
+    expected_records: int = typer.Option(None, min=1, help="records nightly runs will resolve, "
+                                         "when training on a sample: blocking rules are judged at "
+                                         "that size (training.blocking.expected_records)"),
 ) -> None:
     """Build and train person and organization models from the data (a deliberate step)."""
     from rich.console import Console
@@ -43,7 +46,7 @@ def train(
         with console.status("profiling fields, training Splink models (u sampling, EM)..."):
             written = train_models(records, seed=seed, models_dir=models_dir or MODELS_DIR,
                                    truth_dir=truth, overrides_path=overrides or
-                                   DEFAULT_OVERRIDES_FILE)
+                                   DEFAULT_OVERRIDES_FILE, expected_records=expected_records)
     except TrainingError as error:
         console.print(f"[red]ucv train:[/] {error}", soft_wrap=True)
         raise typer.Exit(1) from None

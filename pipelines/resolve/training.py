@@ -36,6 +36,7 @@ from pipelines.resolve.model import (
 )
 from pipelines.resolve.profile import field_profile
 from pipelines.settings import MODELS_DIR
+from pipelines.sql import quote_literal
 
 log = logging.getLogger(__name__)
 MODEL_FILE = re.compile(r"^(?P<party>[a-z]+)-v(?P<version>\d+)\.json$")
@@ -102,52 +103,74 @@ def _populated(profile: dict[str, Any], cfg: dict[str, Any]):
     return has
 
 
-def prefilter_count(con, table: str, rule: CandidateRule) -> int:
+def prefilter_count(con, table: str, rule: CandidateRule, growth: float = 1.0,
+                    personal_block: int = 0) -> float:
     """Pairs a rule's equi-join makes (before Splink's l.id < r.id filter), by GROUP BY counts:
-    cheap even for a rule that would explode, so it can be rejected before any pair is built."""
+    cheap even for a rule that would explode, so it can be rejected before any pair is built.
+
+    With `growth` f > 1: the pairs per f-th of a population f times larger. A block of up to
+    `personal_block` records is one customer's (or one household's) own key, an e-mail or a rare
+    name: more customers bring more such blocks, each as big as now. A larger block is a key shared
+    by chance (a city, Wang Wei + Shanghai), which f times more customers make f times larger."""
     left, right = rule.left, rule.right_columns
     not_null = " AND ".join(f"({c}) IS NOT NULL" for c in set(left) | set(right))
+    f, d = float(growth), int(personal_block)
     if not rule.right:
         keys = ", ".join(left)
-        sql = (f"SELECT coalesce(sum(k * (k - 1) / 2), 0) FROM (SELECT count(*) AS k FROM {table} "
+        pairs = "k * (k - 1) / 2" if f == 1.0 else (
+            f"CASE WHEN k <= {d} THEN k * (k - 1) / 2 ELSE (k * {f}) * (k * {f} - 1) / 2 / {f} END")
+        sql = (f"SELECT coalesce(sum({pairs}), 0) FROM (SELECT count(*) AS k FROM {table} "
                f"WHERE {not_null} GROUP BY {keys})")
     else:
         l_keys = ", ".join(f"{c} AS k{i}" for i, c in enumerate(left))
         r_keys = ", ".join(f"{c} AS k{i}" for i, c in enumerate(right))
         on = " AND ".join(f"a.k{i} = b.k{i}" for i in range(len(left)))
+        pairs = "a.n * b.n / 2" if f == 1.0 else (
+            f"CASE WHEN a.n + b.n <= {d} THEN a.n * b.n / 2 ELSE a.n * b.n * {f} / 2 END")
         sql = (f"WITH a AS (SELECT {l_keys}, count(*) AS n FROM {table} WHERE {not_null} "
                f"GROUP BY ALL), b AS (SELECT {r_keys}, count(*) AS n FROM {table} "
                f"WHERE {not_null} GROUP BY ALL) "
-               f"SELECT coalesce(sum(a.n * b.n) / 2, 0) FROM a JOIN b ON {on}")
-    return int(con.execute(sql).fetchall()[0][0])
+               f"SELECT coalesce(sum({pairs}), 0) FROM a JOIN b ON {on}")
+    return float(con.execute(sql).fetchall()[0][0])
 
 
 def choose_blocking_rules(con, table: str, party_type: str, n: int, has,
                           cfg: dict[str, Any]) -> tuple[list[CandidateRule], list[dict[str, Any]]]:
-    """Prediction blocking rules: populated candidates whose comparisons stay near linear."""
+    """Prediction blocking rules: populated candidates whose comparisons stay near linear at the
+    size the model will run at (`expected_records`, default the training size): a rule on a key
+    shared by chance (name + city) grows per record with the data, one on a personal key does
+    not (prefilter_count with growth)."""
     per_rule = float(cfg["max_rule_comparisons_per_record"])
-    budget = float(cfg["max_comparisons_per_record"]) * n
+    expected = int(cfg.get("expected_records") or 0)
+    size = max(expected, n)
+    budget = float(cfg["max_comparisons_per_record"])
     chosen: list[CandidateRule] = []
     rows: list[dict[str, Any]] = []
-    total = 0
+    total = 0.0
     for rule in BLOCKING_CANDIDATES[party_type]:
         row: dict[str, Any] = {"rule": rule.sql}
         rows.append(row)
         if not rule_populated(rule, has):
             row["excluded"] = "fields not populated"
             continue
-        count = prefilter_count(con, table, rule)
+        count = int(prefilter_count(con, table, rule))
         row["comparisons"] = count
         row["per_record"] = round(count / n, 3)
-        if count / n > per_rule:
-            row["excluded"] = f"{count / n:.2f} comparisons per record (limit {per_rule})"
-        elif total + count > budget:
-            row["excluded"] = f"over the budget of {cfg['max_comparisons_per_record']} per record"
+        at_size = count / n
+        if size > n:
+            at_size = prefilter_count(con, table, rule, size / n,
+                                      int(cfg.get("personal_block_records", 10))) / n
+            row["per_record_at_expected"] = round(at_size, 3)
+        where = f" at {size:,} records" if size > n else ""
+        if at_size > per_rule:
+            row["excluded"] = f"{at_size:.2f} comparisons per record{where} (limit {per_rule})"
+        elif total + at_size > budget:
+            row["excluded"] = f"over the budget of {budget:g} per record{where}"
         elif count == 0:
             row["excluded"] = "finds no pair"
         else:
             chosen.append(rule)
-            total += count
+            total += at_size
     return chosen, rows
 
 
@@ -311,12 +334,16 @@ def _missing_evidence(party_type: str, profile: dict[str, Any], has, what: str) 
 
 
 def train_party_model(records_path, party_type: str, seed: int,
-                      labels: dict[str, Any] | None = None) -> TrainedModel:
-    """Build and fit one party type's model on canonical source records."""
+                      labels: dict[str, Any] | None = None,
+                      expected_records: int | None = None) -> TrainedModel:
+    """Build and fit one party type's model on canonical source records (blocking judged at
+    `expected_records`, default training.blocking.expected_records)."""
     from splink import Linker
     from splink.internals.exceptions import SplinkException
 
     cfg = training_settings()
+    if expected_records:
+        cfg = {**cfg, "blocking": {**cfg["blocking"], "expected_records": expected_records}}
     db_api = database_api("duckdb")
     con = duckdb_connection(db_api)
     table = f"train_{party_type}"
@@ -337,7 +364,14 @@ def train_party_model(records_path, party_type: str, seed: int,
         raise _missing_evidence(party_type, profile, has, "fewer than two pieces of evidence "
                                 "can be compared (" + "; ".join(f"{k}: {v}" for k, v in
                                                                  choice.excluded.items()) + ")")
-    rules, blocking_rows = choose_blocking_rules(con, table, party_type, n, has, cfg["blocking"])
+    blocking_cfg = cfg["blocking"]
+    if blocking_cfg.get("expected_records"):
+        # the setting counts every source record; this party type grows in the same proportion
+        source = f"read_parquet({quote_literal(records_path)})"
+        total = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0]
+        blocking_cfg = {**blocking_cfg, "expected_records":
+                        round(int(blocking_cfg["expected_records"]) * n / max(total, 1))}
+    rules, blocking_rows = choose_blocking_rules(con, table, party_type, n, has, blocking_cfg)
     if not rules:
         raise _missing_evidence(party_type, profile, has, "no blocking rule is both populated "
                                 "and selective enough to stay near linear")
@@ -472,8 +506,8 @@ def load_labels(truth_dir: Path | None, overrides_path: Path | None) -> dict[str
 
 
 def train_models(records_path: Path, seed: int = 42, models_dir: Path = MODELS_DIR,
-                 truth_dir: Path | None = None, overrides_path: Path | None = None
-                 ) -> dict[str, Path]:
+                 truth_dir: Path | None = None, overrides_path: Path | None = None,
+                 expected_records: int | None = None) -> dict[str, Path]:
     """Train person and organization models; write `<party>-v<N>.json` with profile and report.
 
     A party type without records is skipped (logged); raises TrainingError when neither trains.
@@ -486,7 +520,8 @@ def train_models(records_path: Path, seed: int = 42, models_dir: Path = MODELS_D
     skipped: list[str] = []
     for party_type in PARTY_TYPES:
         try:
-            trained = train_party_model(Path(records_path), party_type, seed, labels)
+            trained = train_party_model(Path(records_path), party_type, seed, labels,
+                                        expected_records)
         except TrainingError as error:
             if "too few to learn from" not in str(error):
                 raise
