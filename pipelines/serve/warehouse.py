@@ -150,7 +150,9 @@ def load_version(path: Path, open_lead_days: int = 365, models: dict | None = No
             raise ValueError(f"{path} is not a published warehouse: missing tables {sorted(missing)}")
         run_id, label, export_date = _run_identity(con, tables)
         records = con.sql("select * from source_records where customer_id is not null").to_arrow_table()
-        profiles = con.sql("select * from customer_360").to_arrow_table()
+        # one chunk: Table.take on a many-chunk table concatenates every chunk first (97 ms per
+        # look-up at 1M records against 1.3 ms)
+        profiles = con.sql("select * from customer_360").to_arrow_table().combine_chunks()
         profile_row = {c: i for i, c in enumerate(profiles["customer_id"].to_pylist())}
         links = con.sql("select * from customer_policy_links order by customer_id, policy_number, role").to_arrow_table()
         history = (con.sql("select customer_id, related_customer_id from customer_id_history "
