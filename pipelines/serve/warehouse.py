@@ -68,6 +68,12 @@ class WarehouseVersion:
         """A cursor for this thread (one DuckDB connection must not be shared across threads)."""
         return self.con.cursor()
 
+    def confidence_of(self, customer_ids: list[str]) -> dict[str, float | None]:
+        """Each known customer's confidence (the look-up's tie-break), without building rows."""
+        column = self.profiles.column("confidence")
+        return {c: column[self.profile_row[c]].as_py() for c in customer_ids
+                if c in self.profile_row}
+
     def profiles_of(self, customer_ids: list[str]) -> list[dict]:
         rows = [self.profile_row[c] for c in customer_ids if c in self.profile_row]
         return self.profiles.take(pa.array(rows, type=pa.int64())).to_pylist() if rows else []
