@@ -397,7 +397,7 @@ def _organizations(cols, rng, pools: Pools, n, org, is_cn, city_idx) -> None:
     de_base = de_base + " " + np.array(DE_INDUSTRIES, dtype=object)[rng.integers(0, len(DE_INDUSTRIES), m)]
     en_base = (pools.en_family[rng.integers(0, len(pools.en_family), m)] + " "
                + np.array(EN_INDUSTRIES, dtype=object)[rng.integers(0, len(EN_INDUSTRIES), m)])
-    brand_i = rng.integers(0, len(pools.cn_brands), m)
+    brand_i = rng.integers(0, pools.cn_common_brands, m)
     industry_i = rng.integers(0, len(CN_INDUSTRIES), m)
     cn_i = np.minimum(city_idx[k], len(CN_CITIES) - 1)
     city_h = np.array([c[0] for c in CN_CITIES], dtype=object)[cn_i]

@@ -115,6 +115,10 @@ class Pools:
     cn_streets_pinyin: np.ndarray
     cn_brands: np.ndarray           # hanzi, aligned with cn_brands_pinyin
     cn_brands_pinyin: np.ndarray
+    # the first cn_common_brands are Faker's company prefixes, drawn first; the rest pair their
+    # characters anew ("华通"), drawn only when a name is taken in its city: China registers a
+    # company name once per area, and at 1M records the prefixes alone repeat in every city
+    cn_common_brands: int
     us_streets: np.ndarray          # "Maple Ave", "Johnson Rd"
 
 
@@ -166,6 +170,8 @@ def build_pools(seed: int) -> Pools:
         suffix = next(s for s, _ in CN_STREET_SUFFIXES if street.endswith(s))
         cn_streets_pinyin.append(f"{to_pinyin(street[: -len(suffix)])} {suffix_pinyin[suffix]}")
     brands = sorted({p for p in CnCompany.company_prefixes if len(p) == 2})
+    characters = sorted({c for b in brands for c in b})
+    more_brands = sorted({a + b for a in characters for b in characters if a != b} - set(brands))
     us_roots = sorted(set(US_CLASSIC_STREETS) | set(list(EnPerson.last_names)[:200]))
     us_streets = [f"{root} {suffix}" for root in us_roots for suffix in US_STREET_SUFFIXES]
 
@@ -184,7 +190,8 @@ def build_pools(seed: int) -> Pools:
         de_streets=np.array(de_streets, dtype=object),
         cn_streets=np.array(cn_streets, dtype=object),
         cn_streets_pinyin=np.array(cn_streets_pinyin, dtype=object),
-        cn_brands=np.array(brands, dtype=object),
-        cn_brands_pinyin=np.array([to_pinyin(b) for b in brands], dtype=object),
+        cn_brands=np.array(brands + more_brands, dtype=object),
+        cn_brands_pinyin=np.array([to_pinyin(b) for b in brands + more_brands], dtype=object),
+        cn_common_brands=len(brands),
         us_streets=np.array(sorted(us_streets), dtype=object),
     )
