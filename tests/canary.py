@@ -197,3 +197,20 @@ def broker_notifications() -> list[dict]:
 BROKER_OTHERS = {"broker:BN-1": "Altmann", "broker:BN-1/co_insured/K1": "Bunte",
                  "broker:BN-1/co_insured/3": "Cyanfeld", "broker:BN-2": "Dunkelberg",
                  "broker:BN-2/claimant/C2": "Ehrenfeld"}
+
+
+def write_broker_export(path: Path, fmt: str, rows: list[dict] | None = None) -> None:
+    """broker_notifications() (or `rows`) as a broker export: JSON Lines, CSV (the nested
+    parties as JSON text in their cells) or Parquet (a struct and a list-of-structs column)."""
+    rows = broker_notifications() if rows is None else rows
+    if fmt == "jsonl":
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                        encoding="utf-8")
+    elif fmt == "csv":
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows({k: json.dumps(v) if isinstance(v, dict | list) else v
+                              for k, v in r.items()} for r in rows)
+    else:
+        pq.write_table(pa.Table.from_pylist(rows), path)

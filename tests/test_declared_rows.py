@@ -228,6 +228,45 @@ def test_erasure_keeps_the_trailer_and_the_declared_count_reconciles(tmp_path, m
     assert "2 of them removed from the landed file by an earlier erasure" in str(err)
 
 
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_erasure_after_a_broken_line_removes_the_erased_row_and_keeps_the_trailer(
+        tmp_path, monkeypatch, fmt):
+    """Redaction numbers rows as extract does: a quote left open on line 4 that runs to line 7
+    (four malformed rows, CSV), an undecodable line a quarantine policy keeps (JSON Lines), the
+    trailer no row; so the erased row is the one removed, every other line keeps its bytes, and
+    the declared count reconciles on every rerun."""
+    monkeypatch.setenv("UCV_HOME", str(tmp_path))
+    landing = tmp_path / "landing" / "2026-11-22"
+    landing.mkdir(parents=True)
+    if fmt == "csv":
+        path, mapping = landing / "sales_leads.csv", declaring("sales", trailer=TRAILER)
+        lines = CLEAN_SALES.read_bytes().splitlines(keepends=True)
+        lines[3] = lines[3].replace(b",Bill,", b',"Bill,', 1)
+        lines[6] = lines[6].replace("Hauptstraße".encode(), 'Haupt"straße'.encode(), 1)
+        lines.append(b"TRAILER|30\n")
+        key, erased, declared = ("record", "sales:L00000010"), 10, 30
+    else:
+        path = landing / "policy_servicing.jsonl"
+        mapping = dataclasses.replace(declaring("servicing", trailer=TRAILER),
+                                      on_bad_line="quarantine")
+        lines = SERVICING.read_bytes().splitlines(keepends=True)
+        lines[1] = lines[1][:20] + b"\xff" + lines[1][20:]
+        lines.append(b"TRAILER|4\n")
+        key, erased, declared = ("record", "servicing:SV-00000003"), 2, 4
+    path.write_bytes(b"".join(lines))
+    tombstone.add_tombstones([key])
+    run = RunPaths.for_run("2026-11-22", base=tmp_path / "runs")
+
+    first = extract_source(mapping, landing, run)
+
+    assert (first.rows_read, first.erased_rows, first.declared_rows) == (
+        declared, 1, {path.name: declared})
+    assert path.read_bytes() == b"".join(lines[:erased] + lines[erased + 1:])
+    again = extract_source(mapping, landing, run)
+    assert (again.rows_read, again.erased_rows, again.declared_rows) == (
+        declared, 1, {path.name: declared})
+
+
 # --------------------------------------------------------------------------------------------
 # Control files
 

@@ -26,6 +26,7 @@ from canary import (
     broker_notifications,
     canary_hits,
     plant_canary,
+    write_broker_export,
 )
 from orchestration_support import end_to_end_skip_reason, generate_sample, land
 from typer.testing import CliRunner
@@ -190,3 +191,50 @@ def test_erase_takes_a_person_nested_in_other_peoples_rows_out_of_them_everywher
     assert dict(zip(*staged.to_pydict().values(), strict=True)) == BROKER_OTHERS
     raw = json.dumps(pq.read_table(run.raw_dir / "broker.parquet").to_pylist())
     assert all(family in raw for family in BROKER_OTHERS.values())  # the other people stay
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_erasing_a_rows_own_person_keeps_the_people_nested_in_it_next_night(
+        tmp_path, monkeypatch, fmt):
+    # BN-1's insured Anna is erased; the claimant and co-insured of her notification are not
+    home = tmp_path / "home"
+    monkeypatch.setenv("UCV_HOME", str(home))
+    broker = load_mapping(SOURCES_DIR / "optional" / "broker.yaml", EXPECTATIONS_DIR)
+    mappings = {"broker": dataclasses.replace(broker, format=fmt,
+                                              file_pattern=f"broker_claims*.{fmt}")}
+    monkeypatch.setattr(pipelines.ingest, "load_mappings", lambda *args: mappings)
+    monkeypatch.setattr(erase_module, "_mappings", lambda: mappings)
+    anna = ("Altmann", "anna.altmann@example.de")
+
+    def night(day: date) -> tuple[RunPaths, set[str]]:
+        landing = home / "landing" / day.isoformat()
+        landing.mkdir(parents=True)
+        write_broker_export(landing / f"broker_claims_{day.isoformat()}.{fmt}", fmt)  # Anna too
+        run = RunPaths.for_run(day.isoformat())
+        summary = ingest(landing, run, mappings)
+        return run, set(pq.read_table(summary.source_records_path)["source_record_id"].to_pylist())
+
+    run, before = night(D2)
+    assert "broker:BN-1" in before and canary_hits(home, values=anna)
+
+    report = erase(ErasureRequest(emails=[anna[1]]))
+
+    assert report.records_erased == 1  # Anna's own record, none of the people nested with her
+    locations = {loc["location"]: loc for loc in report.locations}
+    for path in (home / "landing" / D2.isoformat() / f"broker_claims_{D2.isoformat()}.{fmt}",
+                 run.raw_dir / "broker.parquet", run.accepted_dir / "broker.parquet"):
+        where = locations[str(path.relative_to(home))]
+        assert (where["rows_removed"], where.get("rows_redacted", 0)) == (0, 1), where
+    kept = pq.read_table(run.accepted_dir / "broker.parquet").to_pylist()
+    assert [(r["notification_id"], r["insured"]) for r in kept][0] == ("BN-1", None)
+    assert "Bunte" in kept[0]["co_insured"]  # the night before keeps them too
+
+    _, after = night(D3)  # the source still sends Anna
+
+    assert after == before - {"broker:BN-1"}  # the others, under the same source_record_ids
+    assert canary_hits(home, values=anna) == []
+    counts = ingest_counts(D3)["broker"]
+    assert counts["rows_read"] == (counts["rows_accepted"] + counts["rows_quarantined"]
+                                   + counts["rows_erased"])
+    assert (counts["rows_erased"], counts["rows_redacted"], counts["rows_staged"],
+            counts["records_staged"]) == (1, 1, 1, len(after))

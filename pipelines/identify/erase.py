@@ -8,10 +8,12 @@ only). Then, under the publish lock:
    national IDs) — are added (`tombstone.py`), so later nights and reruns drop them at extract;
 2. every landed export in the data root is redacted (the rows removed, through extract itself;
    an erased person nested in another person's row — a claimant, a co-insured — is taken out of
-   that row, which stays);
+   that row, which stays; a row whose own person is erased stays, emptied of them, for the other
+   people nested in it);
 3. every Parquet file in run folders, the warehouse mirror versions and the dated exports, and
    the live DuckDB warehouse, is rewritten without the erased rows (and raw-shaped rows of run
-   folders and quarantine without their erased nested records) — record-level rows of erased
+   folders and quarantine without their erased nested records, or emptied of their own erased
+   person where they hold other people, as extract does) — record-level rows of erased
    records, customer-level rows (golden record, 360, policy links, marketing rows) of every customer
    that held one (a surviving customer gets its golden record back at the next night) — always
    written beside the file and renamed over it, so a reader sees the old or the new file, and the
@@ -34,6 +36,7 @@ import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pandas as pd
@@ -46,6 +49,9 @@ from pipelines.identify import tombstone
 from pipelines.identify.registry import LIVE_MAP_SQL, open_registry, registry_file
 from pipelines.settings import RunPaths
 from pipelines.sql import quote_ident, quote_path
+
+if TYPE_CHECKING:
+    from pipelines.ingest.mapping import SourceMapping
 
 CANONICAL_KEYS = {"email": ["email"], "phone": ["phone_mobile", "phone_landline"],
                   "national_id": ["national_id"]}
@@ -89,13 +95,15 @@ class ErasureReport:
     report_file: str = ""
 
     def cleaned(self, path: Path, rows: int | None = None, action: str = "rewritten",
-                records: int = 0) -> None:
-        """One location cleaned; `records`: erased persons taken out of rows that stay."""
+                records: int = 0, redacted: int = 0) -> None:
+        """One location cleaned; `records`: erased persons taken out of rows that stay;
+        `redacted`: rows emptied of their own erased person, kept for the people nested in them."""
         where = path.relative_to(settings.data_root()) if path.is_relative_to(
             settings.data_root()) else path
         self.locations.append({"location": str(where), "action": action,
                                **({"rows_removed": rows} if rows is not None else {}),
-                               **({"nested_records_removed": records} if records else {})})
+                               **({"nested_records_removed": records} if records else {}),
+                               **({"rows_redacted": redacted} if redacted else {})})
 
 
 class NothingToErase(LookupError):
@@ -263,21 +271,18 @@ def redact_landing(report: ErasureReport) -> None:
 
     mappings = load_mappings()
     scratch = settings.data_root() / "tmp" / "erase-scratch"
-    def counts(path: Path) -> tuple[int, int]:
-        return tombstone.previously_erased(path), tombstone.previously_erased_records(path)
-
     for landing in sorted(p for p in settings.landing_root().glob("*") if p.is_dir()):
-        before = {p: counts(p) for p in landing.iterdir() if p.is_file()}
+        before = {p: tombstone.sidecar_counts(p) for p in landing.iterdir() if p.is_file()}
         for mapping in mappings.values():
             shutil.rmtree(scratch, ignore_errors=True)
             try:
                 extract_source(mapping, landing, RunPaths.for_run("erase", base=scratch))
             except SourceRejected:
                 continue  # no such file on that date, or unreadable: nothing extract would keep
-        for path, (rows, records) in before.items():
-            now_rows, now_records = counts(path)
-            if now_rows > rows or now_records > records:
-                report.cleaned(path, now_rows - rows, "redacted", now_records - records)
+        for path, was in before.items():
+            new = {k: n - was[k] for k, n in tombstone.sidecar_counts(path).items()}
+            if any(n > 0 for n in new.values()):
+                report.cleaned(path, new["rows"], "redacted", new["records"], new["redacted"])
     shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -314,15 +319,18 @@ def _raw_shape(table: pa.Table) -> tuple[str, str | None] | None:
     return None
 
 
-def redact_nested(table: pa.Table, scope: Scope) -> tuple[pa.Table, int]:
+def redact_nested(table: pa.Table, scope: Scope) -> tuple[pa.Table, int, int]:
     """Raw-shaped or quarantine rows with erased persons nested in them (`records:`) taken out,
-    the rows (other people) kept; (table, nested records taken out)."""
+    and rows whose own person is erased but which hold other people emptied of that person (as
+    extract does), the rows (other people) kept; (table, nested records taken out, rows
+    emptied)."""
     shape = _raw_shape(table)
     if shape is None or table.num_rows == 0:
-        return table, 0
+        return table, 0, 0
     system_column, json_column = shape
     mappings = _mappings()
     found: dict[int, list[tombstone.Element]] = {}
+    emptied: dict[int, SourceMapping] = {}  # position -> the mapping of the row's source
     for system in sorted(s for s in set(table[system_column].to_pylist()) if s is not None):
         mapping = mappings.get(system)
         if mapping is None or not mapping.records:
@@ -331,24 +339,41 @@ def redact_nested(table: pa.Table, scope: Scope) -> tuple[pa.Table, int]:
         positions = pc.indices_nonzero(rows).to_pylist()
         part = table.filter(rows)
         if json_column is not None:
-            part = _unpack_json(part, json_column, mapping.all_columns)
+            part = _unpack_json(part, json_column, (*mapping.all_columns, "_malformed"))
         for position, elements in tombstone.erased_elements(mapping, part, scope.hashes).items():
             found[positions[position]] = elements
-    if not found:
-        return table, 0
+        for position in tombstone.erased_rows(mapping, part, scope.hashes)[1]:
+            emptied[positions[position]] = mapping
+    if not found and not emptied:
+        return table, 0, 0
+    redacted = len(emptied)
     if json_column is None:
         table = tombstone.redact_elements(table, found)
+        for mapping in {id(m): m for m in emptied.values()}.values():
+            table, _ = tombstone.empty_own(mapping, _with_marker(table),
+                                           [p for p, m in emptied.items() if m is mapping])
     else:
         values = table[json_column].to_pylist()
-        for position, elements in found.items():
+        for position in sorted(set(found) | set(emptied)):
             packed = json.loads(values[position])
+            elements = found.get(position, [])
             for column in {c for c, _ in elements}:
                 packed[column] = tombstone.without_elements(packed.get(column), elements, column)
+            if (mapping := emptied.get(position)) is not None:
+                for column in tombstone.emptied_columns(mapping, list(packed)):
+                    packed[column] = tombstone.emptied(mapping, column, packed[column])
             values[position] = json.dumps(packed, ensure_ascii=False)
         index = table.column_names.index(json_column)
         table = table.set_column(index, json_column,
                                  pa.array(values, table.schema.field(index).type))
-    return table, sum(len(e) for e in found.values())
+    return table, sum(len(e) for e in found.values()), redacted
+
+
+def _with_marker(table: pa.Table) -> pa.Table:
+    """Raw-shaped rows with the `_redacted` lineage column (run folders from before it had it)."""
+    if "_redacted" in table.column_names:
+        return table
+    return table.append_column("_redacted", pa.nulls(table.num_rows, pa.bool_()))
 
 
 def _raw_mask(table: pa.Table, system_column: str, json_column: str | None, scope: Scope
@@ -364,8 +389,9 @@ def _raw_mask(table: pa.Table, system_column: str, json_column: str | None, scop
         rows = pc.equal(table[system_column], system)
         part = table.filter(rows)
         if json_column is not None:
-            part = _unpack_json(part, json_column, mapping.all_columns)
-        mask = tombstone.erased_mask(mapping, part, scope.hashes)
+            part = _unpack_json(part, json_column, (*mapping.all_columns, "_malformed"))
+        # rows holding other people stay (redact_nested empties them of the erased person)
+        mask, _ = tombstone.erased_rows(mapping, part, scope.hashes)
         positions = pc.indices_nonzero(rows)
         hit = pc.filter(positions, mask)
         flags = [False] * table.num_rows
@@ -399,12 +425,12 @@ def clean_parquet(path: Path, scope: Scope, report: ErasureReport) -> int:
     if mask is None:
         return 0
     removed = int(pc.sum(mask).as_py() or 0)
-    kept, records = redact_nested(table.filter(pc.invert(mask)), scope)
-    if removed or records:
+    kept, records, redacted = redact_nested(table.filter(pc.invert(mask)), scope)
+    if removed or records or redacted:
         tmp = path.with_name(f".{path.name}.erasing")
         pq.write_table(kept, tmp, compression="zstd")
         fileio.replace(tmp, path)
-        report.cleaned(path, removed, records=records)
+        report.cleaned(path, removed, records=records, redacted=redacted)
     return removed
 
 
@@ -518,7 +544,7 @@ def clean_warehouse(scope: Scope, report: ErasureReport) -> None:
         return
     tmp = warehouse.with_name(f".{warehouse.name}.erasing")
     tmp.unlink(missing_ok=True)
-    removed_total = records_total = 0
+    removed_total = records_total = redacted_total = 0
     history = None
     if registry_file().exists():
         from pipelines.identify.registry import read_state
@@ -537,8 +563,9 @@ def clean_warehouse(scope: Scope, report: ErasureReport) -> None:
             if mask is not None:
                 removed_total += int(pc.sum(mask).as_py() or 0)
                 data = data.filter(pc.invert(mask))
-            data, records = redact_nested(data, scope)
+            data, records, redacted = redact_nested(data, scope)
             records_total += records
+            redacted_total += redacted
             con.register("kept", data)
             con.execute(f"CREATE TABLE {quote_ident(table)} AS SELECT * FROM kept")
             con.unregister("kept")
@@ -546,7 +573,7 @@ def clean_warehouse(scope: Scope, report: ErasureReport) -> None:
         comment_tables(con)
         create_views(con)
     fileio.replace(tmp, warehouse)
-    report.cleaned(warehouse, removed_total, records=records_total)
+    report.cleaned(warehouse, removed_total, records=records_total, redacted=redacted_total)
 
 
 def clean_overrides(erased: set[str], report: ErasureReport) -> int:

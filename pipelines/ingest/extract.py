@@ -3,7 +3,12 @@
 Raw is the export as it arrived: values are never trimmed or fixed here, only decoded. Lineage
 columns (`_source_system`, `_source_file`, `_row_number`, `_run_id`) say where each row came from;
 a record the parser could not split into the declared columns is kept too, with `_malformed`
-saying why, so validation can quarantine it instead of losing it.
+saying why, so validation can quarantine it instead of losing it; `_redacted` marks a row whose
+own person was erased and which stays, emptied, for the other people nested in it (tombstone.py).
+Rows are numbered per file by one rule that erasure's redaction of the landed file uses too
+(`CsvRecords`, `jsonl_lines`): a CSV record after the header, one malformed row per physical line
+where an unbalanced quote was split back, a JSON Lines non-blank line; blank lines and a declared
+trailer are no rows.
 Decoding is strict and streamed in chunks: a byte sequence that is not valid in the declared
 encoding stops the source with the file and byte offset, never mojibake.
 Every landed file is opened once, without following a symlink, and read only if it is a regular
@@ -37,7 +42,7 @@ from pipelines.settings import RunPaths, duckdb_config
 from pipelines.sql import quote_ident, quote_literal, quote_path
 
 LINEAGE_COLUMNS = ("_source_system", "_source_file", "_row_number", "_run_id", "_malformed",
-                   "_extra_values")
+                   "_extra_values", "_redacted")
 BATCH_ROWS = 100_000
 CHUNK_BYTES = 4 << 20
 CONTROL_FILE_BYTES = 1 << 20  # a control file holds a count, not data
@@ -61,6 +66,9 @@ class ExtractResult:
     declared_rows: dict[str, int] = field(default_factory=dict)
     # erased persons nested in rows that stay (`records:`), taken out of them
     erased_records: int = 0
+    # of erased_rows, rows whose own person was erased but which hold other people (`records:`):
+    # written to raw with their own fields emptied and `_redacted`, for those people's records
+    redacted_rows: int = 0
 
     @property
     def rows_read(self) -> int:
@@ -134,14 +142,15 @@ def extract_source(mapping: SourceMapping, landing_dir: Path, run: RunPaths) -> 
         result.files.append(path.name)
         result.rows_per_file[path.name] = n
     table = _combine(tables)
-    table, erased_now, erased_before, result.erased_records = drop_erased(
-        mapping, table, landing_dir, result.files)
-    for file, n in erased_before.items():  # rows an erasure already removed from the landed file
+    table, erased = drop_erased(mapping, table, landing_dir, result.files)
+    for file, n in erased.removed_before.items():  # rows an erasure removed from the landed file
         result.rows_per_file[file] += n
-    result.erased_rows = sum(erased_now.values()) + sum(erased_before.values())
+    result.erased_rows = (sum(erased.removed_now.values()) + sum(erased.removed_before.values())
+                          + erased.redacted)
+    result.erased_records, result.redacted_rows = erased.records, erased.redacted
     # after drop_erased, so a file that fails its count still has an erased person's rows removed
     result.declared_rows = check_declared_rows(mapping, result.rows_per_file, declared,
-                                               erased_before)
+                                               erased.removed_before)
     result.columns = [c for c in table.column_names if c not in LINEAGE_COLUMNS]
     result.malformed_rows = table.num_rows - table["_malformed"].null_count if table.num_rows else 0
     tmp = out.with_suffix(".parquet.tmp")
@@ -149,7 +158,8 @@ def extract_source(mapping: SourceMapping, landing_dir: Path, run: RunPaths) -> 
     fileio.replace(tmp, out)
     manifest = {"source": mapping.name, "files": result.files, "rows_per_file": result.rows_per_file,
                 "columns": result.columns, "malformed_rows": result.malformed_rows,
-                "erased_rows": result.erased_rows, "erased_records": result.erased_records}
+                "erased_rows": result.erased_rows, "erased_records": result.erased_records,
+                "redacted_rows": result.redacted_rows}
     if result.declared_rows:
         manifest["declared_rows"] = result.declared_rows
     out.with_suffix(".json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
@@ -174,6 +184,7 @@ def _with_lineage(table: pa.Table, source: str, file: str, run_id: str, first_ro
     for name in ("_malformed", "_extra_values"):
         if name not in table.column_names:
             extras[name] = pa.nulls(n, pa.string())
+    extras["_redacted"] = pa.nulls(n, pa.bool_())  # set by drop_erased
     for name, values in extras.items():
         table = table.append_column(name, values)
     return table
@@ -353,23 +364,20 @@ class Line:
     number: int
     text: str
     problem: str | None = None
-
-
-def decoded_lines(f: BinaryIO, name: str, encoding: str, source: str = "") -> Iterator[str]:
-    """The file's text line by line (newlines kept), decoded strictly in chunks; BOM removed."""
-    for line in file_lines(f, name, encoding, source):
-        yield line.text
+    raw: bytes | None = None  # the line's bytes as landed (BOM included), if asked for
 
 
 def file_lines(f: BinaryIO, name: str, encoding: str, source: str = "",
-               on_bad_line: str = "fail") -> Iterator[Line]:
+               on_bad_line: str = "fail", keep_bytes: bool = False) -> Iterator[Line]:
     """The lines of landed file `name`, opened as `f` (read from its start), decoded strictly in
     chunks; BOM removed.
 
     A line with bytes that are not valid in `encoding` stops the source with file, line and byte
     offset (`on_bad_line: fail`), or comes back with its problem so the reader can quarantine it
     (`quarantine`). Encodings in which a byte 0x0A may be part of a character (UTF-16/32) or that
-    carry state across lines are decoded as one stream and always fail.
+    carry state across lines are decoded as one stream and always fail. With `keep_bytes` each
+    line also carries its bytes (redaction copies the lines it keeps byte for byte); lines of a
+    stream-decoded encoding have none.
     """
     f.seek(0)
     if not _line_safe(encoding):
@@ -389,13 +397,16 @@ def file_lines(f: BinaryIO, name: str, encoding: str, source: str = "",
             lines = [(ln, None) for ln in _split_lines(whole.decode(encoding))]
         except UnicodeDecodeError:
             lines = _lines_one_by_one(whole, encoding, offset)
-        for text, problem in lines:
+        raws = _split_lines(whole) if keep_bytes else []
+        if len(raws) != len(lines):  # not asked for (a line-safe encoding splits bytes alike)
+            raws = [None] * len(lines)
+        for (text, problem), raw in zip(lines, raws, strict=True):
             number += 1
             if first:
                 text, first = text.removeprefix("\ufeff"), False
             if problem and on_bad_line != "quarantine":
                 raise SourceRejected(source, name, None, "encoding", f"line {number}, {problem}")
-            yield Line(number, text, problem)
+            yield Line(number, text, problem, raw)
         offset += cut
         if not chunk:
             break
@@ -503,45 +514,18 @@ def _data_lines(mapping: SourceMapping, f: BinaryIO, name: str,
 
 def _read_csv(mapping: SourceMapping, f: BinaryIO, name: str,
               declared: DeclaredCount) -> Iterator[pa.Table]:
-    lines = _RecordingLines(_data_lines(mapping, f, name, declared))
-    reader = csv.reader(lines, delimiter=mapping.delimiter, quotechar=mapping.quote, strict=True)
-    try:
-        header = next(reader)
-    except StopIteration:
+    records = CsvRecords(mapping, f, name, declared)
+    header = records.header
+    if header is None:
         return  # a zero-byte file: no columns, no rows (validation says so)
-    except csv.Error as exc:
-        raise SourceRejected(mapping.name, name, None, "header",
-                             f"header line cannot be parsed: {exc}") from None
-    if bad := [ln for ln in lines.take() if ln.problem]:
-        raise SourceRejected(mapping.name, name, None, "encoding",
-                             f"header line {bad[0].number}, {bad[0].problem}")
-    header = _unique_names(header)
-    width = len(header)
     rows: list[list[str | None]] = []
     malformed: list[str | None] = []
     extra: list[str | None] = []
     yielded = False
-    while True:
-        try:
-            row: list[str | None] | None = list(next(reader))
-            error = None
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            row, error = None, str(exc)
-        taken = lines.take()
-        if error is None and len(taken) == 1 and not taken[0].problem and row is not None \
-                and len(row) == width:
-            rows.append(row)  # the common case: one clean line, one complete row
-            malformed.append(None)
-            extra.append(None)
-        elif row == [] and error is None:
-            continue  # blank line
-        else:
-            for values, problem, leftover in _csv_record(row, error, taken, width, mapping):
-                rows.append(values)
-                malformed.append(problem)
-                extra.append(leftover)
+    for _, _, values, problem, leftover in records:
+        rows.append(values)
+        malformed.append(problem)
+        extra.append(leftover)
         if len(rows) >= BATCH_ROWS:
             yield _text_table(header, rows, malformed, extra)
             yielded = True
@@ -550,9 +534,74 @@ def _read_csv(mapping: SourceMapping, f: BinaryIO, name: str,
         yield _text_table(header, rows, malformed, extra)
 
 
+CsvRow = tuple[int, list[Line], list[str | None], str | None, str | None]
+
+
+class CsvRecords:
+    """The data rows of a landed CSV file as extract reads and numbers them — the one rule that
+    erasure's redaction of the file uses too (`tombstone.redact_landed_file`).
+
+    Iterating gives (number, lines, values, problem, leftover) per row: its 1-based number in
+    the file after the header, the physical lines it was read from, its values (one per header
+    name), why it is malformed (or None) and the fields beyond the header. A blank line is no row,
+    nor is a declared trailer; a record the parser could not finish, or whose quoted field runs
+    over a line that is a complete row by itself, is one malformed row per physical line.
+    """
+
+    def __init__(self, mapping: SourceMapping, f: BinaryIO, name: str,
+                 declared: DeclaredCount | None = None):
+        self.mapping = mapping
+        self._lines = _RecordingLines(_data_lines(mapping, f, name,
+                                                  declared if declared is not None
+                                                  else DeclaredCount()))
+        self._reader = csv.reader(self._lines, delimiter=mapping.delimiter,
+                                  quotechar=mapping.quote, strict=True)
+        self.header: list[str] | None = None  # None: a zero-byte file
+        try:
+            header = next(self._reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise SourceRejected(mapping.name, name, None, "header",
+                                 f"header line cannot be parsed: {exc}") from None
+        if bad := [ln for ln in self._lines.take() if ln.problem]:
+            raise SourceRejected(mapping.name, name, None, "encoding",
+                                 f"header line {bad[0].number}, {bad[0].problem}")
+        self.header = _unique_names(header)
+
+    def __iter__(self) -> Iterator[CsvRow]:
+        if self.header is None:
+            return
+        width = len(self.header)
+        lines, reader = self._lines, self._reader
+        number = 0
+        while True:
+            try:
+                row: list[str | None] | None = list(next(reader))
+                error = None
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                row, error = None, str(exc)
+            taken = lines.take()
+            if error is None and len(taken) == 1 and not taken[0].problem and row is not None \
+                    and len(row) == width:
+                number += 1
+                yield number, taken, row, None, None  # the common case: one clean line, one row
+            elif row == [] and error is None:
+                continue  # blank line
+            else:
+                for values, problem, leftover, read_from in _csv_record(row, error, taken, width,
+                                                                        self.mapping):
+                    number += 1
+                    yield number, read_from, values, problem, leftover
+
+
 def _csv_record(row: list[str | None] | None, error: str | None, taken: list[Line], width: int,
-                mapping: SourceMapping) -> list[tuple[list[str | None], str | None, str | None]]:
-    """One parsed record as (values, problem, leftover) rows; several when it must be split.
+                mapping: SourceMapping
+                ) -> list[tuple[list[str | None], str | None, str | None, list[Line]]]:
+    """One parsed record as (values, problem, leftover, lines read) rows; several when it must
+    be split.
 
     A record the parser could not finish, or whose quoted field runs over a line that is a
     complete row by itself (an unbalanced quote swallowing the rows after it), is returned as one
@@ -573,19 +622,19 @@ def _csv_record(row: list[str | None] | None, error: str | None, taken: list[Lin
         return [([None] * width,
                  f"{cause}; line {ln.number} quarantined on its own"
                  + (f" ({ln.problem})" if ln.problem else ""),
-                 json.dumps([ln.text], ensure_ascii=False)) for ln in taken]
+                 json.dumps([ln.text], ensure_ascii=False), [ln]) for ln in taken]
     if undecodable:
         return [([None] * width, f"undecodable record ({where}, {undecodable[0].problem})",
-                 json.dumps([taken[0].text], ensure_ascii=False))]
+                 json.dumps([taken[0].text], ensure_ascii=False), taken)]
     if error is not None:
         return [([None] * width, f"unparseable record ({where}): {error}",
-                 json.dumps([taken[0].text] if taken else [], ensure_ascii=False))]
+                 json.dumps([taken[0].text] if taken else [], ensure_ascii=False), taken)]
     row = row or []  # parsed without error: the parser gave a row
     if len(row) != width:
         leftover = json.dumps(row[width:], ensure_ascii=False) if len(row) > width else None
         return [((row + [None] * width)[:width],
-                 f"expected {width} fields, found {len(row)} ({where})", leftover)]
-    return [(row, None, None)]
+                 f"expected {width} fields, found {len(row)} ({where})", leftover, taken)]
+    return [(row, None, None, taken)]
 
 
 def _complete_row(text: str, width: int, mapping: SourceMapping) -> bool:
@@ -726,9 +775,8 @@ def read_jsonl_python(mapping: SourceMapping, f: BinaryIO, name: str,
     declared = declared if declared is not None else DeclaredCount()
 
     def numbered_objects() -> Iterator[tuple[Line, dict | str]]:
-        for line in _data_lines(mapping, f, name, declared):
-            if line.text.strip():
-                yield line, _json_object(line)
+        for _, line in jsonl_lines(mapping, f, name, declared):
+            yield line, _json_object(line)
 
     # A key outside the mapping in every line is a schema change (validation reports it as
     # drift); in only some lines, those lines are broken. Two passes keep memory flat.
@@ -759,6 +807,20 @@ def read_jsonl_python(mapping: SourceMapping, f: BinaryIO, name: str,
             records = []
     if records:
         yield _records_table(records)
+
+
+def jsonl_lines(mapping: SourceMapping, f: BinaryIO, name: str,
+                declared: DeclaredCount | None = None) -> Iterator[tuple[int, Line]]:
+    """The rows of a landed JSON Lines file as extract numbers them — the rule erasure's
+    redaction uses too: (number, line) for every non-blank line from 1, a malformed or (with
+    `on_bad_line: quarantine`) undecodable one included; blank lines and a declared trailer are
+    no rows. DuckDB's reader, taking only files it parses whole, gives the same rows in order."""
+    number = 0
+    for line in _data_lines(mapping, f, name, declared if declared is not None
+                            else DeclaredCount()):
+        if line.text.strip():
+            number += 1
+            yield number, line
 
 
 def _json_object(line: Line) -> dict | str:

@@ -586,7 +586,7 @@ class _Parser:
                                              "(not a path into one)")
         key = self.value(doc.get("native_key"), f"{where}.native_key")
         sub = self.sections(doc, where, replace(parent, records=()))
-        for ref in _references(sub):
+        for ref in references(sub):
             if ref.split(".", 1)[0] == source and ref == source:
                 raise self.fail(where, f"refers to {source!r} itself; name keys of its elements "
                                        f"({source}.name)")
@@ -790,7 +790,7 @@ class _Parser:
                               max_value_length=longest)
 
 
-def _references(mapping: SourceMapping) -> list[str]:
+def references(mapping: SourceMapping) -> list[str]:
     """Every column reference a mapping's sections read."""
     exprs: list[ValueExpr | None] = [mapping.party_type.column, mapping.email]
     spec = mapping.name_spec

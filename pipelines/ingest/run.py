@@ -147,25 +147,31 @@ def write_counts(run: RunPaths, extracted: dict[str, ExtractResult],
     """report/ingest_counts.json; raises AccountingError if any source does not reconcile.
 
     A row is one record of the export as read (a CSV record, a JSON line, a Parquet row):
-    rows read = accepted + quarantined, and each accepted row is staged as exactly one record of
-    its own; records nested in a row (`records:`) are counted beside, as `records_staged`, and
-    those `ucv erase` took out of rows that stay as `records_erased`."""
+    rows read = accepted + quarantined + erased, and each accepted row is staged as exactly one
+    record of its own; records nested in a row (`records:`) are counted beside, as
+    `records_staged`, and those `ucv erase` took out of rows that stay as `records_erased`. A row
+    whose own person was erased counts as erased even when it stays for the people nested in it
+    (`rows_redacted` of `rows_erased`: emptied of that person, its nested records staged)."""
     sources = {}
     for name, ext in extracted.items():
         val = validated.get(name)
         entry: dict = {"files": ext.files, "rows_per_file": ext.rows_per_file,
                        "rows_read": ext.rows_read, "malformed_rows": ext.malformed_rows,
-                       "rows_erased": ext.erased_rows, "records_erased": ext.erased_records}
+                       "rows_erased": ext.erased_rows, "rows_redacted": ext.redacted_rows,
+                       "records_erased": ext.erased_records}
         if ext.declared_rows:  # what each file said it holds (checked equal to rows_per_file)
             entry["declared_rows"] = ext.declared_rows
         if val is not None:
             # rows read = accepted + quarantined + erased (erased rows never reach validation)
+            # (rows kept for their nested people reach validation but count as erased)
             if (val.rows_read != ext.rows_read - ext.erased_rows
-                    or val.rows_read != val.rows_accepted + val.rows_quarantined):
+                    or val.rows_read != val.rows_accepted + val.rows_quarantined
+                    or val.rows_redacted != ext.redacted_rows):
                 raise AccountingError(
                     f"{name}: extracted {ext.rows_read} - erased {ext.erased_rows}, validated "
                     f"{val.rows_read} = accepted {val.rows_accepted} + quarantined "
-                    f"{val.rows_quarantined}?")
+                    f"{val.rows_quarantined}, redacted {ext.redacted_rows} = "
+                    f"{val.rows_redacted}?")
             entry.update(rows_accepted=val.rows_accepted, rows_quarantined=val.rows_quarantined,
                          failed_checks=val.failed_checks)
         if name in staged:

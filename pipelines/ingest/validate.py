@@ -6,6 +6,10 @@ and records the parser could not split are checked here too. A failing row goes 
 its original values and the names of the rules it failed.
 Run-level rules (empty file, required / unexpected columns, bad-row share, row count far from the
 previous run) raise SourceRejected: the run stops before anything is published.
+A row whose own person was erased but which stays for the people nested in it (`_redacted`, see
+identify/tombstone.py) is checked only for what it still holds (its emptied columns are exempt)
+and counted as erased at extract, so in neither `rows_accepted` nor `rows_quarantined`; it goes
+to the accepted or the quarantine file with its nested people all the same.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipelines.identify.tombstone import emptied_columns
 from pipelines.ingest.columns import CONTROL_SQL, literal, raw_sql
 from pipelines.ingest.errors import AccountingError, SourceRejected
 from pipelines.ingest.extract import LINEAGE_COLUMNS, raw_path
@@ -40,6 +45,8 @@ class ValidationResult:
     failed_checks: dict[str, int] = field(default_factory=dict)  # rule -> rows failing it
     accepted_path: Path | None = None
     quarantine_path: Path | None = None
+    # rows kept only for the people nested in them (`_redacted`): counted as erased, not above
+    rows_redacted: int = 0
 
 
 def accepted_path(run: RunPaths, source: str) -> Path:
@@ -251,10 +258,17 @@ def _suite_failures(mapping: SourceMapping, raw: Path, columns: list[str]):
     batch_definition = _ge_batch_definition()
     parquet = pq.ParquetFile(raw)
     read_columns = [*columns, "_source_file", "_row_number", "_malformed"]
+    marked = "_redacted" in parquet.schema_arrow.names
+    emptied = set(emptied_columns(mapping, columns)) if marked else set()
+    if marked:
+        read_columns.append("_redacted")
     for batch in parquet.iter_batches(batch_size=GE_BATCH_ROWS, columns=read_columns):
         table = pa.Table.from_batches([batch]).filter(pc.is_null(batch.column("_malformed")))
         if table.num_rows == 0:
             continue
+        # a row kept for its nested people: its own person's columns are empty on purpose
+        redacted = (set(pc.indices_nonzero(pc.fill_null(table.column("_redacted"), False))
+                        .to_pylist()) if marked else set())
         # Blank text is a missing value for every rule (raw keeps it as written).
         frame = pa.table({c: _blank_to_null(table.column(c)) for c in columns}).to_pandas()
         result = batch_definition.get_batch(batch_parameters={"dataframe": frame}).validate(
@@ -268,6 +282,8 @@ def _suite_failures(mapping: SourceMapping, raw: Path, columns: list[str]):
                                      f"{outcome.exception_info.get('exception_message')}")
             positions = (outcome.result or {}).get("unexpected_index_list") or []
             column = (outcome.expectation_config.kwargs or {}).get("column")
+            if redacted and column in emptied:
+                positions = [p for p in positions if p not in redacted]
             if not outcome.success and column is None:
                 raise SourceRejected(mapping.name, None, None, name,
                                      f"table expectation failed: {outcome.result}")
@@ -346,9 +362,17 @@ def write_accepted_and_quarantine(mapping: SourceMapping, run: RunPaths, raw: Pa
                                   ON r._source_file = b.file AND r._row_number = b.row_number
                                ORDER BY r._source_file, r._row_number)
                         TO {quote_path(qua)} (FORMAT parquet, COMPRESSION zstd)""")
-        read = con.execute("SELECT count(*) FROM raw").fetchall()[0][0]
-        accepted = con.execute("SELECT count(*) FROM read_parquet(?)", [str(acc)]).fetchall()[0][0]
-        quarantined = con.execute("SELECT count(*) FROM read_parquet(?)", [str(qua)]).fetchall()[0][0]
+        # rows kept for their nested people count as erased (extract), not as read here
+        marked = "_redacted" in {r[0] for r in con.execute("DESCRIBE raw").fetchall()}
+        own = "NOT coalesce(_redacted, false)" if marked else "true"
+        read, redacted = con.execute(f"SELECT count(*) FILTER (WHERE {own}), "
+                                     f"count(*) FILTER (WHERE NOT {own}) FROM raw").fetchall()[0]
+        accepted = con.execute(f"SELECT count(*) FROM read_parquet(?) WHERE {own}",
+                               [str(acc)]).fetchall()[0][0]
+        quarantined = con.execute(f"""SELECT count(*) FROM read_parquet(?) q JOIN raw r
+                                        ON q.source_file = r._source_file
+                                       AND q.row_number = r._row_number WHERE {own}""",
+                                  [str(qua)]).fetchall()[0][0]
         per_rule = dict(con.execute("""SELECT rule, count(DISTINCT (file, row_number))
                                          FROM failures GROUP BY rule ORDER BY rule""").fetchall())
     if read != accepted + quarantined:
@@ -356,7 +380,7 @@ def write_accepted_and_quarantine(mapping: SourceMapping, run: RunPaths, raw: Pa
                               f"quarantined {quarantined}")
     return ValidationResult(source=mapping.name, rows_read=read, rows_accepted=accepted,
                             rows_quarantined=quarantined, failed_checks=per_rule,
-                            accepted_path=acc, quarantine_path=qua)
+                            accepted_path=acc, quarantine_path=qua, rows_redacted=redacted)
 
 
 def _quote(name: str) -> str:

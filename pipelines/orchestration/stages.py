@@ -142,6 +142,7 @@ def extract(run_id: str, source: str) -> str:
         result = extract_source(load_mappings()[source], _landing(run), run)
         counts.update(rows_read=result.rows_read, malformed_rows=result.malformed_rows,
                       erased_rows=result.erased_rows, erased_records=result.erased_records,
+                      redacted_rows=result.redacted_rows,
                       files=len(result.files))
     return source
 
@@ -158,6 +159,7 @@ def validate(run_id: str, source: str) -> str:
         result = validate_source(load_mappings()[source], run, previous_row_count(run, source))
         counts.update(rows_read=result.rows_read, rows_accepted=result.rows_accepted,
                       rows_quarantined=result.rows_quarantined,
+                      rows_redacted=result.rows_redacted,
                       failed_checks=dict(result.failed_checks))
     return source
 
@@ -200,11 +202,13 @@ def write_ingest_counts(run: RunPaths, sources: list[str], staged: dict[str, int
             source=source, raw_path=run.raw_dir / f"{source}.parquet", files=manifest["files"],
             rows_per_file=manifest["rows_per_file"], columns=manifest["columns"],
             malformed_rows=manifest["malformed_rows"], erased_rows=manifest.get("erased_rows", 0),
-            erased_records=manifest.get("erased_records", 0))
+            erased_records=manifest.get("erased_records", 0),
+            redacted_rows=manifest.get("redacted_rows", 0))
         v = recorded[f"validate.{source}"]["counts"]
         validated[source] = ValidationResult(
             source=source, rows_read=v["rows_read"], rows_accepted=v["rows_accepted"],
-            rows_quarantined=v["rows_quarantined"], failed_checks=v["failed_checks"])
+            rows_quarantined=v["rows_quarantined"], failed_checks=v["failed_checks"],
+            rows_redacted=v.get("rows_redacted", 0))
     return write_counts(run, extracted, validated, {s: staged[s] for s in sources}, [])
 
 

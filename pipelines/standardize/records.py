@@ -81,8 +81,12 @@ def standardize_source(mapping: SourceMapping, run: RunPaths) -> Path:
         con.execute(f"CREATE TEMP VIEW rows AS SELECT * FROM read_parquet({quote_path(accepted)})")
         columns = [r[0] for r in con.execute("DESCRIBE rows").fetchall()]
         parts = []
+        # a row kept for the people nested in it, its own person erased (`_redacted`), gives
+        # their records only: its own, emptied, would be a ghost customer under an erased key
+        own = ("(SELECT * FROM rows WHERE NOT coalesce(_redacted, false))"
+               if "_redacted" in columns else "rows")
         for i, sub in enumerate([mapping, *(r.mapping for r in mapping.records)]):
-            source = "rows" if sub.part is None else nested_rows_sql(sub, "rows")
+            source = own if sub.part is None else nested_rows_sql(sub, "rows")
             con.execute(f"CREATE OR REPLACE TEMP VIEW src AS SELECT * FROM {source}")
             final_sql = build_canonical(con, sub, columns, run.run_id)
             con.execute(f"CREATE TEMP TABLE canonical_{i} AS {final_sql}")
