@@ -29,10 +29,13 @@ SEED = 11
 # company names, one company name inside the other): precision 0.99795, recall 0.99775 (2 of 17
 # related-company pairs merged; persons 1.0 / 0.99779, organizations 0.97297 / 0.99723); with
 # qualifiers counted per word ("X Holdings Holdings") and company names unique per city in the
-# generator: precision 0.99918, recall 0.99775 (1 false merge).
-MEASURED = {"precision": 0.9991, "recall": 0.9977}
+# generator: precision 0.99918, recall 0.99775 (1 false merge). Models v6 (related companies by
+# the name without its structural words): precision 1.0, recall 0.99775, 0 of 17 related-company
+# pairs merged, 0 false merges.
+MEASURED = {"precision": 1.0, "recall": 0.9977}
 MARGIN = {"precision": 0.005, "recall": 0.01}
-# split rate per kind of customer (truth `kinds`) on this set with models v5, and its entities;
+# split rate per kind of customer (truth `kinds`) on this set with models v5 (the same with v6),
+# and its entities;
 # a kind may rise by two of its entities (or 2 points) before the test fails
 MEASURED_SPLIT_RATE = {
     "cantonese_romanisation": (0.0566, 53), "company_owner": (0.0045, 224),
@@ -43,7 +46,7 @@ MEASURED_SPLIT_RATE = {
     "surname_change": (0.0, 36), "swapped_day_month": (0.0137, 73),
     "swapped_name_order": (0.0053, 188), "typo": (0.0094, 213), "wrong_column": (0.0127, 79),
 }
-PARTY_PRECISION = {"person": 0.999, "organization": 0.965}
+PARTY_PRECISION = {"person": 0.999, "organization": 0.99}
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +77,8 @@ def test_hard_negatives_stay_apart(evaluation):
     assert groups.get("company_owner", {"merged": 0})["merged"] == 0
     related = groups.get("related_company", {"merged": 0, "entity_pairs": 0})
     # 15 of 17 with models v3 (trained before org_name_tokens and org_name_qualifiers existed),
-    # 4 of 17 with v4, 2 of 17 with v5: must not get worse
-    assert related["merged"] <= 3, related
+    # 4 of 17 with v4, 2 of 17 with v5, 0 with v6: one is allowed
+    assert related["merged"] <= 1, related
 
 
 def test_split_rate_by_kind_does_not_rise(evaluation):

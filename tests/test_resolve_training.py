@@ -203,14 +203,14 @@ def test_a_config_folder_needs_only_the_models_lines(tmp_path):
 
     (tmp_path / "models").mkdir()
     (tmp_path / "resolution.yaml").write_text(
-        "models:\n  person: models/person-v5.json\n", encoding="utf-8")
+        "models:\n  person: models/person-v6.json\n", encoding="utf-8")
     code = ("from pipelines.resolve.config import model_paths, thresholds; "
             "print(model_paths()['person']); print(model_paths()['organization']); "
             "print(thresholds('person').match)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "UCV_CONFIG_DIR": str(tmp_path)}).stdout.split()
-    assert out[0] == str(tmp_path / "models" / "person-v5.json")
-    assert out[1].endswith("schemas/models/organization-v5.json")  # the project's, not overlaid
+    assert out[0] == str(tmp_path / "models" / "person-v6.json")
+    assert out[1].endswith("schemas/models/organization-v6.json")  # the project's, not overlaid
     assert float(out[2]) > 0
 
 
@@ -250,10 +250,11 @@ def test_a_holding_beside_its_operating_company_is_a_related_company():
     pair = {"org_name_norm_l": "hoevel druckerei", "org_name_norm_r": "hoevel druckerei beteiligungs",
             "org_name_tokens_l": ["druckerei", "hoevel"],
             "org_name_tokens_r": ["beteiligungs", "druckerei", "hoevel"],
-            "org_name_qualifiers_l": [], "org_name_qualifiers_r": ["beteiligung"]}
+            "org_name_qualifiers_l": [], "org_name_qualifiers_r": ["beteiligung"],
+            "org_name_core_l": "hoeveldruckerei", "org_name_core_r": "hoeveldruckerei"}
     assert _first_level(levels, pair) == RELATED_COMPANY
     same = {**pair, "org_name_norm_r": "hoevel druckerei", "org_name_tokens_r": ["druckerei", "hoevel"],
-            "org_name_qualifiers_r": []}
+            "org_name_qualifiers_r": []}  # the same core, no qualifier on either side
     assert _first_level(levels, same) == "Exact match on org_name_norm"
 
 
@@ -344,7 +345,8 @@ def test_a_hanzi_company_name_and_its_english_name_are_the_same_name():
     levels = _levels("organization", "org_name")
     pair = {"org_name_norm_l": hanzi, "org_name_norm_r": english,
             "org_name_tokens_l": sorted(hanzi.split()), "org_name_tokens_r": sorted(english.split()),
-            "org_name_qualifiers_l": [], "org_name_qualifiers_r": []}
+            "org_name_qualifiers_l": [], "org_name_qualifiers_r": [],
+            "org_name_core_l": hanzi.replace(" ", ""), "org_name_core_r": english.replace(" ", "")}
     assert _first_level(levels, pair) == "Same name, words run together or apart"
 
 
@@ -353,6 +355,9 @@ def test_a_hanzi_company_name_and_its_english_name_are_the_same_name():
     ("武汉恩悌信息技术物业有限公司", "Wuhan Enti Information Technology Co., Ltd."),
     ("Warmer Autohaus Holding GmbH", "Warmer Autohaus Gesellschaft mbH"),
     ("Clements Holdings Holdings Ltd", "Clements Holdings Ltd"),  # the holding of a "Holdings"
+    ("武汉泰天医药投资有限公司", "Wuhan Taitian Pharmaceutical Property Management Co., Ltd."),
+    ("Kranz Bau Beteiligungs G.m.b.H.", "Krranz Bau GmbH"),       # a typo in the other name
+    ("Schwarzwald Software Vrwaltungs GmbH", "Schwarzwald Software GmbH"),  # in the qualifier
 ])
 def test_a_holding_in_any_script_beside_its_operating_company_is_a_related_company(
         holding, operating):
@@ -360,13 +365,18 @@ def test_a_holding_in_any_script_beside_its_operating_company_is_a_related_compa
 
     from pipelines.resolve.model import RELATED_COMPANY
     from pipelines.sql import quote_literal
-    from pipelines.standardize.organizations import org_qualifiers_sql, split_legal_form
+    from pipelines.standardize.organizations import (
+        org_core_sql,
+        org_qualifiers_sql,
+        split_legal_form,
+    )
 
     def side(name: str, s: str) -> dict:
         norm, _ = split_legal_form(name)
-        qualifiers = duckdb.sql(f"SELECT {org_qualifiers_sql(quote_literal(norm))}").fetchall()[0][0]
+        qualifiers, core = duckdb.sql(f"SELECT {org_qualifiers_sql(quote_literal(norm))}, "
+                                      f"{org_core_sql(quote_literal(norm))}").fetchall()[0]
         return {f"org_name_norm_{s}": norm, f"org_name_tokens_{s}": sorted(norm.split()),
-                f"org_name_qualifiers_{s}": qualifiers}
+                f"org_name_qualifiers_{s}": qualifiers, f"org_name_core_{s}": core}
 
     pair = {**side(holding, "l"), **side(operating, "r")}
     assert _first_level(_levels("organization", "org_name"), pair) == RELATED_COMPANY, pair

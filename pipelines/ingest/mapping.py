@@ -44,7 +44,7 @@ DERIVED_FIELDS = frozenset({
     "given_name_norm", "family_name_norm", "family_name_key", "given_name_canonical",
     "given_name_origin", "birth_family_name", "birth_family_name_norm", "name_script",
     "name_native", "birth_date_ambiguous", "org_name", "org_name_norm", "org_name_tokens",
-    "org_name_qualifiers", "org_legal_form", "registration_id", "national_id", "national_id_type",
+    "org_name_qualifiers", "org_name_core", "org_legal_form", "registration_id", "national_id", "national_id_type",
     "phone_mobile", "phone_landline", "email", "street", "house_number", "postcode", "city",
     "country", "street_display", "house_number_display", "city_display", "policy_key",
     "quality_flags",

@@ -22,7 +22,8 @@ PERSON_COLUMNS = [
     "country",
 ]
 ORGANIZATION_COLUMNS = [
-    "source_system", "org_name_norm", "org_name_tokens", "org_name_qualifiers", "org_legal_form",
+    "source_system", "org_name_norm", "org_name_tokens", "org_name_qualifiers", "org_name_core",
+    "org_legal_form",
     "registration_id", "tax_id", "phone_mobile", "phone_landline", "email", "street",
     "house_number", "postcode", "city", "country",
 ]

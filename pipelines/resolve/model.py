@@ -301,6 +301,9 @@ SIMILAR_NAME = ("len(org_name_tokens_l) > 0 AND len(org_name_tokens_r) > 0 "
                 "OR contains(replace(org_name_norm_l, ' ', ''), replace(org_name_norm_r, ' ', '')) "
                 "OR contains(replace(org_name_norm_r, ' ', ''), replace(org_name_norm_l, ' ', '')) "
                 "OR jaro_winkler_similarity(org_name_norm_l, org_name_norm_r) >= 0.88)")
+# ... or the same name once the structural words are taken out, a typo allowed: 武汉泰天医药投资
+# and "Wuhan Taitian Pharmaceutical Property Management", "Krranz Bau" and "Kranz Bau Beteiligungs"
+SIMILAR_CORE = "jaro_winkler_similarity(org_name_core_l, org_name_core_r) >= 0.92"
 RELATED_COMPANY = "Same distinctive name, a qualifier on one side only (related company)"
 
 
@@ -310,7 +313,8 @@ def org_name_comparison(has: Has) -> cl.CustomComparison:
     levels: list[Any] = [cll.NullLevel("org_name_norm")]
     if has("org_name_qualifiers") and has("org_name_tokens"):
         # before any similarity level: 'hoevel druckerei' vs 'hoevel druckerei beteiligungs'
-        levels.append(_sql(f"({SIMILAR_NAME}) AND ({QUALIFIERS_DIFFER})", RELATED_COMPANY))
+        similar = f"({SIMILAR_NAME} OR {SIMILAR_CORE})" if has("org_name_core") else SIMILAR_NAME
+        levels.append(_sql(f"({similar}) AND ({QUALIFIERS_DIFFER})", RELATED_COMPANY))
     levels.append(cll.ExactMatchLevel("org_name_norm", term_frequency_adjustments=True))
     # "xianhaojia electronics" (from hanzi) and "xian haojia electronics" (its English name)
     levels.append(_sql("replace(org_name_norm_l, ' ', '') = replace(org_name_norm_r, ' ', '')",

@@ -170,11 +170,37 @@ def org_tokens_sql(norm_sql: str) -> str:
             f"string_split({norm_sql}, ' '), lambda t: t <> ''))) END")
 
 
+# a stem this long also qualifies a word that begins with it mistyped (one edit: "vrwaltungs",
+# "esrvices"), or, from FUZZY_STEM + 3 letters on, that holds it run into another word
+# ("consultingbeteiligungs"); shorter stems ("invest") only as a word's start
+FUZZY_STEM = 7
+
+
+def _stem_sql(stem: str) -> str:
+    """SQL: whether word `t` carries the qualifier stem (see FUZZY_STEM)."""
+    lit, n = f"'{stem}'", len(stem)
+    if n < FUZZY_STEM:
+        return f"starts_with(t, {lit})"
+    mistyped = " OR ".join(f"damerau_levenshtein(left(t, {k}), {lit}) <= 1"
+                           for k in (n - 1, n, n + 1))
+    inside = f" OR contains(t, {lit})" if n >= FUZZY_STEM + 3 else ""
+    return f"(starts_with(t, {lit}) OR (len(t) >= {n - 1} AND ({mistyped})){inside})"
+
+
+def org_core_sql(norm_sql: str) -> str:
+    """SQL: the name without the words that carry a qualifier, spaces removed (NULL when nothing
+    is left): what a holding and its operating company have in common."""
+    any_stem = " OR ".join(_stem_sql(stem) for stems in org_qualifier_stems().values()
+                           for stem in stems)
+    return (f"nullif(array_to_string(list_filter(string_split({norm_sql}, ' '), "
+            f"lambda t: t <> '' AND NOT ({any_stem})), ''), '')")
+
+
 def org_qualifiers_sql(norm_sql: str) -> str:
     """SQL: the qualifiers (holding, verwaltung, ...) whose stems begin a word of the name, one per
     such word: "Clements Holdings Holdings" (the holding of "Clements Holdings") has two."""
     cases = " ".join(
-        "WHEN " + " OR ".join(f"starts_with(t, '{stem}')" for stem in stems) + f" THEN '{name}'"
+        "WHEN " + " OR ".join(_stem_sql(stem) for stem in stems) + f" THEN '{name}'"
         for name, stems in org_qualifier_stems().items())
     return (f"CASE WHEN {norm_sql} IS NOT NULL THEN list_sort(list_filter("
             f"list_transform(string_split({norm_sql}, ' '), lambda t: CASE {cases} END), "

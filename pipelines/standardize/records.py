@@ -52,6 +52,7 @@ from pipelines.standardize.names import (
 from pipelines.standardize.organizations import (
     check_identifier,
     company_name_sql,
+    org_core_sql,
     org_qualifiers_sql,
     org_tokens_sql,
     split_legal_form,
@@ -770,6 +771,7 @@ def _final_select(mapping: SourceMapping, run_id: str, fields: dict, id_selects:
         "org_name_norm": "o.org_name_norm", "org_legal_form": "o.org_legal_form",
         "org_name_tokens": org_tokens_sql("o.org_name_norm"),
         "org_name_qualifiers": org_qualifiers_sql("o.org_name_norm"),
+        "org_name_core": org_core_sql("o.org_name_norm"),
         "registration_id": first_valid(org_ids, "id_value", "organization"),
         "national_id": first_valid(person_ids, "id_value", "person"),
         "national_id_type": first_valid(person_ids, "id_type", "person"),
