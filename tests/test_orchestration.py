@@ -288,3 +288,38 @@ def test_local_airflow_stays_on_localhost_with_its_own_home(tmp_path):
     assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
     assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:8123/execution/"
     assert airflow_local.LOCAL_AIRFLOW_HOME == settings.PROJECT_ROOT / ".airflow"
+
+
+def test_the_dag_accounts_records_nested_in_rows_beside_the_rows(tmp_path, monkeypatch):
+    """The DAG's standardize task checks a row's own records against the accepted rows, and
+    counts the records nested in them (`records:`, the broker export) beside them."""
+    import dataclasses
+    import json
+
+    from canary import broker_notifications
+
+    import pipelines.ingest
+    from pipelines.ingest import ingest
+    from pipelines.ingest.mapping import load_mapping
+    from pipelines.orchestration.run_state import record_stage
+    from pipelines.settings import EXPECTATIONS_DIR, SOURCES_DIR
+
+    monkeypatch.setenv("UCV_HOME", str(tmp_path / "home"))
+    broker = load_mapping(SOURCES_DIR / "optional" / "broker.yaml", EXPECTATIONS_DIR)
+    mappings = {"broker": dataclasses.replace(broker)}
+    monkeypatch.setattr(pipelines.ingest, "load_mappings", lambda *args: mappings)
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    (landing / "broker_claims_2026-11-22.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in broker_notifications()),
+        encoding="utf-8")
+    run = stages.run_paths(EXPORT_DATE.isoformat())
+    summary = ingest(landing, run, mappings).sources["broker"]
+    assert summary.records_staged > summary.rows_staged  # nested records were staged
+    with record_stage(run, "validate.broker") as counts:  # as the mapped validate task records
+        counts.update(rows_read=summary.rows_read, rows_accepted=summary.rows_accepted,
+                      rows_quarantined=summary.rows_quarantined, failed_checks=[])
+    report = json.loads(stages.write_ingest_counts(run, ["broker"]).read_text(encoding="utf-8"))
+    entry = report["sources"]["broker"]
+    assert entry["rows_staged"] == summary.rows_accepted
+    assert entry["records_staged"] == summary.records_staged

@@ -179,11 +179,11 @@ def standardize(run_id: str, sources: list[str]) -> dict[str, int]:
             standardize_source(mappings[source], run)
         combine_staged(run, sources)
         counts.update(parquet_row_counts(run.staged_dir))
-        write_ingest_counts(run, sources, counts)
+        write_ingest_counts(run, sources)
     return counts
 
 
-def write_ingest_counts(run: RunPaths, sources: list[str], staged: dict[str, int]) -> Path:
+def write_ingest_counts(run: RunPaths, sources: list[str]) -> Path:
     """report/ingest_counts.json from what the per-source tasks recorded, as `ingest()` writes it.
 
     Extract and validate ran as separate (mapped) tasks, so their results are read back from the
@@ -192,7 +192,7 @@ def write_ingest_counts(run: RunPaths, sources: list[str], staged: dict[str, int
     import json
 
     from pipelines.ingest import ExtractResult, ValidationResult
-    from pipelines.ingest.run import write_counts
+    from pipelines.ingest.run import count_records, count_rows, write_counts
 
     recorded = read_run_state(run)["stages"]
     extracted, validated = {}, {}
@@ -209,7 +209,9 @@ def write_ingest_counts(run: RunPaths, sources: list[str], staged: dict[str, int
             source=source, rows_read=v["rows_read"], rows_accepted=v["rows_accepted"],
             rows_quarantined=v["rows_quarantined"], failed_checks=v["failed_checks"],
             rows_redacted=v.get("rows_redacted", 0))
-    return write_counts(run, extracted, validated, {s: staged[s] for s in sources}, [])
+    # a row's own records against accepted rows; records nested in rows (`records:`) beside them
+    staged = {s: run.staged_dir / f"{s}.parquet" for s in sources}
+    return write_counts(run, extracted, validated, count_rows(staged), [], count_records(staged))
 
 
 def resolve(run_id: str) -> dict[str, int]:
