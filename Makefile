@@ -17,13 +17,18 @@ $(UV):
 	$(PYTHON) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
 
+# --python only to create the environment: on an existing one (a shell or a test with .venv/bin
+# first on PATH) it would name the environment's own interpreter and make uv rebuild it in place
+# while other processes import from it
+PYTHON_FOR_NEW_VENV = $(if $(wildcard $(VENV)/pyvenv.cfg),,--python $(PYTHON))
+
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --locked --python $(PYTHON)
+	$(UV) sync --locked $(PYTHON_FOR_NEW_VENV)
 	@touch $@
 
 # Optional: Splink's Spark backend (`backend: spark`); adds the locked extra, keeps the rest.
 setup-spark: setup
-	$(UV) sync --locked --extra spark --inexact --python $(PYTHON)
+	$(UV) sync --locked --extra spark --inexact $(PYTHON_FOR_NEW_VENV)
 
 # The main job: sample exports if none are landed, then one nightly run through Airflow.
 run: setup
