@@ -172,7 +172,9 @@ def org_tokens_sql(norm_sql: str) -> str:
 
 # a stem this long also qualifies a word that begins with it mistyped (one edit: "vrwaltungs",
 # "esrvices"), or, from FUZZY_STEM + 3 letters on, that holds it run into another word
-# ("consultingbeteiligungs"); shorter stems ("invest") only as a word's start
+# ("consultingbeteiligungs"); shorter stems ("invest") only as a word's start. A real word can
+# read as a qualifier this way ("Servier" as service, "Capitol" as capital): harmless, since every
+# record of that company carries the same word, and a qualifier only matters when two names differ
 FUZZY_STEM = 7
 
 
