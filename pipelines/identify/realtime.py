@@ -17,21 +17,30 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from pipelines import settings
-from pipelines.sql import quote_list
+from pipelines.sql import quote_ident, quote_list, quote_literal
 
 PARTY_TYPES = ("person", "organization")
 CANONICAL_SOURCE = "canonical"  # a record already in the canonical schema (other services)
 _SEP = "chr(31)"  # unit separator between key parts: cannot occur in standardized values
+_KEY_PREFIX = "__rt_key_"  # blocking-key columns of the input statement
+_CUSTOMER = "__rt_customer_id"  # the stored record's customer, beside the model's columns
+_SCORING_CHECKS = 5  # stored records scored both ways at start-up
+_CHECK_BLANKED = ("phone_mobile", "email", "national_id", "postcode", "registration_id")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,27 +97,32 @@ class RealtimeResolver:
 
     def standardize(self, record: dict[str, Any], source: str) -> pd.DataFrame:
         """The record in the canonical schema, through its source's mapping (one row)."""
+        return pd.DataFrame([self.standardize_record(record, source)])
+
+    def standardize_record(self, record: dict[str, Any], source: str) -> dict[str, Any]:
+        """As `standardize`, as a dict (no DataFrame: building one costs ~8 ms a query)."""
         if source == CANONICAL_SOURCE:
-            frame = pd.DataFrame([record])
+            row = dict(record)
         else:
-            frame = _standardize_with_mapping(record, source, self._standardizer(source))
-        if "source_record_id" not in frame or frame["source_record_id"].isna().all():
-            frame["source_record_id"] = f"{source}:query"
-        frame["source_record_id"] = "query:" + frame["source_record_id"].astype(str)
-        return frame
+            row = _standardize_with_mapping(record, source, self._standardizer(source))
+        if _parameter(row.get("source_record_id")) is None:
+            row["source_record_id"] = f"{source}:query"
+        row["source_record_id"] = f"query:{row['source_record_id']}"
+        return row
 
     def resolve(self, record: dict[str, Any], source: str, top_k: int = 5) -> list[Candidate]:
         """Best existing customers for one record in `source`'s shape, most probable first."""
-        canonical = self.standardize(record, source)
+        canonical = self.standardize_record(record, source)
         return self.resolve_canonical(canonical, top_k=top_k)
 
-    def resolve_canonical(self, canonical: pd.DataFrame, top_k: int = 5) -> list[Candidate]:
-        """As `resolve`, for a record already standardized (one canonical row)."""
-        party_type = str(canonical["party_type"].iloc[0])
+    def resolve_canonical(self, canonical: pd.DataFrame | dict[str, Any], top_k: int = 5) -> list[Candidate]:
+        """As `resolve`, for a record already standardized (one canonical row or dict)."""
+        party_type = str(_record_values(canonical).get("party_type"))
         if party_type not in PARTY_TYPES:
             raise ValueError(f"party_type {party_type!r} is not one of {PARTY_TYPES}")
         with self._lock:
-            return self._parties[party_type].best_customers(canonical, top_k)
+            party = self._parties[party_type]
+        return party.best_customers(canonical, top_k)  # thread-safe: a cursor per thread
 
     def _standardizer(self, source: str):
         """The source's warm `RecordStandardizer` (prepared SQL on an open connection)."""
@@ -142,14 +156,14 @@ def resolve_record(record: dict[str, Any], source: str, warehouse: Path | None =
     return resolver.resolve(record, source, top_k=top_k)
 
 
-def _standardize_with_mapping(record: dict[str, Any], source: str, standardizer) -> pd.DataFrame:
+def _standardize_with_mapping(record: dict[str, Any], source: str, standardizer) -> dict[str, Any]:
     """One raw record (values as the source writes them) -> canonical row, via ingest's mapping
     (the same SQL as the nightly run: tests/test_standardize_frame.py)."""
     raw = pd.DataFrame({k: pd.Series([v], dtype=object) for k, v in record.items()})
-    frame = standardizer.standardize(raw, "realtime")
-    if len(frame) != 1:
+    rows = standardizer.standardize_rows(raw, "realtime")
+    if len(rows) != 1:
         raise ValueError(f"the {source} record did not standardize to one canonical row")
-    return frame
+    return rows[0]
 
 
 class _PartyScorer:
@@ -159,6 +173,7 @@ class _PartyScorer:
         import pyarrow.compute as pc
 
         from pipelines.resolve import load_linker
+        from pipelines.resolve.realtime import compile_scorer
 
         self.party_type = party_type
         self.max_candidates = max_candidates
@@ -169,6 +184,8 @@ class _PartyScorer:
         self.con = self.db_api.duckdb_con
         self.settings = self.linker.model  # as nightly: prior rescaled to the stored records
         self.cache_key = f"ucv_realtime_{party_type}_{id(self)}"
+        self._lock = threading.Lock()  # the Splink path shares one connection
+        self._local = threading.local()  # the fast path: one cursor per thread
         self.con.register("stored_customers", stored.select(["source_record_id", "customer_id"]))
         self.con.execute(f"create or replace table customer_of_{party_type} as "
                          f"select source_record_id as unique_id, customer_id from stored_customers")
@@ -178,11 +195,9 @@ class _PartyScorer:
         self.tf_values = {c: dict(self.con.execute(f"select {c}, tf_{c} from {t}").fetchall())
                           for c, t in self.tf_tables.items()}
         self.con.execute(f"create or replace table scoring_{party_type} as "
-                         f"{self._with_tf(f'stored_{party_type}')} order by unique_id")
+                         f"select s.*, c.customer_id as {_CUSTOMER} from ({self._with_tf(f'stored_{party_type}')}) s "
+                         f"left join customer_of_{party_type} c using (unique_id) order by unique_id")
         self.con.execute(f"create index scoring_{party_type}_id on scoring_{party_type} (unique_id)")
-        self._check_sample = stored.slice(0, min(20, self.n_stored)).to_pandas()
-        self.fast_input = False
-        self.fast_input = self.n_stored > 0 and self._check_fast_input()
         self.rules = self._blocking_rules()
         self._build_key_index()
         self.new_keys_sql = " union all ".join(
@@ -192,128 +207,202 @@ class _PartyScorer:
         self.join_condition = " OR ".join(f"({r['sql']})" for r in self.rules) or "1=1"
         # Queries touch a few rows: one thread avoids scheduling work across threads per statement.
         self.con.execute("set threads = 1")
+        self.scorer = compile_scorer(self.settings)
+        self._check_sample = stored.slice(0, min(20, self.n_stored)).to_pandas()
+        self.fast_input = self.fast_scoring = False
+        if self.n_stored > 0 and all(rule["equi"] for rule in self.rules):
+            self._stage_new_record(self._check_sample.iloc[[0]])
+            self.row_columns = [(r[0], r[1]) for r in self.con.execute(f"describe rt_new_{party_type}").fetchall()]
+            self.fast_input = self._check_fast_input()
+            self.fast_scoring = self.fast_input and self._check_fast_scoring()
 
-    def best_customers(self, canonical: pd.DataFrame, top_k: int) -> list[Candidate]:
-        party = self.party_type
+    def best_customers(self, canonical: pd.DataFrame | dict[str, Any], top_k: int) -> list[Candidate]:
         if self.n_stored == 0:
             return []
+        if self.fast_input and self.fast_scoring:
+            return self._best_fast(_record_values(canonical), top_k)
+        frame = canonical if isinstance(canonical, pd.DataFrame) else pd.DataFrame([canonical])
+        with self._lock:
+            return self._best_with_splink(frame, top_k)
+
+    # The fast path: per thread, a cursor with its own candidate table and prepared statements:
+    # (1) the model input row and its blocking keys, from the record's values as parameters;
+    # (2) stored records sharing a key (ART index); (3) their comparison levels against the new
+    # row (Splink's SQL, prepared once); (4) match weights in Python (CompiledScorer.weigh).
+
+    def _best_fast(self, values: dict[str, Any], top_k: int) -> list[Candidate]:
+        session = self._session()
+        row, keys = self._input_row(session, values)
+        candidate_ids = self._ranked(self._key_hits(session.cursor, keys))
+        if not candidate_ids:
+            return []
+        pairs = self._pairs_fast(session, row, candidate_ids)
+        return self._best_per_customer(pairs, top_k)
+
+    def _session(self) -> _Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = _Session(self)
+        return session
+
+    def _input_row(self, session: _Session, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+        """The model input row of a record (as the nightly builder makes it) and its blocking keys."""
+        cursor = session.cursor
+        cursor.execute(f"EXECUTE {session.input_statement}(" + ", ".join(
+            _typed_literal(_parameter(values.get(c), c == "birth_date"), t)
+            for c, t in zip(session.input_columns, session.input_types, strict=True)) + ")")
+        names = [d[0] for d in cursor.description]
+        found = dict(zip(names, cursor.fetchall()[0], strict=True))
+        keys = [found.pop(k) for k in [n for n in names if n.startswith(_KEY_PREFIX)]]
+        if self.party_type == "person":
+            name, given = found["given_name_first"], found["given_name_norm"]
+            found["given_name_variants"] = None if name is None else self._nickname_variants(name)
+            forms = cantonese_forms(given) if given is not None else None
+            found["given_name_pinyin_forms"] = forms or None
+        for column, frequencies in self.tf_values.items():
+            value = frequencies.get(found[column])
+            found[f"tf_{column}"] = None if value is None else float(value)
+        return found, [k for k in keys if k is not None]
+
+    def _key_hits(self, cursor, keys: list[str]) -> dict[str, int]:
+        party = self.party_type
+        hits: dict[str, int] = {}
+        if keys:
+            hits.update(dict(cursor.execute(
+                f"select unique_id, count(*) from block_keys_{party} "
+                f"where key in ({_literals(sorted(set(keys)))}) group by unique_id").fetchall()))
+        return hits
+
+    def _pairs_fast(self, session: _Session, row: dict[str, Any], candidate_ids: list[str]) -> list[dict]:
+        cursor = session.cursor
+        cursor.execute("delete from rt_cand")
+        # A literal IN list is answered from the ART index (a join or a parameter list scans the table).
+        cursor.execute(f"insert into rt_cand select * from scoring_{self.party_type} "
+                       f"where unique_id in ({_literals(candidate_ids)})")
+        cursor.execute(f"EXECUTE {session.gamma_statement}(" + ", ".join(
+            _typed_literal(row.get(name), type_) for name, type_ in session.row_columns) + ")")
+        names = [d[0] for d in cursor.description]
+        pairs = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+        unique_id = row["unique_id"]
+        for pair in pairs:
+            pair["unique_id_r"] = unique_id
+            pair["customer_id"] = pair.pop(f"{_CUSTOMER}_l")
+            self.scorer.weigh(pair)
+        return pairs
+
+    def _check_fast_input(self) -> bool:
+        """Stage a few stored records both ways; use the parameter path only if rows agree."""
+        party = self.party_type
+        session = self._session()
+        for i in range(len(self._check_sample)):
+            row = self._check_sample.iloc[[i]]
+            self._stage_new_record(row)
+            cursor = self.con.execute(f"select * from rt_new_{party}")
+            nightly = dict(zip([d[0] for d in cursor.description], cursor.fetchall()[0], strict=True))
+            fast, _ = self._input_row(session, _record_values(row))
+            if fast != nightly:
+                log.warning("real-time input row differs from the nightly builder's (%s): Splink path",
+                            sorted(k for k in nightly if fast.get(k, object()) != nightly[k]))
+                return False
+        return True
+
+    def _check_fast_scoring(self) -> bool:
+        """Score a few stored records (one field blanked) both ways; the fast path only if the
+        pairs, levels, weights and probabilities equal Splink's."""
+        for i in range(min(_SCORING_CHECKS, len(self._check_sample))):
+            record = self._check_sample.iloc[i].to_dict()
+            record["source_record_id"] = f"check:{i}"
+            record[_CHECK_BLANKED[i % len(_CHECK_BLANKED)]] = None
+            frame = pd.DataFrame([record])
+            with self._lock:
+                self._stage_new_record(frame)
+                candidate_ids = self._candidate_ids()
+                expected = self._splink_pairs(candidate_ids) if candidate_ids else []
+            session = self._session()
+            row, keys = self._input_row(session, _record_values(frame))
+            fast_ids = self._ranked(self._key_hits(session.cursor, keys))
+            got = self._pairs_fast(session, row, fast_ids) if fast_ids else []
+            if fast_ids != candidate_ids or not _same_pairs(expected, got, self.scorer):
+                log.warning("real-time fast scoring differs from Splink's on a stored record: Splink path")
+                return False
+        return True
+
+    # The Splink path (a fallback when a check above fails): Splink's whole SQL per query.
+
+    def _best_with_splink(self, canonical: pd.DataFrame, top_k: int) -> list[Candidate]:
         self._stage_new_record(canonical)
         candidate_ids = self._candidate_ids()
         if not candidate_ids:
             return []
-        # A literal IN list is answered from the ART index (a join or a parameter list scans the table).
-        self.con.execute(f"create or replace table rt_candidates_{party} as select * from scoring_{party} "
-                         f"where unique_id in ({_literals(candidate_ids)})")
-        return self._score(top_k)
+        pairs = self._splink_pairs(candidate_ids)
+        customer_of = dict(self.con.execute(
+            f"select unique_id, customer_id from customer_of_{self.party_type} "
+            f"where unique_id in ({_literals(sorted({p['unique_id_l'] for p in pairs}))})").fetchall()) if pairs else {}
+        for pair in pairs:
+            pair["customer_id"] = customer_of.get(pair["unique_id_l"])
+        return self._best_per_customer(pairs, top_k)
 
     def _stage_new_record(self, canonical: pd.DataFrame) -> None:
-        """The new record as a model input row with term frequencies, in table rt_new_<party>."""
+        """The new record as a model input row with term frequencies, in table rt_new_<party>,
+        through the resolve stage's own builder (several statements)."""
+        from pipelines.resolve.features import create_comparison_table
+
         party = self.party_type
         self.con.register("rt_canonical_in", canonical)
         try:
             typed = ("(select * replace (try_cast(birth_date as date) as birth_date) from rt_canonical_in)"
                      if "birth_date" in canonical.columns else "rt_canonical_in")
-            if self.fast_input:
-                input_sql = self._input_sql_fast(typed, set(canonical.columns))
-            else:
-                self._input_row_as_nightly(typed)
-                input_sql = f"select * from rt_input_{party}"
+            self.con.execute(f"create or replace temp table rt_canonical_{party} as select * from {typed}")
         finally:
-            if not self.fast_input:
-                self.con.unregister("rt_canonical_in")
-        try:
-            # Term frequencies from in-memory dicts: joining the tf tables would scan them per query.
-            values = self.con.execute(
-                f"select {', '.join(self.tf_values) or '1'} from ({input_sql})").fetchall()[0]
-            tf_columns = "".join(
-                f", cast({_literal_or_null(self.tf_values[c].get(v))} as double) as tf_{c}"
-                for c, v in zip(self.tf_values, values, strict=False))
-            self.con.execute(f"create or replace table rt_new_{party} as select *{tf_columns} from ({input_sql})")
-        finally:
-            if self.fast_input:
-                self.con.unregister("rt_canonical_in")
-
-    def _input_row_as_nightly(self, typed_source: str) -> None:
-        """rt_input_<party> through the resolve stage's own builder (several statements)."""
-        from pipelines.resolve.features import create_comparison_table
-
-        party = self.party_type
-        self.con.execute(f"create or replace temp table rt_canonical_{party} as select * from {typed_source}")
+            self.con.unregister("rt_canonical_in")
         create_comparison_table(self.con, f"rt_canonical_{party}", party, f"rt_input_{party}")
-
-    def _input_sql_fast(self, typed_source: str, columns: set[str]) -> str:
-        """The model input row as one query: the resolve stage's input SQL, plus the nickname
-        variants of the first given name from the same look-up the nightly builder uses.
-        `_check_fast_input` proves at start-up that both give the same row."""
-        from pipelines.resolve.features import cantonese_pinyin_forms, comparison_input_sql
-
-        sql = comparison_input_sql(typed_source, columns, self.party_type)
-        if self.party_type != "person":
-            return sql
-        first = self.con.execute(f"select given_name_first, given_name_norm from ({sql})").fetchall()
-        name, given = first[0] if first else (None, None)
-        variants = ("null::varchar[]" if name is None
-                    else "[" + _literals(self._nickname_variants(name)) + "]::varchar[]")
-        forms = cantonese_pinyin_forms([given]).get(given) if given is not None else None
-        sounds = "null::varchar[]" if not forms else "[" + _literals(forms) + "]::varchar[]"
-        return (f"select b.*, {variants} as given_name_variants, "
-                f"{sounds} as given_name_pinyin_forms from ({sql}) b")
+        input_sql = f"select * from rt_input_{party}"
+        # Term frequencies from in-memory dicts: joining the tf tables would scan them per query.
+        values = self.con.execute(f"select {', '.join(self.tf_values) or '1'} from ({input_sql})").fetchall()[0]
+        tf_columns = "".join(
+            f", cast({_literal_or_null(self.tf_values[c].get(v))} as double) as tf_{c}"
+            for c, v in zip(self.tf_values, values, strict=False))
+        self.con.execute(f"create or replace table rt_new_{party} as select *{tf_columns} from ({input_sql})")
 
     def _nickname_variants(self, name: str) -> list[str]:
         from pipelines.resolve.features import nickname_variants
 
         return nickname_variants([name])[name]
 
-    def _check_fast_input(self) -> bool:
-        """Stage a few stored records both ways; use the one-statement path only if rows agree."""
-        party = self.party_type
-        sample = self._check_sample
-        for i in range(len(sample)):
-            row = sample.iloc[[i]]
-            self.fast_input = False
-            self._stage_new_record(row)
-            nightly = self.con.execute(f"select * from rt_new_{party}").df()
-            self.fast_input = True
-            self._stage_new_record(row)
-            fast = self.con.execute(f"select * from rt_new_{party}").df()
-            if list(fast.columns) != list(nightly.columns) or not fast.equals(nightly):
-                return False
-        return True
-
-    def _score(self, top_k: int) -> list[Candidate]:
-        """Score the candidates with the model; keep each customer's best pair, best first."""
+    def _splink_pairs(self, candidate_ids: list[str]) -> list[dict]:
+        """Scored pairs of the candidates and rt_new_<party> by Splink's real-time SQL."""
         from splink.internals.realtime import compare_records
 
         party = self.party_type
+        # A literal IN list is answered from the ART index (a join or a parameter list scans the table).
+        self.con.execute(f"create or replace table rt_candidates_{party} as select * from scoring_{party} "
+                         f"where unique_id in ({_literals(candidate_ids)})")
         result = compare_records(f"rt_candidates_{party}", f"rt_new_{party}", self.settings, self.db_api,
                                  sql_cache_key=self.cache_key, join_condition=self.join_condition)
         try:
             cursor = self.con.execute(f"select * from {result.physical_name}")
             names = [d[0] for d in cursor.description]
-            pairs = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+            return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
         finally:
             result.drop_table_from_database_and_remove_from_cache(force_non_splink_table=True)
-        if not pairs:
-            return []
-        customer_of = dict(self.con.execute(
-            f"select unique_id, customer_id from customer_of_{party} "
-            f"where unique_id in ({_literals(sorted({p['unique_id_l'] for p in pairs}))})").fetchall())
-        # Each customer's best pair (highest weight, then smallest record id), best customers first.
+
+    def _best_per_customer(self, pairs: list[dict], top_k: int) -> list[Candidate]:
+        """Each customer's best pair (highest weight, then smallest record id), best customers first."""
         pairs.sort(key=lambda p: (-p["match_weight"], p["unique_id_l"]))
         matched: dict[str, int] = {}
         rows = []
         for pair in pairs:
-            customer = customer_of.get(pair["unique_id_l"])
+            customer = pair["customer_id"]
             if customer is None:
                 continue
             if customer not in matched:
-                rows.append({**pair, "customer_id": customer})
+                rows.append(pair)
             matched[customer] = matched.get(customer, 0) + 1
         rows = [{**row, "n_records_matched": matched[row["customer_id"]]} for row in rows[:top_k]]
-        return [_candidate(row, party) for row in rows]
+        return [_candidate(row, self.party_type) for row in rows]
 
     def _candidate_ids(self) -> list[str]:
-        """Stored records sharing a blocking key with the new record; those sharing most keys first."""
+        """Stored records sharing a blocking key with rt_new_<party>; those sharing most keys first."""
         party = self.party_type
         hits: dict[str, int] = {}
         if self.new_keys_sql:
@@ -328,6 +417,9 @@ class _PartyScorer:
                 for (uid,) in self.con.execute(
                         f"select l.unique_id from stored_{party} l, rt_new_{party} r where {rule['sql']}").fetchall():
                     hits[uid] = hits.get(uid, 0) + 1
+        return self._ranked(hits)
+
+    def _ranked(self, hits: dict[str, int]) -> list[str]:
         ranked = sorted(hits, key=lambda uid: (-hits[uid], uid))
         return ranked[: self.max_candidates]
 
@@ -372,6 +464,107 @@ class _PartyScorer:
         joins = " ".join(f"left join {t} t{i} on t{i}.{c} = s.{c}"
                          for i, (c, t) in enumerate(self.tf_tables.items()))
         return f"select s.*, {columns} from {table} s {joins}"
+
+
+class _Session:
+    """One thread's cursor on a party's database, with its candidate table and prepared statements
+    (DuckDB connections are not thread-safe; cursors of one database are)."""
+
+    def __init__(self, scorer: _PartyScorer):
+        from pipelines.resolve.features import COLUMN_TYPES, COLUMNS, comparison_input_sql
+
+        party = scorer.party_type
+        self.cursor = scorer.con.cursor()
+        self.cursor.execute(f"create temp table rt_cand as select * from scoring_{party} limit 0")
+        # Every canonical column the model input reads, as parameters: one statement for any record.
+        self.input_columns = ["source_record_id", *COLUMNS[party]]
+        self.input_types = ["VARCHAR[]" if COLUMN_TYPES.get(c, "").endswith("[]") else "VARCHAR"
+                            for c in self.input_columns]
+        source = ("(select " + ", ".join(f"${i}::{t} as {quote_ident(c)}" for i, (c, t) in enumerate(
+            zip(self.input_columns, self.input_types, strict=True), start=1)) + ") rt_canonical_in")
+        keys = "".join(
+            f", case when {_not_null(exprs)} then {_key_expr(i, exprs)} end as {_KEY_PREFIX}{i}"
+            for i, rule in enumerate(scorer.rules) if rule["equi"]
+            for exprs in [[right for _, right in rule["equi"]]])
+        self.input_statement = "rt_input"
+        self.cursor.execute(f"prepare {self.input_statement} as select *{keys} from "
+                            f"({comparison_input_sql(source, set(self.input_columns), party)})")
+        self.row_columns = scorer.row_columns
+        right = ("(select " + ", ".join(f"${i}::{type_} as {quote_ident(name)}"
+                                        for i, (name, type_) in enumerate(self.row_columns, start=1)) + ")")
+        self.gamma_statement = "rt_gamma"
+        self.cursor.execute(f"prepare {self.gamma_statement} as "
+                            f"{scorer.scorer.gamma_sql('rt_cand', right, scorer.join_condition, keep=(_CUSTOMER,))}")
+
+
+def _record_values(canonical: pd.DataFrame | dict[str, Any]) -> dict[str, Any]:
+    """The one canonical record as a dict of column -> value."""
+    if isinstance(canonical, pd.DataFrame):
+        if len(canonical) != 1:
+            raise ValueError(f"expected one canonical record, got {len(canonical)}")
+        return canonical.to_dict("records")[0]
+    return canonical
+
+
+def _parameter(value: Any, date_column: bool = False) -> Any:
+    """A canonical value as a statement parameter: missing -> None, numpy -> Python, a date or
+    timestamp of the birth date column -> its ISO date (what try_cast(... as date) reads)."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_parameter(v) for v in value]
+    if value is None or value is pd.NaT or value is pd.NA:
+        return None
+    if isinstance(value, np.datetime64):
+        value = pd.Timestamp(value)
+    elif isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if date_column and isinstance(value, datetime):
+        return value.date().isoformat()
+    if date_column and isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _typed_literal(value: Any, sql_type: str) -> str:
+    """`value` as a SQL literal of exactly the prepared parameter's type (another type makes
+    DuckDB re-plan the statement); a float through its repr, which DuckDB reads back exactly."""
+    if value is None:
+        return f"NULL::{sql_type}"
+    if sql_type.endswith("[]"):
+        return "[" + ", ".join(_typed_literal(v, sql_type[:-2]) for v in value) + f"]::{sql_type}"
+    if isinstance(value, float) or isinstance(value, (date, datetime)):
+        text = repr(value) if isinstance(value, float) else value.isoformat()
+        return f"{quote_literal(text)}::{sql_type}"
+    if isinstance(value, bool):
+        return f"{'TRUE' if value else 'FALSE'}::{sql_type}"
+    if isinstance(value, int):
+        return f"{value}::{sql_type}"
+    return f"{quote_literal(str(value))}::{sql_type}"
+
+
+def _same_pairs(expected: list[dict], got: list[dict], scorer) -> bool:
+    """Splink's pairs and the fast path's: same pairs and levels, weights within 1e-9."""
+    if sorted(p["unique_id_l"] for p in expected) != sorted(p["unique_id_l"] for p in got):
+        return False
+    by_id = {p["unique_id_l"]: p for p in got}
+    for pair in expected:
+        mine = by_id[pair["unique_id_l"]]
+        if any(pair[g] != mine[g] for g in scorer.gamma_columns):
+            return False
+        weights = ["match_weight", *(c.mw for c in scorer.comparisons),
+                   *(c.mw_tf_adj for c in scorer.comparisons if c.tf is not None)]
+        if any(abs(pair[w] - mine[w]) > 1e-9 for w in weights):
+            return False
+        if abs(pair["match_probability"] - mine["match_probability"]) > 1e-12:
+            return False
+    return True
+
+
+def cantonese_forms(given: str) -> list[str] | None:
+    from pipelines.resolve.features import cantonese_pinyin_forms
+
+    return cantonese_pinyin_forms([given]).get(given)
 
 
 def _literal_or_null(value: Any) -> str:

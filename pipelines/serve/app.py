@@ -285,12 +285,12 @@ def resolve_record(wh: WarehouseVersion, body: ResolveRequest) -> dict:
 
     resolver = wh.resolver
     try:
-        canonical = resolver.standardize(dict(body.record), body.source)
+        canonical = resolver.standardize_record(dict(body.record), body.source)
     except KeyError as err:
         raise Problem(422, "Unknown source", str(err).strip("'\"")) from err
     except Exception as err:  # a value the mapping cannot read: the client's record, not the service
         raise Problem(422, "Record cannot be standardized", f"{type(err).__name__}: {err}") from err
-    party_type = str(canonical["party_type"].iloc[0]) if "party_type" in canonical else "None"
+    party_type = str(canonical.get("party_type"))
     if party_type not in PARTY_TYPES:
         raise Problem(422, "Record cannot be resolved",
                       f"party_type {party_type!r} is not one of {list(PARTY_TYPES)}"
@@ -311,9 +311,8 @@ def resolve_record(wh: WarehouseVersion, body: ResolveRequest) -> dict:
                      for k, level in c.levels.items()],
         "customer": summaries.get(c.customer_id, {"customer_id": c.customer_id}),
     } for c in found]
-    row = canonical.iloc[0].to_dict()
-    standardized = {k: row.get(k) for k in SHOWN_CANONICAL if k in row}
-    product = row.get("product")
+    standardized = {k: canonical.get(k) for k in SHOWN_CANONICAL if k in canonical}
+    product = canonical.get("product")
     best = candidates[0] if candidates and candidates[0]["is_match"] else None
     return {"warehouse_version": wh.label, "party_type": party_type,
             "standardized": {k: _plain(v) for k, v in standardized.items()},

@@ -216,6 +216,18 @@ class RecordStandardizer:
 
     def standardize(self, df: pd.DataFrame, run_id: str) -> pd.DataFrame:
         """Source-shaped rows -> canonical rows, ordered by source row number."""
+        result = self._run(df, run_id, lambda cursor: cursor.df())
+        # Ordered here, not in SQL: sorting a wide row costs DuckDB more than the whole query.
+        return result.sort_values("source_row_number", kind="stable").reset_index(drop=True)
+
+    def standardize_rows(self, df: pd.DataFrame, run_id: str) -> list[dict]:
+        """As `standardize`, as dicts of Python values (a DataFrame of one row costs ~20 ms to
+        build and read back)."""
+        rows = self._run(df, run_id, _fetch_dicts)
+        return sorted(rows, key=lambda row: row["source_row_number"])
+
+    def _run(self, df: pd.DataFrame, run_id: str, fetch):
+        """`fetch(cursor)` of the canonical statement executed on `df`."""
         # Only the columns the mapping reads, in its order: one prepared statement serves records
         # whatever keys they bring.
         lineage = LINEAGE if self.mapping.part is None else (*LINEAGE, "_part_index")
@@ -225,15 +237,11 @@ class RecordStandardizer:
         with self._lock:
             working, canonical = self._prepared(table.schema, run_id)
             cursor = self._con.execute(f"EXECUTE {working}({', '.join(source_args)})")
-            names = [d[0] for d in cursor.description]
-            rows = [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
+            rows = _fetch_dicts(cursor)
             lookups = record_lookups(self.mapping, rows)
             lookup_args = [_list_literal([row.get(name) for row in lookups], sql_type)
                            for name, sql_type in lookup_columns(self.mapping)]
-            result = self._con.execute(
-                f"EXECUTE {canonical}({', '.join(source_args + lookup_args)})").df()
-        # Ordered here, not in SQL: sorting a wide row costs DuckDB more than the whole query.
-        return result.sort_values("source_row_number", kind="stable").reset_index(drop=True)
+            return fetch(self._con.execute(f"EXECUTE {canonical}({', '.join(source_args + lookup_args)})"))
 
     def _prepared(self, schema: pa.Schema, run_id: str) -> tuple[str, str]:
         """Names of the working and canonical statements (parsed and planned once) for tables
@@ -257,6 +265,11 @@ class RecordStandardizer:
             self._con.execute(f"PREPARE record_canonical_{n} AS {canonical}")
             self._statements[key] = (f"record_working_{n}", f"record_canonical_{n}")
         return self._statements[key]
+
+
+def _fetch_dicts(cursor) -> list[dict]:
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, values, strict=True)) for values in cursor.fetchall()]
 
 
 LINEAGE = ("_source_file", "_row_number", "_run_id")
