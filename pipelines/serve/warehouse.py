@@ -170,7 +170,8 @@ def load_version(path: Path, open_lead_days: int = 365, models: dict | None = No
         for row in links.drop_columns([c for c in ("run_id",) if c in links.column_names]).to_pylist():
             links_by_customer.setdefault(row["customer_id"], []).append(row)
         contacts = _contacts(con, records, export_date, open_lead_days)
-        index = LookupIndex(records, links, history, set(profile_row))
+        index = LookupIndex(records, links, history, set(profile_row), confidence=dict(zip(
+            profiles["customer_id"].to_pylist(), profiles["confidence"].to_pylist(), strict=True)))
         resolver = RealtimeResolver(path, models=models, records=records)
         match_weight = {p: thresholds(p).match for p in ("person", "organization")}
     except BaseException:
