@@ -102,6 +102,74 @@ def test_scores_equal_splinks_predict_between_on_all_stored_records(published):
     assert max(n_customers) >= 2  # some queries meet several customers (households, shared keys)
 
 
+@pytest.mark.parametrize("party_type", ["person", "organization"])
+def test_fast_path_pairs_equal_predict_between_with_tf_and_a_rescaled_prior(published, monkeypatch, party_type):
+    """Every pair the fast path scores (prepared SQL for the levels, weights in Python) equals
+    Splink's predict_between over the same stored records: levels, term-frequency adjustments,
+    weights and probabilities, with the prior rescaled to the stored record count (scale_prior)."""
+    import pyarrow as pa
+
+    import pipelines.resolve.realtime as linking
+    from pipelines.identify.realtime import _PartyScorer
+    from pipelines.resolve.predict import load_training_profile
+
+    records = published["records"]
+    party = records[records["party_type"] == party_type]
+    # trained on a third of these records: scale_prior lowers the prior for the stored ones
+    trained = load_training_profile(party_type, published["models"]) or {}
+    monkeypatch.setattr(linking, "load_training_profile",
+                        lambda p, models=None: {**trained, "training_records": len(party) // 3})
+    scorer = _PartyScorer(party_type, pa.Table.from_pandas(party, preserve_index=False), published["models"],
+                          max_candidates=100_000)
+    assert scorer.fast_input and scorer.fast_scoring
+    linker = load_linker(party_type, party.drop(columns=["customer_id"]), models=published["models"])
+    prior = scorer.settings["probability_two_random_records_match"]
+    assert prior == linker.model["probability_two_random_records_match"]
+    assert prior < load_model(party_type, published["models"])["probability_two_random_records_match"]
+    hard = set(published["truth"].loc[published["truth"]["hard_case"].notna(), "source_record_id"])
+    queries = [r for r in party.to_dict("records") if r["source_record_id"] in hard][:8]
+    queries += party.iloc[::25].to_dict("records")[:8]
+    blanked = "phone_mobile" if party_type == "person" else "email"
+    n_pairs = n_tf_adjusted = 0
+    for i, record in enumerate(queries):
+        record.pop("customer_id")
+        record["source_record_id"] = f"web:lead-{i}"
+        record[blanked] = None
+        reference = linker.match(pd.DataFrame([record]))
+        got = {p["unique_id_l"]: p for p in scorer.pairs(record)}
+        assert sorted(got) == sorted(reference["unique_id_l"])
+        for expected in reference.to_dict("records"):
+            mine = got[expected["unique_id_l"]]
+            assert mine["match_weight"] == pytest.approx(expected["match_weight"], abs=1e-9)
+            assert mine["match_probability"] == pytest.approx(expected["match_probability"], abs=1e-12)
+            assert all(mine[c] == expected[c] for c in expected if c.startswith("gamma_"))
+            n_tf_adjusted += any(mine[c.mw_tf_adj] != 0 for c in scorer.scorer.comparisons if c.tf)
+        n_pairs += len(reference)
+    assert n_pairs >= 2 * len(queries) and n_tf_adjusted > 0
+
+
+def test_a_sales_lead_scores_as_predict_between_scores_its_standardized_record(published):
+    """The request path (mapping -> dict -> fast path) against predict_between on the same
+    standardized record."""
+    resolver = published["resolver"]
+    records = published["records"]
+    persons = records[records["party_type"] == "person"]
+    linker = load_linker("person", persons.drop(columns=["customer_id"]), models=published["models"])
+    for i in (20, 41, 77):
+        record = stored(published, "person", i)
+        lead = {"lead_id": f"L0999{i:04d}", "created_at": "2026-03-14 09:12:55", "channel": "web",
+                "lead_type": "person", "first_name": record["given_name_norm"].title(),
+                "last_name": record["family_name_norm"].title(), "email": record["email"],
+                "zip": record["postcode"], "city": record["city"], "country": record["country"],
+                "birth_date": record["birth_date"].strftime("%d.%m.%Y")}
+        canonical = resolver.standardize_record(lead, "sales")
+        reference = linker.match(resolver.standardize(lead, "sales"))
+        got = {p["unique_id_l"]: p for p in resolver._parties["person"].pairs(canonical)}
+        assert len(reference) > 0 and sorted(got) == sorted(reference["unique_id_l"])
+        for expected in reference.to_dict("records"):
+            assert got[expected["unique_id_l"]]["match_weight"] == pytest.approx(expected["match_weight"], abs=1e-9)
+
+
 def test_an_unknown_person_matches_nobody_strongly(published):
     record = stored(published, "person", 3)
     record.pop("customer_id")
@@ -189,6 +257,31 @@ def test_fast_input_path_is_used_only_when_it_matches_the_nightly_builder(publis
     record = stored(published, "person", 9)
     own = record.pop("customer_id")
     assert drifted.best_customers(pd.DataFrame([record]), top_k=1)[0].customer_id == own
+
+
+def test_scoring_that_differs_from_splinks_falls_back_to_splinks_sql(published, monkeypatch):
+    import pyarrow as pa
+
+    from pipelines.identify.realtime import _PartyScorer
+    from pipelines.resolve.realtime import CompiledScorer
+
+    weigh = CompiledScorer.weigh
+
+    def drifted(self, pair):
+        pair = weigh(self, pair)
+        pair["match_weight"] += 1e-6
+        return pair
+
+    monkeypatch.setattr(CompiledScorer, "weigh", drifted)
+    records = published["records"]
+    persons = pa.Table.from_pandas(records[records["party_type"] == "person"], preserve_index=False)
+    scorer = _PartyScorer("person", persons, published["models"], max_candidates=200)
+    assert scorer.fast_input and not scorer.fast_scoring
+    record = stored(published, "person", 9)
+    own = record.pop("customer_id")
+    assert scorer.best_customers(record, top_k=1)[0].customer_id == own
+    with pytest.raises(RuntimeError, match="fast path is off"):
+        scorer.pairs(record)
 
 
 def test_ucv_resolve_prints_the_best_customers(published, monkeypatch, tmp_path):

@@ -231,13 +231,17 @@ class _PartyScorer:
     # row (Splink's SQL, prepared once); (4) match weights in Python (CompiledScorer.weigh).
 
     def _best_fast(self, values: dict[str, Any], top_k: int) -> list[Candidate]:
+        return self._best_per_customer(self.pairs(values), top_k)
+
+    def pairs(self, canonical: pd.DataFrame | dict[str, Any]) -> list[dict]:
+        """Every scored pair (stored `_l`, new `_r`) of one canonical record, by the fast path:
+        gamma_*, mw_*, mw_tf_adj_*, match_weight, match_probability and customer_id."""
+        if not (self.fast_input and self.fast_scoring):
+            raise RuntimeError(f"the fast path is off for {self.party_type} (see the start-up log)")
         session = self._session()
-        row, keys = self._input_row(session, values)
+        row, keys = self._input_row(session, _record_values(canonical))
         candidate_ids = self._ranked(self._key_hits(session.cursor, keys))
-        if not candidate_ids:
-            return []
-        pairs = self._pairs_fast(session, row, candidate_ids)
-        return self._best_per_customer(pairs, top_k)
+        return self._pairs_fast(session, row, candidate_ids) if candidate_ids else []
 
     def _session(self) -> _Session:
         session = getattr(self._local, "session", None)
