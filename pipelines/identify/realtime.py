@@ -205,6 +205,10 @@ class _PartyScorer:
             f"where {_not_null([r for _, r in rule['equi']])}"
             for i, rule in enumerate(self.rules) if rule["equi"])
         self.join_condition = " OR ".join(f"({r['sql']})" for r in self.rules) or "1=1"
+        # A candidate shares a key of some rule; when every rule is equi-joins only, sharing the
+        # key is meeting the rule, and the scoring statement need not test the rules again.
+        self.fast_join_condition = ("1=1" if all(r["pure"] for r in self.rules)
+                                    else self.join_condition)
         # Queries touch a few rows: one thread avoids scheduling work across threads per statement.
         self.con.execute("set threads = 1")
         self.scorer = compile_scorer(self.settings)
@@ -448,7 +452,11 @@ class _PartyScorer:
                 equi = rule._equi_join_conditions
             except Exception:  # a rule sqlglot cannot split: evaluated whole, unindexed
                 equi = []
-            rules.append({"sql": rule.blocking_rule_sql, "equi": equi})
+            try:
+                pure = bool(equi) and not rule._filter_conditions
+            except Exception:
+                pure = False
+            rules.append({"sql": rule.blocking_rule_sql, "equi": equi, "pure": pure})
         return rules
 
     def _tf_tables(self) -> dict[str, str]:
@@ -498,7 +506,7 @@ class _Session:
                                         for i, (name, type_) in enumerate(self.row_columns, start=1)) + ")")
         self.gamma_statement = "rt_gamma"
         self.cursor.execute(f"prepare {self.gamma_statement} as "
-                            f"{scorer.scorer.gamma_sql('rt_cand', right, scorer.join_condition, keep=(_CUSTOMER,))}")
+                            f"{scorer.scorer.gamma_sql('rt_cand', right, scorer.fast_join_condition, keep=(_CUSTOMER,))}")
 
 
 def _record_values(canonical: pd.DataFrame | dict[str, Any]) -> dict[str, Any]:

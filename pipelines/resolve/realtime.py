@@ -163,9 +163,9 @@ def compile_scorer(model: dict[str, Any]) -> CompiledScorer:
     from splink.internals.settings_creator import SettingsCreator
 
     settings = SettingsCreator.from_path_or_dict(model).get_settings("duckdb")
-    # as splink.internals.realtime.compare_records: the intermediate (tf) columns are kept
-    settings._retain_matching_columns = True
-    settings._retain_intermediate_calculation_columns = True
+    # only the levels and the tf columns are read: no matching columns (each costs binding)
+    settings._retain_matching_columns = False
+    settings._retain_intermediate_calculation_columns = False
     comparisons, tf_columns = [], []
     for comparison in settings.core_model_settings.comparisons:
         levels = comparison.comparison_levels

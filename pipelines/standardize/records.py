@@ -211,7 +211,7 @@ class RecordStandardizer:
         self._con = duckdb.connect()
         self._con.execute("SET threads = 1")  # a few rows: scheduling threads costs more than it saves
         self._lock = threading.Lock()
-        self._statements: dict[tuple, tuple[str, str]] = {}
+        self._statements: dict[tuple, tuple[str, str, str]] = {}
         self._prepared_count = 0
 
     def standardize(self, df: pd.DataFrame, run_id: str) -> pd.DataFrame:
@@ -235,17 +235,20 @@ class RecordStandardizer:
         source_args = [_list_literal(table.column(i).to_pylist(), ARROW_TO_SQL[str(table.schema.types[i])])
                        for i in range(table.num_columns)]
         with self._lock:
-            working, canonical = self._prepared(table.schema, run_id)
+            working, canonical, no_org = self._prepared(table.schema, run_id)
             cursor = self._con.execute(f"EXECUTE {working}({', '.join(source_args)})")
             rows = _fetch_dicts(cursor)
             lookups = record_lookups(self.mapping, rows)
             lookup_args = [_list_literal([row.get(name) for row in lookups], sql_type)
                            for name, sql_type in lookup_columns(self.mapping)]
+            if all(row.get("org_name_norm") is None for row in lookups):
+                canonical = no_org
             return fetch(self._con.execute(f"EXECUTE {canonical}({', '.join(source_args + lookup_args)})"))
 
-    def _prepared(self, schema: pa.Schema, run_id: str) -> tuple[str, str]:
-        """Names of the working and canonical statements (parsed and planned once) for tables
-        with this schema: parameters $1.. are the source columns, then the lookup columns."""
+    def _prepared(self, schema: pa.Schema, run_id: str) -> tuple[str, str, str]:
+        """Names of the working and canonical statements (parsed and planned once; the canonical
+        one also without organization names) for tables with this schema: parameters $1.. are
+        the source columns, then the lookup columns."""
         key = (tuple(schema.names), tuple(str(t) for t in schema.types), run_id)
         if key not in self._statements:
             source = [(name, ARROW_TO_SQL[str(type_)]) for name, type_ in zip(schema.names, schema.types,
@@ -255,15 +258,19 @@ class RecordStandardizer:
             record_lookups_sql = _unnest_parameters(lookup_columns(self.mapping), first=len(source) + 1)
             working = f"SELECT *, {ADDRESS_KEY_SQL} AS a_key FROM ({working})"
             ids = list(range(len(self.mapping.identifiers)))
-            canonical = (f"WITH record_lookups AS ({record_lookups_sql}), b AS ({working}) "
-                         f"{_final_select(self.mapping, run_id, fields, ids, 'record_lookups')}")
+            canonical, no_org = (
+                f"WITH record_lookups AS ({record_lookups_sql}), b AS ({working}) "
+                f"{_final_select(self.mapping, run_id, fields, ids, 'record_lookups', org_names)}"
+                for org_names in (True, False))
             if len(self._statements) >= MAX_PREPARED:  # many run ids: forget the oldest
                 for name in self._statements.pop(next(iter(self._statements))):
                     self._con.execute(f"DEALLOCATE {name}")
             n = self._prepared_count = self._prepared_count + 1
             self._con.execute(f"PREPARE record_working_{n} AS {working}")
             self._con.execute(f"PREPARE record_canonical_{n} AS {canonical}")
-            self._statements[key] = (f"record_working_{n}", f"record_canonical_{n}")
+            self._con.execute(f"PREPARE record_canonical_no_org_{n} AS {no_org}")
+            self._statements[key] = (f"record_working_{n}", f"record_canonical_{n}",
+                                     f"record_canonical_no_org_{n}")
         return self._statements[key]
 
 
@@ -716,7 +723,7 @@ CONSENT_CHANNELS = ("consent_email", "consent_sms", "consent_phone", "consent_po
 
 
 def _final_select(mapping: SourceMapping, run_id: str, fields: dict, id_selects: list[int],
-                  one_lookup_row: str | None = None) -> str:
+                  one_lookup_row: str | None = None, org_names: bool = True) -> str:
     """Canonical columns in schema order, from b and the lookup tables.
 
     With `one_lookup_row`, every lookup alias reads that table instead: one row per b row (same
@@ -782,9 +789,11 @@ def _final_select(mapping: SourceMapping, run_id: str, fields: dict, id_selects:
         "birth_date_ambiguous": f"CASE WHEN {is_person} THEN b.birth_date_ambiguous END",
         "org_name": "b.n_org_name",
         "org_name_norm": "o.org_name_norm", "org_legal_form": "o.org_legal_form",
-        "org_name_tokens": org_tokens_sql("o.org_name_norm"),
-        "org_name_qualifiers": org_qualifiers_sql("o.org_name_norm"),
-        "org_name_core": org_core_sql("o.org_name_norm"),
+        # all three are NULL for a NULL org_name_norm: `org_names=False` (no row has one) spares
+        # binding ~400 qualifier-stem expressions per real-time record
+        "org_name_tokens": org_tokens_sql("o.org_name_norm") if org_names else "NULL",
+        "org_name_qualifiers": org_qualifiers_sql("o.org_name_norm") if org_names else "NULL",
+        "org_name_core": org_core_sql("o.org_name_norm") if org_names else "NULL",
         "registration_id": first_valid(org_ids, "id_value", "organization"),
         "national_id": first_valid(person_ids, "id_value", "person"),
         "national_id_type": first_valid(person_ids, "id_type", "person"),
