@@ -170,6 +170,24 @@ def test_a_sales_lead_scores_as_predict_between_scores_its_standardized_record(p
             assert got[expected["unique_id_l"]]["match_weight"] == pytest.approx(expected["match_weight"], abs=1e-9)
 
 
+def test_concurrent_resolves_answer_what_one_at_a_time_answers(published):
+    """Each request takes a cursor of its own: threads do not see each other's candidates."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    resolver = published["resolver"]
+    records = published["records"].drop(columns=["customer_id"]).iloc[::7].head(24).to_dict("records")
+    for i, record in enumerate(records):
+        record["source_record_id"] = f"web:concurrent-{i}"
+
+    def answer(record):
+        return [(c.customer_id, c.match_weight, c.n_records_matched) for c in resolver.resolve(record, "canonical")]
+
+    alone = [answer(r) for r in records]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for _ in range(3):
+            assert list(pool.map(answer, records)) == alone
+
+
 def test_an_unknown_person_matches_nobody_strongly(published):
     record = stored(published, "person", 3)
     record.pop("customer_id")

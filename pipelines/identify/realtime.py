@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -38,6 +41,7 @@ _SEP = "chr(31)"  # unit separator between key parts: cannot occur in standardiz
 _KEY_PREFIX = "__rt_key_"  # blocking-key columns of the input statement
 _CUSTOMER = "__rt_customer_id"  # the stored record's customer, beside the model's columns
 _SCORING_CHECKS = 5  # stored records scored both ways at start-up
+_WARM_SESSIONS = 8  # fast-path cursors prepared at start-up (more are made under more load)
 _CHECK_BLANKED = ("phone_mobile", "email", "national_id", "postcode", "registration_id")
 
 log = logging.getLogger(__name__)
@@ -185,7 +189,7 @@ class _PartyScorer:
         self.settings = self.linker.model  # as nightly: prior rescaled to the stored records
         self.cache_key = f"ucv_realtime_{party_type}_{id(self)}"
         self._lock = threading.Lock()  # the Splink path shares one connection
-        self._local = threading.local()  # the fast path: one cursor per thread
+        self._sessions: queue.SimpleQueue[_Session] = queue.SimpleQueue()  # the fast path's cursors
         self.con.register("stored_customers", stored.select(["source_record_id", "customer_id"]))
         self.con.execute(f"create or replace table customer_of_{party_type} as "
                          f"select source_record_id as unique_id, customer_id from stored_customers")
@@ -219,6 +223,9 @@ class _PartyScorer:
             self.row_columns = [(r[0], r[1]) for r in self.con.execute(f"describe rt_new_{party_type}").fetchall()]
             self.fast_input = self._check_fast_input()
             self.fast_scoring = self.fast_input and self._check_fast_scoring()
+        if self.fast_input and self.fast_scoring:  # cursors for concurrent requests, made now
+            for _ in range(_WARM_SESSIONS - self._sessions.qsize()):
+                self._sessions.put(_Session(self))
 
     def best_customers(self, canonical: pd.DataFrame | dict[str, Any], top_k: int) -> list[Candidate]:
         if self.n_stored == 0:
@@ -242,16 +249,23 @@ class _PartyScorer:
         gamma_*, mw_*, mw_tf_adj_*, match_weight, match_probability and customer_id."""
         if not (self.fast_input and self.fast_scoring):
             raise RuntimeError(f"the fast path is off for {self.party_type} (see the start-up log)")
-        session = self._session()
-        row, keys = self._input_row(session, _record_values(canonical))
-        candidate_ids = self._ranked(self._key_hits(session.cursor, keys))
-        return self._pairs_fast(session, row, candidate_ids) if candidate_ids else []
+        with self._session() as session:
+            row, keys = self._input_row(session, _record_values(canonical))
+            candidate_ids = self._ranked(self._key_hits(session.cursor, keys))
+            return self._pairs_fast(session, row, candidate_ids) if candidate_ids else []
 
-    def _session(self) -> _Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = _Session(self)
-        return session
+    @contextmanager
+    def _session(self) -> Iterator[_Session]:
+        """A cursor of this request's own (a DuckDB connection serves one thread at a time),
+        from a pool that grows to the number of concurrent requests."""
+        try:
+            session = self._sessions.get_nowait()
+        except queue.Empty:
+            session = _Session(self)
+        try:
+            yield session
+        finally:
+            self._sessions.put(session)
 
     def _input_row(self, session: _Session, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         """The model input row of a record (as the nightly builder makes it) and its blocking keys."""
@@ -301,13 +315,13 @@ class _PartyScorer:
     def _check_fast_input(self) -> bool:
         """Stage a few stored records both ways; use the parameter path only if rows agree."""
         party = self.party_type
-        session = self._session()
         for i in range(len(self._check_sample)):
             row = self._check_sample.iloc[[i]]
             self._stage_new_record(row)
             cursor = self.con.execute(f"select * from rt_new_{party}")
             nightly = dict(zip([d[0] for d in cursor.description], cursor.fetchall()[0], strict=True))
-            fast, _ = self._input_row(session, _record_values(row))
+            with self._session() as session:
+                fast, _ = self._input_row(session, _record_values(row))
             if fast != nightly:
                 log.warning("real-time input row differs from the nightly builder's (%s): Splink path",
                             sorted(k for k in nightly if fast.get(k, object()) != nightly[k]))
@@ -326,10 +340,10 @@ class _PartyScorer:
                 self._stage_new_record(frame)
                 candidate_ids = self._candidate_ids()
                 expected = self._splink_pairs(candidate_ids) if candidate_ids else []
-            session = self._session()
-            row, keys = self._input_row(session, _record_values(frame))
-            fast_ids = self._ranked(self._key_hits(session.cursor, keys))
-            got = self._pairs_fast(session, row, fast_ids) if fast_ids else []
+            with self._session() as session:
+                row, keys = self._input_row(session, _record_values(frame))
+                fast_ids = self._ranked(self._key_hits(session.cursor, keys))
+                got = self._pairs_fast(session, row, fast_ids) if fast_ids else []
             if fast_ids != candidate_ids or not _same_pairs(expected, got, self.scorer):
                 log.warning("real-time fast scoring differs from Splink's on a stored record: Splink path")
                 return False
