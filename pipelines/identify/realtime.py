@@ -1,18 +1,20 @@
 """Real-time resolution: "is this new lead someone we already know?", answered at once.
 
 `RealtimeResolver` loads the nightly Splink models and a snapshot of the published warehouse once
-(so a warehouse swap never breaks a query in flight; `refresh()` picks up the next one). Per query:
+(so a warehouse swap never breaks a query in flight; `refresh()` picks up the next one). Per query,
+on a cursor of its own (a pool of cursors, each with its prepared statements):
 1. standardize the record through its source's mapping (a warm `RecordStandardizer` per source,
-   the SQL of ingest's nightly run, prepared once) and build the model's input row (resolve's
-   input SQL);
-2. find stored records sharing a blocking key of the model's own blocking rules, through a key
+   the SQL of ingest's nightly run, prepared once), handed on as a dict;
+2. build the model's input row and its blocking keys in one prepared statement (resolve's input
+   SQL over the record's values), nickname variants and term frequencies from memory;
+3. find stored records sharing a blocking key of the model's own blocking rules, through a key
    index (one row per stored record and rule, with an ART index, so a lookup touches a few rows);
-3. score those pairs with the trained model through Splink's real-time pairwise scoring
-   (`splink.internals.realtime.compare_records`, its SQL compiled once per party type and cached),
-   the model's blocking rules as join condition, term frequencies of the stored records. Splink's
-   `predict_between` gives the same scores (tests compare them) but rebuilds its SQL pipeline on
-   every call, about 140 ms before any data is touched;
-4. keep each customer's best-scoring record and return the top customers with the evidence.
+4. compute their comparison levels with Splink's own comparison-vector SQL, prepared once, and
+   the match weights from the model in Python (`resolve.realtime.CompiledScorer`: every DuckDB
+   expression costs binding per query, and Splink's weight SQL repeats each term). Start-up
+   checks the input rows against the nightly builder and the scores against Splink's SQL, and
+   takes Splink's path (`compare_records`) if either differs; tests compare with `predict_between`;
+5. keep each customer's best-scoring record and return the top customers with the evidence.
 """
 
 from __future__ import annotations

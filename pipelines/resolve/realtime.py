@@ -2,7 +2,8 @@
 
 `load_linker(party_type, records)` loads the nightly model over the stored canonical records
 (with their term frequencies); `PartyLinker.match(new_records)` returns scored candidate pairs
-found by the model's own blocking rules, via Splink's `predict_between`.
+found by the model's own blocking rules, via Splink's `predict_between`. `compile_scorer(model)`
+splits Splink's scoring for one record at a time: levels by Splink's SQL, weights in Python.
 """
 
 from __future__ import annotations
