@@ -320,7 +320,7 @@ def test_a_whole_name_in_one_field_is_still_compared_by_its_parts():
 
 def _household_pair(**values) -> dict:
     columns = ["street_house", "street_key", "street", "house_number", "postcode", "city",
-               "phone_landline", "email"]
+               "phone_landline", "email", "phone_mobile"]
     pair = {f"{c}_{side}": None for c in columns for side in "lr"}
     return {**pair, **values}
 
@@ -335,6 +335,50 @@ def test_a_lead_with_only_a_city_is_not_scored_as_a_different_street():
     moved = {**lead, "postcode_l": "90372", "street_l": "ringstr", "street_house_l": "ringstr 9",
              "house_number_l": "9"}
     assert _first_level(levels, moved) == "Same city"
+
+
+def test_an_older_record_with_another_address_and_mobile_has_its_own_level():
+    """Address and mobile age together: the pair where both differ is scored on its own level
+    (learnt jointly, then conditioned on the mobile comparison's "different" level)."""
+    levels = _levels("person", "household")
+    moved = _household_pair(city_l="nuernberg", city_r="nuernberg", postcode_l="90372",
+                            postcode_r="90280", street_house_l="ringstr 9",
+                            street_house_r="hauptstr 1", street_l="ringstr", street_r="hauptstr",
+                            house_number_l="9", house_number_r="1")
+    assert _first_level(levels, moved) == "Same city"
+    new_mobile = {**moved, "phone_mobile_l": "+491701234567", "phone_mobile_r": "+491609876543"}
+    assert _first_level(levels, new_mobile) == "Same city, mobile differs too"
+    typo = {**moved, "phone_mobile_l": "+491701234567", "phone_mobile_r": "+491701234568"}
+    assert _first_level(levels, typo) == "Same city"
+    far = {**new_mobile, "city_r": "hamburg"}
+    assert _first_level(levels, far) == "Different address, mobile differs too"
+    assert _first_level(levels, {**far, "phone_mobile_r": None}) == "Different address"
+    mail = {**far, "email_l": "a@b.de", "email_r": "a@b.de"}
+    assert _first_level(levels, mail) == "Same e-mail, address differs, mobile differs too"
+
+
+def test_conditioning_on_the_mobile_turns_joint_m_and_u_into_conditional_ones():
+    from pipelines.resolve.training import condition_on_mobile
+
+    def level(label, m, u):
+        return {"label_for_charts": label, "m_probability": m, "u_probability": u}
+
+    model = {"comparisons": [
+        {"output_column_name": "phone_mobile", "comparison_levels": [
+            level("Exact match on phone_mobile", 0.975, 3e-5),
+            level("Different personal mobile", 0.025, 0.99997)]},
+        {"output_column_name": "household", "comparison_levels": [
+            level("Same city, mobile differs too", 0.002, 0.04),
+            level("Same city", 0.005, 0.002),
+            level("Different address, mobile differs too", None, None),
+            level("Different address", 0.002, 0.95)]}]}
+    out = condition_on_mobile(model)["comparisons"][1]["comparison_levels"]
+    # joint 0.002 among matches / 0.025 mobile differing = 0.08 given that the mobile differs
+    assert out[0]["m_probability"] == pytest.approx(0.08)
+    assert out[0]["u_probability"] == pytest.approx(0.04 / 0.99997)
+    assert out[1]["m_probability"] == 0.005  # the base level is left as it is
+    # a variant never seen together falls back to independence (the base level's m and u)
+    assert (out[2]["m_probability"], out[2]["u_probability"]) == (0.002, 0.95)
 
 
 def test_a_hanzi_company_name_and_its_english_name_are_the_same_name():

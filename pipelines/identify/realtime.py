@@ -27,7 +27,7 @@ import duckdb
 import pandas as pd
 
 from pipelines import settings
-from pipelines.sql import quote_list
+from pipelines.sql import quote_list, quote_literal
 
 PARTY_TYPES = ("person", "organization")
 CANONICAL_SOURCE = "canonical"  # a record already in the canonical schema (other services)
@@ -245,19 +245,32 @@ class _PartyScorer:
         """The model input row as one query: the resolve stage's input SQL, plus the nickname
         variants of the first given name from the same look-up the nightly builder uses.
         `_check_fast_input` proves at start-up that both give the same row."""
-        from pipelines.resolve.features import cantonese_pinyin_forms, comparison_input_sql
+        from pipelines.resolve.features import (
+            cantonese_pinyin_forms,
+            comparison_input_sql,
+            phonetic_keys,
+        )
 
         sql = comparison_input_sql(typed_source, columns, self.party_type)
         if self.party_type != "person":
-            return sql
-        first = self.con.execute(f"select given_name_first, given_name_norm from ({sql})").fetchall()
-        name, given = first[0] if first else (None, None)
+            tokens = self.con.execute(f"select org_name_tokens from ({sql})").fetchall()
+            words = list((tokens[0][0] if tokens else None) or [])
+            codes = phonetic_keys(words)
+            org_sound = " ".join(codes[w] for w in words if w in codes) or None
+            return f"select b.*, {_text_or_null(org_sound)}::varchar as org_name_sound from ({sql}) b"
+        first = self.con.execute(
+            f"select given_name_first, given_name_norm, family_name_norm from ({sql})").fetchall()
+        name, given, family = first[0] if first else (None, None, None)
         variants = ("null::varchar[]" if name is None
                     else "[" + _literals(self._nickname_variants(name)) + "]::varchar[]")
         forms = cantonese_pinyin_forms([given]).get(given) if given is not None else None
         sounds = "null::varchar[]" if not forms else "[" + _literals(forms) + "]::varchar[]"
+        codes = phonetic_keys([w for w in (name, family) if w is not None])
+        name_sound = (f"{codes[name]} {codes[family]}"
+                      if name in codes and family in codes else None)
         return (f"select b.*, {variants} as given_name_variants, "
-                f"{sounds} as given_name_pinyin_forms from ({sql}) b")
+                f"{sounds} as given_name_pinyin_forms, "
+                f"{_text_or_null(name_sound)}::varchar as name_sound from ({sql}) b")
 
     def _nickname_variants(self, name: str) -> list[str]:
         from pipelines.resolve.features import nickname_variants
@@ -376,6 +389,10 @@ class _PartyScorer:
 
 def _literal_or_null(value: Any) -> str:
     return "null" if value is None else repr(float(value))
+
+
+def _text_or_null(value: str | None) -> str:
+    return "null" if value is None else quote_literal(value)
 
 
 def _literals(values: list[str]) -> str:

@@ -101,47 +101,81 @@ def cantonese_pinyin_forms(givens: list[str]) -> dict[str, list[str]]:
     return {given: list(forms) for given, forms in found.items() if forms}
 
 
+def phonetic_keys(words: list[str]) -> dict[str, str]:
+    """Each word's American Soundex code (jellyfish): 'mueller' and 'muller', 'meier' and
+    'meyer', 'zhang' and 'zhnag' share one. A blocking key, never evidence by itself."""
+    import jellyfish
+
+    codes = {word: jellyfish.soundex(word) for word in words}
+    return {word: code for word, code in codes.items() if code}  # '' for a word without letters
+
+
+def _distinct(con, sql: str) -> list[str]:
+    return [r[0] for r in con.execute(sql).fetchall() if r[0] is not None]
+
+
+def _lookup(con, name: str, key: str, values: dict, value_column: str, list_type: bool) -> str:
+    """Register a Python look-up (distinct value -> derived value) as an Arrow table."""
+    import pyarrow as pa
+
+    value_type = pa.list_(pa.string()) if list_type else pa.string()
+    con.register(name, pa.table({key: pa.array(list(values), pa.string()),
+                                 value_column: pa.array(list(values.values()), value_type)}))
+    return name
+
+
 def create_comparison_table(con, records_path_or_source, party_type: str, table_name: str) -> int:
     """Materialise the Splink input table in DuckDB; returns its row count.
 
     `records_path_or_source` is a parquet path or the name of a table/view already in `con`.
+    Derived values that need a library of the field (nicknames, Cantonese readings, phonetic
+    codes) are Python calls, one per distinct value, joined back in one statement.
     """
     if isinstance(records_path_or_source, Path) or str(records_path_or_source).endswith(".parquet"):
         source = f"read_parquet({quote_literal(records_path_or_source)})"
     else:
         source = str(records_path_or_source)
     available = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table_name}_base AS "
+    base = f"{table_name}_base"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {base} AS "
                 f"{comparison_input_sql(source, available, party_type)}")
+    lookups: list[str] = []
     if party_type == "person":
-        import pyarrow as pa
-
-        # nickname look-ups are Python calls: one per distinct first given name, joined back
-        names = [r[0] for r in con.execute(
-            f"SELECT DISTINCT given_name_first FROM {table_name}_base "
-            "WHERE given_name_first IS NOT NULL").fetchall()]
-        variants = nickname_variants(names)
-        nick = pa.table({"given_name_first": pa.array(list(variants), pa.string()),
-                         "given_name_variants": pa.array(list(variants.values()),
-                                                         pa.list_(pa.string()))})
-        # and, per distinct given name, the pinyin it stands for if it is Cantonese ("Fong")
-        givens = [r[0] for r in con.execute(
-            f"SELECT DISTINCT given_name_norm FROM {table_name}_base "
-            "WHERE given_name_norm IS NOT NULL").fetchall()]
-        forms = cantonese_pinyin_forms(givens)
-        sound = pa.table({"given_name_norm": pa.array(list(forms), pa.string()),
-                          "given_name_pinyin_forms": pa.array(list(forms.values()),
-                                                              pa.list_(pa.string()))})
-        con.register(f"{table_name}_nick", nick)
-        con.register(f"{table_name}_sound", sound)
-        con.execute(f"""CREATE OR REPLACE TABLE {table_name} AS
-            SELECT b.*, n.given_name_variants, s.given_name_pinyin_forms FROM {table_name}_base b
-            LEFT JOIN {table_name}_nick n USING (given_name_first)
-            LEFT JOIN {table_name}_sound s USING (given_name_norm) ORDER BY unique_id""")
-        con.unregister(f"{table_name}_nick")
-        con.unregister(f"{table_name}_sound")
+        first = _distinct(con, f"SELECT DISTINCT given_name_first FROM {base}")
+        givens = _distinct(con, f"SELECT DISTINCT given_name_norm FROM {base}")
+        words = _distinct(con, f"SELECT DISTINCT given_name_first FROM {base} UNION "
+                               f"SELECT DISTINCT family_name_norm FROM {base}")
+        lookups = [
+            _lookup(con, f"{table_name}_nick", "given_name_first", nickname_variants(first),
+                    "given_name_variants", True),
+            _lookup(con, f"{table_name}_cantonese", "given_name_norm",
+                    cantonese_pinyin_forms(givens), "given_name_pinyin_forms", True),
+            _lookup(con, f"{table_name}_sound", "word", phonetic_keys(words), "sound", False),
+        ]
+        select = f"""SELECT b.*, n.given_name_variants, c.given_name_pinyin_forms,
+                CASE WHEN gs.sound IS NOT NULL AND fs.sound IS NOT NULL
+                     THEN gs.sound || ' ' || fs.sound END AS name_sound
+            FROM {base} b
+            LEFT JOIN {lookups[0]} n USING (given_name_first)
+            LEFT JOIN {lookups[1]} c USING (given_name_norm)
+            LEFT JOIN {lookups[2]} gs ON gs.word = b.given_name_first
+            LEFT JOIN {lookups[2]} fs ON fs.word = b.family_name_norm"""
     else:
-        con.execute(f"CREATE OR REPLACE TABLE {table_name} AS "
-                    f"SELECT * FROM {table_name}_base ORDER BY unique_id")
-    con.execute(f"DROP TABLE {table_name}_base")
+        # the distinctive words of the name (qualifiers and legal form are separate columns),
+        # each by its sound, in the name's order: 'boohnbach consulting' ~ 'bohnbach consulting'
+        words = _distinct(con, f"SELECT DISTINCT unnest(org_name_tokens) FROM {base}")
+        lookups = [_lookup(con, f"{table_name}_sound", "word", phonetic_keys(words), "sound",
+                           False)]
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE {table_name}_org_sound AS
+            SELECT unique_id, string_agg(s.sound, ' ' ORDER BY t.i) AS org_name_sound
+            FROM (SELECT unique_id, unnest(org_name_tokens) AS word,
+                         generate_subscripts(org_name_tokens, 1) AS i FROM {base}) t
+            JOIN {lookups[0]} s USING (word) GROUP BY unique_id""")
+        select = f"""SELECT b.*, o.org_name_sound FROM {base} b
+            LEFT JOIN {table_name}_org_sound o USING (unique_id)"""
+    con.execute(f"CREATE OR REPLACE TABLE {table_name} AS {select} ORDER BY unique_id")
+    for name in lookups:
+        con.unregister(name)
+    con.execute(f"DROP TABLE {base}")
+    con.execute(f"DROP TABLE IF EXISTS {table_name}_org_sound")
     return con.execute(f"SELECT count(*) FROM {table_name}").fetchall()[0][0]

@@ -28,6 +28,8 @@ from pipelines.resolve.model import (
     BLOCKING_CANDIDATES,
     DETERMINISTIC_CANDIDATES,
     EM_CANDIDATES,
+    MOBILE_DIFFERENT_LEVEL,
+    MOBILE_DIFFERS_TOO,
     NAME_FIELDS,
     CandidateRule,
     choose_comparisons,
@@ -51,6 +53,7 @@ DERIVED_FROM = {
     "street_house": ["street", "house_number"],
     "street_key": ["street"], "email_local": ["email"], "email_domain": ["email"],
     "phone_any": ["phone_mobile", "phone_landline"],
+    "name_sound": ["given_name_norm", "family_name_norm"], "org_name_sound": ["org_name_tokens"],
 }
 
 
@@ -288,7 +291,9 @@ def _run_em(linker, con, table: str, party_type: str, n: int, has, cfg: dict[str
             with _unobserved_levels_quiet() as unobserved:
                 linker.training.estimate_parameters_using_expectation_maximisation(
                     rule.sql, estimate_without_term_frequencies=True)
-        except SplinkException as error:
+        except (SplinkException, ValueError) as error:
+            # ValueError: Splink 5 refuses an m it computed as 0.0 (every pair at a level scored
+            # as certainly no match), which small data can produce; the pass teaches nothing
             row["skipped"] = f"EM failed: {str(error).splitlines()[0]}"
             continue
         if unobserved:
@@ -412,7 +417,7 @@ def train_party_model(records_path, party_type: str, seed: int,
             raise _missing_evidence(party_type, profile, has, "no EM pass could estimate m for "
                                     + ", ".join(unestimated))
     model = linker.misc.save_model_to_json()
-    model = apply_parameter_rules(model, float(cfg["unobserved_else_weight"]),
+    model = apply_parameter_rules(condition_on_mobile(model), float(cfg["unobserved_else_weight"]),
                                   (cfg.get("max_level_weight") or {}).get(party_type) or {})
     model = _round_floats(model, int(cfg["round_digits"]))
     fit_profile = {"format": PROFILE_FORMAT, "party_type": party_type, "seed": seed,
@@ -460,6 +465,35 @@ def apply_parameter_rules(model: dict[str, Any], unobserved_else_weight: float,
             m, u = level.get("m_probability"), level.get("u_probability")
             if cap is not None and m and (u is None or math.log2(m / u) > cap):
                 level["u_probability"] = m / 2**cap
+    return model
+
+
+def condition_on_mobile(model: dict[str, Any]) -> dict[str, Any]:
+    """Turn the joint m and u of the household's "mobile differs too" levels into m and u given
+    that the mobiles differ (model.MOBILE_DIFFERS_TOO): divided by the mobile comparison's
+    "Different personal mobile" m and u, so the two comparisons add up to the joint weight
+    instead of counting the different mobile twice. Without a mobile comparison (or before its
+    level is estimated) the joint estimate is already the right weight and is left alone."""
+    by_name = {c["output_column_name"]: c for c in model["comparisons"]}
+    mobile = by_name.get("phone_mobile")
+    differs = next((lv for lv in (mobile or {}).get("comparison_levels", [])
+                    if lv.get("label_for_charts") == MOBILE_DIFFERENT_LEVEL), None)
+    m_d, u_d = (differs or {}).get("m_probability"), (differs or {}).get("u_probability")
+    if not (m_d and u_d):
+        return model
+    levels = by_name.get("household", {}).get("comparison_levels", [])
+    by_label = {lv.get("label_for_charts"): lv for lv in levels}
+    for level in levels:
+        label = str(level.get("label_for_charts", ""))
+        if not label.endswith(MOBILE_DIFFERS_TOO):
+            continue
+        base = by_label.get(label[: -len(MOBILE_DIFFERS_TOO)], {})
+        for key, d in (("m_probability", m_d), ("u_probability", u_d)):
+            if level.get(key) is not None:
+                level[key] = min(1.0, level[key] / d)
+            elif base.get(key) is not None:
+                # never seen jointly: fall back to the independence the base level assumes
+                level[key] = base[key]
     return model
 
 
