@@ -203,14 +203,14 @@ def test_a_config_folder_needs_only_the_models_lines(tmp_path):
 
     (tmp_path / "models").mkdir()
     (tmp_path / "resolution.yaml").write_text(
-        "models:\n  person: models/person-v6.json\n", encoding="utf-8")
+        "models:\n  person: models/person-v7.json\n", encoding="utf-8")
     code = ("from pipelines.resolve.config import model_paths, thresholds; "
             "print(model_paths()['person']); print(model_paths()['organization']); "
             "print(thresholds('person').match)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "UCV_CONFIG_DIR": str(tmp_path)}).stdout.split()
-    assert out[0] == str(tmp_path / "models" / "person-v6.json")
-    assert out[1].endswith("schemas/models/organization-v6.json")  # the project's, not overlaid
+    assert out[0] == str(tmp_path / "models" / "person-v7.json")
+    assert out[1].endswith("schemas/models/organization-v7.json")  # the project's, not overlaid
     assert float(out[2]) > 0
 
 
@@ -455,6 +455,50 @@ def test_blocking_rules_are_judged_at_the_size_the_model_will_run_at():
     assert abs(city["per_record_at_expected"] - 9999.5) < 1.0
     assert "at 400,000 records" in city["excluded"]
     assert prefilter_count(con, "t", rules[1]) == 20 * 200 * 199 / 2
+
+
+def test_a_name_too_common_in_its_city_gets_no_name_and_city_key(tmp_path):
+    """Wang Wei in Shanghai (more records than block_keys.max_block_records) is not a block;
+    Stefan Schneider in Nuernberg (three records) is."""
+    import duckdb
+
+    from pipelines.resolve.config import max_block_records
+    from pipelines.resolve.features import create_comparison_table
+
+    cap = max_block_records()
+    rows = ([("wei", "wang", "shanghai")] * (cap + 1) + [("stefan", "schneider", "nuernberg")] * 3
+            + [("wei", "wang", "beijing")] * 2)
+    frame = pd.DataFrame([{"source_record_id": f"r{i}", "party_type": "person",
+                           "given_name_norm": g, "given_name_canonical": g,
+                           "family_name_norm": f, "city": c} for i, (g, f, c) in enumerate(rows)])
+    con = duckdb.connect()
+    con.register("canonical", frame)
+    create_comparison_table(con, "canonical", "person", "t")
+    keys = dict(con.execute("SELECT city, list_distinct(list(name_city_key)) FROM t "
+                            "GROUP BY city").fetchall())
+    assert keys == {"shanghai": [], "nuernberg": ["stefan|schneider|nuernberg"],
+                    "beijing": ["wei|wang|beijing"]}
+    # the swapped-order and sound keys are capped the same way
+    assert con.execute("SELECT count(name_city_key_fg), count(name_sound_city_key) FROM t "
+                       "WHERE city = 'shanghai'").fetchall() == [(0, 0)]
+
+
+def test_a_capped_key_is_judged_linear_at_the_expected_size():
+    import duckdb
+
+    from pipelines.resolve.model import CandidateRule
+    from pipelines.resolve.training import prefilter_count
+
+    # blocks of 2 (a customer's own) and of 15 (shared by chance, under a cap of 20)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT i AS unique_id, CASE WHEN i < 1000 THEN 'p' || (i // 2) "
+                "ELSE 'c' || (i % 20) END AS k FROM range(1300) r(i)")
+    rule = CandidateRule(("k",))
+    uncapped = prefilter_count(con, "t", rule, 10.0, 10)
+    capped = prefilter_count(con, "t", rule, 10.0, 10, cap=20)
+    # ten times the people: the blocks of 15 grow to 150, past the cap, and are dropped
+    assert capped == 500 * 1
+    assert uncapped == 500 + 20 * (150 * 149 / 2) / 10
 
 
 def test_em_passes_go_on_until_every_source_is_reached():

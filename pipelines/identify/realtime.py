@@ -246,18 +246,23 @@ class _PartyScorer:
         variants of the first given name from the same look-up the nightly builder uses.
         `_check_fast_input` proves at start-up that both give the same row."""
         from pipelines.resolve.features import (
+            block_key_sql,
             cantonese_pinyin_forms,
             comparison_input_sql,
             phonetic_keys,
         )
 
         sql = comparison_input_sql(typed_source, columns, self.party_type)
+        # one record's block keys are never capped (its block is itself); stored records in a
+        # block too large to compare carry none, so such a key finds no candidate
+        keys = ", ".join(block_key_sql(self.party_type))
         if self.party_type != "person":
             tokens = self.con.execute(f"select org_name_tokens from ({sql})").fetchall()
             words = list((tokens[0][0] if tokens else None) or [])
             codes = phonetic_keys(words)
             org_sound = " ".join(codes[w] for w in words if w in codes) or None
-            return f"select b.*, {_text_or_null(org_sound)}::varchar as org_name_sound from ({sql}) b"
+            return (f"select *, {keys} from (select b.*, {_text_or_null(org_sound)}::varchar "
+                    f"as org_name_sound from ({sql}) b)")
         first = self.con.execute(
             f"select given_name_first, given_name_norm, family_name_norm from ({sql})").fetchall()
         name, given, family = first[0] if first else (None, None, None)
@@ -268,9 +273,9 @@ class _PartyScorer:
         codes = phonetic_keys([w for w in (name, family) if w is not None])
         name_sound = (f"{codes[name]} {codes[family]}"
                       if name in codes and family in codes else None)
-        return (f"select b.*, {variants} as given_name_variants, "
+        return (f"select *, {keys} from (select b.*, {variants} as given_name_variants, "
                 f"{sounds} as given_name_pinyin_forms, "
-                f"{_text_or_null(name_sound)}::varchar as name_sound from ({sql}) b")
+                f"{_text_or_null(name_sound)}::varchar as name_sound from ({sql}) b)")
 
     def _nickname_variants(self, name: str) -> list[str]:
         from pipelines.resolve.features import nickname_variants

@@ -520,13 +520,14 @@ BLOCKING_CANDIDATES: dict[str, list[CandidateRule]] = {
         # this quadratic on its own, so it also needs the birth date or the postcode
         CandidateRule((*SWAPPED, "birth_date"), (*reversed(SWAPPED), "birth_date")),
         CandidateRule((*SWAPPED, "postcode"), (*reversed(SWAPPED), "postcode")),
-        CandidateRule((*SWAPPED, "city"), (*reversed(SWAPPED), "city")),
-        # records without a postcode or birth date (web leads: a name, a city, maybe an e-mail);
-        # the per-record limit drops it where common names make it quadratic
-        _rule("given_name_canonical", "family_name_norm", "city"),
+        # on the city, keys capped at a block size (features.CAPPED_KEYS): a common name in a
+        # big city would make this quadratic
+        CandidateRule(("name_city_key_gf",), ("name_city_key_fg",)),
+        # records without a postcode or birth date (web leads: a name, a city, maybe an e-mail)
+        _rule("name_city_key"),
         # a typo in either name ("Grenwood", "Zhnag") on a record without a birth date: both
         # names by their sound (features.phonetic_keys) with the postcode or the city
-        _rule("name_sound", "postcode"), _rule("name_sound", "city"),
+        _rule("name_sound", "postcode"), _rule("name_sound_city_key"),
     ],
     "organization": [
         _rule("registration_id"), _rule("tax_id"),
@@ -539,7 +540,7 @@ BLOCKING_CANDIDATES: dict[str, list[CandidateRule]] = {
         # hanzi names fold to run-together pinyin; their English twins have spaces
         CandidateRule(("replace(org_name_norm, ' ', '')", "city")),
         # a typo in a word of the name ("Boohnbach Consulting"): each word by its sound
-        _rule("org_name_sound", "city"),
+        _rule("org_sound_city_key"),
     ],
 }
 
