@@ -347,10 +347,11 @@ def test_an_older_record_with_another_address_and_mobile_has_its_own_level():
                             house_number_l="9", house_number_r="1")
     assert _first_level(levels, moved) == "Same city"
     new_mobile = {**moved, "phone_mobile_l": "+491701234567", "phone_mobile_r": "+491609876543"}
-    assert _first_level(levels, new_mobile) == "Same city, mobile differs too"
-    typo = {**moved, "phone_mobile_l": "+491701234567", "phone_mobile_r": "+491701234568"}
-    assert _first_level(levels, typo) == "Same city"
+    # the city level keeps its term-frequency adjustment, whose scale is its own u: not split
+    assert _first_level(levels, new_mobile) == "Same city"
     far = {**new_mobile, "city_r": "hamburg"}
+    typo = {**far, "phone_mobile_r": "+491701234568"}
+    assert _first_level(levels, typo) == "Different address"
     assert _first_level(levels, far) == "Different address, mobile differs too"
     assert _first_level(levels, {**far, "phone_mobile_r": None}) == "Different address"
     mail = {**far, "email_l": "a@b.de", "email_r": "a@b.de"}
@@ -455,6 +456,29 @@ def test_blocking_rules_are_judged_at_the_size_the_model_will_run_at():
     assert abs(city["per_record_at_expected"] - 9999.5) < 1.0
     assert "at 400,000 records" in city["excluded"]
     assert prefilter_count(con, "t", rules[1]) == 20 * 200 * 199 / 2
+
+
+def test_a_term_frequency_level_without_an_exact_level_is_scaled_by_the_value_frequency():
+    """'lei qiu' / 'qiu lei': Splink scores log2(m) - log2(tf) on such a level; only u / P(same
+    tokens) of the random pairs sharing the tokens are in another order, so m grows by
+    P(same tokens) / u."""
+    import duckdb
+
+    from pipelines.resolve.training import scale_own_tf_levels
+
+    con = duckdb.connect()
+    # 10 records: tokens a (4), b (4), c (2): P(same) = (16 + 16 + 4) / 100 = 0.36
+    con.execute("CREATE TABLE t AS SELECT unnest(['a','a','a','a','b','b','b','b','c','c']) "
+                "AS name_tokens")
+    level = {"label_for_charts": "Same name parts in another order or split",
+             "tf_adjustment_column": "name_tokens", "disable_tf_exact_match_detection": True,
+             "m_probability": 0.04, "u_probability": 0.036}
+    plain = {"label_for_charts": "Exact match", "tf_adjustment_column": "name_tokens",
+             "m_probability": 0.9, "u_probability": 0.3}
+    model = {"comparisons": [{"comparison_levels": [plain, level]}]}
+    scale_own_tf_levels(model, con, "t")
+    assert level["m_probability"] == pytest.approx(0.04 * 0.36 / 0.036)
+    assert plain["m_probability"] == 0.9  # an exact level is Splink's own scale: untouched
 
 
 def test_a_name_too_common_in_its_city_gets_no_name_and_city_key(tmp_path):

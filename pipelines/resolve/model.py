@@ -100,7 +100,7 @@ def _address_columns(has: Has) -> list[str]:
 # among true matches "address differs" and "mobile differs" are far from independent (measured on
 # the generator: a third of movers changed their mobile, against 2.5 % of all true pairs), and
 # Fellegi-Sunter would count the one fact "this record is older" twice. The household levels that
-# mean "address differs" therefore come in a variant for pairs whose personal mobiles differ as
+# mean "address differs" (same e-mail, different address) therefore come in a variant for pairs whose personal mobiles differ as
 # well; EM learns its m and u jointly, and after EM (training.condition_on_mobile) they are
 # divided by the mobile comparison's "Different personal mobile" m and u, so that household plus
 # mobile together score the joint Bayes factor of what the pair shows, learnt from the data.
@@ -122,15 +122,11 @@ def household_comparison(has: Has) -> cl.CustomComparison | None:
         return None
     stale = has("phone_mobile")  # see MOBILE_DIFFERS_TOO
 
-    def with_stale(condition: str, label: str, tf: str | None = None) -> list[Any]:
+    def with_stale(condition: str, label: str) -> list[Any]:
         """The level, preceded by its 'mobile differs too' variant when mobiles are compared."""
         variants = ([(f"({condition}) AND {MOBILE_DIFFERS}", label + MOBILE_DIFFERS_TOO)]
                     if stale else [])
-        out = []
-        for sql, name in [*variants, (condition, label)]:
-            level = _sql(sql, name)
-            out.append(level.configure(tf_adjustment_column=tf) if tf else level)
-        return out
+        return [_sql(sql, name) for sql, name in [*variants, (condition, label)]]
 
     levels: list[Any] = [*_address_levels(has)]
     if has("email"):
@@ -138,11 +134,10 @@ def household_comparison(has: Has) -> cl.CustomComparison | None:
     if has("phone_landline"):
         levels.append(_sql("phone_landline_l = phone_landline_r",
                            "Same landline, address differs"))
-    area = _area_levels(has, with_email=has("email"))
-    if stale and has("city"):
-        # the last area level is the plain "Same city" (term-frequency adjusted)
-        area = area[:-1] + with_stale("city_l = city_r", "Same city", tf="city")
-    levels += area
+    # Not "Same city": its term-frequency adjustment is scaled by the u of the exact city level
+    # (Splink), which a variant taking most same-city pairs would shrink eightfold, and every
+    # city level (a web lead's "same city, no street") would lose 3 bits (measured).
+    levels += _area_levels(has, with_email=has("email"))
     else_levels = with_stale("TRUE", "Different address")
     return cl.CustomComparison(
         output_column_name="household",
