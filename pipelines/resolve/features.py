@@ -205,23 +205,27 @@ def create_comparison_table(con, records_path_or_source, party_type: str, table_
             JOIN {lookups[0]} s USING (word) GROUP BY unique_id""")
         select = f"""SELECT b.*, o.org_name_sound FROM {base} b
             LEFT JOIN {table_name}_org_sound o USING (unique_id)"""
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE {table_name}_keyed AS
-        SELECT *, {", ".join(block_key_sql(party_type))} FROM ({select})""")
-    # the blocks too large to compare, by hash aggregation (a window per key sorts the table)
+    keys = ", ".join(block_key_sql(party_type))
+    order = "ORDER BY unique_id" if ordered else ""
     cap = max_block_records()
-    capped = []
-    for name in CAPPED_KEYS[party_type]:
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE {table_name}_big_{name} AS
-            SELECT {name} AS k FROM {table_name}_keyed WHERE {name} IS NOT NULL
-            GROUP BY 1 HAVING count(*) > {cap}""")
-        capped.append(f"CASE WHEN {name} IN (SELECT k FROM {table_name}_big_{name}) THEN NULL "
-                      f"ELSE {name} END AS {name}")
-    con.execute(f"""CREATE OR REPLACE TABLE {table_name} AS
-        SELECT * REPLACE ({", ".join(capped)}) FROM {table_name}_keyed
-        {"ORDER BY unique_id" if ordered else ""}""")
-    for name in CAPPED_KEYS[party_type]:
-        con.execute(f"DROP TABLE {table_name}_big_{name}")
-    con.execute(f"DROP TABLE {table_name}_keyed")
+    if con.execute(f"SELECT count(*) FROM {base}").fetchall()[0][0] <= cap:
+        # no block can exceed the cap (one record resolved in real time): one statement
+        con.execute(f"CREATE OR REPLACE TABLE {table_name} AS SELECT *, {keys} FROM ({select}) {order}")
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table_name}_keyed AS SELECT *, {keys} FROM ({select})")
+        # the blocks too large to compare, by hash aggregation (a window per key sorts the table)
+        capped = []
+        for name in CAPPED_KEYS[party_type]:
+            con.execute(f"""CREATE OR REPLACE TEMP TABLE {table_name}_big_{name} AS
+                SELECT {name} AS k FROM {table_name}_keyed WHERE {name} IS NOT NULL
+                GROUP BY 1 HAVING count(*) > {cap}""")
+            capped.append(f"CASE WHEN {name} IN (SELECT k FROM {table_name}_big_{name}) "
+                          f"THEN NULL ELSE {name} END AS {name}")
+        con.execute(f"""CREATE OR REPLACE TABLE {table_name} AS
+            SELECT * REPLACE ({", ".join(capped)}) FROM {table_name}_keyed {order}""")
+        for name in CAPPED_KEYS[party_type]:
+            con.execute(f"DROP TABLE {table_name}_big_{name}")
+        con.execute(f"DROP TABLE {table_name}_keyed")
     for name in lookups:
         con.unregister(name)
     con.execute(f"DROP TABLE {base}")
