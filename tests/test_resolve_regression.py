@@ -31,20 +31,24 @@ SEED = 11
 # qualifiers counted per word ("X Holdings Holdings") and company names unique per city in the
 # generator: precision 0.99918, recall 0.99775 (1 false merge). Models v6 (related companies by
 # the name without its structural words): precision 1.0, recall 0.99775, 0 of 17 related-company
-# pairs merged, 0 false merges.
-MEASURED = {"precision": 1.0, "recall": 0.9977}
+# pairs merged, 0 false merges. Models v7 (an older record's address and mobile learnt jointly,
+# phonetic and capped name + city blocking keys, names in another order scaled by their
+# frequency): precision 1.0, recall 0.99836 (11 splits, 0 false merges; typos split 0.47 %
+# instead of 0.94 %, names in another order 0 % instead of 0.53 %).
+MEASURED = {"precision": 1.0, "recall": 0.9983}
 MARGIN = {"precision": 0.005, "recall": 0.01}
-# split rate per kind of customer (truth `kinds`) on this set with models v5 (the same with v6),
-# and its entities;
+# split rate per kind of customer (truth `kinds`) on this set with models v5 (the same with v6
+# and v7, but for typos 0.0094 -> 0.0047, names in another order 0.0053 -> 0, missing fields
+# 0.0101 -> 0.0084), and its entities;
 # a kind may rise by two of its entities (or 2 points) before the test fails
 MEASURED_SPLIT_RATE = {
     "cantonese_romanisation": (0.0566, 53), "company_owner": (0.0045, 224),
     "english_given_name": (0.0308, 65), "full_name_in_family_field": (0.0, 73),
     "invalid_id_checksum": (0.0, 75), "legal_form_variant": (0.0062, 162),
-    "missing_field": (0.0101, 592), "moved": (0.0338, 148), "nickname": (0.0390, 77),
+    "missing_field": (0.0084, 592), "moved": (0.0338, 148), "nickname": (0.0390, 77),
     "organization": (0.0022, 450), "party_type_wrong": (0.05, 20), "related_company": (0.0, 25),
     "surname_change": (0.0, 36), "swapped_day_month": (0.0137, 73),
-    "swapped_name_order": (0.0053, 188), "typo": (0.0094, 213), "wrong_column": (0.0127, 79),
+    "swapped_name_order": (0.0, 188), "typo": (0.0047, 213), "wrong_column": (0.0127, 79),
 }
 PARTY_PRECISION = {"person": 0.999, "organization": 0.99}
 

@@ -203,14 +203,14 @@ def test_a_config_folder_needs_only_the_models_lines(tmp_path):
 
     (tmp_path / "models").mkdir()
     (tmp_path / "resolution.yaml").write_text(
-        "models:\n  person: models/person-v6.json\n", encoding="utf-8")
+        "models:\n  person: models/person-v7.json\n", encoding="utf-8")
     code = ("from pipelines.resolve.config import model_paths, thresholds; "
             "print(model_paths()['person']); print(model_paths()['organization']); "
             "print(thresholds('person').match)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "UCV_CONFIG_DIR": str(tmp_path)}).stdout.split()
-    assert out[0] == str(tmp_path / "models" / "person-v6.json")
-    assert out[1].endswith("schemas/models/organization-v6.json")  # the project's, not overlaid
+    assert out[0] == str(tmp_path / "models" / "person-v7.json")
+    assert out[1].endswith("schemas/models/organization-v7.json")  # the project's, not overlaid
     assert float(out[2]) > 0
 
 
@@ -320,7 +320,7 @@ def test_a_whole_name_in_one_field_is_still_compared_by_its_parts():
 
 def _household_pair(**values) -> dict:
     columns = ["street_house", "street_key", "street", "house_number", "postcode", "city",
-               "phone_landline", "email"]
+               "phone_landline", "email", "phone_mobile"]
     pair = {f"{c}_{side}": None for c in columns for side in "lr"}
     return {**pair, **values}
 
@@ -335,6 +335,51 @@ def test_a_lead_with_only_a_city_is_not_scored_as_a_different_street():
     moved = {**lead, "postcode_l": "90372", "street_l": "ringstr", "street_house_l": "ringstr 9",
              "house_number_l": "9"}
     assert _first_level(levels, moved) == "Same city"
+
+
+def test_an_older_record_with_another_address_and_mobile_has_its_own_level():
+    """Address and mobile age together: the pair where both differ is scored on its own level
+    (learnt jointly, then conditioned on the mobile comparison's "different" level)."""
+    levels = _levels("person", "household")
+    moved = _household_pair(city_l="nuernberg", city_r="nuernberg", postcode_l="90372",
+                            postcode_r="90280", street_house_l="ringstr 9",
+                            street_house_r="hauptstr 1", street_l="ringstr", street_r="hauptstr",
+                            house_number_l="9", house_number_r="1")
+    assert _first_level(levels, moved) == "Same city"
+    new_mobile = {**moved, "phone_mobile_l": "+491701234567", "phone_mobile_r": "+491609876543"}
+    # the city level keeps its term-frequency adjustment, whose scale is its own u: not split
+    assert _first_level(levels, new_mobile) == "Same city"
+    far = {**new_mobile, "city_r": "hamburg"}
+    typo = {**far, "phone_mobile_r": "+491701234568"}
+    assert _first_level(levels, typo) == "Different address"
+    assert _first_level(levels, far) == "Different address, mobile differs too"
+    assert _first_level(levels, {**far, "phone_mobile_r": None}) == "Different address"
+    mail = {**far, "email_l": "a@b.de", "email_r": "a@b.de"}
+    assert _first_level(levels, mail) == "Same e-mail, address differs, mobile differs too"
+
+
+def test_conditioning_on_the_mobile_turns_joint_m_and_u_into_conditional_ones():
+    from pipelines.resolve.training import condition_on_mobile
+
+    def level(label, m, u):
+        return {"label_for_charts": label, "m_probability": m, "u_probability": u}
+
+    model = {"comparisons": [
+        {"output_column_name": "phone_mobile", "comparison_levels": [
+            level("Exact match on phone_mobile", 0.975, 3e-5),
+            level("Different personal mobile", 0.025, 0.99997)]},
+        {"output_column_name": "household", "comparison_levels": [
+            level("Same city, mobile differs too", 0.002, 0.04),
+            level("Same city", 0.005, 0.002),
+            level("Different address, mobile differs too", None, None),
+            level("Different address", 0.002, 0.95)]}]}
+    out = condition_on_mobile(model)["comparisons"][1]["comparison_levels"]
+    # joint 0.002 among matches / 0.025 mobile differing = 0.08 given that the mobile differs
+    assert out[0]["m_probability"] == pytest.approx(0.08)
+    assert out[0]["u_probability"] == pytest.approx(0.04 / 0.99997)
+    assert out[1]["m_probability"] == 0.005  # the base level is left as it is
+    # a variant never seen together falls back to independence (the base level's m and u)
+    assert (out[2]["m_probability"], out[2]["u_probability"]) == (0.002, 0.95)
 
 
 def test_a_hanzi_company_name_and_its_english_name_are_the_same_name():
@@ -411,6 +456,73 @@ def test_blocking_rules_are_judged_at_the_size_the_model_will_run_at():
     assert abs(city["per_record_at_expected"] - 9999.5) < 1.0
     assert "at 400,000 records" in city["excluded"]
     assert prefilter_count(con, "t", rules[1]) == 20 * 200 * 199 / 2
+
+
+def test_a_term_frequency_level_without_an_exact_level_is_scaled_by_the_value_frequency():
+    """'lei qiu' / 'qiu lei': Splink scores log2(m) - log2(tf) on such a level; only u / P(same
+    tokens) of the random pairs sharing the tokens are in another order, so m grows by
+    P(same tokens) / u."""
+    import duckdb
+
+    from pipelines.resolve.training import scale_own_tf_levels
+
+    con = duckdb.connect()
+    # 10 records: tokens a (4), b (4), c (2): P(same) = (16 + 16 + 4) / 100 = 0.36
+    con.execute("CREATE TABLE t AS SELECT unnest(['a','a','a','a','b','b','b','b','c','c']) "
+                "AS name_tokens")
+    level = {"label_for_charts": "Same name parts in another order or split",
+             "tf_adjustment_column": "name_tokens", "disable_tf_exact_match_detection": True,
+             "m_probability": 0.04, "u_probability": 0.036}
+    plain = {"label_for_charts": "Exact match", "tf_adjustment_column": "name_tokens",
+             "m_probability": 0.9, "u_probability": 0.3}
+    model = {"comparisons": [{"comparison_levels": [plain, level]}]}
+    scale_own_tf_levels(model, con, "t")
+    assert level["m_probability"] == pytest.approx(0.04 * 0.36 / 0.036)
+    assert plain["m_probability"] == 0.9  # an exact level is Splink's own scale: untouched
+
+
+def test_a_name_too_common_in_its_city_gets_no_name_and_city_key(tmp_path):
+    """Wang Wei in Shanghai (more records than block_keys.max_block_records) is not a block;
+    Stefan Schneider in Nuernberg (three records) is."""
+    import duckdb
+
+    from pipelines.resolve.config import max_block_records
+    from pipelines.resolve.features import create_comparison_table
+
+    cap = max_block_records()
+    rows = ([("wei", "wang", "shanghai")] * (cap + 1) + [("stefan", "schneider", "nuernberg")] * 3
+            + [("wei", "wang", "beijing")] * 2)
+    frame = pd.DataFrame([{"source_record_id": f"r{i}", "party_type": "person",
+                           "given_name_norm": g, "given_name_canonical": g,
+                           "family_name_norm": f, "city": c} for i, (g, f, c) in enumerate(rows)])
+    con = duckdb.connect()
+    con.register("canonical", frame)
+    create_comparison_table(con, "canonical", "person", "t")
+    keys = dict(con.execute("SELECT city, list_distinct(list(name_city_key)) FROM t "
+                            "GROUP BY city").fetchall())
+    assert keys == {"shanghai": [], "nuernberg": ["stefan|schneider|nuernberg"],
+                    "beijing": ["wei|wang|beijing"]}
+    # the swapped-order and sound keys are capped the same way
+    assert con.execute("SELECT count(name_city_key_fg), count(name_sound_city_key) FROM t "
+                       "WHERE city = 'shanghai'").fetchall() == [(0, 0)]
+
+
+def test_a_capped_key_is_judged_linear_at_the_expected_size():
+    import duckdb
+
+    from pipelines.resolve.model import CandidateRule
+    from pipelines.resolve.training import prefilter_count
+
+    # blocks of 2 (a customer's own) and of 15 (shared by chance, under a cap of 20)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT i AS unique_id, CASE WHEN i < 1000 THEN 'p' || (i // 2) "
+                "ELSE 'c' || (i % 20) END AS k FROM range(1300) r(i)")
+    rule = CandidateRule(("k",))
+    uncapped = prefilter_count(con, "t", rule, 10.0, 10)
+    capped = prefilter_count(con, "t", rule, 10.0, 10, cap=20)
+    # ten times the people: the blocks of 15 grow to 150, past the cap, and are dropped
+    assert capped == 500 * 1
+    assert uncapped == 500 + 20 * (150 * 149 / 2) / 10
 
 
 def test_em_passes_go_on_until_every_source_is_reached():

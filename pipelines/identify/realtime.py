@@ -223,7 +223,7 @@ class _PartyScorer:
         if self.n_stored > 0 and all(rule["equi"] for rule in self.rules):
             self._stage_new_record(self._check_sample.iloc[[0]])
             self.row_columns = [(r[0], r[1]) for r in self.con.execute(f"describe rt_new_{party_type}").fetchall()]
-            self.fast_input = self._check_fast_input()
+            self.fast_input = self._split_keys() and self._check_fast_input()
             self.fast_scoring = self.fast_input and self._check_fast_scoring()
         if self.fast_input and self.fast_scoring:  # cursors for concurrent requests, made now
             for _ in range(_WARM_SESSIONS - self._sessions.qsize()):
@@ -278,15 +278,57 @@ class _PartyScorer:
         names = [d[0] for d in cursor.description]
         found = dict(zip(names, cursor.fetchall()[0], strict=True))
         keys = [found.pop(k) for k in [n for n in names if n.startswith(_KEY_PREFIX)]]
+        from pipelines.resolve.features import CAPPED_KEYS, phonetic_keys
+
+        # what the nightly builder derives through Python look-ups, as it does (start-up checks)
         if self.party_type == "person":
-            name, given = found["given_name_first"], found["given_name_norm"]
+            name, given, family = found["given_name_first"], found["given_name_norm"], found["family_name_norm"]
             found["given_name_variants"] = None if name is None else self._nickname_variants(name)
             forms = cantonese_forms(given) if given is not None else None
             found["given_name_pinyin_forms"] = forms or None
+            codes = phonetic_keys([w for w in (name, family) if w is not None])
+            found["name_sound"] = f"{codes[name]} {codes[family]}" if name in codes and family in codes else None
+        else:
+            words = list(found["org_name_tokens"] or [])
+            codes = phonetic_keys(words)
+            found["org_name_sound"] = " ".join(codes[w] for w in words if w in codes) or None
+        # one record's block keys are never capped (its block is itself)
+        for key, parts in CAPPED_KEYS[self.party_type].items():
+            part_values = [found[p] for p in parts]
+            found[key] = None if any(v is None for v in part_values) else "|".join(part_values)
         for column, frequencies in self.tf_values.items():
             value = frequencies.get(found[column])
             found[f"tf_{column}"] = None if value is None else float(value)
+        for i, columns in self.row_keys:  # keys on derived columns: plain columns, text
+            key_values = [found[c] for c in columns]
+            keys.append(None if any(v is None for v in key_values) else chr(31).join([str(i), *key_values]))
         return found, [k for k in keys if k is not None]
+
+    def _split_keys(self) -> bool:
+        """Which rules' keys the input statement computes (over resolve's input SQL) and which
+        are read off the finished row (rules on columns derived in Python: plain text columns).
+        False when a rule is neither: the Splink path then."""
+        import sqlglot
+        from sqlglot import exp
+
+        derived = {"given_name_variants", "given_name_pinyin_forms", "name_sound", "org_name_sound",
+                   *(k for keys in _capped_keys().values() for k in keys),
+                   *(f"tf_{c}" for c in self.tf_values)}
+        types = dict(self.row_columns)
+        self.sql_keys: list[tuple[int, list[str]]] = []
+        self.row_keys: list[tuple[int, list[str]]] = []
+        for i, rule in enumerate(self.rules):
+            exprs = [right for _, right in rule["equi"]]
+            parsed = [sqlglot.parse_one(e, dialect="duckdb") for e in exprs]
+            if not {c.name for p in parsed for c in p.find_all(exp.Column)} & derived:
+                self.sql_keys.append((i, exprs))
+            elif all(isinstance(p, exp.Column) and types.get(p.name) == "VARCHAR" for p in parsed):
+                self.row_keys.append((i, [p.name for p in parsed]))
+            else:
+                log.warning("blocking rule %s reads a derived column through an expression: Splink path",
+                            rule["sql"])
+                return False
+        return True
 
     def _key_hits(self, cursor, keys: list[str]) -> dict[str, int]:
         party = self.party_type
@@ -512,8 +554,7 @@ class _Session:
             zip(self.input_columns, self.input_types, strict=True), start=1)) + ") rt_canonical_in")
         keys = "".join(
             f", case when {_not_null(exprs)} then {_key_expr(i, exprs)} end as {_KEY_PREFIX}{i}"
-            for i, rule in enumerate(scorer.rules) if rule["equi"]
-            for exprs in [[right for _, right in rule["equi"]]])
+            for i, exprs in scorer.sql_keys)
         self.input_statement = "rt_input"
         self.cursor.execute(f"prepare {self.input_statement} as select *{keys} from "
                             f"({comparison_input_sql(source, set(self.input_columns), party)})")
@@ -587,6 +628,12 @@ def _same_pairs(expected: list[dict], got: list[dict], scorer) -> bool:
         if abs(pair["match_probability"] - mine["match_probability"]) > 1e-12:
             return False
     return True
+
+
+def _capped_keys() -> dict[str, dict[str, tuple[str, ...]]]:
+    from pipelines.resolve.features import CAPPED_KEYS
+
+    return CAPPED_KEYS
 
 
 def cantonese_forms(given: str) -> list[str] | None:

@@ -121,15 +121,30 @@ def split_conflicted_clusters(con, linker, pairs_table: str, clusters_table: str
         JOIN cc_members ml ON ml.unique_id = p.source_record_id_l
         JOIN cc_members mr ON mr.unique_id = p.source_record_id_r
         WHERE ml.cluster_id = mr.cluster_id AND ({conflict_sql}) IS NOT NULL""")
-    # ... and among the pairs no blocking rule produced, or that scored below the review floor
+    # ... and among the pairs no blocking rule produced, or that scored below the review floor:
+    # only clusters with such a pair (n records, fewer than n(n-1)/2 of their pairs scored)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE cc_to_score AS
-        SELECT unique_id, cluster_id FROM cc_members WHERE cluster_id IN (
-            SELECT cluster_id FROM cc_members GROUP BY 1 HAVING count(*) <= {max_size})""")
+        WITH sizes AS (SELECT cluster_id, count(*) AS n FROM cc_members GROUP BY 1
+                       HAVING count(*) <= {max_size}),
+        scored AS (SELECT ml.cluster_id, count(*) AS k FROM {pairs_table} p
+                   JOIN cc_members ml ON ml.unique_id = p.source_record_id_l
+                   JOIN cc_members mr ON mr.unique_id = p.source_record_id_r
+                   WHERE ml.cluster_id = mr.cluster_id GROUP BY 1)
+        SELECT m.unique_id, m.cluster_id FROM cc_members m JOIN sizes s USING (cluster_id)
+        LEFT JOIN scored k USING (cluster_id)
+        WHERE coalesce(k.k, 0) < s.n * (s.n - 1) / 2""")
     if con.execute("SELECT count(*) FROM cc_to_score").fetchall()[0][0]:
+        # only the pairs not scored yet: those in pairs_table were checked just above (at 1M,
+        # most of the 1.02M pairs inside clusters; scoring them again cost as much as predict)
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE cc_already_scored AS
+            SELECT source_record_id_l AS unique_id_l, source_record_id_r AS unique_id_r
+            FROM {pairs_table} p JOIN cc_to_score m ON m.unique_id = p.source_record_id_l""")
+        db_api = linker._db_api
         scored = linker.inference._score_missing_cluster_edges(  # Splink 5.0: pairs in clusters
-            linker._db_api.register(con.sql("SELECT * FROM cc_to_score").to_arrow_table(),
-                                    dataset_display_name="cc_to_score_in"))
+            db_api.register(con.sql("SELECT * FROM cc_to_score").to_arrow_table(),
+                            dataset_display_name="cc_to_score_in"),
+            df_predict=db_api.register("cc_already_scored"))
         counts["pairs_scored_inside_clusters"] = int(con.execute(
             f"SELECT count(*) FROM {scored.physical_name}").fetchall()[0][0])
         con.execute(f"""

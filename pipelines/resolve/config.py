@@ -93,6 +93,11 @@ def cluster_conflict_settings() -> dict[str, Any]:
     return {**defaults, **(load_resolution_settings().get("cluster_conflicts") or {})}
 
 
+def max_block_records() -> int:
+    """Largest block a key shared by chance may make (features.CAPPED_KEYS)."""
+    return int((load_resolution_settings().get("block_keys") or {}).get("max_block_records", 20))
+
+
 def link_guards(party_type: str) -> list[dict[str, Any]]:
     return list((load_resolution_settings().get("link_guards") or {}).get(party_type) or [])
 
@@ -103,5 +108,5 @@ def backend_settings() -> tuple[str, dict[str, Any]]:
     return name, dict(cfg.get(name) or {})
 
 
-__all__ = ["MODELS_DIR", "PARTY_TYPES", "RESOLUTION_FILE", "Thresholds", "backend_settings", "cluster_evidence_settings", "link_guards", "load_resolution_settings", "model_fit_settings",
+__all__ = ["MODELS_DIR", "PARTY_TYPES", "RESOLUTION_FILE", "Thresholds", "backend_settings", "cluster_evidence_settings", "link_guards", "load_resolution_settings", "max_block_records", "model_fit_settings",
            "model_paths", "thresholds", "training_settings"]

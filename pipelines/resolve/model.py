@@ -96,6 +96,20 @@ def _address_columns(has: Has) -> list[str]:
             if has(c if c != "street_house" else "street")]
 
 
+# Contact details age together: a record from before a move often carries the old mobile too, so
+# among true matches "address differs" and "mobile differs" are far from independent (measured on
+# the generator: a third of movers changed their mobile, against 2.5 % of all true pairs), and
+# Fellegi-Sunter would count the one fact "this record is older" twice. The household levels that
+# mean "address differs" (same e-mail, different address) therefore come in a variant for pairs whose personal mobiles differ as
+# well; EM learns its m and u jointly, and after EM (training.condition_on_mobile) they are
+# divided by the mobile comparison's "Different personal mobile" m and u, so that household plus
+# mobile together score the joint Bayes factor of what the pair shows, learnt from the data.
+MOBILE_DIFFERS = ("phone_mobile_l <> phone_mobile_r "
+                  "AND damerau_levenshtein(phone_mobile_l, phone_mobile_r) > 1")
+MOBILE_DIFFERS_TOO = ", mobile differs too"
+MOBILE_DIFFERENT_LEVEL = "Different personal mobile"
+
+
 def household_comparison(has: Has) -> cl.CustomComparison | None:
     """Address, landline and e-mail of a person as ONE piece of evidence.
 
@@ -106,19 +120,32 @@ def household_comparison(has: Has) -> cl.CustomComparison | None:
     columns = _address_columns(has) + [c for c in ("phone_landline", "email") if has(c)]
     if not columns:
         return None
+    stale = has("phone_mobile")  # see MOBILE_DIFFERS_TOO
+
+    def with_stale(condition: str, label: str) -> list[Any]:
+        """The level, preceded by its 'mobile differs too' variant when mobiles are compared."""
+        variants = ([(f"({condition}) AND {MOBILE_DIFFERS}", label + MOBILE_DIFFERS_TOO)]
+                    if stale else [])
+        return [_sql(sql, name) for sql, name in [*variants, (condition, label)]]
+
     levels: list[Any] = [*_address_levels(has)]
     if has("email"):
-        levels.append(_sql("email_l = email_r", "Same e-mail, address differs"))
+        levels += with_stale("email_l = email_r", "Same e-mail, address differs")
     if has("phone_landline"):
         levels.append(_sql("phone_landline_l = phone_landline_r",
                            "Same landline, address differs"))
+    # Not "Same city": its term-frequency adjustment is scaled by the u of the exact city level
+    # (Splink), which a variant taking most same-city pairs would shrink eightfold, and every
+    # city level (a web lead's "same city, no street") would lose 3 bits (measured).
     levels += _area_levels(has, with_email=has("email"))
+    else_levels = with_stale("TRUE", "Different address")
     return cl.CustomComparison(
         output_column_name="household",
         comparison_description="Address, household landline and e-mail, as one piece of evidence",
         comparison_levels=[
             _sql(_both_null(columns), "Nothing to compare").configure(is_null_level=True),
             *levels,
+            *else_levels[:-1],
             cll.ElseLevel().configure(label_for_charts="Different address"),
         ],
     )
@@ -284,7 +311,7 @@ def mobile_comparison(has: Has) -> cl.CustomComparison:
             cll.ExactMatchLevel("phone_mobile"),
             cll.DamerauLevenshteinLevel("phone_mobile", 1).configure(
                 label_for_charts="One-digit typo"),
-            cll.ElseLevel().configure(label_for_charts="Different personal mobile"),
+            cll.ElseLevel().configure(label_for_charts=MOBILE_DIFFERENT_LEVEL),
         ])
 
 
@@ -488,10 +515,14 @@ BLOCKING_CANDIDATES: dict[str, list[CandidateRule]] = {
         # this quadratic on its own, so it also needs the birth date or the postcode
         CandidateRule((*SWAPPED, "birth_date"), (*reversed(SWAPPED), "birth_date")),
         CandidateRule((*SWAPPED, "postcode"), (*reversed(SWAPPED), "postcode")),
-        CandidateRule((*SWAPPED, "city"), (*reversed(SWAPPED), "city")),
-        # records without a postcode or birth date (web leads: a name, a city, maybe an e-mail);
-        # the per-record limit drops it where common names make it quadratic
-        _rule("given_name_canonical", "family_name_norm", "city"),
+        # on the city, keys capped at a block size (features.CAPPED_KEYS): a common name in a
+        # big city would make this quadratic
+        CandidateRule(("name_city_key_gf",), ("name_city_key_fg",)),
+        # records without a postcode or birth date (web leads: a name, a city, maybe an e-mail)
+        _rule("name_city_key"),
+        # a typo in either name ("Grenwood", "Zhnag") on a record without a birth date: both
+        # names by their sound (features.phonetic_keys) with the postcode or the city
+        _rule("name_sound", "postcode"), _rule("name_sound_city_key"),
     ],
     "organization": [
         _rule("registration_id"), _rule("tax_id"),
@@ -503,6 +534,8 @@ BLOCKING_CANDIDATES: dict[str, list[CandidateRule]] = {
         CandidateRule(("postcode", "substr(org_name_norm, 1, 4)")),
         # hanzi names fold to run-together pinyin; their English twins have spaces
         CandidateRule(("replace(org_name_norm, ' ', '')", "city")),
+        # a typo in a word of the name ("Boohnbach Consulting"): each word by its sound
+        _rule("org_sound_city_key"),
     ],
 }
 
@@ -660,16 +693,25 @@ def applicable_guard(model: dict[str, Any], guard: dict[str, Any]
     (absent evidence cannot settle a conflict).
     """
     name = guard.get("name", "?")
+
+    def present(comparison: str, labels: list[str]) -> list[str]:
+        """The listed levels this model has (a model trained without mobiles has no "mobile
+        differs too" variants; the other listed levels still count)."""
+        return [label for label in labels if _levels_exist(model, comparison, [label])]
+
+    when = {c: present(c, labels) for c, labels in guard["when"].items()}
     for comparison, labels in guard["when"].items():
-        if not _levels_exist(model, comparison, labels):
+        if not when[comparison]:
             return None, [f"link guard {name} skipped: the model has no {comparison} "
                           f"level(s) {labels}"]
+    guard = {**guard, "when": when}
     notes = []
     unless = guard.get("unless") or {}
     options = [unless] if isinstance(unless, dict) else list(unless)
     kept_options = []
     for option in options:
-        kept = {c: labels for c, labels in option.items() if _levels_exist(model, c, labels)}
+        kept = {c: present(c, labels) for c, labels in option.items()}
+        kept = {c: labels for c, labels in kept.items() if labels}
         for c in sorted(set(option) - set(kept)):
             notes.append(f"link guard {name}: 'unless {c}' dropped (not in the model)")
         # an option of several conditions that all must hold is void when one is absent

@@ -164,9 +164,11 @@ def write_report(path: Path, trained) -> Path:
         "<h2>Blocking rules (prediction)</h2>",
         _table(["rule", "comparisons (pre-filter)", "per record",
                 "per record at the expected size (training.blocking.expected_records)",
+                "adds per record to the rules above (counted in the budget)",
                 "left out because"],
                [[r["rule"], r.get("comparisons", ""), r.get("per_record", ""),
-                 r.get("per_record_at_expected", ""), r.get("excluded", "")]
+                 r.get("per_record_at_expected", ""), r.get("adds_per_record", ""),
+                 r.get("excluded", "")]
                 for r in report["blocking"]]),
         "<h3>Cumulative comparisons (Splink blocking analysis)</h3>",
         _table(["rule", "marginal", "cumulative", "per record", "estimated from a sample"],

@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.resolve.backend import database_api, duckdb_connection
-from pipelines.resolve.config import PARTY_TYPES, training_settings
-from pipelines.resolve.features import COLUMNS, create_comparison_table
+from pipelines.resolve.config import PARTY_TYPES, max_block_records, training_settings
+from pipelines.resolve.features import CAPPED_KEYS, COLUMNS, create_comparison_table
 from pipelines.resolve.model import (
     BLOCKING_CANDIDATES,
     DETERMINISTIC_CANDIDATES,
     EM_CANDIDATES,
+    MOBILE_DIFFERENT_LEVEL,
+    MOBILE_DIFFERS_TOO,
     NAME_FIELDS,
     CandidateRule,
     choose_comparisons,
@@ -51,6 +53,12 @@ DERIVED_FROM = {
     "street_house": ["street", "house_number"],
     "street_key": ["street"], "email_local": ["email"], "email_domain": ["email"],
     "phone_any": ["phone_mobile", "phone_landline"],
+    "name_sound": ["given_name_norm", "family_name_norm"], "org_name_sound": ["org_name_tokens"],
+    "name_city_key": ["given_name_norm", "family_name_norm", "city"],
+    "name_city_key_gf": ["given_name_norm", "family_name_norm", "city"],
+    "name_city_key_fg": ["given_name_norm", "family_name_norm", "city"],
+    "name_sound_city_key": ["given_name_norm", "family_name_norm", "city"],
+    "org_sound_city_key": ["org_name_tokens", "city"],
 }
 
 
@@ -104,29 +112,34 @@ def _populated(profile: dict[str, Any], cfg: dict[str, Any]):
 
 
 def prefilter_count(con, table: str, rule: CandidateRule, growth: float = 1.0,
-                    personal_block: int = 0) -> float:
+                    personal_block: int = 0, cap: int | None = None) -> float:
     """Pairs a rule's equi-join makes (before Splink's l.id < r.id filter), by GROUP BY counts:
     cheap even for a rule that would explode, so it can be rejected before any pair is built.
 
     With `growth` f > 1: the pairs per f-th of a population f times larger. A block of up to
     `personal_block` records is one customer's (or one household's) own key, an e-mail or a rare
     name: more customers bring more such blocks, each as big as now. A larger block is a key shared
-    by chance (a city, Wang Wei + Shanghai), which f times more customers make f times larger."""
+    by chance (a city, Wang Wei + Shanghai), which f times more customers make f times larger.
+    A key capped at `cap` records (features.CAPPED_KEYS) is NULL on a block grown past it."""
     left, right = rule.left, rule.right_columns
     not_null = " AND ".join(f"({c}) IS NOT NULL" for c in set(left) | set(right))
     f, d = float(growth), int(personal_block)
     if not rule.right:
         keys = ", ".join(left)
+        grown = "" if cap is None else f"WHEN k * {f} > {int(cap)} THEN 0 "
         pairs = "k * (k - 1) / 2" if f == 1.0 else (
-            f"CASE WHEN k <= {d} THEN k * (k - 1) / 2 ELSE (k * {f}) * (k * {f} - 1) / 2 / {f} END")
+            f"CASE WHEN k <= {d} THEN k * (k - 1) / 2 {grown}"
+            f"ELSE (k * {f}) * (k * {f} - 1) / 2 / {f} END")
         sql = (f"SELECT coalesce(sum({pairs}), 0) FROM (SELECT count(*) AS k FROM {table} "
                f"WHERE {not_null} GROUP BY {keys})")
     else:
         l_keys = ", ".join(f"{c} AS k{i}" for i, c in enumerate(left))
         r_keys = ", ".join(f"{c} AS k{i}" for i, c in enumerate(right))
         on = " AND ".join(f"a.k{i} = b.k{i}" for i in range(len(left)))
+        grown = "" if cap is None else f"WHEN greatest(a.n, b.n) * {f} > {int(cap)} THEN 0 "
         pairs = "a.n * b.n / 2" if f == 1.0 else (
-            f"CASE WHEN a.n + b.n <= {d} THEN a.n * b.n / 2 ELSE a.n * b.n * {f} / 2 END")
+            f"CASE WHEN a.n + b.n <= {d} THEN a.n * b.n / 2 {grown}"
+            f"ELSE a.n * b.n * {f} / 2 END")
         sql = (f"WITH a AS (SELECT {l_keys}, count(*) AS n FROM {table} WHERE {not_null} "
                f"GROUP BY ALL), b AS (SELECT {r_keys}, count(*) AS n FROM {table} "
                f"WHERE {not_null} GROUP BY ALL) "
@@ -135,18 +148,23 @@ def prefilter_count(con, table: str, rule: CandidateRule, growth: float = 1.0,
 
 
 def choose_blocking_rules(con, table: str, party_type: str, n: int, has,
-                          cfg: dict[str, Any]) -> tuple[list[CandidateRule], list[dict[str, Any]]]:
+                          cfg: dict[str, Any], marginal_counts=None
+                          ) -> tuple[list[CandidateRule], list[dict[str, Any]]]:
     """Prediction blocking rules: populated candidates whose comparisons stay near linear at the
     size the model will run at (`expected_records`, default the training size): a rule on a key
     shared by chance (name + city) grows per record with the data, one on a personal key does
-    not (prefilter_count with growth)."""
+    not (prefilter_count with growth).
+
+    The budget for all rules together counts what each rule adds to the ones before it
+    (`marginal_counts(rules)`: Splink's blocking analysis), each scaled to the expected size as
+    its own count is; without it, each rule's own count (which counts shared pairs again)."""
     per_rule = float(cfg["max_rule_comparisons_per_record"])
     expected = int(cfg.get("expected_records") or 0)
     size = max(expected, n)
     budget = float(cfg["max_comparisons_per_record"])
-    chosen: list[CandidateRule] = []
+    where = f" at {size:,} records" if size > n else ""
+    passing: list[tuple[CandidateRule, float, float]] = []  # rule, per record now, at size
     rows: list[dict[str, Any]] = []
-    total = 0.0
     for rule in BLOCKING_CANDIDATES[party_type]:
         row: dict[str, Any] = {"rule": rule.sql}
         rows.append(row)
@@ -158,19 +176,36 @@ def choose_blocking_rules(con, table: str, party_type: str, n: int, has,
         row["per_record"] = round(count / n, 3)
         at_size = count / n
         if size > n:
+            capped = rule.fields & set(CAPPED_KEYS[party_type])
             at_size = prefilter_count(con, table, rule, size / n,
-                                      int(cfg.get("personal_block_records", 10))) / n
+                                      int(cfg.get("personal_block_records", 10)),
+                                      max_block_records() if capped else None) / n
             row["per_record_at_expected"] = round(at_size, 3)
-        where = f" at {size:,} records" if size > n else ""
         if at_size > per_rule:
             row["excluded"] = f"{at_size:.2f} comparisons per record{where} (limit {per_rule})"
-        elif total + at_size > budget:
-            row["excluded"] = f"over the budget of {budget:g} per record{where}"
         elif count == 0:
             row["excluded"] = "finds no pair"
         else:
-            chosen.append(rule)
-            total += at_size
+            passing.append((rule, count / n, at_size))
+            row["_passing"] = len(passing) - 1
+    added = [at for _, _, at in passing]
+    if marginal_counts is not None and passing:
+        marginals = marginal_counts([rule for rule, _, _ in passing])
+        added = [m["marginal"] / n * (at / now if now else 1.0)
+                 for m, (_, now, at) in zip(marginals, passing, strict=True)]
+    chosen: list[CandidateRule] = []
+    total = 0.0
+    for row in rows:
+        i = row.pop("_passing", None)
+        if i is None:
+            continue
+        if marginal_counts is not None:
+            row["adds_per_record"] = round(added[i], 3)
+        if total + added[i] > budget:
+            row["excluded"] = f"over the budget of {budget:g} per record{where}"
+            continue
+        chosen.append(passing[i][0])
+        total += added[i]
     return chosen, rows
 
 
@@ -288,7 +323,9 @@ def _run_em(linker, con, table: str, party_type: str, n: int, has, cfg: dict[str
             with _unobserved_levels_quiet() as unobserved:
                 linker.training.estimate_parameters_using_expectation_maximisation(
                     rule.sql, estimate_without_term_frequencies=True)
-        except SplinkException as error:
+        except (SplinkException, ValueError) as error:
+            # ValueError: Splink 5 refuses an m it computed as 0.0 (every pair at a level scored
+            # as certainly no match), which small data can produce; the pass teaches nothing
             row["skipped"] = f"EM failed: {str(error).splitlines()[0]}"
             continue
         if unobserved:
@@ -371,7 +408,10 @@ def train_party_model(records_path, party_type: str, seed: int,
         total = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0]
         blocking_cfg = {**blocking_cfg, "expected_records":
                         round(int(blocking_cfg["expected_records"]) * n / max(total, 1))}
-    rules, blocking_rows = choose_blocking_rules(con, table, party_type, n, has, blocking_cfg)
+    sdf = db_api.register(table)
+    rules, blocking_rows = choose_blocking_rules(
+        con, table, party_type, n, has, blocking_cfg,
+        marginal_counts=lambda candidates: _cumulative_counts(sdf, candidates, n))
     if not rules:
         raise _missing_evidence(party_type, profile, has, "no blocking rule is both populated "
                                 "and selective enough to stay near linear")
@@ -381,7 +421,6 @@ def train_party_model(records_path, party_type: str, seed: int,
         raise _missing_evidence(party_type, profile, has, "no deterministic rule (an identifier, "
                                 "or name with birth date and a contact) finds any pair, so the "
                                 "share of matching records cannot be estimated")
-    sdf = db_api.register(table)
     excluded = dict(choice.excluded)
     comparisons = list(choice.comparisons)
     for _attempt in range(len(comparisons)):
@@ -412,8 +451,9 @@ def train_party_model(records_path, party_type: str, seed: int,
             raise _missing_evidence(party_type, profile, has, "no EM pass could estimate m for "
                                     + ", ".join(unestimated))
     model = linker.misc.save_model_to_json()
-    model = apply_parameter_rules(model, float(cfg["unobserved_else_weight"]),
+    model = apply_parameter_rules(condition_on_mobile(model), float(cfg["unobserved_else_weight"]),
                                   (cfg.get("max_level_weight") or {}).get(party_type) or {})
+    model = scale_own_tf_levels(model, con, table)
     model = _round_floats(model, int(cfg["round_digits"]))
     fit_profile = {"format": PROFILE_FORMAT, "party_type": party_type, "seed": seed,
                    "training_records": n, "used_fields": used_fields(model, party_type),
@@ -460,6 +500,57 @@ def apply_parameter_rules(model: dict[str, Any], unobserved_else_weight: float,
             m, u = level.get("m_probability"), level.get("u_probability")
             if cap is not None and m and (u is None or math.log2(m / u) > cap):
                 level["u_probability"] = m / 2**cap
+    return model
+
+
+def condition_on_mobile(model: dict[str, Any]) -> dict[str, Any]:
+    """Turn the joint m and u of the household's "mobile differs too" levels into m and u given
+    that the mobiles differ (model.MOBILE_DIFFERS_TOO): divided by the mobile comparison's
+    "Different personal mobile" m and u, so the two comparisons add up to the joint weight
+    instead of counting the different mobile twice. Without a mobile comparison (or before its
+    level is estimated) the joint estimate is already the right weight and is left alone."""
+    by_name = {c["output_column_name"]: c for c in model["comparisons"]}
+    mobile = by_name.get("phone_mobile")
+    differs = next((lv for lv in (mobile or {}).get("comparison_levels", [])
+                    if lv.get("label_for_charts") == MOBILE_DIFFERENT_LEVEL), None)
+    m_d, u_d = (differs or {}).get("m_probability"), (differs or {}).get("u_probability")
+    if not (m_d and u_d):
+        return model
+    levels = by_name.get("household", {}).get("comparison_levels", [])
+    by_label = {lv.get("label_for_charts"): lv for lv in levels}
+    for level in levels:
+        label = str(level.get("label_for_charts", ""))
+        if not label.endswith(MOBILE_DIFFERS_TOO):
+            continue
+        base = by_label.get(label[: -len(MOBILE_DIFFERS_TOO)], {})
+        for key, d in (("m_probability", m_d), ("u_probability", u_d)):
+            if level.get(key) is not None:
+                level[key] = min(1.0, level[key] / d)
+            elif base.get(key) is not None:
+                # never seen jointly: fall back to the independence the base level assumes
+                level[key] = base[key]
+    return model
+
+
+def scale_own_tf_levels(model: dict[str, Any], con, table: str) -> dict[str, Any]:
+    """A level whose term-frequency adjustment has no exact-match level to take its scale from
+    (Splink's `disable_tf_exact_match_detection`: "the same name parts in another order") scores
+    log2(m) - log2(tf(value)), as if every random pair sharing the value were at this level.
+    Only a share q = u / P(same value) of them is, so m is multiplied by P(same value) / u, with
+    P(same value) the sum of squared term frequencies in the training records: the pair then
+    scores log2(m) - log2(tf(value) * q). Measured before: "qiu lei" / "lei qiu" with one
+    e-mail scored 5.5, under the match threshold, on a profile of web leads."""
+    for comparison in model["comparisons"]:
+        for level in comparison["comparison_levels"]:
+            column = level.get("tf_adjustment_column")
+            m, u = level.get("m_probability"), level.get("u_probability")
+            if not (level.get("disable_tf_exact_match_detection") and column and m and u):
+                continue
+            same = con.execute(f"""SELECT sum(k * k) / (sum(k) * sum(k)) FROM (
+                SELECT count(*)::DOUBLE AS k FROM {table} WHERE {column} IS NOT NULL
+                GROUP BY {column})""").fetchall()[0][0]
+            if same:
+                level["m_probability"] = min(1.0, m * float(same) / u)
     return model
 
 
