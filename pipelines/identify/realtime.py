@@ -284,7 +284,7 @@ class _PartyScorer:
         if self.party_type == "person":
             name, given, family = found["given_name_first"], found["given_name_norm"], found["family_name_norm"]
             found["given_name_variants"] = None if name is None else self._nickname_variants(name)
-            forms = cantonese_forms(given) if given is not None else None
+            forms = _cantonese_forms(given) if given is not None else None
             found["given_name_pinyin_forms"] = forms or None
             codes = phonetic_keys([w for w in (name, family) if w is not None])
             found["name_sound"] = f"{codes[name]} {codes[family]}" if name in codes and family in codes else None
@@ -311,8 +311,10 @@ class _PartyScorer:
         import sqlglot
         from sqlglot import exp
 
+        from pipelines.resolve.features import CAPPED_KEYS
+
         derived = {"given_name_variants", "given_name_pinyin_forms", "name_sound", "org_name_sound",
-                   *(k for keys in _capped_keys().values() for k in keys),
+                   *(k for keys in CAPPED_KEYS.values() for k in keys),
                    *(f"tf_{c}" for c in self.tf_values)}
         types = dict(self.row_columns)
         self.sql_keys: list[tuple[int, list[str]]] = []
@@ -630,13 +632,7 @@ def _same_pairs(expected: list[dict], got: list[dict], scorer) -> bool:
     return True
 
 
-def _capped_keys() -> dict[str, dict[str, tuple[str, ...]]]:
-    from pipelines.resolve.features import CAPPED_KEYS
-
-    return CAPPED_KEYS
-
-
-def cantonese_forms(given: str) -> list[str] | None:
+def _cantonese_forms(given: str) -> list[str] | None:
     from pipelines.resolve.features import cantonese_pinyin_forms
 
     return cantonese_pinyin_forms([given]).get(given)
