@@ -263,10 +263,15 @@ def test_input_regexes_run_in_linear_time_on_1mb_values(name: str) -> None:
     call = HOSTILE[name]
 
     def timed(size: int) -> float:
+        """CPU seconds of this process, best of two: other work on the machine (a CI run
+        beside a benchmark) stretched wall time fourfold between two sizes and failed this."""
         value = ("ab1 -," * (size // 6 + 1))[:size]
-        started = time.perf_counter()
-        call(value)
-        return time.perf_counter() - started
+        best = float("inf")
+        for _ in range(2):
+            started = time.process_time()
+            call(value)
+            best = min(best, time.process_time() - started)
+        return best
 
     timed(10_000)  # warm caches
     one, two = timed(1_000_000), timed(2_000_000)
