@@ -278,24 +278,15 @@ class _PartyScorer:
         names = [d[0] for d in cursor.description]
         found = dict(zip(names, cursor.fetchall()[0], strict=True))
         keys = [found.pop(k) for k in [n for n in names if n.startswith(_KEY_PREFIX)]]
-        from pipelines.resolve.features import CAPPED_KEYS, phonetic_keys
+        from pipelines.resolve.features import sounds_and_keys_of_one_record
 
         # what the nightly builder derives through Python look-ups, as it does (start-up checks)
         if self.party_type == "person":
-            name, given, family = found["given_name_first"], found["given_name_norm"], found["family_name_norm"]
+            name, given = found["given_name_first"], found["given_name_norm"]
             found["given_name_variants"] = None if name is None else self._nickname_variants(name)
             forms = _cantonese_forms(given) if given is not None else None
             found["given_name_pinyin_forms"] = forms or None
-            codes = phonetic_keys([w for w in (name, family) if w is not None])
-            found["name_sound"] = f"{codes[name]} {codes[family]}" if name in codes and family in codes else None
-        else:
-            words = list(found["org_name_tokens"] or [])
-            codes = phonetic_keys(words)
-            found["org_name_sound"] = " ".join(codes[w] for w in words if w in codes) or None
-        # one record's block keys are never capped (its block is itself)
-        for key, parts in CAPPED_KEYS[self.party_type].items():
-            part_values = [found[p] for p in parts]
-            found[key] = None if any(v is None for v in part_values) else "|".join(part_values)
+        found = sounds_and_keys_of_one_record(self.party_type, found)
         for column, frequencies in self.tf_values.items():
             value = frequencies.get(found[column])
             found[f"tf_{column}"] = None if value is None else float(value)

@@ -113,33 +113,34 @@ def split_conflicted_clusters(con, linker, pairs_table: str, clusters_table: str
             FROM {clusters_table}) WHERE size >= 3""")
     if not con.execute("SELECT count(*) FROM cc_members").fetchall()[0][0]:
         return counts  # a pair cluster's only link already passed the guards
-    # conflicts among the pairs already scored (kept at or above the review floor)
+    # the pairs already scored (kept at or above the review floor) inside one cluster, read once
     con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE cc_conflicts AS
-        SELECT p.source_record_id_l AS l, p.source_record_id_r AS r, ml.cluster_id
+        CREATE OR REPLACE TEMP TABLE cc_inside AS
+        SELECT p.source_record_id_l AS l, p.source_record_id_r AS r, ml.cluster_id,
+               ({conflict_sql}) IS NOT NULL AS conflict
         FROM {pairs_table} p
         JOIN cc_members ml ON ml.unique_id = p.source_record_id_l
         JOIN cc_members mr ON mr.unique_id = p.source_record_id_r
-        WHERE ml.cluster_id = mr.cluster_id AND ({conflict_sql}) IS NOT NULL""")
+        WHERE ml.cluster_id = mr.cluster_id""")
+    # conflicts among them ...
+    con.execute("CREATE OR REPLACE TEMP TABLE cc_conflicts AS "
+                "SELECT l, r, cluster_id FROM cc_inside WHERE conflict")
     # ... and among the pairs no blocking rule produced, or that scored below the review floor:
     # only clusters with such a pair (n records, fewer than n(n-1)/2 of their pairs scored)
     con.execute(f"""
         CREATE OR REPLACE TEMP TABLE cc_to_score AS
         WITH sizes AS (SELECT cluster_id, count(*) AS n FROM cc_members GROUP BY 1
                        HAVING count(*) <= {max_size}),
-        scored AS (SELECT ml.cluster_id, count(*) AS k FROM {pairs_table} p
-                   JOIN cc_members ml ON ml.unique_id = p.source_record_id_l
-                   JOIN cc_members mr ON mr.unique_id = p.source_record_id_r
-                   WHERE ml.cluster_id = mr.cluster_id GROUP BY 1)
+        scored AS (SELECT cluster_id, count(*) AS k FROM cc_inside GROUP BY 1)
         SELECT m.unique_id, m.cluster_id FROM cc_members m JOIN sizes s USING (cluster_id)
         LEFT JOIN scored k USING (cluster_id)
         WHERE coalesce(k.k, 0) < s.n * (s.n - 1) / 2""")
     if con.execute("SELECT count(*) FROM cc_to_score").fetchall()[0][0]:
         # only the pairs not scored yet: those in pairs_table were checked just above (at 1M,
         # most of the 1.02M pairs inside clusters; scoring them again cost as much as predict)
-        con.execute(f"""CREATE OR REPLACE TEMP TABLE cc_already_scored AS
-            SELECT source_record_id_l AS unique_id_l, source_record_id_r AS unique_id_r
-            FROM {pairs_table} p JOIN cc_to_score m ON m.unique_id = p.source_record_id_l""")
+        con.execute("""CREATE OR REPLACE TEMP TABLE cc_already_scored AS
+            SELECT l AS unique_id_l, r AS unique_id_r FROM cc_inside
+            WHERE cluster_id IN (SELECT cluster_id FROM cc_to_score)""")
         db_api = linker._db_api
         scored = linker.inference._score_missing_cluster_edges(  # Splink 5.0: pairs in clusters
             db_api.register(con.sql("SELECT * FROM cc_to_score").to_arrow_table(),

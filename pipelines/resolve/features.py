@@ -139,6 +139,26 @@ def phonetic_keys(words: list[str]) -> dict[str, str]:
     return {word: code for word, code in codes.items() if code}  # '' for a word without letters
 
 
+def sounds_and_keys_of_one_record(party_type: str, row: dict) -> dict:
+    """The phonetic codes and (uncapped) block keys of one record, in Python: what
+    create_comparison_table derives in SQL for a table, for the real-time path that builds a
+    single row without it (a block of one record is never capped)."""
+    found = dict(row)
+    if party_type == "person":
+        name, family = found.get("given_name_first"), found.get("family_name_norm")
+        codes = phonetic_keys([w for w in (name, family) if w is not None])
+        found["name_sound"] = (f"{codes[name]} {codes[family]}"
+                               if name in codes and family in codes else None)
+    else:
+        words = list(found.get("org_name_tokens") or [])
+        codes = phonetic_keys(words)
+        found["org_name_sound"] = " ".join(codes[w] for w in words if w in codes) or None
+    for key, parts in CAPPED_KEYS[party_type].items():
+        values = [found.get(p) for p in parts]
+        found[key] = None if any(v is None for v in values) else "|".join(map(str, values))
+    return found
+
+
 def _distinct(con, sql: str) -> list[str]:
     return [r[0] for r in con.execute(sql).fetchall() if r[0] is not None]
 

@@ -268,25 +268,25 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
                match_probability FROM pairs_{party_type} WHERE is_link""")
     predicted_at = time.perf_counter()
 
-    def cluster(round_: int) -> str:
-        """Connected components of all current links, on the configured engine."""
+    def cluster_all() -> str:
+        """Connected components of all links, on the configured engine (later rounds re-cluster
+        only the clusters they touch, in DuckDB: recluster_affected)."""
         if engine != "spark":
             return connected_clusters(db_api, f"input_{party_type}", f"links_{party_type}",
                                       cut.match).physical_name
         from pipelines.resolve.spark import cluster_on_spark
 
-        links_part = scratch / f"links_{round_}.parquet"
+        links_part = scratch / "links.parquet"
         con.execute(f"COPY links_{party_type} TO {quote_literal(links_part)} (FORMAT parquet)")
-        clustered_dir = cluster_on_spark(input_part, links_part, f"{party_type}_{round_}",
-                                         cut.match, scratch / f"round_{round_}",
-                                         backend_options("spark"))
-        name = f"spark_clusters_{party_type}_{round_}"
+        clustered_dir = cluster_on_spark(input_part, links_part, party_type, cut.match,
+                                         scratch / "clusters", backend_options("spark"))
+        name = f"spark_clusters_{party_type}"
         # materialised: the Spark scratch folder is removed before the counts below
         con.execute(f"CREATE TABLE {name} AS SELECT * FROM "
                     f"read_parquet({quote_path(Path(clustered_dir) / '*.parquet')})")
         return name
 
-    clusters_table = cluster(1)
+    clusters_table = cluster_all()
     n_cluster_evidence = 0
     evidence_cfg = cluster_evidence_settings()
     if party_type in evidence_cfg.get("party_types", ["person"]):
