@@ -38,7 +38,7 @@ generate: setup
 	$(BIN)/ucv generate --out data/sample --customers 20000 --seed 42
 
 test: setup
-	$(BIN)/python -m pytest -n 2 --dist loadfile
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=30
 
 lint: setup
 	$(BIN)/ruff check pipelines dags plugins tests
