@@ -160,3 +160,31 @@ def test_blocking_recall_against_brute_force(tmp_path):
     touched = [(a, b) for a, b in pairs if a in wrong or b in wrong]
     figures = result["by_kind"]["party_type_wrong"]
     assert figures["true_pairs"] == len(touched) and figures["blocked_pairs"] == sum(blocked(a, b) for a, b in touched)
+
+
+def test_evidence_ceiling_joins_patterns_by_their_true_share_and_undoes_false_merges(tmp_path):
+    # truth: E1 {1, 2}, E2 {3}, E3 {4, 5}, E4 {6, 7}; clusters: 3 and 4 falsely merged, rest apart
+    clusters = {"1": "a", "2": "b", "3": "c", "4": "c", "5": "d", "6": "e", "7": "f"}
+    entities = {"1": "E1", "2": "E1", "3": "E2", "4": "E3", "5": "E3", "6": "E4", "7": "E4"}
+    path, truth = _write(tmp_path, clusters, entities)
+    # evidence pattern X (level 2) is true twice, never false; W (level 1) once true, once false
+    pairs = pd.DataFrame({
+        "source_record_id_l": ["1", "4", "2", "3", "6", "3"],
+        "source_record_id_r": ["2", "5", "3", "5", "7", "4"],
+        "party_type": "person",
+        "gamma_name": [2, 2, 0, 1, 1, 0],
+        "mw_tf_adj_name": [0.1, 0.2, 0.0, 0.0, 0.0, 0.0],
+        "match_weight": [1.0, 1.0, -1.0, 0.0, 0.0, 7.0],
+        "is_link": [False, False, False, False, False, True]})
+    pairs.to_parquet(tmp_path / "pairs.parquet")
+    result = evaluate(path, tmp_path / "pairs.parquet", truth, ceiling=True)
+    assert result["overall"]["pairwise_precision"] == 0.0  # only the false (3, 4) is joined
+    sweep = {s["min_true_per_false"]: s for s in result["evidence_ceiling"]["sweep"]}
+    # any ratio above 1: X joins (1, 2) and (4, 5), W stays apart; (3, 4) is undone
+    assert sweep[1.5]["pairwise_precision"] == 1.0
+    assert sweep[1.5]["pairwise_recall"] == pytest.approx(2 / 3, abs=1e-6)
+    assert sweep[1.5]["components_joined"] == 2
+    # at 1:1, W joins (6, 7) and the false (3, 5): {3, 4, 5} has one true pair of three
+    assert sweep[1.0]["pairwise_recall"] == 1.0
+    assert sweep[1.0]["pairwise_precision"] == pytest.approx(3 / 5, abs=1e-6)
+    assert result["evidence_ceiling"]["recall_at_floor"] == pytest.approx(2 / 3, abs=1e-6)

@@ -97,6 +97,9 @@ def evaluate(
     truth: Path = typer.Option(..., exists=True, file_okay=False, help="folder with ground_truth.parquet (the generator's truth/)"),
     runs_dir: Path = typer.Option(None, help="runs folder (default data/runs)"),
     as_json: bool = typer.Option(False, "--json", help="print the full result as JSON"),
+    ceiling: bool = typer.Option(False, "--ceiling", help="also the evidence ceiling: the recall "
+                                 "an oracle weighting of the same comparison levels reaches at "
+                                 "precision 0.995 (is a shortfall the weights' or the evidence's?)"),
 ) -> None:
     """Pairwise and B-cubed precision/recall, false merges and splits against ground truth."""
     from rich.console import Console
@@ -117,7 +120,7 @@ def evaluate(
             Console().print(f"blocking recall not measured: {missing}")
     result = evaluate_clusters(run.resolved_dir / CLUSTERS_FILE,
                                run.resolved_dir / MATCH_PAIRS_FILE, truth,
-                               records_path=records, models=models)
+                               records_path=records, models=models, ceiling=ceiling)
     path = write_evaluation(result, run.report_dir)
     console = Console()
     if as_json:
@@ -128,4 +131,10 @@ def evaluate(
     console.print("hard negatives merged: " + ", ".join(
         f"{kind} {v['merged']}/{v['entity_pairs']}"
         for kind, v in result["hard_negative_groups"].items()))
+    if "evidence_ceiling" in result:
+        top = result["evidence_ceiling"]
+        console.print("evidence ceiling (oracle weights of the same levels, false merges undone): "
+                      + ", ".join(f"P {s['pairwise_precision']:.4f} R {s['pairwise_recall']:.4f}"
+                                  for s in top["sweep"])
+                      + f"; recall at precision {top['precision_floor']}: {top['recall_at_floor']}")
     console.print(f"wrote {path}")

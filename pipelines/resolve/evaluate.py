@@ -318,13 +318,101 @@ def link_precision(con, pairs_path: Path) -> dict[str, Any]:
             for party, n, t, below in rows}
 
 
+# Evidence ceiling: how far any weighting of the same comparison levels could take recall.
+CEILING_PRECISION = 0.995
+CEILING_RATIOS = (50.0, 20.0, 10.0, 6.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.0)
+
+
+def _evidence_patterns(con, pairs_path: Path) -> str:
+    """SQL for what a scored pair shows: every comparison level and its term-frequency
+    adjustment rounded to one bit, i.e. everything the weights could be a function of."""
+    columns = [name for (name, *_rest) in con.execute(
+        f"DESCRIBE SELECT * FROM read_parquet({quote_literal(pairs_path)})").fetchall()]
+    parts = ["p.party_type"] + [
+        f"coalesce(round(p.{quote_ident(c)})::BIGINT::VARCHAR, '-')" for c in columns
+        if c.startswith("gamma_") or c.startswith("mw_tf_adj_")]
+    return " || '|' || ".join(parts)
+
+
+def evidence_ceiling(con, pairs_path: Path, precision_floor: float = CEILING_PRECISION
+                     ) -> dict[str, Any]:
+    """Recall an oracle could reach from the scored pairs' evidence, at a precision floor.
+
+    The oracle knows, for every evidence pattern (all comparison levels of a pair plus its
+    term-frequency adjustments to one bit), how many of its pairs are true, and joins the
+    patterns whose true pairs outnumber the false ones by at least a ratio; it starts from the
+    current clusters with every false merge undone. Clusters are the connected components of
+    what it joins, so recall and precision count the transitive closure, as `cluster_metrics`
+    does. It is in-sample and undoes errors for free, so it is optimistic: when its recall at
+    the floor is below a target, no weighting of these comparisons reaches the target on these
+    records, and the missing recall needs evidence that the records or the comparisons lack
+    (a field, a level), not other weights or thresholds."""
+    from splink import DuckDBAPI
+    from splink.clustering import cluster_pairwise_predictions_at_threshold
+
+    pattern = _evidence_patterns(con, pairs_path)
+    con.execute("""CREATE OR REPLACE TABLE ceiling_nodes AS
+        SELECT source_record_id, party_type, entity_id,
+               cluster_key || '|' || entity_id AS unique_id FROM labelled""")
+    con.execute(f"""CREATE OR REPLACE TABLE ceiling_pairs AS
+        SELECT {pattern} AS pattern, a.unique_id AS unique_id_l, b.unique_id AS unique_id_r,
+               a.entity_id = b.entity_id AS is_true
+        FROM read_parquet({quote_literal(pairs_path)}) p
+        JOIN ceiling_nodes a ON a.source_record_id = p.source_record_id_l
+        JOIN ceiling_nodes b ON b.source_record_id = p.source_record_id_r
+        WHERE a.unique_id <> b.unique_id""")
+    con.execute("""CREATE OR REPLACE TABLE ceiling_patterns AS
+        SELECT pattern, count(*) FILTER (WHERE is_true) AS t, count(*) FILTER (WHERE NOT is_true) AS f
+        FROM ceiling_pairs GROUP BY pattern""")
+    con.execute("CREATE OR REPLACE TABLE ceiling_components AS "
+                "SELECT DISTINCT unique_id FROM ceiling_nodes")
+    db_api = DuckDBAPI(connection=con)
+    sweep = []
+    for ratio in CEILING_RATIOS:
+        con.execute(f"""CREATE OR REPLACE TABLE ceiling_edges AS
+            SELECT DISTINCT least(unique_id_l, unique_id_r) AS unique_id_l,
+                   greatest(unique_id_l, unique_id_r) AS unique_id_r
+            FROM ceiling_pairs JOIN ceiling_patterns USING (pattern)
+            WHERE t >= {ratio} * greatest(f, 0.5)""")
+        joined = con.execute("SELECT count(*) FROM ceiling_edges").fetchall()[0][0]
+        clusters = cluster_pairwise_predictions_at_threshold(
+            "ceiling_components", "ceiling_edges", db_api, node_id_column_name="unique_id")
+        con.execute(f"""CREATE OR REPLACE TABLE ceiling_labelled AS
+            SELECT n.source_record_id, n.party_type, n.entity_id, c.cluster_id AS cluster_key
+            FROM ceiling_nodes n JOIN {clusters.physical_name} c USING (unique_id)""")
+        clusters.drop_table_from_database_and_remove_from_cache()
+        figures = _pairwise(con, "ceiling_labelled")
+        sweep.append({"min_true_per_false": ratio, "components_joined": int(joined), **figures})
+    best = max((s for s in sweep if (s["pairwise_precision"] or 0) >= precision_floor),
+               key=lambda s: s["pairwise_recall"] or 0, default=None)
+    for table in ("ceiling_nodes", "ceiling_pairs", "ceiling_patterns", "ceiling_components",
+                  "ceiling_edges", "ceiling_labelled"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+    return {"precision_floor": precision_floor,
+            "recall_at_floor": best["pairwise_recall"] if best else None,
+            "sweep": sweep}
+
+
+def _pairwise(con, table: str) -> dict[str, Any]:
+    tp, predicted, true_pairs = con.execute(f"""
+        WITH ce AS (SELECT cluster_key, entity_id, count(*) AS n FROM {table} GROUP BY ALL),
+        c AS (SELECT cluster_key, sum(n) AS n FROM ce GROUP BY ALL),
+        e AS (SELECT entity_id, sum(n) AS n FROM ce GROUP BY ALL)
+        SELECT (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM ce),
+               (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM c),
+               (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM e)""").fetchall()[0]
+    return {"pairwise_precision": _ratio(tp, predicted) if predicted else 1.0,
+            "pairwise_recall": _ratio(tp, true_pairs) if true_pairs else 1.0}
+
+
 def evaluate(clusters_path: Path, pairs_path: Path | None, truth_dir: Path,
              records_path: Path | None = None,
-             models: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+             models: dict[str, dict[str, Any]] | None = None,
+             ceiling: bool = False) -> dict[str, Any]:
     """Compare clusters (and match pairs) with `truth_dir/ground_truth.parquet`.
 
     With the staged `records_path` and the models (settings dicts per party type) it also
-    measures blocking recall."""
+    measures blocking recall; with `ceiling` the evidence ceiling (`evidence_ceiling`)."""
     import duckdb
 
     truth_path = Path(truth_dir) / TRUTH_FILE
@@ -348,6 +436,8 @@ def evaluate(clusters_path: Path, pairs_path: Path | None, truth_dir: Path,
         result["blocking"] = blocking_recall(con, Path(records_path), models)
     if pairs_path is not None and Path(pairs_path).is_file():
         result["links"] = link_precision(con, Path(pairs_path))
+        if ceiling:
+            result["evidence_ceiling"] = evidence_ceiling(con, Path(pairs_path))
     con.close()
     return result
 
