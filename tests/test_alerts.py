@@ -98,9 +98,9 @@ def test_the_sensor_waits_then_fails_the_run_and_the_receivers_hear_of_it(tmp_pa
 
     config = tmp_path / "config"
     config.mkdir()
-    # 90 s after the sensor first looks, checked every 2 s
+    # 30 s after the sensor first looks, checked every 2 s
     (config / "operations.yaml").write_text(
-        "landing: {wait_minutes: 1.5, poke_seconds: 2}\nrun_deadline_minutes: 60\n"
+        "landing: {wait_minutes: 0.5, poke_seconds: 2}\nrun_deadline_minutes: 60\n"
         "alerts:\n  smtp: {conn_id: ucv_smtp, to: [oncall@localhost], from_email: ucv@localhost}\n"
         "  webhook: {conn_id: ucv_webhook}\n")
     env = migrated_airflow_env(tmp_path / "airflow", tmp_path / "ucv")

@@ -1,8 +1,13 @@
 """One DAG run under Airflow on a small sample whose names and e-mails carry a canary, shared by
-the personal-data scan and the file-mode audit (both look at everything that run wrote)."""
+the personal-data scan and the file-mode audit (both look at everything that run wrote).
+
+Under pytest-xdist the run is made once for all workers of the session (the first to take the
+lock makes it, the others read it), since `--dist loadfile` puts these files on different
+workers and each made its own 80-second run."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import subprocess
 import sys
@@ -35,10 +40,28 @@ class CanaryRun:
 
 
 @pytest.fixture(scope="session")
-def canary_run(tmp_path_factory) -> CanaryRun:
+def canary_run(tmp_path_factory, worker_id) -> CanaryRun:
     if reason := end_to_end_skip_reason():
         pytest.skip(reason)
-    base = tmp_path_factory.mktemp("canary")
+    if worker_id == "master":  # not under xdist
+        return _make_canary_run(tmp_path_factory.mktemp("canary"))
+    shared = tmp_path_factory.getbasetemp().parent  # this session's, shared by its workers
+    with open(shared / "canary.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        made = shared / "canary" / "made.json"
+        if not made.is_file():
+            run = _make_canary_run(shared / "canary")
+            made.write_text(json.dumps({"planted": run.planted_cells,
+                                        "control": run.control_cells, "result": run.result}))
+        facts = json.loads(made.read_text())
+    base = shared / "canary"
+    return CanaryRun(base / "ucv", base / "airflow",
+                     RunPaths.for_run(EXPORT_DATE.isoformat(), base=base / "ucv" / "runs"),
+                     facts["planted"], facts["control"], facts["result"])
+
+
+def _make_canary_run(base: Path) -> CanaryRun:
+    base.mkdir(parents=True, exist_ok=True)
     home, airflow_home = base / "ucv", base / "airflow"
     landing = land(home, generate_sample(base / "generated"))
     planted, control = plant_canaries(landing)
