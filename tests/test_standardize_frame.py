@@ -160,3 +160,41 @@ def test_many_run_ids_and_key_orders_reuse_a_bounded_set_of_statements() -> None
         (row,) = warm.standardize(pd.DataFrame([record]), f"run-{i}").to_dict("records")
         assert row["run_id"] == f"run-{i}" and row["national_id"] == first["national_id"].iloc[0]
     assert len(warm._statements) == MAX_PREPARED
+
+
+def test_per_value_calls_in_worker_processes_give_the_single_process_rows(staged, tmp_path,
+                                                                          monkeypatch):
+    """Standardization forks workers for many distinct values (bulk.map_distinct); forced here
+    on a small export, every source's staged rows equal the single-process batch, in order."""
+    from pipelines.standardize import bulk
+
+    calls = []
+    real = bulk.map_distinct
+
+    def counted(fn, columns, n):
+        calls.append(n)
+        return real(fn, columns, n)
+
+    monkeypatch.setattr(bulk, "POOL_MIN_VALUES", 4)
+    monkeypatch.setattr(bulk, "map_distinct", counted)
+    monkeypatch.setenv(bulk.PROCESSES_ENV, "2")
+    for source in SOURCES:
+        accepted, batch, run_id = staged[source]
+        run = RunPaths.for_run(run_id, base=tmp_path / "runs").ensure()
+        accepted.to_parquet(run.accepted_dir / f"{source}.parquet")
+        forked = read(standardize_source(MAPPINGS[source], run))
+        assert as_json(forked.drop(columns=["run_id"])) == as_json(batch.drop(columns=["run_id"]))
+    assert max(calls) >= 4  # the pool really ran
+
+
+def test_map_distinct_keeps_order_and_reports_a_bad_setting(monkeypatch):
+    from pipelines.standardize import bulk
+
+    monkeypatch.setattr(bulk, "POOL_MIN_VALUES", 10)
+    monkeypatch.setenv(bulk.PROCESSES_ENV, "2")
+    values = [f"v{i}" for i in range(1000)]
+    assert bulk.map_distinct(lambda v, k: (v.upper(), k * 2), [values, list(range(1000))], 1000) \
+        == [(v.upper(), i * 2) for i, v in enumerate(values)]
+    monkeypatch.setenv(bulk.PROCESSES_ENV, "two")
+    with pytest.raises(ValueError, match="UCV_STANDARDIZE_PROCESSES='two' is not a whole number"):
+        bulk.map_distinct(str, [values], 1000)

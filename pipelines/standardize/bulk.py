@@ -10,7 +10,10 @@ Tests check that both paths give the same results.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import multiprocessing
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -36,12 +39,62 @@ def _literal(text: str) -> str:
     return quote_literal(text)
 
 
+# The per-distinct-value library calls (addresses, names, identifiers, ...) are pure Python and
+# were half of standardization at 1M on one core while DuckDB waited. From this many distinct
+# values they run in forked worker processes, one per core; fewer are not worth a fork.
+POOL_MIN_VALUES = 20_000
+PROCESSES_ENV = "UCV_STANDARDIZE_PROCESSES"  # 1: no worker processes
+_job: tuple[Callable[..., tuple], list[list[Any]]] | None = None  # read by forked workers
+
+
+def standardize_processes() -> int:
+    """Worker processes for per-value calls: UCV_STANDARDIZE_PROCESSES, else the usable cores."""
+    configured = os.environ.get(PROCESSES_ENV, "").strip()
+    if configured:
+        try:
+            return max(1, int(configured))
+        except ValueError:
+            raise ValueError(f"{PROCESSES_ENV}={configured!r} is not a whole number") from None
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def _apply(fn: Callable[..., tuple], columns: Sequence[list[Any]], lo: int, hi: int) -> list[tuple]:
+    return [fn(*args) for args in zip(*(c[lo:hi] for c in columns), strict=True)]
+
+
+def _apply_job(bounds: tuple[int, int]) -> list[tuple]:
+    assert _job is not None  # set by the parent before the fork
+    return _apply(_job[0], _job[1], *bounds)
+
+
+def map_distinct(fn: Callable[..., tuple], columns: list[list[Any]], n: int) -> list[tuple]:
+    """`fn(*row)` for each of the n rows of `columns`, in order; over the cores when n is large.
+
+    Workers are forked, so `fn` (often a closure over the mapping) and the values are inherited,
+    not pickled; only results travel back. The first value is computed here first, so lazy
+    imports and caches are warm before the fork."""
+    processes = min(standardize_processes(), max(1, n // (POOL_MIN_VALUES // 2)))
+    if n < POOL_MIN_VALUES or processes < 2:
+        return _apply(fn, columns, 0, n)
+    global _job
+    first = _apply(fn, columns, 0, 1)
+    step = -(-(n - 1) // (processes * 4))  # a few chunks per worker evens out slow values
+    bounds = [(lo, min(lo + step, n)) for lo in range(1, n, step)]
+    _job = (fn, columns)
+    try:
+        with multiprocessing.get_context("fork").Pool(processes) as pool:
+            parts = pool.map(_apply_job, bounds, chunksize=1)
+    finally:
+        _job = None
+    return first + [r for part in parts for r in part]
+
+
 def python_lookup(con: duckdb.DuckDBPyConnection, name: str, distinct_sql: str,
                   fn: Callable[..., tuple], outputs: list[tuple[str, pa.DataType]]) -> None:
     """Table `name`: the key columns of `distinct_sql` plus `fn(*keys)` once per distinct row."""
     keys = con.sql(distinct_sql).to_arrow_table()
     key_columns = [keys.column(i).to_pylist() for i in range(keys.num_columns)]
-    results = [fn(*args) for args in zip(*key_columns, strict=True)] if keys.num_rows else []
+    results = map_distinct(fn, key_columns, keys.num_rows) if keys.num_rows else []
     arrays = {keys.column_names[i]: keys.column(i) for i in range(keys.num_columns)}
     for j, (out_name, out_type) in enumerate(outputs):
         arrays[out_name] = pa.array([r[j] for r in results], out_type)
