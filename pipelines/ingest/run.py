@@ -201,7 +201,10 @@ def combine_staged(run: RunPaths, sources: Iterable[str] | None = None) -> Path:
         sources = sorted(p.stem for p in run.staged_dir.glob("*.parquet") if p.stem != "source_records")
         if not sources:
             raise FileNotFoundError(f"nothing standardized in {run.staged_dir}")
-    paths = [run.staged_dir / f"{s}.parquet" for s in sources]
+    # Each staged file is in its rows' order already (standardize_source sorts it), so the files
+    # read one after another, sources by name (= source_system), are in the combined order: no
+    # second sort of every record (measured at 1M: 14 % of standardization).
+    paths = [run.staged_dir / f"{s}.parquet" for s in sorted(sources)]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise FileNotFoundError(f"not standardized yet: {', '.join(missing)}")
@@ -214,8 +217,8 @@ def combine_staged(run: RunPaths, sources: Iterable[str] | None = None) -> Path:
                                HAVING count(*) > 1 LIMIT 3""").fetchall()
         if dupes:
             raise AccountingError(f"source_record_id not unique across staged sources: {dupes}")
-        con.execute(f"COPY (SELECT * FROM s ORDER BY source_system, source_file, source_row_number) "
-                    f"TO {quote_path(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+        con.execute("SET preserve_insertion_order = true")  # file order is the row order
+        con.execute(f"COPY (SELECT * FROM s) TO {quote_path(tmp)} (FORMAT parquet, COMPRESSION zstd)")
     fileio.replace(tmp, out)
     return out
 
