@@ -158,6 +158,40 @@ def test_charts_are_written_with_inline_javascript(sample):
         assert "cdn.jsdelivr" not in html and "vega" in html  # opens offline
 
 
+def test_the_waterfall_shows_the_runs_own_pairs_and_prior(sample):
+    """Each waterfall's bars add up to the weight the run stored for that pair, from the prior
+    the run scored with (rescaled to its record count), and show no compared values."""
+    import json
+    import math
+    import re
+
+    run = sample["run"]
+    write_charts(run, models=sample["models"])
+    html = (run.report_dir / "charts" / "person_waterfall.html").read_text(encoding="utf-8")
+    bars: dict[int, list[dict]] = {}
+    for text in re.findall(r'\{[^{}]*"record_number": \d+[^{}]*\}', html):
+        bar = json.loads(text)
+        bars.setdefault(bar["record_number"], []).append(bar)
+    assert len(bars) >= 4
+    stored = sorted(pd.read_parquet(run.resolved_dir / "match_pairs.parquet").query(
+        "party_type == 'person'")["match_weight"])
+    summary = json.loads((run.resolved_dir / "resolve_summary.json").read_text())
+    from pipelines.resolve.predict import load_model, load_training_profile, scale_prior
+
+    prior = scale_prior(load_model("person", sample["models"]),
+                        load_training_profile("person", sample["models"]),
+                        summary["party_types"]["person"]["records"])[
+        "probability_two_random_records_match"]
+    for record in bars.values():
+        final = next(b["log2_bayes_factor"] for b in record if b["column_name"] == "Final score")
+        assert sum(b["log2_bayes_factor"] for b in record
+                   if b["column_name"] != "Final score") == pytest.approx(final, abs=1e-6)
+        assert min(abs(final - w) for w in stored) < 1e-9  # a pair the run itself scored
+        assert record[0]["log2_bayes_factor"] == pytest.approx(
+            math.log2(prior / (1 - prior)), abs=1e-9)
+        assert all(b["value_l"] == "" and b["value_r"] == "" for b in record)
+
+
 def test_bench_resolve_reports_time_memory_and_comparisons(sample):
     figures = bench_resolve(sample["run"], models=sample["models"])
     assert figures["records"] == len(pd.read_parquet(sample["records"]))
