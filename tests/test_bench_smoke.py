@@ -20,8 +20,12 @@ def test_bench_one_size_reports_every_stage_and_the_baseline(tmp_path, monkeypat
     assert sum(p["records"] for p in bare["party_types"].values()) == result["source_records"]
     assert result["pipeline_over_bare_splink"] > 1  # the pipeline contains the linking
     assert result["quality"]["overall"]["pairwise_precision"] > 0.9
+    hand = result["handwritten_splink"]  # the hand-written script on the same exports
+    assert set(hand["seconds"]) >= {"read", "standardize", "train", "predict", "cluster", "total"}
+    assert hand["quality"]["overall"]["pairwise_recall"] > 0.5
+    assert result["pipeline_over_handwritten"] > 0
     # the bench leaves the caller's environment as it found it
     assert os.environ["UCV_HOME"] == str(tmp_path / "home")
 
     row = summary_table({"sizes": {"600": json.loads(json.dumps(result, default=str))}})[0]
-    assert row[0] == "600" and len(row) == 9
+    assert row[0] == "600" and len(row) == 10

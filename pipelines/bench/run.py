@@ -51,6 +51,7 @@ def generated_exports(records: int, seed: int, work: Path) -> tuple[Path, dict[s
 def bench_one_size(records: int, seed: int = 42, work: Path | None = None) -> dict[str, Any]:
     """Run the pipeline once on about `records` source records; returns the measured figures."""
     from pipelines.bench.baseline import bare_splink
+    from pipelines.bench.handwritten import handwritten_splink
     from pipelines.bench.resources import measure
     from pipelines.orchestration.run import run_pipeline
     from pipelines.orchestration.run_state import read_run_state
@@ -82,6 +83,11 @@ def bench_one_size(records: int, seed: int = 42, work: Path | None = None) -> di
         else:
             os.environ["UCV_HOME"] = previous_home
 
+    # the same exports through a hand-written Splink script (issue 19's other yardstick); it trains
+    # its models, which a nightly run does not, so its time is reported with and without training
+    handwritten = handwritten_splink(gen_dir / "landing", work / f"handwritten-{records}", seed=seed,
+                                     truth_dir=gen_dir / "truth")
+    hand_seconds = handwritten["seconds"]
     resolve_summary = json.loads((run.resolved_dir / "resolve_summary.json").read_text())
     stage_rows = {name: {"seconds": s.get("seconds"), "peak_rss_mib": s.get("peak_rss_mib"),
                          "counts": s.get("counts", {})}
@@ -98,6 +104,12 @@ def bench_one_size(records: int, seed: int = 42, work: Path | None = None) -> di
         "bare_splink": baseline,
         "pipeline_over_bare_splink": round(pipeline_cost.seconds / baseline["seconds"], 2)
         if baseline["seconds"] else None,
+        "handwritten_splink": handwritten,
+        "pipeline_over_handwritten": round(pipeline_cost.seconds / hand_seconds["total"], 2)
+        if hand_seconds.get("total") else None,
+        "pipeline_over_handwritten_without_training": round(
+            pipeline_cost.seconds / (hand_seconds["total"] - hand_seconds.get("train", 0)), 2)
+        if hand_seconds.get("total", 0) - hand_seconds.get("train", 0) > 0 else None,
         "quality": quality,
     }
 
@@ -127,6 +139,7 @@ def summary_table(results: dict[str, Any]) -> list[list[str]]:
         rows.append([f"{int(size):,}", f"{r['source_records']:,}",
                      f"{r['pipeline']['seconds']:.0f}", f"{r['pipeline']['peak_rss_mib'] / 1024:.2f}",
                      f"{r['bare_splink']['seconds']:.0f}", f"{r['pipeline_over_bare_splink']}",
+                     f"{r.get('pipeline_over_handwritten', '')}",
                      f"{r['resolve']['comparisons_per_record']}",
                      str(q.get("pairwise_precision", q.get("precision", ""))),
                      str(q.get("pairwise_recall", q.get("recall", "")))])
