@@ -42,7 +42,7 @@ def _literal(text: str) -> str:
 # The per-distinct-value library calls (addresses, names, identifiers, ...) are pure Python and
 # were half of standardization at 1M on one core while DuckDB waited. From this many distinct
 # values they run in forked worker processes, one per core; fewer are not worth a fork.
-POOL_MIN_VALUES = 20_000
+POOL_MIN_VALUES = 5_000
 PROCESSES_ENV = "UCV_STANDARDIZE_PROCESSES"  # 1: no worker processes
 _job: tuple[Callable[..., tuple], list[list[Any]]] | None = None  # read by forked workers
 
