@@ -40,7 +40,8 @@ def bench_realtime(warehouse: Path, n_queries: int = 1000, seed: int = 0, models
         if source != "canonical":
             record = SOURCE_SHAPES[source](record, i)
         t0 = time.perf_counter()
-        canonical = resolver.standardize(record, source)  # resolve() = standardize + resolve_canonical
+        # as the service does: a dict, not a one-row DataFrame (resolve() = standardize + resolve_canonical)
+        canonical = resolver.standardize_record(record, source)
         t1 = time.perf_counter()
         candidates = resolver.resolve_canonical(canonical, top_k=5)
         elapsed = time.perf_counter() - t0
