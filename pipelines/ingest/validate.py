@@ -15,6 +15,7 @@ to the accepted or the quarantine file with its nested people all the same.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -274,8 +275,6 @@ def is_native(expectation: dict) -> bool:
 
 def native_unexpected(expectation: dict, column: pa.ChunkedArray) -> list[int]:
     """Positions of the rows failing a native expectation (`is_native`), as GE lists them."""
-    import re
-
     kind, kwargs = expectation["type"], expectation.get("kwargs") or {}
     present = pc.is_valid(column)
     if kind == "expect_column_values_to_not_be_null":
@@ -296,8 +295,6 @@ def _suite_failures(mapping: SourceMapping, raw: Path, columns: list[str], nativ
     """Run the suite over batches of well-formed rows; yield failure tables. Native rules
     (`is_native`) on Arrow, the rest through GE on pandas batches; `native=False` sends every
     rule through GE (tests compare the two)."""
-    import re
-
     expectations = [e for e in mapping.suite().get("expectations", [])
                     if (e.get("kwargs") or {}).get("column", columns[0]) in columns]
     if not expectations:

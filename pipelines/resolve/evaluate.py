@@ -63,10 +63,11 @@ def _load_labelled(con, clusters_path: Path, truth_path: Path) -> dict[str, int]
             "clustered_records_not_in_truth": n_clustered - n_labelled}
 
 
-def cluster_metrics(con, where: str = "TRUE") -> dict[str, Any]:
-    """Pairwise and B-cubed metrics of the `labelled` records that satisfy `where`."""
+def cluster_metrics(con, where: str = "TRUE", table: str = "labelled") -> dict[str, Any]:
+    """Pairwise and B-cubed metrics of the records of `table` (cluster_key, entity_id) that
+    satisfy `where`."""
     row = con.execute(f"""
-        WITH r AS (SELECT * FROM labelled WHERE {where}),
+        WITH r AS (SELECT * FROM {table} WHERE {where}),
         ce AS (SELECT cluster_key, entity_id, count(*) AS n FROM r GROUP BY ALL),
         c AS (SELECT cluster_key, sum(n) AS n, count(*) AS entities FROM ce GROUP BY ALL),
         e AS (SELECT entity_id, sum(n) AS n, count(*) AS clusters FROM ce GROUP BY ALL),
@@ -381,8 +382,10 @@ def evidence_ceiling(con, pairs_path: Path, precision_floor: float = CEILING_PRE
             SELECT n.source_record_id, n.party_type, n.entity_id, c.cluster_id AS cluster_key
             FROM ceiling_nodes n JOIN {clusters.physical_name} c USING (unique_id)""")
         clusters.drop_table_from_database_and_remove_from_cache()
-        figures = _pairwise(con, "ceiling_labelled")
-        sweep.append({"min_true_per_false": ratio, "components_joined": int(joined), **figures})
+        figures = cluster_metrics(con, table="ceiling_labelled")
+        sweep.append({"min_true_per_false": ratio, "components_joined": int(joined),
+                      "pairwise_precision": figures["pairwise_precision"],
+                      "pairwise_recall": figures["pairwise_recall"]})
     best = max((s for s in sweep if (s["pairwise_precision"] or 0) >= precision_floor),
                key=lambda s: s["pairwise_recall"] or 0, default=None)
     for table in ("ceiling_nodes", "ceiling_pairs", "ceiling_patterns", "ceiling_components",
@@ -391,18 +394,6 @@ def evidence_ceiling(con, pairs_path: Path, precision_floor: float = CEILING_PRE
     return {"precision_floor": precision_floor,
             "recall_at_floor": best["pairwise_recall"] if best else None,
             "sweep": sweep}
-
-
-def _pairwise(con, table: str) -> dict[str, Any]:
-    tp, predicted, true_pairs = con.execute(f"""
-        WITH ce AS (SELECT cluster_key, entity_id, count(*) AS n FROM {table} GROUP BY ALL),
-        c AS (SELECT cluster_key, sum(n) AS n FROM ce GROUP BY ALL),
-        e AS (SELECT entity_id, sum(n) AS n FROM ce GROUP BY ALL)
-        SELECT (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM ce),
-               (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM c),
-               (SELECT coalesce(sum(n * (n - 1) / 2), 0) FROM e)""").fetchall()[0]
-    return {"pairwise_precision": _ratio(tp, predicted) if predicted else 1.0,
-            "pairwise_recall": _ratio(tp, true_pairs) if true_pairs else 1.0}
 
 
 def evaluate(clusters_path: Path, pairs_path: Path | None, truth_dir: Path,
