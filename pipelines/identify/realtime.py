@@ -33,8 +33,10 @@ from typing import Any
 import duckdb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from pipelines import settings
+from pipelines.resolve.python_levels import NearTie
 from pipelines.sql import quote_ident, quote_list, quote_literal
 
 PARTY_TYPES = ("person", "organization")
@@ -43,6 +45,7 @@ _SEP = "chr(31)"  # unit separator between key parts: cannot occur in standardiz
 _KEY_PREFIX = "__rt_key_"  # blocking-key columns of the input statement
 _CUSTOMER = "__rt_customer_id"  # the stored record's customer, beside the model's columns
 _SCORING_CHECKS = 5  # stored records scored both ways at start-up
+_LEVEL_CHECKS = 200  # stored records whose pairs' levels are computed both ways at start-up
 _WARM_SESSIONS = 8  # fast-path cursors prepared at start-up (more are made under more load)
 _CHECK_BLANKED = ("phone_mobile", "email", "national_id", "postcode", "registration_id")
 
@@ -218,6 +221,12 @@ class _PartyScorer:
         # Queries touch a few rows: one thread avoids scheduling work across threads per statement.
         self.con.execute("set threads = 1")
         self.scorer = compile_scorer(self.settings)
+        from pipelines.resolve.python_levels import compile_levels
+
+        self.levels, why = compile_levels(self.scorer.comparison_columns)
+        if self.levels is None:
+            log.info("%s comparison levels stay in DuckDB: %s", party_type, why)
+        self._build_memory_index()
         self._check_sample = stored.slice(0, min(20, self.n_stored)).to_pandas()
         self.fast_input = self.fast_scoring = False
         if self.n_stored > 0 and all(rule["equi"] for rule in self.rules):
@@ -225,6 +234,8 @@ class _PartyScorer:
             self.row_columns = [(r[0], r[1]) for r in self.con.execute(f"describe rt_new_{party_type}").fetchall()]
             self.fast_input = self._split_keys() and self._check_fast_input()
             self.fast_scoring = self.fast_input and self._check_fast_scoring()
+            if self.fast_scoring and self.levels is not None and not self._check_python_levels(stored):
+                self.levels = None
         if self.fast_input and self.fast_scoring:  # cursors for concurrent requests, made now
             for _ in range(_WARM_SESSIONS - self._sessions.qsize()):
                 self._sessions.put(_Session(self))
@@ -253,8 +264,8 @@ class _PartyScorer:
             raise RuntimeError(f"the fast path is off for {self.party_type} (see the start-up log)")
         with self._session() as session:
             row, keys = self._input_row(session, _record_values(canonical))
-            candidate_ids = self._ranked(self._key_hits(session.cursor, keys))
-            return self._pairs_fast(session, row, candidate_ids) if candidate_ids else []
+            positions = self._candidate_positions(session.cursor, keys)
+            return self._pairs_fast(session, row, positions) if len(positions) else []
 
     @contextmanager
     def _session(self) -> Iterator[_Session]:
@@ -323,16 +334,71 @@ class _PartyScorer:
                 return False
         return True
 
-    def _key_hits(self, cursor, keys: list[str]) -> dict[str, int]:
+    def _build_memory_index(self) -> None:
+        """The stored rows and the blocking-key index in memory (Arrow and numpy): a query reads
+        ~20 rows, and every DuckDB statement costs binding however few rows it touches.
+        Keys are held as DuckDB's 64-bit hash, sorted, beside the row they belong to: a hash
+        shared by two keys (odds ~1e-12 per query at 10M keys) only adds a candidate, which the
+        model then scores like any other."""
         party = self.party_type
-        hits: dict[str, int] = {}
-        if keys:
-            hits.update(dict(cursor.execute(
-                f"select unique_id, count(*) from block_keys_{party} "
-                f"where key in ({_literals(sorted(set(keys)))}) group by unique_id").fetchall()))
-        return hits
+        self.rows = self.con.sql(f"select * from scoring_{party} order by unique_id").to_arrow_table()
+        index = self.con.execute(
+            f"select hash(b.key) as h, s.position from block_keys_{party} b join "
+            f"(select unique_id, (row_number() over (order by unique_id) - 1)::integer as position "
+            f"from scoring_{party}) s using (unique_id) order by h, s.position").fetchnumpy()
+        self.key_hashes = np.asarray(index["h"], dtype=np.uint64)
+        self.key_positions = np.asarray(index["position"], dtype=np.int64)
 
-    def _pairs_fast(self, session: _Session, row: dict[str, Any], candidate_ids: list[str]) -> list[dict]:
+    def _candidate_positions(self, cursor, keys: list[str]) -> np.ndarray:
+        """Rows (positions in `self.rows`) sharing a blocking key with the record, those sharing
+        most keys first, then by unique_id (as `_candidate_ids` ranks them), at most
+        `max_candidates`."""
+        if not keys:
+            return np.empty(0, dtype=np.int64)
+        (hashes,), = cursor.execute("select list_transform(?::varchar[], lambda k: hash(k))",
+                                    [sorted(set(keys))]).fetchall()
+        wanted = np.asarray(hashes, dtype=np.uint64)
+        starts = np.searchsorted(self.key_hashes, wanted, side="left")
+        ends = np.searchsorted(self.key_hashes, wanted, side="right")
+        found = [self.key_positions[a:b] for a, b in zip(starts.tolist(), ends.tolist(), strict=True) if b > a]
+        if not found:
+            return np.empty(0, dtype=np.int64)
+        positions, counts = np.unique(np.concatenate(found), return_counts=True)
+        order = np.lexsort((positions, -counts))[: self.max_candidates]
+        return positions[order]
+
+    def _candidate_ids_of(self, positions: np.ndarray) -> list[str]:
+        return self.rows.column("unique_id").take(pa.array(positions)).to_pylist()
+
+    def _pairs_fast(self, session: _Session, row: dict[str, Any], positions: np.ndarray) -> list[dict]:
+        if self.levels is not None:
+            try:
+                return self._pairs_in_python(row, positions)
+            except NearTie:  # a similarity at a threshold: DuckDB's own figure decides
+                pass
+            except Exception:  # a value the compiled levels cannot take: DuckDB's statement decides
+                log.warning("python comparison levels failed on a %s query; DuckDB's SQL instead",
+                            self.party_type, exc_info=True)
+        return self._pairs_in_duckdb(session, row, self._candidate_ids_of(positions))
+
+    def _pairs_in_python(self, row: dict[str, Any], positions: np.ndarray) -> list[dict]:
+        """As `_pairs_in_duckdb`, with the levels from the compiled closures (same SQL)."""
+        assert self.levels is not None
+        tf_columns = [(name, name[:-2], name.endswith("_l"))
+                      for name in (n.strip('"') for n in self.scorer.tf_columns)]
+        unique_id = row["unique_id"]
+        pairs = []
+        for stored in self.rows.take(pa.array(positions)).to_pylist():
+            pair: dict[str, Any] = {"unique_id_l": stored["unique_id"]}
+            pair.update(self.levels.levels(stored, row))
+            for name, column, left in tf_columns:
+                pair[name] = stored.get(column) if left else row.get(column)
+            pair["unique_id_r"] = unique_id
+            pair["customer_id"] = stored[_CUSTOMER]
+            pairs.append(self.scorer.weigh(pair))
+        return pairs
+
+    def _pairs_in_duckdb(self, session: _Session, row: dict[str, Any], candidate_ids: list[str]) -> list[dict]:
         cursor = session.cursor
         cursor.execute("delete from rt_cand")
         # A literal IN list is answered from the ART index (a join or a parameter list scans the table).
@@ -379,11 +445,41 @@ class _PartyScorer:
                 expected = self._splink_pairs(candidate_ids) if candidate_ids else []
             with self._session() as session:
                 row, keys = self._input_row(session, _record_values(frame))
-                fast_ids = self._ranked(self._key_hits(session.cursor, keys))
-                got = self._pairs_fast(session, row, fast_ids) if fast_ids else []
+                positions = self._candidate_positions(session.cursor, keys)
+                fast_ids = self._candidate_ids_of(positions)
+                got = self._pairs_fast(session, row, positions) if fast_ids else []
             if fast_ids != candidate_ids or not _same_pairs(expected, got, self.scorer):
                 log.warning("real-time fast scoring differs from Splink's on a stored record: Splink path")
                 return False
+        return True
+
+    def _check_python_levels(self, stored) -> bool:
+        """Stored records spread over the table (one field blanked each) against their candidates:
+        the compiled levels only if they give DuckDB's levels and weights on every pair."""
+        step = max(1, stored.num_rows // _LEVEL_CHECKS)
+        sample = stored.take(pa.array(range(0, stored.num_rows, step))[:_LEVEL_CHECKS]).to_pylist()
+        checked = 0
+        with self._session() as session:
+            for i, record in enumerate(sample):
+                record["source_record_id"] = f"check:{i}"
+                record[_CHECK_BLANKED[i % len(_CHECK_BLANKED)]] = None
+                row, keys = self._input_row(session, record)
+                positions = self._candidate_positions(session.cursor, keys)
+                if not len(positions):
+                    continue
+                try:
+                    mine = self._pairs_in_python(row, positions)
+                except NearTie:
+                    continue
+                except Exception:
+                    log.warning("python comparison levels failed at start-up: DuckDB's SQL", exc_info=True)
+                    return False
+                theirs = self._pairs_in_duckdb(session, row, self._candidate_ids_of(positions))
+                if not _same_pairs(theirs, mine, self.scorer):
+                    log.warning("python comparison levels differ from DuckDB's on a stored record: DuckDB's SQL")
+                    return False
+                checked += len(mine)
+        log.info("%s: python comparison levels equal DuckDB's on %d pairs", self.party_type, checked)
         return True
 
     # The Splink path (a fallback when a check above fails): Splink's whole SQL per query.

@@ -1,0 +1,405 @@
+"""Splink's comparison levels of one model evaluated in Python, for a handful of pairs at a time.
+
+Real-time resolution scores a new record against ~20 stored ones. In DuckDB every execution of
+Splink's comparison-vector statement costs ~0.1 ms per CASE branch whatever the row count (the
+person model has ~50 branches): ~20 ms per query, most of a request. Here the very same SQL — the
+`CASE WHEN ... THEN <level>` list Splink generates for the model (`gamma_*` columns) — is parsed
+with sqlglot (Splink's own SQL library) and compiled once into Python closures with DuckDB's
+semantics: three-valued logic, NULL in -> NULL out, strings compared by their UTF-8 bytes as
+DuckDB's similarity functions do (rapidfuzz on bytes gives DuckDB's figures exactly; checked in
+tests/test_python_levels.py), lists as DuckDB's list functions treat them.
+
+`compile_levels` returns None, naming the construct, when the SQL holds anything outside the
+supported set (a custom comparison with another function): the caller then keeps DuckDB. The
+real-time scorer also checks at start-up that the closures give DuckDB's levels on real pairs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Row = dict[str, Any]
+Fn = Callable[[Row, Row], Any]
+
+
+class Unsupported(Exception):
+    """A construct of the comparison SQL this evaluator does not implement."""
+
+
+class NearTie(Exception):
+    """A similarity too close to a threshold to decide here: rapidfuzz and DuckDB compute the same
+    figure in another order and may differ in the last bit (0.8083333333333333 against
+    ...335), so a value within 1e-9 of the threshold is left to DuckDB's own SQL."""
+
+
+_TIE = 1e-9
+
+
+@dataclass(frozen=True)
+class CompiledLevels:
+    """gamma column -> a function of (stored row, new row) giving its comparison level."""
+
+    functions: tuple[tuple[str, Fn], ...]
+
+    def levels(self, left: Row, right: Row) -> dict[str, int]:
+        return {name: fn(left, right) for name, fn in self.functions}
+
+
+def compile_levels(comparison_columns_sql: str) -> tuple[CompiledLevels | None, str | None]:
+    """(compiled levels, None), or (None, why not) for Splink's comparison-vector select list
+    (`settings._columns_to_select_for_comparison_vector_values`)."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        select = sqlglot.parse_one(f"SELECT {comparison_columns_sql}", dialect="duckdb")
+    except sqlglot.errors.ParseError as err:
+        return None, f"cannot parse the comparison SQL: {err}"
+    functions = []
+    try:
+        for projection in select.expressions:
+            if not isinstance(projection, exp.Alias) or not projection.alias.startswith("gamma_"):
+                continue  # pass-through columns (unique ids, tf columns) are read from the rows
+            functions.append((projection.alias, _compile(projection.this)))
+    except Unsupported as err:
+        return None, str(err)
+    if not functions:
+        return None, "no gamma_ columns in the comparison SQL"
+    return CompiledLevels(tuple(functions)), None
+
+
+# --- the compiler: one closure per SQL node -------------------------------------------------
+
+def _compile(node) -> Fn:
+    from sqlglot import exp
+
+    if isinstance(node, exp.Paren):
+        return _compile(node.this)
+    if isinstance(node, exp.Column):
+        return _column(node)
+    if isinstance(node, exp.Literal):
+        value: Any = node.this if node.is_string else _number(node.this)
+        return lambda left, right: value
+    if isinstance(node, exp.Neg):
+        inner = _compile(node.this)
+        return lambda left, right: (None if (v := inner(left, right)) is None else -v)
+    if isinstance(node, exp.Array):
+        items = [_compile(e) for e in node.expressions]
+        return lambda left, right: [item(left, right) for item in items]
+    if isinstance(node, exp.Cast):
+        return _cast(node)
+    if isinstance(node, exp.Boolean):
+        flag = bool(node.this)
+        return lambda left, right: flag
+    if isinstance(node, exp.Null):
+        return lambda left, right: None
+    if isinstance(node, exp.Case):
+        return _case(node)
+    if isinstance(node, exp.And):
+        return _and(_compile(node.this), _compile(node.expression))
+    if isinstance(node, exp.Or):
+        return _or(_compile(node.this), _compile(node.expression))
+    if isinstance(node, exp.Not):
+        inner = _compile(node.this)
+        return lambda left, right: (None if (v := inner(left, right)) is None else not v)
+    if isinstance(node, exp.Is):
+        if not isinstance(node.expression, exp.Null):
+            raise Unsupported(f"IS {node.expression.sql()} (only IS NULL)")
+        inner = _compile(node.this)
+        return lambda left, right: inner(left, right) is None
+    if type(node) in _COMPARISONS:
+        return _comparison(_COMPARISONS[type(node)], _compile(node.this), _compile(node.expression))
+    if isinstance(node, exp.In):
+        if node.args.get("query") or node.args.get("unnest"):
+            raise Unsupported("IN over a subquery")
+        return _in(_compile(node.this), [_compile(e) for e in node.expressions])
+    if isinstance(node, exp.Coalesce):
+        parts = [_compile(node.this), *(_compile(e) for e in node.expressions)]
+        return _coalesce(parts)
+    name, args = _function(node)
+    if name in _FUNCTIONS:
+        arity, impl = _FUNCTIONS[name]
+        if len(args) not in arity:
+            raise Unsupported(f"{name} with {len(args)} arguments")
+        compiled = [_compile(a) for a in args]
+        return _strict(impl, compiled)
+    raise Unsupported(f"{node.sql(dialect='duckdb')[:80]!r} ({type(node).__name__})")
+
+
+def _function(node) -> tuple[str, list]:
+    """A function call's DuckDB name and its arguments, whichever sqlglot class parsed it."""
+    from sqlglot import exp
+
+    if isinstance(node, exp.Anonymous):
+        return node.name.lower(), list(node.expressions)
+    named = {exp.JarowinklerSimilarity: "jaro_winkler_similarity", exp.Levenshtein: "levenshtein",
+             exp.ArrayOverlaps: "list_has_any", exp.ArrayContains: "list_contains",
+             exp.Contains: "contains", exp.Length: "len", exp.Year: "year", exp.Month: "month",
+             exp.Day: "day", exp.ArrayToString: "array_to_string", exp.Replace: "replace",
+             exp.ArraySort: "list_sort", exp.ArrayContainsAll: "list_has_all", exp.Lower: "lower",
+             exp.Upper: "upper"}
+    for cls, name in named.items():
+        if type(node) is cls:
+            if cls is exp.Levenshtein and any(node.args.get(k) for k in ("ins_cost", "del_cost", "sub_cost", "max_dist")):
+                raise Unsupported("levenshtein with costs")
+            if cls is exp.ArraySort and node.args.get("expression") is not None:
+                raise Unsupported("list_sort with an order argument")
+            if cls is exp.Replace:
+                return name, [node.this, node.expression, node.args.get("replacement")]
+            args = [node.this, *([node.expression] if node.args.get("expression") is not None else [])]
+            return name, args
+    raise Unsupported(f"{node.sql(dialect='duckdb')[:80]!r} ({type(node).__name__})")
+
+
+def _column(node) -> Fn:
+    name = node.name
+    if node.table:
+        raise Unsupported(f"qualified column {node.sql()}")
+    if name.endswith("_l"):
+        key = name[:-2]
+        return lambda left, right: left.get(key)
+    if name.endswith("_r"):
+        key = name[:-2]
+        return lambda left, right: right.get(key)
+    raise Unsupported(f"column {name} is neither _l nor _r")
+
+
+def _cast(node) -> Fn:
+    """CAST to text or a text list (what Splink's and this project's SQL write for defaults)."""
+    from sqlglot import exp
+
+    inner = _compile(node.this)
+    target = node.to
+    text = (exp.DataType.Type.TEXT, exp.DataType.Type.VARCHAR)
+    if target.this in text:
+        def to_text(left: Row, right: Row) -> Any:
+            value = inner(left, right)
+            if value is None or isinstance(value, str):
+                return value
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                raise Unsupported("a number cast to text")  # DuckDB's float formatting differs
+            raise Unsupported(f"a {type(value).__name__} cast to text")
+        return to_text
+    if target.this == exp.DataType.Type.ARRAY and target.expressions and target.expressions[0].this in text:
+        def to_texts(left: Row, right: Row) -> Any:
+            value = inner(left, right)
+            if value is None:
+                return None
+            if all(v is None or isinstance(v, str) for v in value):
+                return list(value)
+            raise Unsupported("a list of non-text values cast to text[]")
+        return to_texts
+    raise Unsupported(f"CAST to {target.sql(dialect='duckdb')}")
+
+
+def _number(text: str) -> float | int:
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def _case(node) -> Fn:
+    branches = [(_compile(i.this), _compile(i.args["true"])) for i in node.args.get("ifs") or []]
+    default = _compile(node.args["default"]) if node.args.get("default") is not None else None
+    if node.this is not None:
+        raise Unsupported("CASE <expr> WHEN (simple CASE)")
+
+    def case(left: Row, right: Row) -> Any:
+        for condition, value in branches:
+            if condition(left, right) is True:  # NULL is not true
+                return value(left, right)
+        return default(left, right) if default is not None else None
+    return case
+
+
+def _and(a: Fn, b: Fn) -> Fn:
+    def both(left: Row, right: Row) -> bool | None:
+        x = a(left, right)
+        if x is False:
+            return False
+        y = b(left, right)
+        if y is False:
+            return False
+        return None if x is None or y is None else True
+    return both
+
+
+def _or(a: Fn, b: Fn) -> Fn:
+    def either(left: Row, right: Row) -> bool | None:
+        x = a(left, right)
+        if x is True:
+            return True
+        y = b(left, right)
+        if y is True:
+            return True
+        return None if x is None or y is None else False
+    return either
+
+
+def _comparison(op: Callable[[Any, Any], bool], a: Fn, b: Fn) -> Fn:
+    def compare(left: Row, right: Row) -> bool | None:
+        x, y = a(left, right), b(left, right)
+        if x is None or y is None:
+            return None
+        if (isinstance(x, float) or isinstance(y, float)) and abs(x - y) <= _TIE:
+            raise NearTie(f"{x!r} against {y!r}")
+        return op(_comparable(x), _comparable(y))
+    return compare
+
+
+def _comparable(value: Any) -> Any:
+    # DuckDB compares a DATE with a TIMESTAMP as timestamps; lists element by element (NULLs equal)
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day)
+    if isinstance(value, (list, tuple)):
+        return tuple(_comparable(v) for v in value)
+    return value
+
+
+def _in(needle: Fn, haystack: list[Fn]) -> Fn:
+    def within(left: Row, right: Row) -> bool | None:
+        x = needle(left, right)
+        if x is None:
+            return None
+        saw_null = False
+        for candidate in haystack:
+            y = candidate(left, right)
+            if y is None:
+                saw_null = True
+            elif _comparable(x) == _comparable(y):
+                return True
+        return None if saw_null else False
+    return within
+
+
+def _coalesce(parts: list[Fn]) -> Fn:
+    def first(left: Row, right: Row) -> Any:
+        for part in parts:
+            value = part(left, right)
+            if value is not None:
+                return value
+        return None
+    return first
+
+
+def _strict(impl: Callable[..., Any], args: list[Fn]) -> Fn:
+    """A function that returns NULL when an argument is NULL (as these DuckDB functions do)."""
+    def call(left: Row, right: Row) -> Any:
+        values = [a(left, right) for a in args]
+        if any(v is None for v in values):
+            return None
+        return impl(*values)
+    return call
+
+
+_COMPARISONS: dict[type, Callable[[Any, Any], bool]] = {}
+
+
+def _init_comparisons() -> None:
+    import operator
+
+    from sqlglot import exp
+
+    _COMPARISONS.update({exp.EQ: operator.eq, exp.NEQ: operator.ne, exp.GT: operator.gt,
+                         exp.GTE: operator.ge, exp.LT: operator.lt, exp.LTE: operator.le})
+
+
+_init_comparisons()
+
+
+# --- DuckDB's functions ----------------------------------------------------------------------
+
+def _bytes(text: str) -> bytes:
+    return text.encode("utf-8")
+
+
+def _jaro_winkler(a: str, b: str) -> float:
+    from rapidfuzz.distance import JaroWinkler
+
+    if not a and not b:
+        return 0.0  # DuckDB: two empty strings are 0.0 (rapidfuzz says 1.0)
+    return JaroWinkler.similarity(_bytes(a), _bytes(b))
+
+
+def _jaro(a: str, b: str) -> float:
+    from rapidfuzz.distance import Jaro
+
+    if not a and not b:
+        return 0.0
+    return Jaro.similarity(_bytes(a), _bytes(b))
+
+
+def _levenshtein(a: str, b: str) -> int:
+    from rapidfuzz.distance import Levenshtein
+
+    return Levenshtein.distance(_bytes(a), _bytes(b))
+
+
+def _damerau_levenshtein(a: str, b: str) -> int:
+    from rapidfuzz.distance import DamerauLevenshtein
+
+    return DamerauLevenshtein.distance(_bytes(a), _bytes(b))
+
+
+def _list_has_any(a: list, b: list) -> bool:
+    right = {v for v in b if v is not None}
+    return any(v is not None and v in right for v in a)
+
+
+def _list_has_all(a: list, b: list) -> bool:
+    left = {v for v in a if v is not None}
+    return all(v is None or v in left for v in b)
+
+
+def _list_contains(a: list, b: Any) -> bool:
+    return any(v is not None and v == b for v in a)
+
+
+def _contains(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)):
+        return _list_contains(list(a), b)
+    return str(b) in str(a)
+
+
+def _length(a: Any) -> int:
+    return len(a)  # a string's characters (code points) or a list's elements, as DuckDB's len
+
+
+def _list_sort(a: list) -> list:
+    present = sorted(v for v in a if v is not None)
+    return present + [None] * (len(a) - len(present))  # DuckDB's default: NULLS LAST
+
+
+def _array_to_string(a: list, sep: str) -> str:
+    return sep.join(str(v) for v in a if v is not None)
+
+
+_FUNCTIONS: dict[str, tuple[tuple[int, ...], Callable[..., Any]]] = {
+    "jaro_winkler_similarity": ((2,), _jaro_winkler),
+    "jaro_similarity": ((2,), _jaro),
+    "levenshtein": ((2,), _levenshtein),
+    "damerau_levenshtein": ((2,), _damerau_levenshtein),
+    "list_has_any": ((2,), _list_has_any),
+    "array_has_any": ((2,), _list_has_any),
+    "list_has_all": ((2,), _list_has_all),
+    "array_has_all": ((2,), _list_has_all),
+    "list_contains": ((2,), _list_contains),
+    "array_contains": ((2,), _list_contains),
+    "list_has": ((2,), _list_contains),
+    "contains": ((2,), _contains),
+    "len": ((1,), _length),
+    "length": ((1,), _length),
+    "year": ((1,), lambda d: d.year),
+    "month": ((1,), lambda d: d.month),
+    "day": ((1,), lambda d: d.day),
+    "replace": ((3,), lambda s, a, b: s.replace(a, b)),
+    "list_sort": ((1,), _list_sort),
+    "array_sort": ((1,), _list_sort),
+    "array_to_string": ((2,), _array_to_string),
+    "list_aggr_string_agg": ((2,), _array_to_string),
+    "lower": ((1,), str.lower),
+    "upper": ((1,), str.upper),
+}
