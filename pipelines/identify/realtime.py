@@ -208,6 +208,12 @@ class _PartyScorer:
                          f"left join customer_of_{party_type} c using (unique_id) order by unique_id")
         self.con.execute(f"create index scoring_{party_type}_id on scoring_{party_type} (unique_id)")
         self.rules = self._blocking_rules()
+        from pipelines.resolve.features import COLUMN_TYPES, COLUMNS
+
+        self.input_columns = ["source_record_id", *COLUMNS[party_type]]
+        self.input_types = ["VARCHAR[]" if COLUMN_TYPES.get(c, "").endswith("[]") else "VARCHAR"
+                            for c in self.input_columns]
+        self.input_in_python: Any = None  # python_levels.RowFn once compiled and checked
         self._build_key_index()
         self.new_keys_sql = " union all ".join(
             f"select {_key_expr(i, [r for _, r in rule['equi']])} as key from rt_new_{party_type} "
@@ -233,6 +239,10 @@ class _PartyScorer:
             self._stage_new_record(self._check_sample.iloc[[0]])
             self.row_columns = [(r[0], r[1]) for r in self.con.execute(f"describe rt_new_{party_type}").fetchall()]
             self.fast_input = self._split_keys() and self._check_fast_input()
+            if self.fast_input:
+                self._compile_input()
+                if self.input_in_python is not None and not self._check_python_input(stored):
+                    self.input_in_python = None
             self.fast_scoring = self.fast_input and self._check_fast_scoring()
             if self.fast_scoring and self.levels is not None and not self._check_python_levels(stored):
                 self.levels = None
@@ -280,15 +290,50 @@ class _PartyScorer:
         finally:
             self._sessions.put(session)
 
-    def _input_row(self, session: _Session, values: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-        """The model input row of a record (as the nightly builder makes it) and its blocking keys."""
-        cursor = session.cursor
-        cursor.execute(f"EXECUTE {session.input_statement}(" + ", ".join(
-            _typed_literal(_parameter(values.get(c), c == "birth_date"), t)
-            for c, t in zip(session.input_columns, session.input_types, strict=True)) + ")")
-        names = [d[0] for d in cursor.description]
-        found = dict(zip(names, cursor.fetchall()[0], strict=True))
-        keys = [found.pop(k) for k in [n for n in names if n.startswith(_KEY_PREFIX)]]
+    def _input_query(self, source: str) -> str:
+        """The model input row and its blocking keys (`__rt_key_<rule>` columns) of `source`'s rows."""
+        from pipelines.resolve.features import comparison_input_sql
+
+        keys = "".join(
+            f", case when {_not_null(exprs)} then {_key_expr(i, exprs)} end as {_KEY_PREFIX}{i}"
+            for i, exprs in self.sql_keys)
+        return (f"select *{keys} from "
+                f"({comparison_input_sql(source, set(self.input_columns), self.party_type)})")
+
+    def _compile_input(self) -> None:
+        """The input statement as Python (python_levels.compile_row_query): ~5 ms of DuckDB
+        binding per query otherwise. Start-up compares it with the statement on stored records."""
+        from pipelines.resolve.python_levels import compile_row_query
+
+        self.input_in_python, why = compile_row_query(self._input_query("rt_canonical_in"), "rt_canonical_in")
+        if self.input_in_python is None:
+            log.info("%s model input row stays in DuckDB: %s", self.party_type, why)
+
+    def _input_values(self, values: dict[str, Any]) -> dict[str, Any]:
+        """The record's values as the input statement's VARCHAR / VARCHAR[] parameters see them."""
+        return {c: _as_text(_parameter(values.get(c), c == "birth_date"), t)
+                for c, t in zip(self.input_columns, self.input_types, strict=True)}
+
+    def _input_row(self, session: _Session, values: dict[str, Any],
+                   engine: str = "any") -> tuple[dict[str, Any], list[str]]:
+        """The model input row of a record (as the nightly builder makes it) and its blocking keys;
+        `engine` "duckdb" or "python" forces one way (start-up checks)."""
+        found = None
+        if self.input_in_python is not None and engine != "duckdb":
+            try:
+                found = self.input_in_python(self._input_values(values))
+            except Exception:  # a value only DuckDB's parser can read (a date spelt otherwise...)
+                if engine == "python":
+                    raise
+                log.debug("python input row failed: DuckDB's statement", exc_info=True)
+        if found is None:
+            cursor = session.cursor
+            cursor.execute(f"EXECUTE {session.input_statement}(" + ", ".join(
+                _typed_literal(_parameter(values.get(c), c == "birth_date"), t)
+                for c, t in zip(self.input_columns, self.input_types, strict=True)) + ")")
+            names = [d[0] for d in cursor.description]
+            found = dict(zip(names, cursor.fetchall()[0], strict=True))
+        keys = [found.pop(k) for k in [n for n in found if n.startswith(_KEY_PREFIX)]]
         from pipelines.resolve.features import sounds_and_keys_of_one_record
 
         # what the nightly builder derives through Python look-ups, as it does (start-up checks)
@@ -451,6 +496,25 @@ class _PartyScorer:
             if fast_ids != candidate_ids or not _same_pairs(expected, got, self.scorer):
                 log.warning("real-time fast scoring differs from Splink's on a stored record: Splink path")
                 return False
+        return True
+
+    def _check_python_input(self, stored) -> bool:
+        """The compiled input row against the statement on stored records spread over the table,
+        with fields blanked in turn: the Python row only if every row and key is the same."""
+        step = max(1, stored.num_rows // _LEVEL_CHECKS)
+        sample = stored.take(pa.array(range(0, stored.num_rows, step))[:_LEVEL_CHECKS]).to_pylist()
+        with self._session() as session:
+            for i, record in enumerate(sample):
+                record[_CHECK_BLANKED[i % len(_CHECK_BLANKED)]] = None
+                expected = self._input_row(session, record, engine="duckdb")
+                try:
+                    got = self._input_row(session, record, engine="python")
+                except Exception:
+                    continue  # that record goes to DuckDB at query time as well
+                if got != expected:
+                    log.warning("python input row differs from DuckDB's (%s): DuckDB's statement",
+                                sorted(k for k in expected[0] if got[0].get(k, object()) != expected[0][k]))
+                    return False
         return True
 
     def _check_python_levels(self, stored) -> bool:
@@ -630,23 +694,14 @@ class _Session:
     (DuckDB connections are not thread-safe; cursors of one database are)."""
 
     def __init__(self, scorer: _PartyScorer):
-        from pipelines.resolve.features import COLUMN_TYPES, COLUMNS, comparison_input_sql
-
         party = scorer.party_type
         self.cursor = scorer.con.cursor()
         self.cursor.execute(f"create temp table rt_cand as select * from scoring_{party} limit 0")
         # Every canonical column the model input reads, as parameters: one statement for any record.
-        self.input_columns = ["source_record_id", *COLUMNS[party]]
-        self.input_types = ["VARCHAR[]" if COLUMN_TYPES.get(c, "").endswith("[]") else "VARCHAR"
-                            for c in self.input_columns]
         source = ("(select " + ", ".join(f"${i}::{t} as {quote_ident(c)}" for i, (c, t) in enumerate(
-            zip(self.input_columns, self.input_types, strict=True), start=1)) + ") rt_canonical_in")
-        keys = "".join(
-            f", case when {_not_null(exprs)} then {_key_expr(i, exprs)} end as {_KEY_PREFIX}{i}"
-            for i, exprs in scorer.sql_keys)
+            zip(scorer.input_columns, scorer.input_types, strict=True), start=1)) + ") rt_canonical_in")
         self.input_statement = "rt_input"
-        self.cursor.execute(f"prepare {self.input_statement} as select *{keys} from "
-                            f"({comparison_input_sql(source, set(self.input_columns), party)})")
+        self.cursor.execute(f"prepare {self.input_statement} as {scorer._input_query(source)}")
         self.row_columns = scorer.row_columns
         right = ("(select " + ", ".join(f"${i}::{type_} as {quote_ident(name)}"
                                         for i, (name, type_) in enumerate(self.row_columns, start=1)) + ")")
@@ -682,6 +737,21 @@ def _parameter(value: Any, date_column: bool = False) -> Any:
     if date_column and isinstance(value, date):
         return value.isoformat()
     return value
+
+
+def _as_text(value: Any, sql_type: str) -> Any:
+    """What the input statement's parameter holds for `value`: the text of `_typed_literal`."""
+    if value is None:
+        return None
+    if sql_type.endswith("[]"):
+        return [_as_text(v, sql_type[:-2]) for v in value]
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    return str(value)
 
 
 def _typed_literal(value: Any, sql_type: str) -> str:

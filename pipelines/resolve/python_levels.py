@@ -17,6 +17,7 @@ real-time scorer also checks at start-up that the closures give DuckDB's levels 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -73,58 +74,65 @@ def compile_levels(comparison_columns_sql: str) -> tuple[CompiledLevels | None, 
 
 # --- the compiler: one closure per SQL node -------------------------------------------------
 
-def _compile(node) -> Fn:
+def _compile(node, col: Callable[[Any], Fn] | None = None) -> Fn:
+    col = col or _column
     from sqlglot import exp
 
     if isinstance(node, exp.Paren):
-        return _compile(node.this)
-    if isinstance(node, exp.Column):
-        return _column(node)
+        return _compile(node.this, col)
+    if isinstance(node, (exp.Column, exp.Identifier)):
+        return col(node)
     if isinstance(node, exp.Literal):
         value: Any = node.this if node.is_string else _number(node.this)
         return lambda left, right: value
     if isinstance(node, exp.Neg):
-        inner = _compile(node.this)
+        inner = _compile(node.this, col)
         return lambda left, right: (None if (v := inner(left, right)) is None else -v)
     if isinstance(node, exp.Array):
-        items = [_compile(e) for e in node.expressions]
+        items = [_compile(e, col) for e in node.expressions]
         return lambda left, right: [item(left, right) for item in items]
     if isinstance(node, exp.Cast):
-        return _cast(node)
+        return _cast(node, col)
     if isinstance(node, exp.Boolean):
         flag = bool(node.this)
         return lambda left, right: flag
     if isinstance(node, exp.Null):
         return lambda left, right: None
     if isinstance(node, exp.Case):
-        return _case(node)
+        return _case(node, col)
     if isinstance(node, exp.And):
-        return _and(_compile(node.this), _compile(node.expression))
+        return _and(_compile(node.this, col), _compile(node.expression, col))
     if isinstance(node, exp.Or):
-        return _or(_compile(node.this), _compile(node.expression))
+        return _or(_compile(node.this, col), _compile(node.expression, col))
     if isinstance(node, exp.Not):
-        inner = _compile(node.this)
+        inner = _compile(node.this, col)
         return lambda left, right: (None if (v := inner(left, right)) is None else not v)
     if isinstance(node, exp.Is):
         if not isinstance(node.expression, exp.Null):
             raise Unsupported(f"IS {node.expression.sql()} (only IS NULL)")
-        inner = _compile(node.this)
+        inner = _compile(node.this, col)
         return lambda left, right: inner(left, right) is None
     if type(node) in _COMPARISONS:
-        return _comparison(_COMPARISONS[type(node)], _compile(node.this), _compile(node.expression))
+        return _comparison(_COMPARISONS[type(node)], _compile(node.this, col), _compile(node.expression, col))
     if isinstance(node, exp.In):
         if node.args.get("query") or node.args.get("unnest"):
             raise Unsupported("IN over a subquery")
-        return _in(_compile(node.this), [_compile(e) for e in node.expressions])
+        return _in(_compile(node.this, col), [_compile(e, col) for e in node.expressions])
+    if isinstance(node, exp.Nullif):
+        return _nullif(_compile(node.this, col), _compile(node.expression, col))
+    if isinstance(node, exp.ConcatWs):
+        return _concat_ws([_compile(e, col) for e in node.expressions])
+    if isinstance(node, exp.ArrayFilter):
+        return _list_filter(node, col)
     if isinstance(node, exp.Coalesce):
-        parts = [_compile(node.this), *(_compile(e) for e in node.expressions)]
+        parts = [_compile(node.this, col), *(_compile(e, col) for e in node.expressions)]
         return _coalesce(parts)
     name, args = _function(node)
     if name in _FUNCTIONS:
         arity, impl = _FUNCTIONS[name]
         if len(args) not in arity:
             raise Unsupported(f"{name} with {len(args)} arguments")
-        compiled = [_compile(a) for a in args]
+        compiled = [_compile(a, col) for a in args]
         return _strict(impl, compiled)
     raise Unsupported(f"{node.sql(dialect='duckdb')[:80]!r} ({type(node).__name__})")
 
@@ -140,7 +148,8 @@ def _function(node) -> tuple[str, list]:
              exp.Contains: "contains", exp.Length: "len", exp.Year: "year", exp.Month: "month",
              exp.Day: "day", exp.ArrayToString: "array_to_string", exp.Replace: "replace",
              exp.ArraySort: "list_sort", exp.ArrayContainsAll: "list_has_all", exp.Lower: "lower",
-             exp.Upper: "upper"}
+             exp.Upper: "upper", exp.Trim: "trim", exp.TimeToStr: "strftime", exp.Chr: "chr",
+             exp.SplitPart: "split_part", exp.Split: "string_split", exp.Substring: "substring"}
     for cls, name in named.items():
         if type(node) is cls:
             if cls is exp.Levenshtein and any(node.args.get(k) for k in ("ins_cost", "del_cost", "sub_cost", "max_dist")):
@@ -149,6 +158,19 @@ def _function(node) -> tuple[str, list]:
                 raise Unsupported("list_sort with an order argument")
             if cls is exp.Replace:
                 return name, [node.this, node.expression, node.args.get("replacement")]
+            if cls is exp.Trim:
+                if node.expression is not None or node.args.get("position"):
+                    raise Unsupported("trim of given characters or one side")
+                return name, [node.this]
+            if cls is exp.TimeToStr:
+                return name, [node.this, node.args["format"]]
+            if cls is exp.Chr:
+                return name, list(node.expressions)
+            if cls is exp.SplitPart:
+                return name, [node.this, node.args["delimiter"], node.args["part_index"]]
+            if cls is exp.Substring:
+                return name, [a for a in (node.this, node.args.get("start"), node.args.get("length"))
+                              if a is not None]
             args = [node.this, *([node.expression] if node.args.get("expression") is not None else [])]
             return name, args
     raise Unsupported(f"{node.sql(dialect='duckdb')[:80]!r} ({type(node).__name__})")
@@ -167,18 +189,33 @@ def _column(node) -> Fn:
     raise Unsupported(f"column {name} is neither _l nor _r")
 
 
-def _cast(node) -> Fn:
+def _cast(node, col) -> Fn:
     """CAST to text or a text list (what Splink's and this project's SQL write for defaults)."""
     from sqlglot import exp
 
-    inner = _compile(node.this)
+    inner = _compile(node.this, col)
     target = node.to
     text = (exp.DataType.Type.TEXT, exp.DataType.Type.VARCHAR)
+    if target.this == exp.DataType.Type.DATE:
+        def to_date(left: Row, right: Row) -> Any:
+            value = inner(left, right)
+            if value is None or (isinstance(value, dt.date) and not isinstance(value, dt.datetime)):
+                return value
+            if isinstance(value, str) and _ISO_DATE.fullmatch(value):
+                try:
+                    return dt.date.fromisoformat(value)
+                except ValueError:  # 2020-02-30: NULL from TRY_CAST, an error from CAST
+                    if isinstance(node, exp.TryCast):
+                        return None
+            raise Unsupported(f"{value!r} cast to a date")  # other spellings: DuckDB's parser decides
+        return to_date
     if target.this in text:
         def to_text(left: Row, right: Row) -> Any:
             value = inner(left, right)
             if value is None or isinstance(value, str):
                 return value
+            if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+                return value.isoformat()
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 raise Unsupported("a number cast to text")  # DuckDB's float formatting differs
             raise Unsupported(f"a {type(value).__name__} cast to text")
@@ -199,9 +236,9 @@ def _number(text: str) -> float | int:
     return float(text) if any(c in text for c in ".eE") else int(text)
 
 
-def _case(node) -> Fn:
-    branches = [(_compile(i.this), _compile(i.args["true"])) for i in node.args.get("ifs") or []]
-    default = _compile(node.args["default"]) if node.args.get("default") is not None else None
+def _case(node, col) -> Fn:
+    branches = [(_compile(i.this, col), _compile(i.args["true"], col)) for i in node.args.get("ifs") or []]
+    default = _compile(node.args["default"], col) if node.args.get("default") is not None else None
     if node.this is not None:
         raise Unsupported("CASE <expr> WHEN (simple CASE)")
 
@@ -257,6 +294,59 @@ def _comparable(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(_comparable(v) for v in value)
     return value
+
+
+def _nullif(a: Fn, b: Fn) -> Fn:
+    def nullif(left: Row, right: Row) -> Any:
+        x = a(left, right)
+        if x is None:
+            return None
+        y = b(left, right)
+        return None if y is not None and _comparable(x) == _comparable(y) else x
+    return nullif
+
+
+def _concat_ws(parts: list[Fn]) -> Fn:
+    separator, rest = parts[0], parts[1:]
+
+    def concat(left: Row, right: Row) -> Any:
+        sep = separator(left, right)
+        if sep is None:
+            return None
+        values = [p(left, right) for p in rest]
+        if any(v is not None and not isinstance(v, str) for v in values):
+            raise Unsupported("concat_ws of a non-text value")
+        return sep.join(v for v in values if v is not None)
+    return concat
+
+
+def _list_filter(node, col) -> Fn:
+    from sqlglot import exp
+
+    function = node.expression
+    if not isinstance(function, exp.Lambda) or len(function.expressions) != 1:
+        raise Unsupported("list_filter without a one-parameter lambda")
+    parameter = function.expressions[0].name
+    slot = "\x00" + parameter  # cannot clash with a column name
+
+    def lambda_col(n) -> Fn:
+        if n.name == parameter and (isinstance(n, exp.Identifier) or not n.table):
+            return lambda left, right: left[slot]
+        return col(n)
+    values, body = _compile(node.this, col), _compile(function.this, lambda_col)
+
+    def list_filter(left: Row, right: Row) -> Any:
+        items = values(left, right)
+        if items is None:
+            return None
+        kept = []
+        for item in items:
+            scope = dict(left)
+            scope[slot] = item
+            if body(scope, right) is True:
+                kept.append(item)
+        return kept
+    return list_filter
 
 
 def _in(needle: Fn, haystack: list[Fn]) -> Fn:
@@ -377,6 +467,42 @@ def _array_to_string(a: list, sep: str) -> str:
     return sep.join(str(v) for v in a if v is not None)
 
 
+def _trim(text: str) -> str:
+    trimmed = text.strip(" ")
+    if trimmed and (trimmed[0].isspace() or trimmed[-1].isspace() or not trimmed[0].isprintable()
+                    or not trimmed[-1].isprintable()):
+        raise Unsupported("trim next to other white space")  # DuckDB's trim decides (it drops NBSP, keeps tabs)
+    return trimmed
+
+
+def _strftime(value: Any, fmt: str) -> str:
+    if not isinstance(value, dt.date) or not _DATE_FORMAT.fullmatch(fmt):
+        raise Unsupported(f"strftime({type(value).__name__}, {fmt!r})")
+    return value.strftime(fmt)
+
+
+def _split_part(text: str, sep: str, index: int) -> str:
+    if not sep or not isinstance(index, int) or index < 1:
+        raise Unsupported("split_part with an empty separator or a non-positive index")
+    parts = text.split(sep)
+    return parts[index - 1] if index <= len(parts) else ""
+
+
+def _string_split(text: str, sep: str) -> list[str]:
+    if not sep:
+        raise Unsupported("string_split with an empty separator")
+    return text.split(sep)
+
+
+def _substring(text: str, start: int, length: int | None = None) -> str:
+    if not isinstance(start, int) or start < 1 or (length is not None and (not isinstance(length, int) or length < 0)):
+        raise Unsupported("substring from a non-positive start or of a negative length")
+    return text[start - 1:] if length is None else text[start - 1:start - 1 + length]
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATE_FORMAT = re.compile(r"(%[Ymd]|[-/. ])+")
+
 _FUNCTIONS: dict[str, tuple[tuple[int, ...], Callable[..., Any]]] = {
     "jaro_winkler_similarity": ((2,), _jaro_winkler),
     "jaro_similarity": ((2,), _jaro),
@@ -400,6 +526,89 @@ _FUNCTIONS: dict[str, tuple[tuple[int, ...], Callable[..., Any]]] = {
     "array_sort": ((1,), _list_sort),
     "array_to_string": ((2,), _array_to_string),
     "list_aggr_string_agg": ((2,), _array_to_string),
+    "trim": ((1,), _trim),
+    "strftime": ((2,), _strftime),
+    "chr": ((1,), chr),
+    "split_part": ((3,), _split_part),
+    "string_split": ((2,), _string_split),
+    "substring": ((2, 3), _substring),
     "lower": ((1,), str.lower),
     "upper": ((1,), str.upper),
 }
+
+
+# --- one record's row through a SELECT (the model input statement) ---------------------------
+
+RowFn = Callable[[Row], Row | None]
+
+
+def compile_row_query(sql: str, source: str) -> tuple[RowFn | None, str | None]:
+    """(function, None) giving the one output row of `sql` for one input row (a dict standing for
+    the table `source`), None when a WHERE filters it out; or (None, why not). Handles SELECT
+    lists (with *), WITH, subqueries in FROM and a WHERE, over the expressions above."""
+    import sqlglot
+
+    try:
+        tree = sqlglot.parse_one(sql, dialect="duckdb")
+        return _select(tree, source, {}), None
+    except Unsupported as err:
+        return None, str(err)
+    except sqlglot.errors.ParseError as err:
+        return None, f"cannot parse: {err}"
+
+
+def _row_column(node) -> Fn:
+    name = node.name
+    return lambda row, _: row[name]
+
+
+def _select(node, source: str, ctes: dict[str, RowFn]) -> RowFn:
+    from sqlglot import exp
+
+    if isinstance(node, exp.Subquery):
+        return _select(node.this, source, ctes)
+    if not isinstance(node, exp.Select) or node.args.get("group") or node.args.get("joins") \
+            or node.args.get("having") or node.args.get("distinct"):
+        raise Unsupported(f"a query shape: {node.sql(dialect='duckdb')[:60]!r}")
+    ctes = dict(ctes)
+    with_ = node.args.get("with") or node.args.get("with_")
+    for cte in (with_.expressions if with_ is not None else []):
+        ctes[cte.alias] = _select(cte.this, source, ctes)
+    from_ = node.args.get("from") or node.args.get("from_")
+    if from_ is None:
+        raise Unsupported("a SELECT without FROM")
+    origin = from_.this
+    inner: RowFn
+    if isinstance(origin, exp.Table) and origin.name in ctes:
+        inner = ctes[origin.name]
+    elif isinstance(origin, exp.Table) and origin.name == source:
+        def inner(row: Row) -> Row | None:
+            return row
+    elif isinstance(origin, exp.Subquery):
+        inner = _select(origin.this, source, ctes)
+    else:
+        raise Unsupported(f"FROM {origin.sql(dialect='duckdb')[:60]!r}")
+    condition = _compile(node.args["where"].this, _row_column) if node.args.get("where") else None
+    projections: list[tuple[str | None, Fn | None]] = []
+    for projection in node.expressions:
+        if isinstance(projection, exp.Star):
+            projections.append((None, None))
+        elif isinstance(projection, exp.Alias):
+            projections.append((projection.alias, _compile(projection.this, _row_column)))
+        elif isinstance(projection, exp.Column):
+            projections.append((projection.name, _row_column(projection)))
+        else:
+            raise Unsupported(f"an unnamed output column {projection.sql(dialect='duckdb')[:60]!r}")
+
+    def select(row: Row) -> Row | None:
+        here = inner(row)
+        if here is None or (condition is not None and condition(here, here) is not True):
+            return None
+        out: Row = {}
+        for name, fn in projections:
+            if fn is None:
+                out.update(here)
+            else:
+                out[name] = fn(here, here)  # type: ignore[index]
+        return out
+    return select
