@@ -2,7 +2,7 @@
 
 A pair's comparison levels depend on its two records' comparison features alone, and whether
 blocking produces it (and under which rule) on those features alone too. So every night stores
-a fingerprint of each record's features (`resolved/record_fingerprints.parquet`: md5 of its
+a fingerprint of each record's features (`resolved/record_fingerprints.parquet`: a hash of its
 Splink input row, population-derived columns such as emptied block keys included); a record
 whose fingerprint equals the base night's is unchanged. Tonight's pairs are then
 
@@ -72,9 +72,11 @@ def base_for(base: RunPaths | None, party_type: str, key: str) -> tuple[BaseNigh
 
 
 def fingerprint_records(con, table: str, out: str) -> None:
-    """Temp table `out` (unique_id, fingerprint): md5 of each record's whole Splink input row."""
+    """Temp table `out` (unique_id, fingerprint): 128 bits of hash over each record's whole
+    Splink input row (two 64-bit hashes; md5 over JSON cost 5x as much)."""
     con.execute(f"""CREATE OR REPLACE TEMP TABLE {out} AS
-        SELECT unique_id, md5(to_json(t)) AS fingerprint FROM {table} t""")
+        SELECT unique_id, (hash(t)::UHUGEINT << 64) | hash('record', t)::UHUGEINT AS fingerprint
+        FROM {table} t""")
 
 
 def logit2(p: float) -> float:

