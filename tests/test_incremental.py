@@ -160,3 +160,21 @@ def test_dag_mode_param_maps_to_the_switch():
     from pipelines.orchestration.incremental import mode_flag
 
     assert [mode_flag(m) for m in ("incremental", "full", "config", None)] == [True, False, None, None]
+
+
+@pytest.mark.parametrize("switch", [True, False])
+def test_run_pipeline_hands_the_switch_to_standardize_and_resolve(switch, tmp_path, monkeypatch):
+    from pipelines.orchestration import stages
+
+    monkeypatch.setenv("UCV_HOME", str(tmp_path))
+    landing = tmp_path / "landing" / EXPORT_DATE.isoformat()
+    landing.mkdir(parents=True)
+    (landing / "sales_leads.csv").write_text("id\n1\n")
+    monkeypatch.setattr(stages, "configured_sources", lambda: ["sales"])
+    calls = {}
+    for name in ("extract", "validate", "standardize", "resolve", "identify", "golden",
+                 "publish", "export", "report"):
+        monkeypatch.setattr(stages, name, lambda *args, _n=name: calls.setdefault(_n, args))
+    run_pipeline(EXPORT_DATE, incremental=switch)
+    assert calls["standardize"][-1] is switch and calls["resolve"][-1] is switch
+    assert calls["identify"] == (EXPORT_DATE.isoformat(),)

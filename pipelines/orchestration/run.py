@@ -70,11 +70,14 @@ def _run_stages(export_date: date, run_id: str, logical: str, landing_dir: Path 
     on_stage("prepare", 0, 0)
     sources = stages.prepare(export_date, logical_date=logical, landing_dir=landing_dir,
                              orchestrator="ucv")
+    switch = [] if incremental is None else [incremental]
     steps: list[tuple[str, Callable[[], object]]] = [
         *((f"extract.{s}", partial(stages.extract, run_id, s)) for s in sources),
         *((f"validate.{s}", partial(stages.validate, run_id, s)) for s in sources),
-        ("standardize", partial(stages.standardize, run_id, sources, incremental)),
-        ("resolve", partial(stages.resolve, run_id, incremental)),
+        # the switch only when given: otherwise each stage reads operations.yaml itself, as
+        # under Airflow with mode=config
+        ("standardize", partial(stages.standardize, run_id, sources, *switch)),
+        ("resolve", partial(stages.resolve, run_id, *switch)),
         *((name, partial(getattr(stages, name), run_id)) for name in ("identify", "golden")),
         ("publish", partial(stages.publish, run_id, replace_live)),
         *((name, partial(getattr(stages, name), run_id)) for name in ("export", "report")),
