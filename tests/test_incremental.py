@@ -133,6 +133,12 @@ def test_an_erased_record_never_comes_back_from_a_reused_row_or_pair(nights):
         hits = duckdb.execute(f"SELECT count(*) FROM read_parquet('{incr / relative}') "
                               f"WHERE {where}", [erased] * len(columns)).fetchall()[0][0]
         assert hits == 0, relative
+    # the base night's fingerprints were cleaned by `ucv erase` like every other run file
+    night_1 = incr.parent / EXPORT_DATE.isoformat()
+    for relative in ("staged/fingerprints/" + erased.split(":")[0] + ".parquet",
+                     "resolved/record_fingerprints.parquet"):
+        assert duckdb.execute(f"SELECT count(*) FROM read_parquet('{night_1 / relative}') "
+                              "WHERE source_record_id = ?", [erased]).fetchall()[0][0] == 0
 
 
 def test_full_flag_forces_a_full_night_with_incremental_configured(monkeypatch):
