@@ -184,3 +184,23 @@ def test_run_pipeline_hands_the_switch_to_standardize_and_resolve(switch, tmp_pa
     run_pipeline(EXPORT_DATE, incremental=switch)
     assert calls["standardize"][-1] is switch and calls["resolve"][-1] is switch
     assert calls["identify"] == (EXPORT_DATE.isoformat(),)
+
+
+def test_a_base_night_without_fingerprints_or_with_other_rules_is_not_reused(tmp_path):
+    from pipelines.ingest import load_mappings
+    from pipelines.settings import RunPaths
+    from pipelines.standardize.reuse import base_usable, fingerprints_path, standardizer_version
+
+    mapping = load_mappings()["sales"]
+    base = RunPaths(run_id="2026-11-21", root=tmp_path / "2026-11-21")
+    version = standardizer_version(mapping)
+    assert base_usable(None, mapping, version) == "no earlier successful night"
+    assert "no fingerprints" in base_usable(base, mapping, version)
+    fp = fingerprints_path(base, "sales")
+    fp.parent.mkdir(parents=True)
+    fp.write_bytes(b"")
+    (base.staged_dir / "sales.parquet").write_bytes(b"")
+    fp.with_suffix(".json").write_text(json.dumps({"standardizer": "older rules"}))
+    assert "other rules" in base_usable(base, mapping, version)
+    fp.with_suffix(".json").write_text(json.dumps({"standardizer": version}))
+    assert base_usable(base, mapping, version) is None
