@@ -39,6 +39,13 @@ def _run(context=None) -> tuple[str, str | None]:
     return export_date.isoformat(), logical_date
 
 
+def _incremental() -> bool | None:
+    """The run's `mode` param: True (incremental), False (full) or None (operations.yaml)."""
+    from pipelines.orchestration.incremental import mode_flag
+
+    return mode_flag(get_current_context()["params"].get("mode"))
+
+
 def _report_failure(context) -> None:
     """A failed task leaves a run report saying which stage failed and why."""
     from pipelines.orchestration import stages
@@ -74,7 +81,11 @@ DEFAULT_ARGS = {
     default_args=DEFAULT_ARGS,
     params={"export_date": Param(None, type=["null", "string"],
                                  description="Landed export date to process (default: day "
-                                             "before the logical date)")},
+                                             "before the logical date)"),
+            "mode": Param("config", type="string", enum=["config", "incremental", "full"],
+                          description="incremental: reuse the last successful night's unchanged "
+                                      "records and pairs; full: re-resolve everything; config: "
+                                      "`incremental` in schemas/operations.yaml")},
     tags=["ucv", "nightly", "customer-data"],
     doc_md=__doc__,
 )
@@ -146,14 +157,14 @@ def unified_customer_view():
         """Every accepted source -> the canonical staged records."""
         from pipelines.orchestration import stages
 
-        return stages.standardize(_run()[0], list(sources))
+        return stages.standardize(_run()[0], list(sources), _incremental())
 
     @task(pool=OPERATIONS.pool_of("resolve"))
     def resolve() -> dict:
         """Splink scoring and clustering; persons and organizations separately."""
         from pipelines.orchestration import stages
 
-        return stages.resolve(_run()[0])
+        return stages.resolve(_run()[0], _incremental())
 
     @task
     def identify() -> dict:

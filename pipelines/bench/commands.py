@@ -45,6 +45,33 @@ def bench(
     console.print(f"results: {out}")
 
 
+@app.command("bench-incremental")
+def bench_incremental_command(
+    records: int = typer.Option(100_000, "--records", "-n", min=1,
+                                help="Source records of night 1 (night 2 adds ~1 %, changes ~0.5 %)."),
+    seed: int = typer.Option(42, min=0, help="Generator seed (exports are reused per size and seed)."),
+    results_dir: Path = typer.Option(None, file_okay=False,
+                                     help="Where <date>-incremental-<N>.json goes (default bench/results)."),
+) -> None:
+    """A full night against an incremental night on the same exports: seconds per stage and
+    how far apart the results are (pairwise cluster agreement, records, IDs, weights)."""
+    from rich.console import Console
+
+    from pipelines.bench.incremental import bench_incremental
+    from pipelines.bench.run import RESULTS_DIR
+    from pipelines.clock import utc_now
+    from pipelines.settings import data_root
+
+    figures = bench_incremental(records, seed, data_root() / "bench")
+    figures["date"] = utc_now().date().isoformat()
+    out_dir = results_dir or RESULTS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / f"{figures['date']}-incremental-{records}.json"
+    out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    Console().print_json(json.dumps(figures))
+    Console().print(f"results: {out}")
+
+
 @app.command("bench-train")
 def bench_train(
     records: Path = typer.Option(..., exists=True, dir_okay=False,

@@ -21,6 +21,10 @@ def run_command(
                                         help="Read the exports from this folder instead."),
     replace_live: bool = typer.Option(False, help="Publish even when a later night's warehouse is "
                                       "live (default: an older date is rebuilt, not published)."),
+    incremental: bool | None = typer.Option(
+        None, "--incremental/--full", help="Incremental night: reuse the last successful night's "
+        "unchanged records and pairs, score only new and changed ones; --full re-resolves "
+        "everything (default: `incremental` in schemas/operations.yaml, off)."),
 ) -> None:
     """Run every stage for one export date and publish the warehouse (no scheduler needed)."""
     from rich.console import Console
@@ -50,7 +54,7 @@ def run_command(
     try:
         with progress:
             run = run_pipeline(day, landing_dir=landing, on_stage=on_stage,
-                               replace_live=replace_live)
+                               replace_live=replace_live, incremental=incremental)
     except Exception as exc:
         print_run_summary(run_paths(day.isoformat()), console)
         console.print(f"[red]run failed:[/red] {escape(f'{type(exc).__name__}: {exc}')}")

@@ -28,6 +28,8 @@ class Operations:
     smtp_from: str | None
     webhook_conn_id: str | None
     pools: tuple[Pool, ...] = field(default_factory=tuple)
+    # nights reuse the previous night's unchanged records and pairs (docs/operations.md)
+    incremental: bool = False
 
     def pool_of(self, task_id: str) -> str | None:
         return next((p.name for p in self.pools if task_id in p.tasks), None)
@@ -58,7 +60,14 @@ def load_operations(path: Path | None = None) -> Operations:
         run_deadline=timedelta(minutes=_positive(raw.get("run_deadline_minutes", 420), path,
                                                  "run_deadline_minutes")),
         smtp_conn_id=smtp.get("conn_id"), smtp_to=tuple(smtp.get("to") or ()),
-        smtp_from=smtp.get("from_email"), webhook_conn_id=webhook.get("conn_id"), pools=pools)
+        smtp_from=smtp.get("from_email"), webhook_conn_id=webhook.get("conn_id"), pools=pools,
+        incremental=_flag(raw.get("incremental", False), path, "incremental"))
+
+
+def _flag(value, path: Path, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise OperationsConfigError(f"{path}: {key} must be true or false, not {value!r}")
+    return value
 
 
 def _positive(value, path: Path, key: str) -> float:

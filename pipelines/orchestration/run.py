@@ -42,19 +42,22 @@ def export_date_for_context(*, logical_date: datetime | None, run_after: datetim
 
 def run_pipeline(export_date: date, *, landing_dir: Path | None = None,
                  logical_date: date | None = None, replace_live: bool = False,
-                 on_stage: Callable[[str, int, int], None] | None = None) -> RunPaths:
+                 on_stage: Callable[[str, int, int], None] | None = None,
+                 incremental: bool | None = None) -> RunPaths:
     """Run every stage for the exports landed on `export_date`; returns the run's folders.
 
     A stage that fails marks the run failed in run_state.json and raises; stages after it
     (publish included) do not run, so the previously published warehouse stays in place.
     A date older than the live warehouse's is rebuilt without replacing it, unless `replace_live`.
     `on_stage(name, done, total)` is told before each stage starts (progress display).
+    `incremental`: True reuses the last successful night's unchanged records and pairs, False
+    forces a full night, None follows operations.yaml (docs/operations.md#incremental-nights).
     """
     run_id = export_date.isoformat()
     logical = (logical_date or logical_date_for(export_date)).isoformat()
     try:
         _run_stages(export_date, run_id, logical, landing_dir, on_stage or (lambda *_: None),
-                    replace_live)
+                    replace_live, incremental)
     except BaseException:
         stages.report_failure(run_id)
         raise
@@ -62,16 +65,20 @@ def run_pipeline(export_date: date, *, landing_dir: Path | None = None,
 
 
 def _run_stages(export_date: date, run_id: str, logical: str, landing_dir: Path | None,
-                on_stage: Callable[[str, int, int], None], replace_live: bool = False) -> None:
+                on_stage: Callable[[str, int, int], None], replace_live: bool = False,
+                incremental: bool | None = None) -> None:
     on_stage("prepare", 0, 0)
     sources = stages.prepare(export_date, logical_date=logical, landing_dir=landing_dir,
                              orchestrator="ucv")
+    switch = [] if incremental is None else [incremental]
     steps: list[tuple[str, Callable[[], object]]] = [
         *((f"extract.{s}", partial(stages.extract, run_id, s)) for s in sources),
         *((f"validate.{s}", partial(stages.validate, run_id, s)) for s in sources),
-        ("standardize", partial(stages.standardize, run_id, sources)),
-        *((name, partial(getattr(stages, name), run_id))
-          for name in ("resolve", "identify", "golden")),
+        # the switch only when given: otherwise each stage reads operations.yaml itself, as
+        # under Airflow with mode=config
+        ("standardize", partial(stages.standardize, run_id, sources, *switch)),
+        ("resolve", partial(stages.resolve, run_id, *switch)),
+        *((name, partial(getattr(stages, name), run_id)) for name in ("identify", "golden")),
         ("publish", partial(stages.publish, run_id, replace_live)),
         *((name, partial(getattr(stages, name), run_id)) for name in ("export", "report")),
     ]

@@ -164,10 +164,17 @@ def validate(run_id: str, source: str) -> str:
     return source
 
 
-def standardize(run_id: str, sources: list[str]) -> dict[str, int]:
+def standardize(run_id: str, sources: list[str], incremental: bool | None = None
+                ) -> dict[str, Any]:
     """accepted/<source> -> staged/<source>, all sources -> staged/source_records, and the
-    ingest accounting report/ingest_counts.json (read = accepted + quarantined = staged)."""
-    from pipelines.ingest import combine_staged, load_mappings, standardize_source
+    ingest accounting report/ingest_counts.json (read = accepted + quarantined = staged).
+
+    Incremental (`incremental`, else operations.yaml): rows unchanged since the base night keep
+    that night's staged records (pipelines/standardize/reuse.py); every night writes the row
+    fingerprints the next one compares with."""
+    from pipelines.ingest import combine_staged, load_mappings
+    from pipelines.orchestration.incremental import base_night, incremental_setting, record_summary
+    from pipelines.standardize.reuse import standardize_incremental
 
     run = run_paths(run_id)
     with record_stage(run, "standardize") as counts:
@@ -175,11 +182,24 @@ def standardize(run_id: str, sources: list[str]) -> dict[str, int]:
         run.staged_dir.mkdir(parents=True)
         mappings = load_mappings()
         sources = sorted(sources)
+        on = incremental_setting(incremental)
+        base = base_night(run_id) if on else None
+        reuse = {}
         for source in sources:
-            standardize_source(mappings[source], run)
+            _, stats = standardize_incremental(mappings[source], run, base if on else None)
+            reuse[source] = stats
         combine_staged(run, sources)
         counts.update(parquet_row_counts(run.staged_dir))
         write_ingest_counts(run, sources)
+        counts["incremental"] = int(on)
+        if on:
+            counts["rows_reused"] = sum(s.rows_reused for s in reuse.values())
+            counts["rows_standardized"] = sum(s.rows_standardized for s in reuse.values())
+            record_summary(run, "standardize", {
+                "base_run": base.run_id if base else None,
+                "sources": {n: {"rows": s.rows, "rows_reused": s.rows_reused,
+                                "rows_standardized": s.rows_standardized, "why_not": s.reason}
+                            for n, s in reuse.items()}})
     return counts
 
 
@@ -214,17 +234,30 @@ def write_ingest_counts(run: RunPaths, sources: list[str]) -> Path:
     return write_counts(run, extracted, validated, count_rows(staged), [], count_records(staged))
 
 
-def resolve(run_id: str) -> dict[str, int]:
-    """staged/source_records -> resolved/match_pairs + clusters (Splink), plus model charts."""
+def resolve(run_id: str, incremental: bool | None = None) -> dict[str, Any]:
+    """staged/source_records -> resolved/match_pairs + clusters (Splink), plus model charts.
+
+    Incremental (`incremental`, else operations.yaml): the base night's pairs among unchanged
+    records are kept, only pairs touching new or changed records are scored
+    (pipelines/resolve/incremental.py); clustering runs over all of them as on a full night."""
+    from pipelines.orchestration.incremental import base_night, incremental_setting, record_summary
     from pipelines.resolve import predict_and_cluster, write_charts
 
     run = run_paths(run_id)
     with record_stage(run, "resolve") as counts:
         _remove(run.resolved_dir)
         run.resolved_dir.mkdir(parents=True)
-        predict_and_cluster(run)
+        on = incremental_setting(incremental)
+        result = predict_and_cluster(run, base=base_night(run_id) if on else None,
+                                     incremental=on)
         write_charts(run)
         counts.update(resolve_counts(run))
+        counts["incremental"] = int(on)
+        if on:
+            parties = result.summary["party_types"]
+            counts["pairs_reused"] = sum(p.get("incremental", {}).get("pairs_reused", 0)
+                                         for p in parties.values())
+            record_summary(run, "resolve", {p: v.get("incremental") for p, v in parties.items()})
     return counts
 
 

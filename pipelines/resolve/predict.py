@@ -188,8 +188,18 @@ def blocked_by_sql(model: dict[str, Any], party_type: str, only: set[str] | None
 
 
 def resolve_party(records_path: Path, party_type: str, models: dict | None,
-                  out_dir: Path) -> dict[str, Any]:
-    """Predict and cluster one party type; writes two part files in out_dir, returns its counts."""
+                  out_dir: Path, base: RunPaths | None = None, incremental: bool = False
+                  ) -> dict[str, Any]:
+    """Predict and cluster one party type; writes three part files in out_dir (pairs, clusters,
+    record fingerprints), returns its counts. `incremental`: reuse `base` night's pairs among
+    unchanged records and score only the pairs touching new or changed ones (incremental.py)."""
+    from pipelines.resolve.incremental import (
+        base_for,
+        fingerprint_records,
+        model_key,
+        predict_incremental,
+    )
+
     cut = thresholds(party_type)
     engine = backend_name()
     # features and everything after scoring run in DuckDB on both engines (see spark.py)
@@ -200,6 +210,12 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
                                         ordered=False)
     pairs_part = out_dir / f".pairs_{party_type}.parquet"
     clusters_part = out_dir / f".clusters_{party_type}.parquet"
+    # what the next incremental night compares its records with
+    fingerprint_records(con, f"input_{party_type}", f"rfp_{party_type}")
+    con.execute(f"""COPY (SELECT unique_id AS source_record_id, {quote_literal(party_type)} AS
+                          party_type, fingerprint FROM rfp_{party_type} ORDER BY 1)
+                    TO {quote_literal(out_dir / f".fingerprints_{party_type}.parquet")}
+                    (FORMAT parquet)""")
     if n_records == 0:
         _write_empty_parts(con, pairs_part, clusters_part)
         return {"records": 0, "comparisons": 0, "comparisons_per_record": 0.0, "pairs_kept": 0,
@@ -210,6 +226,12 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
     blocked_sql, guard_notes = blocked_by_sql(model, party_type)
     for note in guard_notes:
         log.info("%s: %s", party_type, note)
+    key = model_key(model, cut)
+    incremental_counts: dict[str, Any] = {"mode": "full"}
+    night, why_full = (base_for(base, party_type, key) if incremental
+                       else (None, "full night requested"))
+    if night is not None and engine == "spark":
+        night, why_full = None, "the Spark backend resolves full nights only"
     if engine == "spark":
         from pipelines.resolve.spark import predict_on_spark
 
@@ -234,8 +256,14 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
         ).fetchall())
         n_comparisons = int(sum(by_rule.values()))
         blocked_at = time.perf_counter()
-        predictions_table = linker.inference.predict(threshold_match_weight=cut.review_floor,
-                                                     warning_mode="never").physical_name
+        if night is not None:
+            predictions_table, scored = predict_incremental(
+                con, db_api, linker, blocked.physical_name, f"rfp_{party_type}", party_type,
+                night, float(model["probability_two_random_records_match"]), cut.review_floor)
+            incremental_counts = {"mode": "incremental", "base_run": night.run_id, **scored}
+        else:
+            predictions_table = linker.inference.predict(threshold_match_weight=cut.review_floor,
+                                                         warning_mode="never").physical_name
         rules = [br.blocking_rule_sql
                  for br in linker._settings_obj._blocking_rules_to_generate_predictions]
     evidence = evidence_columns([r[0] for r in con.execute(
@@ -341,6 +369,8 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
         f"SELECT count(DISTINCT cluster_id) FROM {clusters_table}").fetchall()[0][0]
     if engine == "spark":
         _remove_spark_scratch(out_dir, party_type)
+    if incremental and night is None:
+        incremental_counts["why_full"] = why_full
     return {
         "records": n_records,
         "comparisons": n_comparisons,
@@ -355,6 +385,8 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
         "model_fit": fit,
         "link_guard_notes": guard_notes,
         "prior": model["probability_two_random_records_match"],
+        "model_key": key,
+        "incremental": incremental_counts,
         "thresholds": {"review_floor": cut.review_floor, "match": cut.match},
         "backend": engine,
         "seconds": {"prepare_and_block": round(blocked_at - started, 3),
@@ -386,9 +418,13 @@ def _model_name(party_type: str, models: dict | None) -> str:
     return "(in-memory settings)" if isinstance(source, dict) else str(source)
 
 
-def predict_and_cluster(run: RunPaths, models: dict | None = None) -> ResolveResult:
-    """Resolve a run's staged source records into match pairs and clusters (both party types)."""
+def predict_and_cluster(run: RunPaths, models: dict | None = None, base: RunPaths | None = None,
+                        incremental: bool = False) -> ResolveResult:
+    """Resolve a run's staged source records into match pairs and clusters (both party types);
+    `incremental`: reuse the `base` night's pairs among unchanged records (incremental.py)."""
     import duckdb
+
+    from pipelines.resolve.incremental import RECORD_FINGERPRINTS_FILE
 
     records_path = run.staged_dir / "source_records.parquet"
     if not records_path.is_file():
@@ -398,7 +434,7 @@ def predict_and_cluster(run: RunPaths, models: dict | None = None) -> ResolveRes
     per_party = {}
     for party_type in PARTY_TYPES:
         per_party[party_type] = resolve_party(records_path, party_type, models,
-                                              run.resolved_dir)
+                                              run.resolved_dir, base, incremental)
 
     pairs_path = run.resolved_dir / MATCH_PAIRS_FILE
     clusters_path = run.resolved_dir / CLUSTERS_FILE
@@ -410,8 +446,11 @@ def predict_and_cluster(run: RunPaths, models: dict | None = None) -> ResolveRes
                 f"TO {quote_literal(pairs_path)} (FORMAT parquet)")
     con.execute(f"COPY (SELECT * FROM read_parquet({cluster_parts})) "
                 f"TO {quote_literal(clusters_path)} (FORMAT parquet)")
+    print_parts = [str(run.resolved_dir / f".fingerprints_{p}.parquet") for p in PARTY_TYPES]
+    con.execute(f"COPY (SELECT * FROM read_parquet({print_parts})) "
+                f"TO {quote_literal(run.resolved_dir / RECORD_FINGERPRINTS_FILE)} (FORMAT parquet)")
     con.close()
-    for part in pair_parts + cluster_parts:
+    for part in pair_parts + cluster_parts + print_parts:
         Path(part).unlink(missing_ok=True)
 
     n_records = sum(p["records"] for p in per_party.values())
