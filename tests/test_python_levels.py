@@ -201,3 +201,11 @@ def test_the_model_input_row_in_python_equals_duckdbs(tmp_path, party):
         decided += 1
         assert got == expected[row["source_record_id"]], row["source_record_id"]
     assert decided >= len(frame) > 20  # every ordinary record decided in Python
+
+
+def test_the_key_hash_is_duckdbs_md5_number_lower():
+    from pipelines.identify.realtime import _key_hash
+
+    keys = ["0\x1fwang\x1fwei", "3\x1f2001-02-03", "", "Müller 王伟", "x" * 300]
+    expected = duckdb.connect().execute("SELECT md5_number_lower(unnest(?::VARCHAR[]))", [keys]).fetchall()
+    assert [_key_hash(k) for k in keys] == [int(v) for (v,) in expected]

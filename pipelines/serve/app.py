@@ -147,7 +147,9 @@ def create_app(config: ServeConfig, holder: WarehouseHolder | None = None) -> Fa
     problems.install(app)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
 
-    def authorized(request: Request) -> str:
+    # Dependencies are async (they neither block nor wait): a sync one costs a hop to the
+    # thread pool per request, and the version's generator two (enter and exit).
+    async def authorized(request: Request) -> str:
         header = request.headers.get("authorization", "")
         scheme, _, supplied = header.partition(" ")
         if scheme.lower() != "bearer" or not secrets.compare_digest(supplied.strip().encode(),
@@ -155,7 +157,7 @@ def create_app(config: ServeConfig, holder: WarehouseHolder | None = None) -> Fa
             raise Problem(401, "Not authenticated", "send Authorization: Bearer <token>")
         return "api"
 
-    def version(request: Request):
+    async def version(request: Request):
         with holder.acquire() as current:
             if current is None:
                 raise Problem(503, "No warehouse", holder.last_error or
