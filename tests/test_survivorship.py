@@ -12,12 +12,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipelines.golden.config import canonical_fields, survivorship_config, survivorship_groups
-from pipelines.golden.survivorship import customers_sql
+from pipelines.golden.survivorship import create_customers
 
 
 def golden(records: list[dict], customer_of: dict[str, str] | None = None,
            pairs: list[tuple[str, str, float]] = (), config: dict | None = None) -> pd.DataFrame:
-    """Run customers_sql over fixture records; one customer 'C' unless told otherwise."""
+    """Run create_customers over fixture records; one customer 'C' unless told otherwise."""
     con = duckdb.connect()
     frame = pd.DataFrame(records).astype(object)
     frame["customer_id"] = [(customer_of or {}).get(r["source_record_id"], "C") for r in records]
@@ -28,7 +28,8 @@ def golden(records: list[dict], customer_of: dict[str, str] | None = None,
         "source_record_id_l", "source_record_id_r", "match_probability"]))
     con.execute("CREATE TABLE match_pairs AS SELECT source_record_id_l, source_record_id_r, "
                 "CAST(match_probability AS DOUBLE) AS match_probability FROM pairs")
-    return con.execute(customers_sql(config or survivorship_config())).df().set_index("customer_id")
+    create_customers(con, config or survivorship_config())
+    return con.execute("SELECT * FROM customers").df().set_index("customer_id")
 
 
 def one_group(rules: list, fields: list[str] | None = None, **extra) -> dict:
