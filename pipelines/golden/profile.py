@@ -161,8 +161,8 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
                     FILTER (WHERE policy_status = 'lapsed') AS lapsed_policies,
                 list(DISTINCT product ORDER BY product)
                     FILTER (WHERE policy_status = 'active' AND product IS NOT NULL) AS products_held,
-                sum(annual_premium_eur) FILTER (WHERE policy_status = 'active')
-                    AS total_annual_premium_eur,
+                list_sum(list(annual_premium_eur ORDER BY policy_key)
+                         FILTER (WHERE policy_status = 'active')) AS total_annual_premium_eur,
                 min(policy_start_date) AS customer_since,
                 list(struct_pack(policy_number, product, policy_end_date, annual_premium, currency)
                      ORDER BY policy_end_date, policy_number)
@@ -196,12 +196,14 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
         claim_totals AS (
             SELECT customer_id,
                    count(*) AS claims_count,
-                   coalesce(sum(paid_eur), 0) AS claims_paid_amount_eur,
+                   coalesce(list_sum(list(paid_eur ORDER BY claim_number)), 0)
+                       AS claims_paid_amount_eur,
                    max(claim_date) AS last_claim_date,
                    count(*) FILTER (WHERE claim_date > {day} - INTERVAL 12 MONTH
                                     AND claim_date <= {day}) AS claims_count_12m,
-                   coalesce(sum(paid_eur) FILTER (WHERE claim_date > {day} - INTERVAL 12 MONTH
-                                                  AND claim_date <= {day}), 0) AS paid_12m_eur
+                   coalesce(list_sum(list(paid_eur ORDER BY claim_number)
+                                     FILTER (WHERE claim_date > {day} - INTERVAL 12 MONTH
+                                             AND claim_date <= {day})), 0) AS paid_12m_eur
             FROM claim_amounts GROUP BY customer_id
         ),
         last_interaction AS (

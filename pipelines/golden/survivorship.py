@@ -60,12 +60,15 @@ def variant_key_sql(fields: list[str]) -> str:
 def commonness_sql(fields: list[str]) -> str:
     """Per (customer_id, variant_key): how many OTHER customers hold each of its field values,
     as a sum of ln(1 + n). A typo or a name split the wrong way round is a value nobody else
-    has ("Beire", given name "Zou"); the true value usually is shared ("Beier", given "Li")."""
+    has ("Beire", given name "Zou"); the true value usually is shared ("Beier", given "Li").
+    Two records can share a variant key with different fields ("gotthard dussen" + "van" and
+    "gotthard" + "dussen van"): the smallest value of each field stands for the variant, so the
+    result does not depend on which record DuckDB reads first."""
     holders = " UNION ALL ".join(
         f"SELECT {i} AS field, CAST({f} AS VARCHAR) AS value, customer_id FROM candidates"
         for i, f in enumerate(fields))
     values = " UNION ALL ".join(
-        f"SELECT customer_id, variant_key, {i} AS field, CAST(any_value({f}) AS VARCHAR) AS value"
+        f"SELECT customer_id, variant_key, {i} AS field, CAST(min({f}) AS VARCHAR) AS value"
         f" FROM candidates GROUP BY customer_id, variant_key" for i, f in enumerate(fields))
     return f"""
         WITH holders AS (
@@ -120,7 +123,7 @@ def group_winner_sql(group: SurvivorshipGroup) -> str:
                                 "SELECT customer_id, variant_key, 0.0 AS commonness "
                                 "FROM candidates WHERE FALSE"}),
         variant_counts AS (
-            SELECT customer_id, variant_key, any_value(swapped_key) AS swapped_key, count(*) AS n,
+            SELECT customer_id, variant_key, min(swapped_key) AS swapped_key, count(*) AS n,
                    min({trust_rank_sql(group.source_trust)}) AS best_trust,
                    any_value(vc.commonness) AS commonness
             FROM candidates LEFT JOIN variant_commonness vc USING (customer_id, variant_key)
