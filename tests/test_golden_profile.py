@@ -107,8 +107,33 @@ def test_persons_at_one_address_share_a_household(built):
     thomas, anna, company = profile(con, "C1"), profile(con, "C2"), profile(con, "C3")
     # 'hauptstrasse' and 'Hauptstrasse' are one address
     assert thomas["household_id"] == anna["household_id"] is not None
-    assert thomas["household_size"] == 2
-    assert company["household_id"] is None
+    assert thomas["household_size"] == anna["household_size"] == 2
+    assert company["household_id"] is None and company["household_size"] is None
+    assert profile(con, "C4")["household_size"] is None  # a person without a street
+
+
+def test_premium_and_claim_sums_add_in_key_order_whatever_order_records_come_in(tmp_path):
+    # (10.405 + 6.31) + 0.21 = 16.925 -> 16.93, but (0.21 + 6.31) + 10.405 = 16.924999.. -> 16.92:
+    # a float sum in the order rows happen to arrive differs by a cent from one run to the next
+    amounts = {"A": 10.405, "B": 6.31, "C": 0.21}
+    records = []
+    for key in ("C", "B", "A"):  # neither the key order nor its reverse
+        records.append(record(f"servicing:SV-{key}", given_name="Eva", family_name="Roth",
+                              policy_number=f"P-{key}", role="policyholder", product="HOME",
+                              annual_premium=amounts[key], currency="EUR",
+                              policy_status="active", policy_start_date=date(2020, 1, 1),
+                              policy_end_date=date(2030, 1, 1)))
+        records.append(record(f"claims:CL-{key}", given_name="Eva", family_name="Roth",
+                              policy_number=f"P-{key}", role="claimant", claim_number=f"CLM-{key}",
+                              claim_date=date(2026, 6, 1), claim_amount=amounts[key],
+                              claim_paid_amount=amounts[key], currency="EUR"))
+    run = write_run_inputs(RunPaths.for_run("2026-11-22", base=tmp_path), records,
+                           {r["source_record_id"]: "C1" for r in records})
+    result = build_golden(run, EXPORT_DATE)
+    with duckdb.connect() as con:
+        row = con.execute("SELECT total_annual_premium_eur, claims_paid_amount_eur, loss_ratio_12m "
+                          f"FROM read_parquet('{result.paths['customer_360']}')").fetchall()[0]
+    assert row == (16.93, 16.93, 1.0)
 
 
 def test_confidence_reaches_the_profile(built):

@@ -101,7 +101,7 @@ def test_a_failed_publish_leaves_the_last_good_warehouse(runs, tmp_path):
     with pytest.raises(WarehouseAuditFailed, match="customer_id is unique"):
         publish_warehouse(bad, wh)
     (bad.golden_dir / "customer_360.parquet").unlink()
-    with pytest.raises(duckdb.IOException):
+    with pytest.raises(FileNotFoundError, match="customer_360.parquet"):
         publish_warehouse(bad, wh)
     with duckdb.connect(str(wh / "ucv.duckdb"), read_only=True) as con:
         assert con.execute("SELECT DISTINCT run_id FROM customers").fetchall() == [("2026-11-21",)]

@@ -16,10 +16,15 @@ from pipelines.golden.config import (
     survivorship_config,
 )
 from pipelines.golden.portfolio import claims_sql, currency_rates_sql, policies_sql
-from pipelines.golden.profile import customer_360_sql, customer_policy_links_sql
-from pipelines.golden.survivorship import customers_sql
+from pipelines.golden.profile import (
+    create_fact_tables,
+    customer_360_sql,
+    customer_policy_links_sql,
+    drop_fact_tables,
+)
+from pipelines.golden.survivorship import create_customers
 from pipelines.settings import RunPaths, duckdb_config
-from pipelines.sql import quote_literal, quote_path
+from pipelines.sql import quote_path
 
 GOLDEN_TABLES = ("source_records", "customers", "customer_policy_links", "customer_360",
                  "policies", "claims", "currency_rates")
@@ -77,16 +82,16 @@ def require_inputs(run: RunPaths) -> None:
 def load_golden_records(con: duckdb.DuckDBPyConnection, run: RunPaths) -> None:
     """Tables `golden_records` (canonical + customer_id) and `match_pairs` in `con`."""
     require_inputs(run)
+    # Policies are keyed by policy_key across sources; where a mapping gives none, the policy
+    # number without case, spaces or punctuation ("p-de 0001" and "PDE0001" are one policy).
+    # (Derived as the table is created: an UPDATE afterwards cost a pass and slowed later scans.)
     con.execute(f"""
         CREATE OR REPLACE TABLE golden_records AS
-        SELECT s.*, m.customer_id
+        SELECT s.* REPLACE (coalesce(s.policy_key, {DERIVED_POLICY_KEY_SQL}) AS policy_key),
+               m.customer_id
         FROM ({canonical_select_sql(con, staged_records_file(run))}) s
         LEFT JOIN read_parquet({sql_path(customer_map_file(run))}) m USING (source_record_id)
     """)
-    # Policies are keyed by policy_key across sources; where a mapping gives none, the policy
-    # number without case, spaces or punctuation ("p-de 0001" and "PDE0001" are one policy).
-    con.execute(f"UPDATE golden_records SET policy_key = {DERIVED_POLICY_KEY_SQL} "
-                "WHERE policy_key IS NULL AND policy_number IS NOT NULL")
     unmapped = con.execute(
         "SELECT count(*), min(source_record_id) FROM golden_records WHERE customer_id IS NULL"
     ).fetchall()[0]
@@ -112,17 +117,20 @@ def build_golden_tables(con: duckdb.DuckDBPyConnection, run_id: str, export_date
                         config: dict) -> None:
     """Create `customers`, `customer_policy_links`, `currency_rates`, `customer_360`, `policies`
     and `claims` from `golden_records`."""
-    con.execute(f"CREATE OR REPLACE TABLE customers AS "
-                f"SELECT *, {quote_literal(run_id)} AS run_id FROM ({customers_sql(config)})")
-    con.execute("CREATE OR REPLACE TABLE customer_policy_links AS "
-                + customer_policy_links_sql(config, run_id))
-    con.execute("CREATE OR REPLACE TABLE currency_rates AS " + currency_rates_sql(config))
-    golden_columns = ["customer_id", "party_type", *golden_fields(config),
-                      *computed_columns(config)]
-    con.execute("CREATE OR REPLACE TABLE customer_360 AS "
-                + customer_360_sql(config, golden_columns, export_date, run_id))
-    con.execute("CREATE OR REPLACE TABLE policies AS " + policies_sql(config, run_id))
-    con.execute("CREATE OR REPLACE TABLE claims AS " + claims_sql(config, run_id))
+    create_customers(con, config, run_id)
+    create_fact_tables(con, config)  # policy and claim facts, once for every table that reads them
+    try:
+        con.execute("CREATE OR REPLACE TABLE customer_policy_links AS "
+                    + customer_policy_links_sql(config, run_id))
+        con.execute("CREATE OR REPLACE TABLE currency_rates AS " + currency_rates_sql(config))
+        golden_columns = ["customer_id", "party_type", *golden_fields(config),
+                          *computed_columns(config)]
+        con.execute("CREATE OR REPLACE TABLE customer_360 AS "
+                    + customer_360_sql(config, golden_columns, export_date, run_id))
+        con.execute("CREATE OR REPLACE TABLE policies AS " + policies_sql(config, run_id))
+        con.execute("CREATE OR REPLACE TABLE claims AS " + claims_sql(config, run_id))
+    finally:
+        drop_fact_tables(con)
 
 
 def build_golden(run: RunPaths, export_date: date | None = None) -> GoldenResult:

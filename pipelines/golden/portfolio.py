@@ -1,14 +1,14 @@
 """The analyst model's policy and claim grains: `policies` (one row per policy across sources),
 `claims` (one row per claim) and `currency_rates` (the rate table their reporting amounts used).
 
-Policy facts come from the most trusted source (as in customer_360); premiums and claim amounts are
+Policy facts come from the most trusted source (the `policy_facts` and `claim_facts` tables that
+customer_360 reads too, see profile.create_fact_tables); premiums and claim amounts are
 kept in their own currency and converted to the reporting currency at the configured rates
 (`customer_360.currency_rates` in schemas/survivorship.yaml: a rate table with its as-of date).
 """
 
 from __future__ import annotations
 
-from pipelines.golden.profile import claim_facts_sql, policy_facts_sql
 from pipelines.golden.survivorship import sql_list, trust_rank_sql
 from pipelines.sql import quote_literal
 
@@ -48,8 +48,7 @@ def policies_sql(config: dict, run_id: str) -> str:
     rules = config["customer_360"]
     holder_trust = trust_rank_sql(config["source_trust"])
     return f"""
-        WITH policy_facts AS ({policy_facts_sql(config)}),
-        holders AS (
+        WITH holders AS (
             SELECT policy_key,
                    first(customer_id ORDER BY CASE role WHEN 'policyholder' THEN 0 ELSE 1 END,
                          {holder_trust}, customer_id) AS holder_customer_id
@@ -83,8 +82,7 @@ def claims_sql(config: dict, run_id: str) -> str:
     country_currency = ", ".join(f"({sql_list([k])}, {sql_list([v])})"
                                  for k, v in config["customer_360"]["currency_by_country"].items())
     return f"""
-        WITH claim_facts AS ({claim_facts_sql()}),
-        country_currency AS (SELECT * FROM (VALUES {country_currency}) AS t(country, currency))
+        WITH country_currency AS (SELECT * FROM (VALUES {country_currency}) AS t(country, currency))
         SELECT f.claim_number AS claim_id, f.policy_key,
                coalesce(p.policy_number, f.policy_number) AS policy_number,
                p.line_of_business, p.product,

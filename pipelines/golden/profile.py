@@ -1,5 +1,8 @@
 """Customer–policy links and the 360° profile, as SQL over `golden_records` and `customers`.
 
+Policy and claim facts are computed once per run into the tables `policy_facts` and `claim_facts`
+(`create_fact_tables`), which the links, the profile, `policies` and `claims` all read.
+
 Rules (holder roles, currencies, tiers, ratings, renewal window) are data in
 `schemas/survivorship.yaml` under `customer_360`; this module turns them into SQL.
 """
@@ -8,6 +11,8 @@ from __future__ import annotations
 
 import itertools
 from datetime import date
+
+import duckdb
 
 from pipelines.golden.survivorship import sql_list, trust_rank_sql
 from pipelines.sql import quote_literal
@@ -32,6 +37,17 @@ def policy_facts_sql(config: dict) -> str:
     """
 
 
+def create_fact_tables(con: duckdb.DuckDBPyConnection, config: dict) -> None:
+    """The temporary tables `policy_facts` and `claim_facts` from `golden_records`, once a run."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE policy_facts AS {policy_facts_sql(config)}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE claim_facts AS {claim_facts_sql()}")
+
+
+def drop_fact_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("DROP TABLE IF EXISTS temp.policy_facts")
+    con.execute("DROP TABLE IF EXISTS temp.claim_facts")
+
+
 def claim_facts_sql() -> str:
     """One row per claim, from its most recently updated record."""
     return """
@@ -48,8 +64,7 @@ def customer_policy_links_sql(config: dict, run_id: str) -> str:
     """One row per (customer, policy, role) seen in any source, with sources and first/last seen."""
     trust = trust_rank_sql(config["source_trust"])
     return f"""
-        WITH policy_facts AS ({policy_facts_sql(config)}),
-        link_records AS (
+        WITH link_records AS (
             SELECT customer_id, policy_key, coalesce(role, 'unknown') AS role,
                    source_system, source_record_id, {trust} AS trust_rank,
                    least(policy_start_date, claim_date, interaction_date,
@@ -127,9 +142,7 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
     renewal_end = f"{day} + INTERVAL {int(rules['renewal_window_months'])} MONTH"
     golden = ", ".join(f"c.{col}" for col in golden_columns)
     return f"""
-        WITH policy_facts AS ({policy_facts_sql(config)}),
-        claim_facts AS ({claim_facts_sql()}),
-        rates AS (SELECT currency, rate_to_reporting AS rate_to_eur FROM currency_rates),
+        WITH rates AS (SELECT currency, rate_to_reporting AS rate_to_eur FROM currency_rates),
         country_currency AS ({mapping_values_sql(rules['currency_by_country'], 'country', 'currency')}),
         held AS (
             SELECT DISTINCT customer_id, policy_key
@@ -148,8 +161,8 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
                     FILTER (WHERE policy_status = 'lapsed') AS lapsed_policies,
                 list(DISTINCT product ORDER BY product)
                     FILTER (WHERE policy_status = 'active' AND product IS NOT NULL) AS products_held,
-                sum(annual_premium_eur) FILTER (WHERE policy_status = 'active')
-                    AS total_annual_premium_eur,
+                list_sum(list(annual_premium_eur ORDER BY policy_key)
+                         FILTER (WHERE policy_status = 'active')) AS total_annual_premium_eur,
                 min(policy_start_date) AS customer_since,
                 list(struct_pack(policy_number, product, policy_end_date, annual_premium, currency)
                      ORDER BY policy_end_date, policy_number)
@@ -183,12 +196,14 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
         claim_totals AS (
             SELECT customer_id,
                    count(*) AS claims_count,
-                   coalesce(sum(paid_eur), 0) AS claims_paid_amount_eur,
+                   coalesce(list_sum(list(paid_eur ORDER BY claim_number)), 0)
+                       AS claims_paid_amount_eur,
                    max(claim_date) AS last_claim_date,
                    count(*) FILTER (WHERE claim_date > {day} - INTERVAL 12 MONTH
                                     AND claim_date <= {day}) AS claims_count_12m,
-                   coalesce(sum(paid_eur) FILTER (WHERE claim_date > {day} - INTERVAL 12 MONTH
-                                                  AND claim_date <= {day}), 0) AS paid_12m_eur
+                   coalesce(list_sum(list(paid_eur ORDER BY claim_number)
+                                     FILTER (WHERE claim_date > {day} - INTERVAL 12 MONTH
+                                             AND claim_date <= {day})), 0) AS paid_12m_eur
             FROM claim_amounts GROUP BY customer_id
         ),
         last_interaction AS (
@@ -204,6 +219,9 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
             FROM customers
             WHERE party_type = 'person' AND street IS NOT NULL AND country IS NOT NULL
               AND coalesce(postcode, city) IS NOT NULL
+        ),
+        household_sizes AS (
+            SELECT household_id, count(*) AS household_size FROM households GROUP BY household_id
         ),
         profile AS (
             SELECT {golden}, c.confidence, c.n_source_records, c.source_systems,
@@ -233,15 +251,15 @@ def customer_360_sql(config: dict, golden_columns: list[str], export_date: date,
             LEFT JOIN last_interaction li USING (customer_id)
             LEFT JOIN households hh USING (customer_id)
         )
-        SELECT *,
+        SELECT profile.*,
                len(active_policies) AS n_active_policies,
                len(renewals_due) AS n_renewals_due,
                {value_tier_sql(rules)} AS value_tier,
                {rating_sql(rules)} AS rating,
                {age_band_sql([int(b) for b in rules['age_bands']], 'age_years')} AS age_band,
-               CASE WHEN household_id IS NOT NULL
-                    THEN count(*) OVER (PARTITION BY household_id) END AS household_size,
+               hs.household_size,
                {quote_literal(run_id)} AS run_id
         FROM profile
+        LEFT JOIN household_sizes hs USING (household_id)
         ORDER BY customer_id
     """

@@ -9,10 +9,19 @@ changed once written; `parquet/LATEST` (a text file) names the current version a
 `parquet/current` is a symlink to it, both replaced by rename, so a reader that resolves the
 pointer once reads one version throughout. A run that fails at any step leaves the last published
 warehouse untouched.
+
+Every table is written once: golden's Parquet files (`build.GOLDEN_TABLES`, already the published
+shape) become the mirror's files as hard links (a copy across file systems), and the DuckDB tables
+are loaded from those mirror files; only the tables publish itself shapes (quarantine, match_pairs
+with run_id, history, review queue, runs) are written to the mirror from the DuckDB file. A hard
+link shares the file, not a name: golden, erasure and retention replace or delete files by name
+(write beside, rename over; unlink), never in place, so a run folder and a mirror version never
+change each other's files.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -26,7 +35,7 @@ from pathlib import Path
 import duckdb
 
 from pipelines import fileio, settings
-from pipelines.golden.build import match_pairs_file, sql_path
+from pipelines.golden.build import GOLDEN_TABLES, match_pairs_file, sql_path
 from pipelines.golden.config import WAREHOUSE_SCHEMA_FILE, load_yaml
 from pipelines.golden.dictionary import expanded_columns
 from pipelines.settings import RunPaths, duckdb_config
@@ -36,6 +45,8 @@ WAREHOUSE_TABLES = ("source_records", "quarantine", "match_pairs", "customers",
                     "customer_policy_links", "customer_360", "policies", "claims",
                     "currency_rates", "customer_id_history", "review_queue", "runs")
 ANALYST_TABLES = ("policies", "claims", "currency_rates")  # the analyst model, from golden/
+# tables published exactly as golden wrote them: the mirror links golden's file
+LINKED_TABLES = tuple(t for t in WAREHOUSE_TABLES if t in GOLDEN_TABLES)
 MIRROR_DIR = "parquet"
 CURRENT_LINK = "current"
 LATEST_FILE = "LATEST"  # one line: the version folder of the published mirror
@@ -151,8 +162,8 @@ def previous_tables(con: duckdb.DuckDBPyConnection) -> set[str]:
 
 
 def table_queries(con: duckdb.DuckDBPyConnection, run: RunPaths, previous: set[str]) -> dict:
-    """Warehouse table -> the query that fills it from the run folder (and the previous warehouse)."""
-    golden = run.golden_dir
+    """Warehouse table -> the query that fills it from the run folder (and the previous warehouse),
+    for the tables publish shapes itself (golden's come from the mirror: `linked_table_queries`)."""
     quarantine_files = sorted(run.quarantine_dir.glob("*.parquet"))
     if quarantine_files:
         files = "[" + ", ".join(sql_path(p) for p in quarantine_files) + "]"
@@ -170,13 +181,8 @@ def table_queries(con: duckdb.DuckDBPyConnection, run: RunPaths, previous: set[s
                                 f"WHERE run_id <> {quote_literal(run.run_id)}")
     review_file = run.identified_dir / "review_queue.parquet"
     return {
-        "source_records": f"SELECT * FROM read_parquet({sql_path(golden / 'source_records.parquet')})",
         "quarantine": quarantine,
         "match_pairs": with_run_id_sql(con, match_pairs_file(run), run.run_id),
-        "customers": f"SELECT * FROM read_parquet({sql_path(golden / 'customers.parquet')})",
-        "customer_policy_links":
-            f"SELECT * FROM read_parquet({sql_path(golden / 'customer_policy_links.parquet')})",
-        "customer_360": f"SELECT * FROM read_parquet({sql_path(golden / 'customer_360.parquet')})",
         "customer_id_history":
             "SELECT DISTINCT * FROM (" + " UNION ALL BY NAME ".join(history_parts) + ") "
             "ORDER BY run_id, event, customer_id",
@@ -194,10 +200,34 @@ def history_is_complete(con: duckdb.DuckDBPyConnection, history_file: Path) -> b
     return "publication" in columns
 
 
-def analyst_table_queries(run: RunPaths) -> dict[str, str]:
-    """policies, claims and currency_rates from the run's golden folder."""
-    return {table: f"SELECT * FROM read_parquet({sql_path(run.golden_dir / f'{table}.parquet')})"
-            for table in ANALYST_TABLES}
+def link_or_copy(source: Path, target: Path) -> None:
+    """`target` becomes `source`'s file: a hard link, or a copy where the two folders are on
+    different file systems (or the file system has no hard links)."""
+    try:
+        os.link(source, target)
+    except OSError as problem:
+        if problem.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+            raise
+        tmp = target.with_name(f".{target.name}.tmp")
+        shutil.copyfile(source, tmp)
+        fileio.replace(tmp, target)
+
+
+def link_golden_tables(run: RunPaths, mirror: Path) -> None:
+    """golden's Parquet files as the mirror's files of the tables published as golden wrote them."""
+    missing = [run.golden_dir / f"{t}.parquet" for t in LINKED_TABLES
+               if not (run.golden_dir / f"{t}.parquet").is_file()]
+    if missing:
+        raise FileNotFoundError("publish needs golden's tables: " + ", ".join(map(str, missing)))
+    for table in LINKED_TABLES:
+        link_or_copy(run.golden_dir / f"{table}.parquet", mirror / f"{table}.parquet")
+
+
+def linked_table_queries(mirror: Path) -> dict[str, str]:
+    """The golden tables (customers, 360, links, source records, policies, claims, currency
+    rates) from the mirror's files: the DuckDB file and the mirror hold the same data."""
+    return {table: f"SELECT * FROM read_parquet({sql_path(mirror / f'{table}.parquet')})"
+            for table in LINKED_TABLES}
 
 
 def audit_analyst_model(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
@@ -291,12 +321,19 @@ def comment_tables(con: duckdb.DuckDBPyConnection) -> None:
     if not WAREHOUSE_SCHEMA_FILE.exists():
         return
     schema = load_yaml(WAREHOUSE_SCHEMA_FILE)["tables"]
-    for table, spec in schema.items():
-        present = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
-        con.execute(f"COMMENT ON TABLE {table} IS {quote(spec['grain'])}")
-        for column, meaning in expanded_columns(spec).items():
-            if column in present:
-                con.execute(f"COMMENT ON COLUMN {table}.{quote_ident(column)} IS {quote(str(meaning))}")
+    con.execute("BEGIN TRANSACTION")  # one commit for all comments, not one per statement
+    try:
+        for table, spec in schema.items():
+            present = {r[0] for r in con.execute(f"DESCRIBE {table}").fetchall()}
+            con.execute(f"COMMENT ON TABLE {table} IS {quote(spec['grain'])}")
+            for column, meaning in expanded_columns(spec).items():
+                if column in present:
+                    con.execute(f"COMMENT ON COLUMN {table}.{quote_ident(column)} "
+                                f"IS {quote(str(meaning))}")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
 
 
 def quote(text: str) -> str:
@@ -332,13 +369,17 @@ def audit_warehouse(con: duckdb.DuckDBPyConnection, run_id: str) -> None:
 
 def build_warehouse_file(run: RunPaths, path: Path, previous: Path, sequence: int,
                          version: str, mirror: Path) -> None:
-    """Fill a new DuckDB file with every warehouse table, audit it, and write its Parquet mirror."""
+    """Fill a new DuckDB file with every warehouse table, audit it, and write its Parquet mirror:
+    golden's files are linked into the mirror and loaded from there, the other tables are
+    written to the mirror from the DuckDB file."""
+    mirror.mkdir(parents=True)
+    link_golden_tables(run, mirror)
     with warehouse_writer(path) as con:
         prior: set[str] = set()
         if previous.exists():
             con.execute(f"ATTACH {sql_path(previous)} AS prev (READ_ONLY)")
             prior = previous_tables(con)
-        queries = {**table_queries(con, run, prior), **analyst_table_queries(run)}
+        queries = {**table_queries(con, run, prior), **linked_table_queries(mirror)}
         for table in WAREHOUSE_TABLES:
             if table in queries:
                 con.execute(f"CREATE TABLE {table} AS {queries[table]}")
@@ -349,10 +390,10 @@ def build_warehouse_file(run: RunPaths, path: Path, previous: Path, sequence: in
         audit_analyst_model(con, run.run_id)
         comment_tables(con)
         create_views(con)
-        mirror.mkdir(parents=True)
         for table in WAREHOUSE_TABLES:
-            con.execute(f"COPY {table} TO {sql_path(mirror / f'{table}.parquet')} "
-                        "(FORMAT parquet, COMPRESSION zstd)")
+            if table not in LINKED_TABLES:
+                con.execute(f"COPY {table} TO {sql_path(mirror / f'{table}.parquet')} "
+                            "(FORMAT parquet, COMPRESSION zstd)")
         con.execute("CHECKPOINT")
     if Path(f"{path}.wal").exists():
         raise RuntimeError(f"{path}.wal left after close; the file would not be self-contained")
