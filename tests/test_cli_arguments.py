@@ -79,6 +79,7 @@ BAD_ARGUMENTS = [
     (["run", "--date", "2026-11-22"], DATA, "no exports landed"),
     (["bench", "--records", "-5"], USAGE, "--records"),
     (["bench-backends", "--records", "-5"], USAGE, "--records"),
+    (["bench-incremental", "--records", "-5"], USAGE, "--records"),
     (["bench-train", "--records", "{tmp}/no.parquet"], USAGE, "--records"),
     (["bench-serve", "--warehouse", "{tmp}/no.duckdb"], USAGE, "no warehouse"),
     (["serve", "--port", "99999"], USAGE, "--port"),
