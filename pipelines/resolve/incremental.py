@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.settings import RunPaths
-from pipelines.sql import quote_path
+from pipelines.sql import quote_literal, quote_path
 
 RECORD_FINGERPRINTS_FILE = "record_fingerprints.parquet"
 
@@ -94,7 +94,7 @@ def predict_incremental(con, db_api, linker, blocked_table: str, fingerprints: s
     con.execute(f"""CREATE OR REPLACE TEMP TABLE delta_{p} AS
         SELECT f.unique_id FROM {fingerprints} f
         ANTI JOIN (SELECT source_record_id, fingerprint FROM read_parquet(
-                       {quote_path(base.fingerprints_path)}) WHERE party_type = '{p}') b
+                       {quote_path(base.fingerprints_path)}) WHERE party_type = {quote_literal(p)}) b
           ON b.source_record_id = f.unique_id AND b.fingerprint = f.fingerprint""")
     con.execute(f"""CREATE OR REPLACE TABLE blocked_delta_{p} AS
         SELECT * FROM {blocked_table}
@@ -118,7 +118,7 @@ def predict_incremental(con, db_api, linker, blocked_table: str, fingerprints: s
         SELECT source_record_id_l, source_record_id_r, {kept_weight},
                1 / (1 + pow(2, -{kept_weight})), match_key::VARCHAR, {ev}
         FROM read_parquet({quote_path(base.pairs_path)}) b
-        WHERE party_type = '{p}' AND {kept_weight} >= {review_floor!r}
+        WHERE party_type = {quote_literal(p)} AND {kept_weight} >= {review_floor!r}
           AND source_record_id_l IN (SELECT unique_id FROM {fingerprints})
           AND source_record_id_r IN (SELECT unique_id FROM {fingerprints})
           AND source_record_id_l NOT IN (SELECT unique_id FROM delta_{p})
