@@ -515,8 +515,7 @@ class _PartyScorer:
     def _check_python_input(self, stored) -> bool:
         """The compiled input row against the statement on stored records spread over the table,
         with fields blanked in turn: the Python row only if every row and key is the same."""
-        step = max(1, stored.num_rows // _LEVEL_CHECKS)
-        sample = stored.take(pa.array(range(0, stored.num_rows, step))[:_LEVEL_CHECKS]).to_pylist()
+        sample = _spread_sample(stored)
         with self._session() as session:
             for i, record in enumerate(sample):
                 record[_CHECK_BLANKED[i % len(_CHECK_BLANKED)]] = None
@@ -534,8 +533,7 @@ class _PartyScorer:
     def _check_python_levels(self, stored) -> bool:
         """Stored records spread over the table (one field blanked each) against their candidates:
         the compiled levels only if they give DuckDB's levels and weights on every pair."""
-        step = max(1, stored.num_rows // _LEVEL_CHECKS)
-        sample = stored.take(pa.array(range(0, stored.num_rows, step))[:_LEVEL_CHECKS]).to_pylist()
+        sample = _spread_sample(stored)
         checked = 0
         with self._session() as session:
             for i, record in enumerate(sample):
@@ -751,6 +749,12 @@ def _parameter(value: Any, date_column: bool = False) -> Any:
     if date_column and isinstance(value, date):
         return value.isoformat()
     return value
+
+
+def _spread_sample(stored) -> list[dict]:
+    """Up to _LEVEL_CHECKS stored records spread evenly over the table (the start-up checks)."""
+    step = max(1, stored.num_rows // _LEVEL_CHECKS)
+    return stored.take(pa.array(range(0, stored.num_rows, step))[:_LEVEL_CHECKS]).to_pylist()
 
 
 def _as_text(value: Any, sql_type: str) -> Any:
