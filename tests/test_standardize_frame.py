@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import duckdb
@@ -198,3 +199,26 @@ def test_map_distinct_keeps_order_and_reports_a_bad_setting(monkeypatch):
     monkeypatch.setenv(bulk.PROCESSES_ENV, "two")
     with pytest.raises(ValueError, match="UCV_STANDARDIZE_PROCESSES='two' is not a whole number"):
         bulk.map_distinct(str, [values], 1000)
+
+
+def test_worker_processes_stop_on_sigterm_even_when_the_parent_ignores_it(monkeypatch):
+    """Airflow's task runner handles SIGTERM with a function that does nothing outside its own
+    process; forked workers inherited it, so a pool stopped with SIGTERM waited for ever (a hung
+    `make run` in the standardize task). Workers must get the default SIGTERM action back."""
+    import signal
+
+    from pipelines.standardize import bulk
+
+    monkeypatch.setenv(bulk.PROCESSES_ENV, "2")
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        values = [f"v{i}" for i in range(bulk.POOL_MIN_VALUES * 2)]
+        out = bulk.map_distinct(
+            lambda v: (v, os.getpid(), signal.getsignal(signal.SIGTERM) == signal.SIG_DFL),
+            [values], len(values))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert [r[0] for r in out] == values
+    in_workers = [r for r in out if r[1] != os.getpid()]
+    assert in_workers, "no value was computed in a worker process"
+    assert all(r[2] for r in in_workers), "a worker kept the parent's SIGTERM handler"

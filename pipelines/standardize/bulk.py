@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -62,6 +63,13 @@ def _apply(fn: Callable[..., tuple], columns: Sequence[list[Any]], lo: int, hi: 
     return [fn(*args) for args in zip(*(c[lo:hi] for c in columns), strict=True)]
 
 
+def _worker_start() -> None:
+    # Forked workers inherit the parent's signal handlers. Airflow's task runner handles SIGTERM
+    # with a function that returns without doing anything outside its own process, so a worker
+    # stopped with SIGTERM never stopped and the pool waited for it for ever (a hung `make run`).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _apply_job(bounds: tuple[int, int]) -> list[tuple]:
     assert _job is not None  # set by the parent before the fork
     return _apply(_job[0], _job[1], *bounds)
@@ -81,10 +89,13 @@ def map_distinct(fn: Callable[..., tuple], columns: list[list[Any]], n: int) -> 
     step = -(-(n - 1) // (processes * 4))  # a few chunks per worker evens out slow values
     bounds = [(lo, min(lo + step, n)) for lo in range(1, n, step)]
     _job = (fn, columns)
+    pool = multiprocessing.get_context("fork").Pool(processes, initializer=_worker_start)
     try:
-        with multiprocessing.get_context("fork").Pool(processes) as pool:
-            parts = pool.map(_apply_job, bounds, chunksize=1)
+        parts = pool.map(_apply_job, bounds, chunksize=1)
+        pool.close()  # workers leave on their own once the queue is drained; no signal needed
+        pool.join()
     finally:
+        pool.terminate()  # only does something if map raised
         _job = None
     return first + [r for part in parts for r in part]
 
