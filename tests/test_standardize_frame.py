@@ -222,3 +222,92 @@ def test_worker_processes_stop_on_sigterm_even_when_the_parent_ignores_it(monkey
     in_workers = [r for r in out if r[1] != os.getpid()]
     assert in_workers, "no value was computed in a worker process"
     assert all(r[2] for r in in_workers), "a worker kept the parent's SIGTERM handler"
+
+
+def _comparable(row: dict) -> str:
+    return json.dumps(row, default=lambda v: list(v) if hasattr(v, "tolist") else str(v),
+                      ensure_ascii=False, sort_keys=True)
+
+
+@pytest.mark.parametrize("source", ["sales", "servicing"])
+def test_records_waiting_together_share_one_execution_and_get_their_own_rows(source) -> None:
+    """Real time: records that arrive while a standardizer is busy run as one batch, and each
+    caller gets exactly the row it gets alone (the row number is the record's place in the batch,
+    not in the caller's eyes: it is compared without it)."""
+    import threading
+
+    from pipelines.identify.realtime import StandardizeBatcher
+
+    records = source_shaped(source)[:6]
+    batcher = StandardizeBatcher(MAPPINGS[source], standardizers=1)
+    alone = [batcher.standardize(r) for r in records]
+    assert batcher.batches == len(records)
+    (standardizer,) = batcher._free
+    real, release, entered = standardizer.standardize_rows, threading.Event(), threading.Event()
+
+    def first_call_waits(rows, run_id):
+        entered.set()
+        release.wait(30)
+        return real(rows, run_id)
+
+    standardizer.standardize_rows = first_call_waits
+    results: dict[int, dict] = {}
+
+    def call(i: int) -> None:
+        results[i] = batcher.standardize(records[i])
+
+    first = threading.Thread(target=call, args=(0,))
+    first.start()
+    assert entered.wait(30)
+    standardizer.standardize_rows = real  # the others queue behind the first batch
+    others = [threading.Thread(target=call, args=(i,)) for i in range(1, len(records))]
+    for t in others:
+        t.start()
+    while len(batcher._pending) < len(records) - 1:
+        threading.Event().wait(0.01)
+    release.set()
+    for t in [first, *others]:
+        t.join(60)
+    assert batcher.batches == len(records) + 2  # the first alone, then the five together
+    for i, row in enumerate(alone):
+        expected = {k: v for k, v in row.items() if k != "source_row_number"}
+        got = {k: v for k, v in results[i].items() if k != "source_row_number"}
+        assert _comparable(got) == _comparable(expected)
+
+
+def test_a_record_that_breaks_a_batch_fails_only_its_own_request() -> None:
+    import threading
+
+    from pipelines.identify.realtime import StandardizeBatcher
+
+    records = source_shaped("sales")[:4]
+    records[2] = {**records[2], "lead_id": "BREAKS"}
+    batcher = StandardizeBatcher(MAPPINGS["sales"], standardizers=1)
+    (standardizer,) = batcher._free
+    real, release = standardizer.standardize_rows, threading.Event()
+
+    def refuse_the_marked_record(rows, run_id):
+        release.wait(30)
+        if any(r.get("lead_id") == "BREAKS" for r in rows):
+            raise ValueError("a value the mapping cannot read")
+        return real(rows, run_id)
+
+    standardizer.standardize_rows = refuse_the_marked_record
+    outcomes: dict[int, object] = {}
+
+    def call(i: int) -> None:
+        try:
+            outcomes[i] = batcher.standardize(records[i])["source_record_id"]
+        except ValueError as error:
+            outcomes[i] = str(error)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(len(records))]
+    for t in threads:
+        t.start()
+    while len(batcher._pending) < len(records) - 1:
+        threading.Event().wait(0.01)
+    release.set()
+    for t in threads:
+        t.join(60)
+    assert outcomes[2] == "a value the mapping cannot read"
+    assert [outcomes[i] for i in (0, 1, 3)] == [f"sales:{records[i]['lead_id']}" for i in (0, 1, 3)]

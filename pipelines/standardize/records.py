@@ -159,8 +159,11 @@ def standardize_frame(mapping: SourceMapping, df: pd.DataFrame, run_id: str) -> 
                                 na_position="first", kind="stable").reset_index(drop=True)
 
 
-def source_table(mapping: SourceMapping, df: pd.DataFrame, run_id: str) -> pa.Table:
-    """Source-shaped rows as the all-VARCHAR table with lineage columns that ingest's raw step writes."""
+def source_table(mapping: SourceMapping, df: pd.DataFrame | list[dict], run_id: str) -> pa.Table:
+    """Source-shaped rows (a frame, or records as dicts: no frame to build for a few requests) as
+    the all-VARCHAR table with lineage columns that ingest's raw step writes."""
+    if isinstance(df, list):
+        return _records_table(mapping, df, run_id)
     n = len(df)
     arrays = {}
     for column in df.columns:
@@ -178,6 +181,21 @@ def source_table(mapping: SourceMapping, df: pd.DataFrame, run_id: str) -> pa.Ta
         index = df["_part_index"].tolist() if "_part_index" in df.columns else [None] * n
         arrays["_part_index"] = pa.array([None if v is None or v != v else int(v) for v in index],
                                          pa.int64())
+    return pa.table(arrays)
+
+
+def _records_table(mapping: SourceMapping, records: list[dict], run_id: str) -> pa.Table:
+    """`source_table` of records given as dicts; record i is source row i + 1."""
+    n = len(records)
+    arrays = {column: pa.array([_as_text(r.get(column)) for r in records], pa.string())
+              for column in mapping.all_columns if any(column in r for r in records)}
+    for column in mapping.all_columns:
+        arrays.setdefault(column, pa.nulls(n, pa.string()))
+    arrays["_source_file"] = pa.array(["<frame>"] * n, pa.string())
+    arrays["_row_number"] = pa.array(range(1, n + 1), pa.int64())
+    arrays["_run_id"] = pa.array([run_id] * n, pa.string())
+    if mapping.part is not None:
+        arrays["_part_index"] = pa.nulls(n, pa.int64())
     return pa.table(arrays)
 
 
@@ -220,13 +238,13 @@ class RecordStandardizer:
         # Ordered here, not in SQL: sorting a wide row costs DuckDB more than the whole query.
         return result.sort_values("source_row_number", kind="stable").reset_index(drop=True)
 
-    def standardize_rows(self, df: pd.DataFrame, run_id: str) -> list[dict]:
+    def standardize_rows(self, df: pd.DataFrame | list[dict], run_id: str) -> list[dict]:
         """As `standardize`, as dicts of Python values (a DataFrame of one row costs ~20 ms to
-        build and read back)."""
+        build and read back); `df` may be the records as dicts, record i being source row i + 1."""
         rows = self._run(df, run_id, _fetch_dicts)
         return sorted(rows, key=lambda row: row["source_row_number"])
 
-    def _run(self, df: pd.DataFrame, run_id: str, fetch):
+    def _run(self, df: pd.DataFrame | list[dict], run_id: str, fetch):
         """`fetch(cursor)` of the canonical statement executed on `df`."""
         # Only the columns the mapping reads, in its order: one prepared statement serves records
         # whatever keys they bring.
