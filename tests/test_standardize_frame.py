@@ -311,3 +311,30 @@ def test_a_record_that_breaks_a_batch_fails_only_its_own_request() -> None:
         t.join(60)
     assert outcomes[2] == "a value the mapping cannot read"
     assert [outcomes[i] for i in (0, 1, 3)] == [f"sales:{records[i]['lead_id']}" for i in (0, 1, 3)]
+
+
+def test_org_word_columns_once_per_distinct_word_equal_the_per_record_sql() -> None:
+    """The batch matches qualifier stems once per distinct word (`add_org_word_columns`); real
+    time runs `org_qualifiers_sql` / `org_core_sql` per record: both must give the same columns."""
+    from pipelines.standardize.organizations import (
+        add_org_word_columns,
+        org_core_sql,
+        org_qualifiers_sql,
+        org_tokens_sql,
+    )
+
+    names = ["clements holdings holdings", "clements holdings", "mueller vrwaltungs gmbh",
+             "consultingbeteiligungs ag", "acme  esrvices", "holding", "", None, "a b a",
+             "beijing konggu jituan", "servier capitol invest"]
+    con = duckdb.connect()
+    con.execute("CREATE TEMP TABLE orgs (org_name VARCHAR, org_name_norm VARCHAR)")
+    con.executemany("INSERT INTO orgs VALUES (?, ?)", [[f"raw {i}", n] for i, n in enumerate(names)])
+    expected = con.execute(f"""
+        SELECT org_name, {org_tokens_sql('org_name_norm')}, {org_qualifiers_sql('org_name_norm')},
+               {org_core_sql('org_name_norm')} FROM orgs ORDER BY org_name""").fetchall()
+    add_org_word_columns(con, "orgs", "org_name", "org_name_norm")
+    got = con.execute("SELECT org_name, org_name_tokens, org_name_qualifiers, org_name_core "
+                      "FROM orgs ORDER BY org_name").fetchall()
+    assert got == expected
+    assert any(row[2] for row in got) and any(row[3] for row in got)  # the cases are reached
+    assert dict((r[0], r[2]) for r in got)["raw 0"] == ["holding", "holding"]

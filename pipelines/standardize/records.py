@@ -50,6 +50,7 @@ from pipelines.standardize.names import (
     strip_name_suffix,
 )
 from pipelines.standardize.organizations import (
+    add_org_word_columns,
     check_identifier,
     company_name_sql,
     org_core_sql,
@@ -728,6 +729,7 @@ def build_canonical(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, colu
     python_lookup(con, "org_lookup",
                  "SELECT DISTINCT n_org_name AS org_name FROM b WHERE n_org_name IS NOT NULL",
                  split_legal_form, [("org_name_norm", pa.string()), ("org_legal_form", pa.string())])
+    add_org_word_columns(con, "org_lookup", "org_name", "org_name_norm")
     python_lookup(con, "language_lookup",
                  "SELECT DISTINCT language_raw FROM b WHERE language_raw IS NOT NULL",
                  lambda raw: (normalise_language(raw),), [("language", pa.string())])
@@ -812,6 +814,11 @@ def _final_select(mapping: SourceMapping, run_id: str, fields: dict, id_selects:
         "org_name_tokens": org_tokens_sql("o.org_name_norm") if org_names else "NULL",
         "org_name_qualifiers": org_qualifiers_sql("o.org_name_norm") if org_names else "NULL",
         "org_name_core": org_core_sql("o.org_name_norm") if org_names else "NULL",
+    }
+    if not one_lookup_row:  # the batch computed them once per distinct name (org_lookup)
+        values |= {column: f"o.{column}" for column in
+                   ("org_name_tokens", "org_name_qualifiers", "org_name_core")}
+    values |= {
         "registration_id": first_valid(org_ids, "id_value", "organization"),
         "national_id": first_valid(person_ids, "id_value", "person"),
         "national_id_type": first_valid(person_ids, "id_type", "person"),
