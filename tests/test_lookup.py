@@ -63,6 +63,17 @@ def test_name_ranks_several_candidates(warehouse):
     assert {"C1", "C2"} <= set(family)
 
 
+def test_a_hanzi_name_is_compared_part_by_part_as_ingest_splits_it():
+    from pipelines.golden.lookup import lookup_key
+
+    # family name first (a compound surname whole), each part folded as ingest folds it
+    assert lookup_key(None, None, None, None, "王建国") == ("name", ["wangjianguo", "wang", "jianguo"])
+    assert lookup_key(None, None, None, None, "欧阳娜娜")[1][1:] == ["ouyang", "nana"]
+    assert lookup_key(None, None, None, None, "单伟")[1][1:] == ["shan", "wei"]  # the surname reading
+    assert lookup_key(None, None, None, None, "王")[1] == ["wang", "wang", "wang"]  # one character
+    assert lookup_key(None, None, None, None, "Wang Wei")[1] == ["wangwei", "wang", "wei"]
+
+
 def test_id_and_unknown_keys(warehouse):
     assert ids(lookup("C3", warehouse=warehouse)) == ["C3"]
     merged = lookup("C9", warehouse=warehouse)  # an ID merged away finds who holds it now

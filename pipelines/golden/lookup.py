@@ -48,6 +48,26 @@ def name_key(text: str | None) -> str:
     return re.sub(r"[^a-z0-9]", "", pipeline_fold(text) or "")
 
 
+def name_parts(text: str) -> tuple[str, str]:
+    """A looked-up name's first and last word, folded; equal for a single word.
+
+    A hanzi name folds to one word ('王伟' -> 'wangwei'), but its family name is known: it is
+    split as ingest splits it (compound surname, else the first character) and each part folded
+    as ingest folds it (surname readings: 单 -> shan), so '王伟' is compared part by part like
+    'Wang Wei' — not 'Wang Lei' — instead of as one word against every name in the warehouse."""
+    from pipelines.standardize.names import family_name_norm, given_name_norm, split_hanzi_name
+    from pipelines.standardize.text import is_all_han
+
+    compact = re.sub(r"\s", "", text)
+    if compact and is_all_han(compact):
+        family, given = split_hanzi_name(compact)
+        family_norm, given_norm = family_name_norm(family), given_name_norm(given)
+        if family_norm and given_norm:
+            return family_norm, given_norm
+    words = (pipeline_fold(text) or "").split() or [""]
+    return words[0], words[-1]
+
+
 def pipeline_fold(text: str) -> str | None:
     """The pipeline's text folding, so name keys match what ingest stored."""
     from pipelines.standardize.text import fold
@@ -159,8 +179,7 @@ def lookup_key(customer_id: str | None, phone: str | None, email: str | None,
     if key == "email":
         return key, [normalise_email(str(value))]
     if key == "name":
-        words = (pipeline_fold(str(value)) or "").split() or [""]
-        return key, [name_key(str(value)), words[0], words[-1]]
+        return key, [name_key(str(value)), *name_parts(str(value))]
     return key, [str(value).strip()]
 
 

@@ -71,6 +71,14 @@ class _Vocabulary:
         return cdist([query], self.values, scorer=JaroWinkler.normalized_similarity,
                      score_cutoff=cutoff, dtype=np.float64)[0]
 
+    def scores_of_each(self, queries: list[str], cutoff: float) -> list[np.ndarray]:
+        """`scores` of several queries in one pass (rapidfuzz compares them together)."""
+        if not self.values:
+            return [np.zeros(0) for _ in queries]
+        matrix = cdist(queries, self.values, scorer=JaroWinkler.normalized_similarity,
+                       score_cutoff=cutoff, dtype=np.float64)
+        return [matrix[i] if q else np.zeros(len(self.values)) for i, q in enumerate(queries)]
+
     def records_of(self, codes: np.ndarray) -> np.ndarray:
         if len(codes) == 0:
             return np.zeros(0, dtype=np.int64)
@@ -111,8 +119,8 @@ class NameIndex:
         if first != last:
             # the mean of two similarities reaches the floor only if each is >= 2 * floor - 1
             part_floor = 2 * floor - 1
-            g_first, g_last = self.given.scores(first, part_floor), self.given.scores(last, part_floor)
-            f_first, f_last = self.family.scores(first, part_floor), self.family.scores(last, part_floor)
+            g_first, g_last = self.given.scores_of_each([first, last], part_floor)
+            f_first, f_last = self.family.scores_of_each([first, last], part_floor)
             for g_scores, f_scores in ((g_first, f_last), (g_last, f_first)):
                 records = self._records_with_both(g_scores, f_scores)
                 sim = (self.given.record_scores(g_scores, records)

@@ -154,7 +154,8 @@ def test_lookups_answer_what_ucv_lookup_answers(server, published):
     for record in sample:
         for key, value in (("phone", record["phone_mobile"]), ("email", record["email"]),
                            ("policy", record["policy_number"]), ("name", record["full_name"]),
-                           ("name", record["family_name"]), ("name", record["org_name"])):
+                           ("name", record["family_name"]), ("name", record["org_name"]),
+                           ("name", record.get("name_native"))):
             if not value:
                 continue
             got = client.get(f"/lookup/{key}", params={key: value, "limit": 50}).json()["candidates"]
