@@ -133,7 +133,8 @@ def candidates_sql(key: str) -> str:
     if key == "name":
         # $1: the whole name folded and joined; $2, $3: its first and last word. A name of two or
         # more words is compared part by part (in either order), so 'Wang Wei' is not 'Wang Lei';
-        # a single word (or hanzi, which fold to one word) is compared whole and with family names.
+        # a single word is compared whole and with family names (a hanzi name is split first:
+        # name_parts).
         given = "coalesce(given_name_norm, '')"
         family = "coalesce(family_name_norm, '')"
         joined = "regexp_replace({}, '[^a-z0-9]', '', 'g')"
