@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pipelines.serve import problems
 from pipelines.serve.config import ServeConfig
 from pipelines.serve.problems import Problem, clean
-from pipelines.serve.warehouse import WarehouseHolder, WarehouseVersion
+from pipelines.serve.warehouse import SUMMARY_COLUMNS, WarehouseHolder, WarehouseVersion
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,6 @@ SHOWN_CANONICAL = ("party_type", "given_name_norm", "family_name_norm", "name_na
                    "email", "postcode", "city", "country")
 LOOKUP_KEYS = {"phone": "phone", "email": "email", "policy": "policy",
                "national-id": "national_id", "name": "name"}
-SUMMARY_COLUMNS = ("customer_id", "party_type", "full_name", "org_name", "birth_date", "city",
-                   "confidence", "n_source_records", "source_systems")
 
 
 class ResolveRequest(BaseModel):
@@ -306,7 +304,7 @@ def resolve_record(wh: WarehouseVersion, body: ResolveRequest) -> dict:
         raise Problem(422, "Record cannot be resolved", f"{type(err).__name__}: {err}") from err
     threshold = wh.match_weight[party_type]
     summaries = {p["customer_id"]: {k: p.get(k) for k in SUMMARY_COLUMNS}
-                 for p in wh.profiles_of([c.customer_id for c in found])}
+                 for p in wh.summaries_of([c.customer_id for c in found])}
     candidates = [{
         "customer_id": c.customer_id, "match_probability": c.match_probability,
         "match_weight": c.match_weight, "is_match": c.match_weight >= threshold,

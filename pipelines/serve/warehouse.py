@@ -26,6 +26,10 @@ import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
+# what a resolve answer shows of each candidate customer (the whole 360 row is GET /customers)
+SUMMARY_COLUMNS = ("customer_id", "party_type", "full_name", "org_name", "birth_date", "city",
+                   "confidence", "n_source_records", "source_systems")
+
 
 @dataclass(frozen=True)
 class FileIdentity:
@@ -54,6 +58,7 @@ class WarehouseVersion:
     export_date: date | None
     profiles: pa.Table
     profile_row: dict[str, int]
+    summaries: pa.Table  # profiles' SUMMARY_COLUMNS: taking 9 columns, not 70, per resolve
     links_by_customer: dict[str, list[dict]]
     contacts: dict[str, dict[str, list[dict]]]
     index: Any  # LookupIndex
@@ -77,6 +82,11 @@ class WarehouseVersion:
     def profiles_of(self, customer_ids: list[str]) -> list[dict]:
         rows = [self.profile_row[c] for c in customer_ids if c in self.profile_row]
         return self.profiles.take(pa.array(rows, type=pa.int64())).to_pylist() if rows else []
+
+    def summaries_of(self, customer_ids: list[str]) -> list[dict]:
+        """Each known customer's SUMMARY_COLUMNS (missing columns absent), in the given order."""
+        rows = [self.profile_row[c] for c in customer_ids if c in self.profile_row]
+        return self.summaries.take(pa.array(rows, type=pa.int64())).to_pylist() if rows else []
 
     def enter(self) -> None:
         with self._lock:
@@ -179,7 +189,9 @@ def load_version(path: Path, open_lead_days: int = 365, models: dict | None = No
         raise
     return WarehouseVersion(
         path=path, identity=identity, con=con, run_id=run_id, label=label, export_date=export_date,
-        profiles=profiles, profile_row=profile_row, links_by_customer=links_by_customer,
+        profiles=profiles, profile_row=profile_row,
+        summaries=profiles.select([c for c in SUMMARY_COLUMNS if c in profiles.column_names]),
+        links_by_customer=links_by_customer,
         contacts=contacts, index=index, resolver=resolver, match_weight=match_weight,
         loaded_seconds=round(time.perf_counter() - started, 3))
 
