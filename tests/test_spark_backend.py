@@ -179,15 +179,27 @@ def test_spark_and_duckdb_give_the_same_clusters(staged_records, tmp_path, monke
                       "link_disagreements": links[1]}), file=sys.stderr)
 
 
-# u budget of the training parity test: the sample's ~1,000 person records make ~500k pairs, all
+# u budget of the training parity test: the sample's 910 person records make 414k pairs, all
 # under the default u_max_pairs (5e6), so both engines would compare every pair; with 1e5 each
 # draws its own ~450-record sample (Splink hashes ids with each engine's hash()), as it does on
 # any real data set, and the test sees the sampling noise a user sees.
 U_MAX_PAIRS = 1.0e5
-M_TOLERANCE = 1.0
-U_TOLERANCE = 1.0
-MEDIAN_WEIGHT_BITS = 100.0
-CLUSTER_AGREEMENT = 0.0
+# Tolerances, from the measured differences on this sample (seed 42; docs/operations.md
+# "Resolution on Spark"), with 1.5 to 4 times the room:
+# - m: 0.100 at most, on the organization name's Jaro-Winkler >= 0.88 level: Splink's Spark jar
+#   scores names near the cut-off a little lower than DuckDB, so some pairs EM sees at that level
+#   move to the next (the same effect as in predict); 0.014 at most elsewhere.
+# - u: 0.014 at most (person national ID levels): sampling noise of two different samples (the
+#   sample's 117 organization records fit the budget whole: their u is the same on both).
+# - weight: median 0.065 bits over the person levels, 0.0 over the organization levels. Rare levels
+#   (a day and month swap, a u from one or two sampled pairs) differ by up to 6 bits: that is the
+#   noise of any u sample of this size (DuckDB with seed 7 or 43 instead of 42: m up to 0.15 and
+#   u up to 0.018 apart, 6-7 of 41 person levels over a bit), which is why the test bounds the
+#   median, not the maximum, and judges the models by their clusters (identical on the sample).
+M_TOLERANCE = 0.15
+U_TOLERANCE = 0.03
+MEDIAN_WEIGHT_BITS = 0.25
+CLUSTER_AGREEMENT = 0.99
 
 
 @pytest.mark.slow
