@@ -215,6 +215,11 @@ def test_models_trained_on_spark_agree_with_models_trained_on_duckdb(staged_reco
     models = {engine: train_models(staged_records, seed=42, models_dir=tmp_path / engine,
                                    backend=engine) for engine in ("duckdb", "spark")}
     assert not list((tmp_path / "home").rglob("train_*")), "Spark's training scratch is removed"
+    from pipelines.resolve.training import report_path
+
+    for engine in ("duckdb", "spark"):
+        assert f"estimated on {engine}." in report_path(models[engine]["person"]).read_text(
+            encoding="utf-8")
     figures: dict = {}
     for party in ("person", "organization"):
         on_duckdb, on_spark = (json.loads(models[e][party].read_text(encoding="utf-8"))

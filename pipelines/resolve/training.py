@@ -7,8 +7,8 @@ m estimated, u by seeded random sampling, the prior from the deterministic rules
 supports. With `backend: spark` the estimation steps (prior, u, EM) run on a Splink Linker over
 Spark (spark.py `SparkTraining`) and their parameters are copied back: everything else, and the
 saved model's SQL dialect, stay DuckDB's. Parameters are rounded so the same data and seed give
-the same bytes. Beside each
-model: `<party>-v<N>.profile.json` (what it was trained on) and `<party>-v<N>.report.html`.
+the same bytes. Beside each model: `<party>-v<N>.profile.json` (what it was trained on) and
+`<party>-v<N>.report.html`.
 Training either writes a usable model or raises TrainingError with one paragraph naming the
 missing evidence. Nightly runs only load these files (see predict.py).
 """
@@ -380,8 +380,8 @@ def _missing_evidence(party_type: str, profile: dict[str, Any], has, what: str) 
 
 
 def _training_engine(backend: str, con, table: str):
-    """Where Splink's estimation steps run: None for DuckDB (the linker on the comparison table
-    itself), else a `SparkTraining` context holding the table on Spark."""
+    """Where Splink's estimation steps run: a context giving None for DuckDB (the linker on the
+    comparison table itself), else a `SparkTraining` holding the table on Spark."""
     if backend == "duckdb":
         return contextlib.nullcontext()
     from pipelines.resolve.backend import backend_options
