@@ -44,7 +44,7 @@ for _name in COMMAND_MODULES:
 USAGE, DATA = 2, 1
 # The pipeline's own "this input cannot be used" errors: their messages name file, column and rule.
 DATA_ERRORS = {"MappingError", "SourceRejected", "AccountingError", "OverridesInvalid",
-               "WarehouseAuditFailed", "NothingLanded"}
+               "WarehouseAuditFailed", "NothingLanded", "SparkUnavailable"}
 
 
 def _say(message: str) -> None:

@@ -77,16 +77,35 @@ def bench_train(
     records: Path = typer.Option(..., exists=True, dir_okay=False,
                                  help="staged source_records.parquet to train on"),
     seed: int = typer.Option(42, min=0, help="seed of the random sampling for u"),
+    backend: list[str] = typer.Option(None, "--backend", "-b",
+                                      help="Engine to train on (duckdb or spark; default the "
+                                           "configured one). Repeat for both: the models and "
+                                           "their clusters are compared too."),
     results_dir: Path = typer.Option(None, file_okay=False,
-                                     help="Where train-<records>.json goes (default bench/results)."),
+                                     help="Where train-<records>.json (or, with two backends, "
+                                          "<date>-train-backends-<records>.json) goes "
+                                          "(default bench/results)."),
 ) -> None:
     """Training cost: `ucv train` once on the given records; seconds, peak RSS, seconds per step."""
     from rich.console import Console
 
     from pipelines.bench.run import RESULTS_DIR
+    from pipelines.resolve.backend import BACKENDS
     from pipelines.resolve.bench import bench_training
 
-    figures = bench_training(records, seed=seed)
+    engines = tuple(dict.fromkeys(backend or []))
+    unknown = [e for e in engines if e not in BACKENDS]
+    if unknown:
+        raise typer.BadParameter(f"unknown backend {unknown[0]!r} (expected one of "
+                                 f"{', '.join(BACKENDS)})", param_hint="--backend")
+    if len(engines) > 1:
+        from pipelines.bench.training import bench_training_backends
+
+        path = bench_training_backends(records, seed, engines, results_dir or RESULTS_DIR)
+        Console().print_json(path.read_text(encoding="utf-8"))
+        Console().print(f"results: {path}")
+        return
+    figures = bench_training(records, seed=seed, backend=engines[0] if engines else None)
     out_dir = results_dir or RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"train-{figures['records']}.json"

@@ -28,26 +28,32 @@ def bench_resolve(run: RunPaths, models: dict | None = None) -> dict[str, Any]:
     }
 
 
-def bench_training(records_path, seed: int = 42, models_dir=None) -> dict[str, Any]:
-    """Train both models once under measurement (into a scratch folder unless one is given);
-    returns seconds, peak RSS, records and the seconds of each training step per party type."""
+def bench_training(records_path, seed: int = 42, models_dir=None,
+                   backend: str | None = None) -> dict[str, Any]:
+    """Train both models once under measurement (into a scratch folder unless one is given, on
+    `backend`, default the configured one); returns seconds, peak RSS, records, the model files
+    and the seconds of each training step per party type."""
     import json
     import tempfile
     from pathlib import Path
 
     from pipelines.bench.resources import measure
+    from pipelines.resolve.backend import backend_name
     from pipelines.resolve.training import profile_path, report_path, train_models
 
     with tempfile.TemporaryDirectory() as scratch:
         target = Path(models_dir) if models_dir else Path(scratch)
         with measure() as cost:
-            written = train_models(Path(records_path), seed=seed, models_dir=target)
+            written = train_models(Path(records_path), seed=seed, models_dir=target,
+                                   backend=backend)
         per_party = {}
         for party_type, path in written.items():
             fit = json.loads(profile_path(path).read_text(encoding="utf-8"))
             steps = _report_seconds(report_path(path))
             per_party[party_type] = {"records": fit["training_records"], "seconds_by_step": steps}
-    return {"stage": "train", "records": sum(p["records"] for p in per_party.values()),
+    return {"stage": "train", "backend": backend or backend_name(),
+            "records": sum(p["records"] for p in per_party.values()),
+            "models": {p: path.name for p, path in written.items()},
             "per_party_type": per_party, **cost.to_dict()}
 
 

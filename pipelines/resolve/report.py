@@ -188,6 +188,8 @@ def write_report(path: Path, trained) -> Path:
         _table(["comparison", "level", "m", "u", "weight (bits)", "term frequency"],
                _level_rows(model)),
         "<h2>Training cost</h2>",
+        f"<p>Prior, u and EM estimated on {html.escape(str(report.get('backend', 'duckdb')))}."
+        "</p>",
         _table(["step", "seconds"], list(report.get("seconds", {}).items())),
         "<h2>Link guards (resolution.yaml)</h2>",
         _table(["guard", "status", "notes"], guard_rows),

@@ -6,6 +6,8 @@ as Parquet; Spark blocks, scores (the heavy, quadratic-in-blocks part) and clust
 come back as Parquet, so guards, evidence columns and everything downstream are the same code for
 both engines. Models are trained and saved in DuckDB's SQL dialect; `model_for_spark` translates
 their SQL with sqlglot and maps the three functions whose names differ (Splink's Spark jar UDFs).
+Training on Spark (`SparkTraining`) runs Splink's estimation steps there and copies the fitted
+parameters back into the DuckDB-dialect settings (`copy_trained_parameters`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import functools
 import json
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -118,16 +122,23 @@ def spark_session(master: str, driver_memory: str, shuffle_partitions: int, work
     return spark
 
 
-def spark_api(options: dict[str, Any]):
-    """Splink's SparkAPI on the configured session (schemas/resolution.yaml `spark:`)."""
+def spark_work_dir(options: dict[str, Any]) -> Path:
+    """Spark's scratch and checkpoint folder (`work_dir`, default UCV_HOME/tmp/spark): on a
+    cluster it must be storage the driver and every executor read."""
     from pipelines.settings import data_root
 
+    work_dir = Path(options.get("work_dir") or data_root() / "tmp" / "spark")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return work_dir
+
+
+def spark_api(options: dict[str, Any]):
+    """Splink's SparkAPI on the configured session (schemas/resolution.yaml `spark:`)."""
     try:
         from splink.backends.spark import SparkAPI
     except ImportError as exc:
         raise SparkUnavailable(INSTALL_HINT) from exc
-    work_dir = Path(options.get("work_dir") or data_root() / "tmp" / "spark")
-    work_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = spark_work_dir(options)
     master = str(os.environ.get("UCV_SPARK_MASTER") or options.get("master") or "local[2]")
     local = master.startswith("local")
     partitions = int(options.get("shuffle_partitions") or (4 if local else 200))
@@ -180,4 +191,84 @@ def cluster_on_spark(nodes_parquet: Path, links_parquet: Path, name: str, match_
     out = out_dir / "clusters"
     clusters.as_spark_dataframe().select("unique_id", "cluster_id").write.mode(
         "overwrite").parquet(str(out))
+    return out
+
+
+class SparkTraining:
+    """Splink's training steps on Spark for a comparison table built in DuckDB.
+
+    On entry the table is written as Parquet to a scratch folder under the Spark work dir and
+    registered with Splink's SparkAPI; `linker(settings)` gives a Spark Linker for one set of
+    untrained DuckDB-dialect settings (training may retry with fewer comparisons); `sql` turns a
+    DuckDB rule into Spark's dialect for the training calls. The scratch folder is removed on exit.
+    """
+
+    sql = staticmethod(to_spark_sql)
+
+    def __init__(self, con, table: str, options: dict[str, Any]) -> None:
+        self._con, self._table, self._options = con, table, options
+        self._scratch: Path | None = None
+        self._input: Any = None
+
+    def __enter__(self) -> SparkTraining:
+        from pipelines.sql import quote_literal
+
+        api = spark_api(self._options)  # first: no scratch is left behind when Spark is missing
+        # Spark's readers skip files whose names start with '.' or '_'
+        self._scratch = Path(tempfile.mkdtemp(prefix=f"{self._table}_",
+                                              dir=spark_work_dir(self._options)))
+        try:
+            part = self._scratch / "input.parquet"
+            self._con.execute(f"COPY {self._table} TO {quote_literal(part)} (FORMAT parquet)")
+            self._input = api.register(api.spark.read.parquet(str(part)),
+                                       dataset_display_name=self._table)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def linker(self, settings: dict[str, Any]):
+        """A Spark Linker on the registered table with `settings` (DuckDB dialect) translated."""
+        from splink import Linker
+
+        return Linker(self._input, model_for_spark(settings), log_level=logging.WARNING)
+
+
+_TRAINED_KEYS = ("m_probability", "u_probability")
+
+
+def copy_trained_parameters(model: dict[str, Any], trained: dict[str, Any]) -> dict[str, Any]:
+    """`model` (DuckDB dialect) with the m and u of every level and the prior of `trained` (the
+    same settings trained in another dialect), matched by comparison and level position.
+
+    Only the fitted numbers move: SQL, term-frequency settings and labels stay `model`'s, so a
+    model trained on Spark is saved in DuckDB's dialect like any other. Raises ValueError when
+    the two do not have the same comparisons and levels (then positions would pair wrong levels).
+    """
+    out = json.loads(json.dumps(model))
+    if len(out["comparisons"]) != len(trained["comparisons"]):
+        raise ValueError(f"trained model has {len(trained['comparisons'])} comparisons, the "
+                         f"settings {len(out['comparisons'])}")
+    for comparison, fitted in zip(out["comparisons"], trained["comparisons"], strict=True):
+        name = comparison["output_column_name"]
+        levels, fitted_levels = comparison["comparison_levels"], fitted["comparison_levels"]
+        if fitted["output_column_name"] != name or len(levels) != len(fitted_levels):
+            raise ValueError(f"trained comparison {fitted['output_column_name']!r} "
+                             f"({len(fitted_levels)} levels) does not match {name!r} "
+                             f"({len(levels)} levels)")
+        for level, fitted_level in zip(levels, fitted_levels, strict=True):
+            if level.get("label_for_charts") != fitted_level.get("label_for_charts"):
+                raise ValueError(f"{name}: trained level {fitted_level.get('label_for_charts')!r} "
+                                 f"is not {level.get('label_for_charts')!r}")
+            for key in _TRAINED_KEYS:
+                # Splink writes m/u only for levels it trained: an absent key means unestimated
+                level.pop(key, None)
+                if key in fitted_level:
+                    level[key] = fitted_level[key]
+    out["probability_two_random_records_match"] = trained["probability_two_random_records_match"]
     return out

@@ -4,8 +4,11 @@ The model is derived from a field profile of the data (profile.py, model.py): co
 the populated fields, prediction blocking rules kept near linear (pre-filter counts in SQL, then
 Splink's blocking analysis for cumulative counts), EM passes chosen so every comparison gets its
 m estimated, u by seeded random sampling, the prior from the deterministic rules the data
-supports. Parameters are rounded so the same data and seed give the same bytes. Beside each
-model: `<party>-v<N>.profile.json` (what it was trained on) and `<party>-v<N>.report.html`.
+supports. With `backend: spark` the estimation steps (prior, u, EM) run on a Splink Linker over
+Spark (spark.py `SparkTraining`) and their parameters are copied back: everything else, and the
+saved model's SQL dialect, stay DuckDB's. Parameters are rounded so the same data and seed give
+the same bytes. Beside each model: `<party>-v<N>.profile.json` (what it was trained on) and
+`<party>-v<N>.report.html`.
 Training either writes a usable model or raises TrainingError with one paragraph naming the
 missing evidence. Nightly runs only load these files (see predict.py).
 """
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.resolve.backend import database_api, duckdb_connection
+from pipelines.resolve.backend import BACKENDS, backend_name, database_api, duckdb_connection
 from pipelines.resolve.config import PARTY_TYPES, max_block_records, training_settings
 from pipelines.resolve.features import CAPPED_KEYS, COLUMNS, create_comparison_table
 from pipelines.resolve.model import (
@@ -277,9 +280,13 @@ def _unobserved_levels_quiet():
         em_log.removeFilter(quiet)
 
 
+def _same_sql(sql: str) -> str:
+    return sql
+
+
 def _run_em(linker, con, table: str, party_type: str, n: int, has, cfg: dict[str, Any],
-            profile: dict[str, Any] | None = None
-            ) -> tuple[dict[str, int], list[dict[str, Any]]]:
+            profile: dict[str, Any] | None = None, columns: dict[str, set[str]] | None = None,
+            dialect=_same_sql) -> tuple[dict[str, int], list[dict[str, Any]]]:
     """EM passes until each comparison has m estimated `estimates_per_comparison` times (a pass
     estimates the comparisons whose fields it does not block on), at most `max_passes`.
 
@@ -287,12 +294,14 @@ def _run_em(linker, con, table: str, party_type: str, n: int, has, cfg: dict[str
     its evidence: a pass blocking on fields one source rarely fills (birth date, mobile) never
     sees that source's pairs, and m learnt without them mis-scores its records (web leads with
     only a name and a city). Passes continue until every such source is reached.
+    `dialect` turns a rule's DuckDB SQL into the linker's (Spark's); `columns` default to the
+    input columns of the linker's comparisons.
     """
     from splink.internals.exceptions import SplinkException
 
     em = cfg["em"]
     target, max_passes = int(em["estimates_per_comparison"]), int(em["max_passes"])
-    columns = _comparison_columns(linker)
+    columns = columns or _comparison_columns(linker)
     estimated = dict.fromkeys(columns, 0)
     sources, reaches = _source_reach(profile or {"records": 0, "by_source": {}}, cfg)
     # (comparison, source) pairs still to learn from: the source fills one of its fields
@@ -322,7 +331,7 @@ def _run_em(linker, con, table: str, party_type: str, n: int, has, cfg: dict[str
         try:
             with _unobserved_levels_quiet() as unobserved:
                 linker.training.estimate_parameters_using_expectation_maximisation(
-                    rule.sql, estimate_without_term_frequencies=True)
+                    dialect(rule.sql), estimate_without_term_frequencies=True)
         except (SplinkException, ValueError) as error:
             # ValueError: Splink 5 refuses an m it computed as 0.0 (every pair at a level scored
             # as certainly no match), which small data can produce; the pass teaches nothing
@@ -370,14 +379,28 @@ def _missing_evidence(party_type: str, profile: dict[str, Any], has, what: str) 
         "resolution.yaml if the field is rare by nature.")
 
 
+def _training_engine(backend: str, con, table: str):
+    """Where Splink's estimation steps run: a context giving None for DuckDB (the linker on the
+    comparison table itself), else a `SparkTraining` holding the table on Spark."""
+    if backend == "duckdb":
+        return contextlib.nullcontext()
+    from pipelines.resolve.backend import backend_options
+    from pipelines.resolve.spark import SparkTraining
+
+    return SparkTraining(con, table, backend_options("spark"))
+
+
 def train_party_model(records_path, party_type: str, seed: int,
                       labels: dict[str, Any] | None = None,
-                      expected_records: int | None = None) -> TrainedModel:
+                      expected_records: int | None = None,
+                      backend: str | None = None) -> TrainedModel:
     """Build and fit one party type's model on canonical source records (blocking judged at
-    `expected_records`, default training.blocking.expected_records)."""
-    from splink import Linker
-    from splink.internals.exceptions import SplinkException
-
+    `expected_records`, default training.blocking.expected_records; estimation on `backend`,
+    default the configured one)."""
+    engine = backend or backend_name()
+    if engine not in BACKENDS:
+        raise ValueError(f"unknown resolution backend {engine!r} (expected one of "
+                         f"{', '.join(BACKENDS)})")
     cfg = training_settings()
     if expected_records:
         cfg = {**cfg, "blocking": {**cfg["blocking"], "expected_records": expected_records}}
@@ -421,36 +444,10 @@ def train_party_model(records_path, party_type: str, seed: int,
         raise _missing_evidence(party_type, profile, has, "no deterministic rule (an identifier, "
                                 "or name with birth date and a contact) finds any pair, so the "
                                 "share of matching records cannot be estimated")
-    excluded = dict(choice.excluded)
-    comparisons = list(choice.comparisons)
-    for _attempt in range(len(comparisons)):
-        linker = Linker(sdf, settings_for(party_type, comparisons, [r.sql for r in rules]),
-                        log_level=logging.WARNING)
-        try:
-            linker.training.estimate_probability_two_random_records_match(
-                [r.sql for r in deterministic], recall=float(cfg["deterministic_rules_recall"]))
-            linker.training.estimate_u_using_random_sampling(
-                max_pairs=float(cfg["u_max_pairs"]), seed=seed, min_count_per_level=None,
-                num_chunks=1)
-        except SplinkException as error:
-            raise _missing_evidence(party_type, profile, has,
-                                    f"Splink could not estimate u or the prior ({error})"
-                                    ) from None
-        clock.lap("prior_and_u")
-        estimated, em_passes = _run_em(linker, con, table, party_type, n, has, cfg, profile)
-        clock.lap("em")
-        unestimated = [c for c, k in estimated.items() if k == 0]
-        if not unestimated:
-            break
-        for name in unestimated:
-            excluded[name] = ("m could not be estimated: every EM pass that finds pairs "
-                              "blocks on its fields")
-        comparisons = [c for c in comparisons
-                       if c.create_output_column_name() not in unestimated]
-        if len(comparisons) < 2:
-            raise _missing_evidence(party_type, profile, has, "no EM pass could estimate m for "
-                                    + ", ".join(unestimated))
-    model = linker.misc.save_model_to_json()
+    with _training_engine(engine, con, table) as spark:
+        linker, model, estimated, em_passes, excluded = _estimate_parameters(
+            sdf, spark, con, table, party_type, n, has, cfg, profile, choice, rules,
+            deterministic, seed, clock)
     model = apply_parameter_rules(condition_on_mobile(model), float(cfg["unobserved_else_weight"]),
                                   (cfg.get("max_level_weight") or {}).get(party_type) or {})
     model = scale_own_tf_levels(model, con, table)
@@ -464,6 +461,7 @@ def train_party_model(records_path, party_type: str, seed: int,
         "em_passes": em_passes, "m_estimates": estimated,
         "deterministic_rules": [r.sql for r in deterministic],
         "probability_two_random_records_match": model["probability_two_random_records_match"],
+        "backend": engine,
     }
     from pipelines.resolve.report import chart_specs, label_metrics
 
@@ -475,6 +473,61 @@ def train_party_model(records_path, party_type: str, seed: int,
         clock.lap("labels")
     report["seconds"] = clock.laps
     return TrainedModel(party_type, model, _round_floats(fit_profile, 6), report)
+
+
+def _estimate_parameters(sdf, spark, con, table: str, party_type: str, n: int, has,
+                         cfg: dict[str, Any], profile: dict[str, Any], choice, rules,
+                         deterministic, seed: int, clock: _Stopwatch):
+    """Prior, u and EM passes, retried without the comparisons no EM pass could estimate.
+
+    Returns the trained linker (on Spark when `spark` is a SparkTraining), the fitted settings in
+    DuckDB's dialect, m estimates per comparison, the EM passes and the excluded comparisons.
+    """
+    from splink import Linker
+    from splink.internals.exceptions import SplinkException
+
+    dialect = spark.sql if spark is not None else _same_sql
+    excluded = dict(choice.excluded)
+    comparisons = list(choice.comparisons)
+    for _attempt in range(len(comparisons)):
+        # the DuckDB linker always holds the settings: it is the one trained, or the template
+        # whose settings a Spark linker gets translated (and whose dialect the model is saved in)
+        local = Linker(sdf, settings_for(party_type, comparisons, [r.sql for r in rules]),
+                       log_level=logging.WARNING)
+        untrained = local.misc.save_model_to_json()
+        linker = local if spark is None else spark.linker(untrained)
+        try:
+            linker.training.estimate_probability_two_random_records_match(
+                [dialect(r.sql) for r in deterministic],
+                recall=float(cfg["deterministic_rules_recall"]))
+            linker.training.estimate_u_using_random_sampling(
+                max_pairs=float(cfg["u_max_pairs"]), seed=seed, min_count_per_level=None,
+                num_chunks=1)
+        except SplinkException as error:
+            raise _missing_evidence(party_type, profile, has,
+                                    f"Splink could not estimate u or the prior ({error})"
+                                    ) from None
+        clock.lap("prior_and_u")
+        estimated, em_passes = _run_em(linker, con, table, party_type, n, has, cfg, profile,
+                                       columns=_comparison_columns(local), dialect=dialect)
+        clock.lap("em")
+        unestimated = [c for c, k in estimated.items() if k == 0]
+        if not unestimated:
+            break
+        for name in unestimated:
+            excluded[name] = ("m could not be estimated: every EM pass that finds pairs "
+                              "blocks on its fields")
+        comparisons = [c for c in comparisons
+                       if c.create_output_column_name() not in unestimated]
+        if len(comparisons) < 2:
+            raise _missing_evidence(party_type, profile, has, "no EM pass could estimate m for "
+                                    + ", ".join(unestimated))
+    model = linker.misc.save_model_to_json()
+    if spark is not None:
+        from pipelines.resolve.spark import copy_trained_parameters
+
+        model = copy_trained_parameters(untrained, model)
+    return linker, model, estimated, em_passes, excluded
 
 
 def apply_parameter_rules(model: dict[str, Any], unobserved_else_weight: float,
@@ -598,8 +651,10 @@ def load_labels(truth_dir: Path | None, overrides_path: Path | None) -> dict[str
 
 def train_models(records_path: Path, seed: int = 42, models_dir: Path = MODELS_DIR,
                  truth_dir: Path | None = None, overrides_path: Path | None = None,
-                 expected_records: int | None = None) -> dict[str, Path]:
-    """Train person and organization models; write `<party>-v<N>.json` with profile and report.
+                 expected_records: int | None = None,
+                 backend: str | None = None) -> dict[str, Path]:
+    """Train person and organization models; write `<party>-v<N>.json` with profile and report
+    (estimation on `backend`, default the configured one: schemas/resolution.yaml `backend`).
 
     A party type without records is skipped (logged); raises TrainingError when neither trains.
     """
@@ -612,7 +667,7 @@ def train_models(records_path: Path, seed: int = 42, models_dir: Path = MODELS_D
     for party_type in PARTY_TYPES:
         try:
             trained = train_party_model(Path(records_path), party_type, seed, labels,
-                                        expected_records)
+                                        expected_records, backend)
         except TrainingError as error:
             if "too few to learn from" not in str(error):
                 raise
