@@ -156,7 +156,10 @@ class _Pending:
     __slots__ = ("record", "row", "error", "done")
 
     def __init__(self, record: dict[str, Any]):
-        self.record, self.row, self.error, self.done = record, None, None, False
+        self.record = record
+        self.row: dict[str, Any] | None = None
+        self.error: Exception | None = None
+        self.done = False
 
 
 class StandardizeBatcher:
@@ -208,6 +211,7 @@ class StandardizeBatcher:
                     self._changed.wait()
         if mine.error is not None:
             raise mine.error
+        assert mine.row is not None  # done without an error: a batch set the row
         return mine.row
 
     def _run(self, standardizer, batch: list[_Pending]) -> None:

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.concurrency import run_in_threadpool
 
 from pipelines.serve import problems
 from pipelines.serve.config import ServeConfig
@@ -176,8 +177,16 @@ def create_app(config: ServeConfig, holder: WarehouseHolder | None = None) -> Fa
 
     @app.post("/resolve", response_model=ResolveResponse,
               summary="Is this record a customer we know? Best customers with evidence, and their open contacts")
-    def resolve(body: ResolveRequest, _: Auth, wh: Version) -> JSONResponse:
-        return JSONResponse(clean(resolve_record(wh, body)), headers=_version_header(wh))
+    async def resolve(body: ResolveRequest, _: Auth, wh: Version) -> JSONResponse:
+        # A canonical record is scored in Python and numpy alone, under the GIL: on the event
+        # loop, as a hop to the thread pool and back costs about what the work does. A
+        # source-shaped one waits on DuckDB (the mapping's SQL), which releases the GIL: in a
+        # worker thread, so that concurrent records share one execution (StandardizeBatcher).
+        if body.source == CANONICAL:
+            answer = resolve_record(wh, body)
+        else:
+            answer = await run_in_threadpool(resolve_record, wh, body)
+        return JSONResponse(clean(answer), headers=_version_header(wh))
 
     @app.get("/customers/{customer_id}", summary="One customer's 360° view with policies and links")
     def customer(customer_id: Annotated[str, Path(min_length=1, max_length=64)], _: Auth,
@@ -248,7 +257,8 @@ def _version_header(wh: WarehouseVersion) -> dict[str, str]:
 def _add_lookup(app: FastAPI, path_key: str, index_key: str, auth, version) -> None:
     param = "national_id" if index_key == "national_id" else index_key
 
-    def lookup(wh: version, _: auth,
+    # in-memory indexes, no I/O: on the event loop (see resolve)
+    async def lookup(wh: version, _: auth,
                value: Annotated[str, Query(alias=param, min_length=1, max_length=200,
                                            description=f"the {param.replace('_', ' ')} to look up")],
                limit: Annotated[int, Query(ge=1, le=100)] = 10) -> JSONResponse:
