@@ -238,8 +238,9 @@ class StandardizeBatcher:
 
     def _standardize(self, standardizer, records: list[dict[str, Any]]) -> list[Any]:
         rows = standardizer.standardize_rows(records, "realtime")
-        self.batches += 1
-        self.records += len(records)
+        with self._changed:  # two batches may finish at once
+            self.batches += 1
+            self.records += len(records)
         by_record: dict[int, list[dict]] = {}
         for row in rows:
             by_record.setdefault(int(row["source_row_number"]) - 1, []).append(row)

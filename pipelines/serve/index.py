@@ -66,15 +66,12 @@ class _Vocabulary:
 
     def scores(self, query: str, cutoff: float) -> np.ndarray:
         """Jaro–Winkler similarity of every value to `query`, 0 below `cutoff` (DuckDB gives 0 for '')."""
-        if not query or not self.values:
-            return np.zeros(len(self.values))
-        return cdist([query], self.values, scorer=JaroWinkler.normalized_similarity,
-                     score_cutoff=cutoff, dtype=np.float64)[0]
+        return self.scores_of_each([query], cutoff)[0]
 
     def scores_of_each(self, queries: list[str], cutoff: float) -> list[np.ndarray]:
         """`scores` of several queries in one pass (rapidfuzz compares them together)."""
-        if not self.values:
-            return [np.zeros(0) for _ in queries]
+        if not self.values or not any(queries):
+            return [np.zeros(len(self.values)) for _ in queries]
         matrix = cdist(queries, self.values, scorer=JaroWinkler.normalized_similarity,
                        score_cutoff=cutoff, dtype=np.float64)
         return [matrix[i] if q else np.zeros(len(self.values)) for i, q in enumerate(queries)]
