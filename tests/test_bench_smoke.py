@@ -29,3 +29,14 @@ def test_bench_one_size_reports_every_stage_and_the_baseline(tmp_path, monkeypat
 
     row = summary_table({"sizes": {"600": json.loads(json.dumps(result, default=str))}})[0]
     assert row[0] == "600" and len(row) == 10
+
+
+def test_a_second_result_of_the_same_day_never_overwrites_the_first(tmp_path) -> None:
+    from pipelines.bench.run import results_file
+
+    first = results_file(tmp_path / "results", "2026-12-03-serve")
+    first.write_text("{}")
+    second = results_file(tmp_path / "results", "2026-12-03-serve")
+    second.write_text("{}")
+    assert [first.name, second.name] == ["2026-12-03-serve.json", "2026-12-03-serve-2.json"]
+    assert results_file(tmp_path / "results", "2026-12-03-serve").name == "2026-12-03-serve-3.json"

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pipelines.bench.run import EXPORT_DATE, RESULTS_DIR, generated_exports, machine
+from pipelines.bench.run import EXPORT_DATE, RESULTS_DIR, generated_exports, machine, results_file
 from pipelines.clock import utc_now
 from pipelines.settings import RunPaths, data_root
 
@@ -89,7 +89,7 @@ def bench_backends(sizes: list[int], seed: int = 42, results_dir: Path = RESULTS
                         str(seed), str(part)], check=True)
         out["sizes"][str(records)] = json.loads(part.read_text(encoding="utf-8"))
         part.unlink()
-    path = results_dir / f"{today}-backends.json"
+    path = results_file(results_dir, f"{today}-backends")
     path.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     return path
 

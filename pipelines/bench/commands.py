@@ -58,7 +58,7 @@ def bench_incremental_command(
     from rich.console import Console
 
     from pipelines.bench.incremental import bench_incremental
-    from pipelines.bench.run import RESULTS_DIR
+    from pipelines.bench.run import RESULTS_DIR, results_file
     from pipelines.clock import utc_now
     from pipelines.settings import data_root
 
@@ -66,7 +66,7 @@ def bench_incremental_command(
     figures["date"] = utc_now().date().isoformat()
     out_dir = results_dir or RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"{figures['date']}-incremental-{records}.json"
+    out = results_file(out_dir, f"{figures['date']}-incremental-{records}")
     out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     Console().print_json(json.dumps(figures))
     Console().print(f"results: {out}")
@@ -89,7 +89,7 @@ def bench_train(
     """Training cost: `ucv train` once on the given records; seconds, peak RSS, seconds per step."""
     from rich.console import Console
 
-    from pipelines.bench.run import RESULTS_DIR
+    from pipelines.bench.run import RESULTS_DIR, results_file
     from pipelines.resolve.backend import BACKENDS
     from pipelines.resolve.bench import bench_training
 
@@ -108,7 +108,7 @@ def bench_train(
     figures = bench_training(records, seed=seed, backend=engines[0] if engines else None)
     out_dir = results_dir or RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"train-{figures['records']}.json"
+    out = results_file(out_dir, f"train-{figures['records']}")
     out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     Console().print_json(json.dumps(figures))
     Console().print(f"results: {out}")
@@ -146,7 +146,7 @@ def bench_serve_command(
     from rich.console import Console
     from rich.table import Table
 
-    from pipelines.bench.run import RESULTS_DIR
+    from pipelines.bench.run import RESULTS_DIR, results_file
     from pipelines.bench.serve import bench_serve
     from pipelines.clock import utc_now
     from pipelines.settings import data_root
@@ -162,14 +162,15 @@ def bench_serve_command(
     figures["date"] = utc_now().date().isoformat()
     out_dir = results_dir or RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"{figures['date']}-serve.json"
+    out = results_file(out_dir, f"{figures['date']}-serve")
     out.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     table = Table(title=f"ucv serve on {target.name}: cold start {figures['cold_start_seconds']} s")
-    for header in ("endpoint", "concurrency", "p50 ms", "p95 ms", "p99 ms", "req/s", "errors"):
+    for header in ("endpoint", "concurrency", "p50 ms", "p95 ms", "p99 ms", "req/s", "errors",
+                   "client CPU ms/req"):
         table.add_column(header, justify="right")
     for endpoint, levels in figures["endpoints"].items():
         for level, r in levels.items():
             table.add_row(endpoint, level[1:], str(r["p50_ms"]), str(r["p95_ms"]), str(r["p99_ms"]),
-                          str(r["throughput_rps"]), str(r["errors"]))
+                          str(r["throughput_rps"]), str(r["errors"]), str(r["client_cpu_ms_per_request"]))
     console.print(table)
     console.print(f"results: {out}")

@@ -114,6 +114,17 @@ def bench_one_size(records: int, seed: int = 42, work: Path | None = None) -> di
     }
 
 
+def results_file(results_dir: Path, stem: str) -> Path:
+    """`<stem>.json` in `results_dir`, or `<stem>-2.json`, `-3`, ... when a run of the same day
+    already wrote one: results are committed as evidence, a second run never overwrites them."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path, n = results_dir / f"{stem}.json", 1
+    while path.exists():
+        n += 1
+        path = results_dir / f"{stem}-{n}.json"
+    return path
+
+
 def bench(sizes: list[int], seed: int = 42, results_dir: Path = RESULTS_DIR,
           today: date | None = None) -> Path:
     """Benchmark every size in its own process; writes and returns `bench/results/<date>.json`."""
@@ -126,7 +137,7 @@ def bench(sizes: list[int], seed: int = 42, results_dir: Path = RESULTS_DIR,
                         str(part)], check=True)
         results["sizes"][str(records)] = json.loads(part.read_text(encoding="utf-8"))
         part.unlink()
-    out = results_dir / f"{results['date']}.json"
+    out = results_file(results_dir, results["date"])
     out.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
     return out
 

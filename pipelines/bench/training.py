@@ -127,13 +127,13 @@ def compare_training_backends(records_path: Path, seed: int = 42,
 def bench_training_backends(records_path: Path, seed: int, backends: tuple[str, ...],
                             results_dir: Path) -> Path:
     """Writes `bench/results/<date>-train-backends-<records>.json`."""
-    from pipelines.bench.run import machine
+    from pipelines.bench.run import machine, results_file
 
     figures = compare_training_backends(records_path, seed, backends)
     today = utc_now().date().isoformat()
     records = next(iter(figures["backends"].values()))["records"]
     results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / f"{today}-train-backends-{records}.json"
+    path = results_file(results_dir, f"{today}-train-backends-{records}")
     path.write_text(json.dumps({"date": today, "machine": machine(), **figures}, indent=2)
                     + "\n", encoding="utf-8")
     return path

@@ -38,6 +38,7 @@ import pandas as pd
 import pyarrow as pa
 
 from pipelines import settings
+from pipelines.batching import Batcher
 from pipelines.resolve.python_levels import NearTie
 from pipelines.sql import quote_ident, quote_list, quote_literal
 
@@ -135,6 +136,23 @@ class RealtimeResolver:
             party = self._parties[party_type]
         return party.best_customers(canonical, top_k)  # thread-safe: a cursor per thread
 
+    def arriving(self, source: str):
+        """A request about to standardize a `source` record: announced to its batcher, so that
+        a batch starting meanwhile waits for it (`Batcher.arriving`)."""
+        from contextlib import nullcontext
+
+        if source == CANONICAL_SOURCE:
+            return nullcontext()
+        try:
+            return self._batcher(source).arriving()
+        except KeyError:  # an unknown source: standardize_record says so
+            return nullcontext()
+
+    def batching(self) -> dict[str, dict[str, float]]:
+        """Per source standardized in real time: batches run, records, mean batch."""
+        with self._lock:
+            return {source: batcher.stats() for source, batcher in sorted(self._batchers.items())}
+
     def _batcher(self, source: str) -> StandardizeBatcher:
         """The source's batching front over warm `RecordStandardizer`s (made on first use)."""
         with self._lock:
@@ -150,32 +168,10 @@ class RealtimeResolver:
             return batcher
 
 
-class _Pending:
-    """One record waiting to be standardized, and its outcome once a batch ran it."""
-
-    __slots__ = ("record", "row", "error", "done")
-
-    def __init__(self, record: dict[str, Any]):
-        self.record = record
-        self.row: dict[str, Any] | None = None
-        self.error: Exception | None = None
-        self.done = False
-
-
-class StandardizeBatcher:
+class StandardizeBatcher(Batcher[dict[str, Any], dict[str, Any]]):
     """Concurrent records of one source standardized together, through ingest's mapping (the SQL
-    of the nightly run: tests/test_standardize_frame.py).
-
-    A mapping's two prepared statements cost ~10 ms per execution whatever the row count (binding
-    their parameters, ~100 expressions per row over DuckDB's vectors), so under load the records
-    waiting at that moment share one execution: a request that finds a standardizer free takes
-    every waiting record with it (its own included), the others wait for their result. Alone, a
-    request runs at once (no timer). A batch that fails is rerun one record at a time, so a record
-    the mapping cannot read fails only its own request. One standardizer (a DuckDB connection)
-    per core lets two batches run side by side.
-    """
-
-    MAX_BATCH = 64
+    of the nightly run: tests/test_standardize_frame.py); see `pipelines.batching`. One
+    standardizer (a DuckDB connection) per core lets two batches run side by side."""
 
     def __init__(self, mapping, standardizers: int | None = None):
         import os
@@ -184,63 +180,15 @@ class StandardizeBatcher:
 
         self.mapping = mapping
         count = standardizers or max(1, min(4, len(os.sched_getaffinity(0))))
-        self._free = [RecordStandardizer(mapping) for _ in range(count)]
-        self._pending: list[_Pending] = []
-        self._changed = threading.Condition()
-        self.batches = 0  # executions, for tests and the bench
-        self.records = 0
+        super().__init__([RecordStandardizer(mapping) for _ in range(count)], self._standardize,
+                         gather_seconds=0.005)
 
     def standardize(self, record: dict[str, Any]) -> dict[str, Any]:
         """One source-shaped record -> its canonical row (a dict)."""
-        mine = _Pending(record)
-        with self._changed:
-            self._pending.append(mine)
-            while not mine.done:
-                if self._free and self._pending:
-                    standardizer = self._free.pop()
-                    batch, self._pending = (self._pending[:self.MAX_BATCH],
-                                            self._pending[self.MAX_BATCH:])
-                    self._changed.release()
-                    try:
-                        self._run(standardizer, batch)
-                    finally:
-                        self._changed.acquire()
-                        self._free.append(standardizer)
-                        self._changed.notify_all()
-                else:
-                    self._changed.wait()
-        if mine.error is not None:
-            raise mine.error
-        assert mine.row is not None  # done without an error: a batch set the row
-        return mine.row
-
-    def _run(self, standardizer, batch: list[_Pending]) -> None:
-        try:
-            try:
-                outcomes = self._standardize(standardizer, [p.record for p in batch])
-            except Exception:
-                if len(batch) == 1:
-                    raise
-                outcomes = []  # find the record that broke the batch: each on its own
-                for p in batch:
-                    try:
-                        outcomes.append(self._standardize(standardizer, [p.record])[0])
-                    except Exception as error:
-                        outcomes.append(error)
-        except Exception as error:
-            outcomes = [error]
-        for p, outcome in zip(batch, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                p.error = outcome
-            else:
-                p.row = outcome
-            p.done = True
+        return self.submit(record)
 
     def _standardize(self, standardizer, records: list[dict[str, Any]]) -> list[Any]:
         rows = standardizer.standardize_rows(records, "realtime")
-        with self._changed:  # two batches may finish at once
-            self.batches += 1
-            self.records += len(records)
         by_record: dict[int, list[dict]] = {}
         for row in rows:
             by_record.setdefault(int(row["source_row_number"]) - 1, []).append(row)

@@ -173,7 +173,10 @@ def create_app(config: ServeConfig, holder: WarehouseHolder | None = None) -> Fa
                     "warehouse_version": current.label if current else None,
                     "run_id": current.run_id if current else None,
                     "loaded_seconds": current.loaded_seconds if current else None,
-                    "reloads": holder.reloads, "last_error": holder.last_error}
+                    "reloads": holder.reloads, "last_error": holder.last_error,
+                    # how many requests shared each execution of the batched steps
+                    "batching": {"name_lookup": current.index.name_batching(),
+                                 "standardize": current.resolver.batching()} if current else None}
 
     @app.post("/resolve", response_model=ResolveResponse,
               summary="Is this record a customer we know? Best customers with evidence, and their open contacts")
@@ -185,7 +188,8 @@ def create_app(config: ServeConfig, holder: WarehouseHolder | None = None) -> Fa
         if body.source == CANONICAL:
             answer = resolve_record(wh, body)
         else:
-            answer = await run_in_threadpool(resolve_record, wh, body)
+            with wh.resolver.arriving(body.source):
+                answer = await run_in_threadpool(resolve_record, wh, body)
         return JSONResponse(clean(answer), headers=_version_header(wh))
 
     @app.get("/customers/{customer_id}", summary="One customer's 360° view with policies and links")
@@ -257,12 +261,18 @@ def _version_header(wh: WarehouseVersion) -> dict[str, str]:
 def _add_lookup(app: FastAPI, path_key: str, index_key: str, auth, version) -> None:
     param = "national_id" if index_key == "national_id" else index_key
 
-    # in-memory indexes, no I/O: on the event loop (see resolve)
+    # Key look-ups are dictionary work: on the event loop (see resolve). A name look-up scans
+    # the name vocabularies: in a worker thread, so that the look-ups arriving meanwhile share
+    # the next scan (LookupIndex.top_name_hits).
     async def lookup(wh: version, _: auth,
                value: Annotated[str, Query(alias=param, min_length=1, max_length=200,
                                            description=f"the {param.replace('_', ' ')} to look up")],
                limit: Annotated[int, Query(ge=1, le=100)] = 10) -> JSONResponse:
-        found = lookup_customers(wh, index_key, value, limit)
+        if index_key == "name":
+            with wh.index.name_lookup_arriving():
+                found = await run_in_threadpool(lookup_customers, wh, index_key, value, limit)
+        else:
+            found = lookup_customers(wh, index_key, value, limit)
         return JSONResponse(clean({"key": param, "value": value, "candidates": found,
                                    "warehouse_version": wh.label}), headers=_version_header(wh))
 

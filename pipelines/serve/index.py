@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from rapidfuzz.distance import JaroWinkler
 from rapidfuzz.process import cdist
 
+from pipelines.batching import Batcher
 from pipelines.golden.lookup import (
     NAME_SIMILARITY_FLOOR,
     lookup_key,
@@ -79,7 +80,15 @@ class _Vocabulary:
     def records_of(self, codes: np.ndarray) -> np.ndarray:
         if len(codes) == 0:
             return np.zeros(0, dtype=np.int64)
-        return np.concatenate([self.records_sorted[self.offsets[c]:self.offsets[c + 1]] for c in codes])
+        # the codes' slices of records_sorted, gathered as one index array (a common name has
+        # thousands of codes: no Python loop over them)
+        starts, ends = self.offsets[codes], self.offsets[np.asarray(codes) + 1]
+        lengths = ends - starts
+        total = int(lengths.sum())
+        if total == 0:
+            return np.zeros(0, dtype=np.int64)
+        shift = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths)
+        return self.records_sorted[np.arange(total) + shift]
 
     def record_scores(self, value_scores: np.ndarray, records: np.ndarray) -> np.ndarray:
         codes = self.record_codes[records]
@@ -110,28 +119,46 @@ class NameIndex:
 
     def similar(self, whole: str, first: str, last: str) -> tuple[np.ndarray, np.ndarray]:
         """(record positions, similarity) of records at or above the floor, as lookup's SQL."""
+        return self.similar_each([(whole, first, last)])[0]
+
+    def similar_each(self, queries: list[tuple[str, str, str]]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`similar` of several (whole, first, last) queries, each vocabulary scanned once for all
+        of them (rapidfuzz compares a batch of short queries to each value together: at 100k records
+        8 queries cost what 4 single ones do; its `workers` threads cost more than they save here)."""
         floor = NAME_SIMILARITY_FLOOR
-        org_scores = self.org.scores(whole, floor)
-        parts: list[tuple[np.ndarray, np.ndarray]] = [self._hits(self.org, org_scores, floor)]
-        if first != last:
+        org_scores = self.org.scores_of_each([q[0] for q in queries], floor)
+        parts: list[list[tuple[np.ndarray, np.ndarray]]] = [
+            [self._hits(self.org, scores, floor)] for scores in org_scores]
+        two = [i for i, (_, first, last) in enumerate(queries) if first != last]
+        one = [i for i, (_, first, last) in enumerate(queries) if first == last]
+        if two:
             # the mean of two similarities reaches the floor only if each is >= 2 * floor - 1
             part_floor = 2 * floor - 1
-            g_first, g_last = self.given.scores_of_each([first, last], part_floor)
-            f_first, f_last = self.family.scores_of_each([first, last], part_floor)
-            for g_scores, f_scores in ((g_first, f_last), (g_last, f_first)):
-                records = self._records_with_both(g_scores, f_scores)
-                sim = (self.given.record_scores(g_scores, records)
-                       + self.family.record_scores(f_scores, records)) / 2
-                parts.append((records, sim))
-        else:
+            words = [queries[i][1] for i in two] + [queries[i][2] for i in two]
+            given = self.given.scores_of_each(words, part_floor)
+            family = self.family.scores_of_each(words, part_floor)
+            n = len(two)
+            for k, i in enumerate(two):
+                g_first, g_last, f_first, f_last = given[k], given[n + k], family[k], family[n + k]
+                for g_scores, f_scores in ((g_first, f_last), (g_last, f_first)):
+                    records = self._records_with_both(g_scores, f_scores)
+                    sim = (self.given.record_scores(g_scores, records)
+                           + self.family.record_scores(f_scores, records)) / 2
+                    parts[i].append((records, sim))
+        if one:
+            wholes = [queries[i][0] for i in one]
             for vocabulary, weight in ((self.whole, 1.0), (self.whole_reversed, 1.0),
                                        (self.family_joined, 0.95)):
-                scores = vocabulary.scores(whole, floor / weight) * weight
-                parts.append(self._hits(vocabulary, scores, floor))
-        records = np.concatenate([p[0] for p in parts])
-        sims = np.concatenate([p[1] for p in parts])
-        keep = sims >= floor
-        return records[keep], sims[keep]
+                for i, scores in zip(one, vocabulary.scores_of_each(wholes, floor / weight),
+                                     strict=True):
+                    parts[i].append(self._hits(vocabulary, scores * weight, floor))
+        out = []
+        for found in parts:
+            records = np.concatenate([p[0] for p in found])
+            sims = np.concatenate([p[1] for p in found])
+            keep = sims >= floor
+            out.append((records[keep], sims[keep]))
+        return out
 
     @staticmethod
     def _hits(vocabulary: _Vocabulary, scores: np.ndarray, floor: float):
@@ -201,6 +228,12 @@ class LookupIndex:
             strict=True))
         self.live_ids = live_ids
         self.names = NameIndex(records)
+        # one runner: a scan holds the GIL, so two would only take turns; a batch waits up to
+        # 5 ms for look-ups already in the service (`name_lookup_arriving`)
+        self._name_batcher: Batcher[tuple[str, int], list[Hit]] = Batcher(
+            [self.names], lambda _, queries: self.top_name_hits_each(queries), gather_seconds=0.005)
+        self.name_lookup_arriving = self._name_batcher.arriving
+        self.name_batching = self._name_batcher.stats
 
     def hits(self, key: str, value: str) -> list[Hit]:
         """Candidate customers for one key ('id', 'phone', 'email', 'policy', 'national_id', 'name')."""
@@ -221,9 +254,18 @@ class LookupIndex:
     def top_name_hits(self, value: str, limit: int) -> list[Hit]:
         """The `limit` best customers by name among those given `confidence`, ranked as the
         look-up ranks them: similarity, then confidence, then customer_id (a short common
-        name meets ~10,000 customers: ranked in arrays, Hits made for the returned ones only)."""
-        _, params = lookup_key(None, None, None, None, value)
-        records, sims = self.names.similar(*params)
+        name meets ~10,000 customers: ranked in arrays, Hits made for the returned ones only).
+        Look-ups from several threads at once share one scan of the vocabularies (`Batcher`)."""
+        return self._name_batcher.submit((value, limit))
+
+    def top_name_hits_each(self, queries: list[tuple[str, int]]) -> list[list[Hit]]:
+        """`top_name_hits` of several (name, limit) queries, the vocabularies scanned once."""
+        parts = [lookup_key(None, None, None, None, value)[1] for value, _ in queries]
+        found = self.names.similar_each([(whole, first, last) for whole, first, last in parts])
+        return [self._ranked_names(records, sims, limit)
+                for (records, sims), (_, limit) in zip(found, queries, strict=True)]
+
+    def _ranked_names(self, records: np.ndarray, sims: np.ndarray, limit: int) -> list[Hit]:
         codes = self.customer_code[records]
         keep = self.ranked_known[codes]
         codes, sims = codes[keep], sims[keep]

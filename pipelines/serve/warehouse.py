@@ -69,6 +69,12 @@ class WarehouseVersion:
     _retired: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def __post_init__(self) -> None:
+        # rows as one struct array: a take of a few rows costs ~0.6 ms, not ~1 ms over 70
+        # columns one by one (every look-up answer takes its customers' rows)
+        self._profile_rows = _as_struct(self.profiles)
+        self._summary_rows = _as_struct(self.summaries)
+
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """A cursor for this thread (one DuckDB connection must not be shared across threads)."""
         return self.con.cursor()
@@ -81,12 +87,12 @@ class WarehouseVersion:
 
     def profiles_of(self, customer_ids: list[str]) -> list[dict]:
         rows = [self.profile_row[c] for c in customer_ids if c in self.profile_row]
-        return self.profiles.take(pa.array(rows, type=pa.int64())).to_pylist() if rows else []
+        return self._profile_rows.take(pa.array(rows, type=pa.int64())).to_pylist() if rows else []
 
     def summaries_of(self, customer_ids: list[str]) -> list[dict]:
         """Each known customer's SUMMARY_COLUMNS (missing columns absent), in the given order."""
         rows = [self.profile_row[c] for c in customer_ids if c in self.profile_row]
-        return self.summaries.take(pa.array(rows, type=pa.int64())).to_pylist() if rows else []
+        return self._summary_rows.take(pa.array(rows, type=pa.int64())).to_pylist() if rows else []
 
     def enter(self) -> None:
         with self._lock:
@@ -111,6 +117,12 @@ class WarehouseVersion:
             self.con.close()
         except duckdb.Error:  # already closed
             pass
+
+
+def _as_struct(table: pa.Table) -> pa.StructArray:
+    table = table.combine_chunks()
+    columns = [c.chunk(0) if c.num_chunks else pa.array([], c.type) for c in table.columns]
+    return pa.StructArray.from_arrays(columns, names=table.column_names)
 
 
 _LINKS = itertools.count()

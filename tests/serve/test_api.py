@@ -40,7 +40,9 @@ def test_health_is_open_and_names_the_version_but_no_person(server, published):
     health = server.client(token=None).get("/health").json()
     version = rows(published, "select warehouse_version from runs")[0]["warehouse_version"]
     assert health["status"] == "ok" and health["warehouse_version"] == version
-    assert set(health) == {"status", "warehouse_version", "run_id", "loaded_seconds", "reloads", "last_error"}
+    assert set(health) == {"status", "warehouse_version", "run_id", "loaded_seconds", "reloads", "last_error",
+                           "batching"}
+    assert set(health["batching"]) == {"name_lookup", "standardize"}
 
 
 @pytest.mark.parametrize("method,path", [
@@ -172,6 +174,30 @@ def test_lookups_answer_what_ucv_lookup_answers(server, published):
     problem(client.get("/lookup/name", params={"name": " "}), 422)
 
 
+def test_name_lookups_sent_together_share_scans_and_get_their_own_answers(server, published):
+    """Eight clients at once: each answer is the one the name gets alone, and the scans were shared."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [r["full_name"] or r["org_name"] for r in rows(published, """
+        select * from source_records using sample 48 rows (reservoir, 11) order by source_record_id""")]
+    names = [n for n in names if n]
+    client = server.client()
+
+    def answer(name: str) -> list[tuple[str, float]]:
+        with server.client() as own:
+            found = own.get("/lookup/name", params={"name": name, "limit": 20}).json()["candidates"]
+        return [(c["customer_id"], c["match_score"]) for c in found]
+
+    alone = [answer(n) for n in names]
+    before = client.get("/health").json()["batching"]["name_lookup"]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(answer, names * 3))
+    after = client.get("/health").json()["batching"]["name_lookup"]
+    assert together == alone * 3
+    assert after["items"] - before["items"] == 3 * len(names)
+    assert after["batches"] - before["batches"] < 3 * len(names)  # some look-ups shared a scan
+
+
 def test_review_queue_is_grouped_per_customer_pair_in_impact_order(server, published):
     queue = rows(published, "select * from review_queue")
     pairs = {tuple(sorted((q["customer_id_l"], q["customer_id_r"]))) for q in queue}
@@ -272,3 +298,20 @@ def test_openapi_spec_inputs_never_cause_a_server_error(server, mode):
         except Unsatisfiable:  # nothing invalid can be sent (an operation without parameters)
             assert mode == GenerationMode.NEGATIVE
     assert tested >= len(operations) - 2
+
+
+def test_the_load_test_client_counts_every_request_and_what_it_costs(server, published):
+    """`ucv bench-serve`'s client: every request timed and answered, its own CPU reported."""
+    from pipelines.bench.serve import _load
+
+    name = rows(published, "select full_name from source_records where full_name is not null limit 1")[0]
+    requests = [("GET", "/lookup/name", {"name": name["full_name"]}),
+                ("POST", "/resolve", {"source": "canonical", "record": {"party_type": "person",
+                                                                        "given_name_norm": "anna"}}),
+                ("GET", "/lookup/phone", {"phone": "+00000"})] * 8
+    figures = _load(server.url, server.config.token, requests, workers=4)
+    assert figures["requests"] == len(requests) and figures["errors"] == 0
+    assert 0 < figures["p50_ms"] <= figures["p95_ms"] <= figures["p99_ms"] <= figures["max_ms"]
+    assert figures["client_cpu_ms_per_request"] > 0
+    bad = _load(server.url, "not-the-token", requests[:3], workers=1)
+    assert bad["errors"] == 3 and bad["error_statuses"] == [401]
