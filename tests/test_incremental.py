@@ -173,6 +173,7 @@ def test_run_pipeline_hands_the_switch_to_standardize_and_resolve(switch, tmp_pa
     from pipelines.orchestration import stages
 
     monkeypatch.setenv("UCV_HOME", str(tmp_path))
+    monkeypatch.setenv("UCV_STAGE_PROCESSES", "0")  # the fakes record their calls in this process
     landing = tmp_path / "landing" / EXPORT_DATE.isoformat()
     landing.mkdir(parents=True)
     (landing / "sales_leads.csv").write_text("id\n1\n")

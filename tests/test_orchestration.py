@@ -166,8 +166,10 @@ def test_prepare_clears_the_run_folder_and_keeps_no_warehouse_copy(ucv_home, mon
 
 @pytest.fixture
 def fake_stages(ucv_home, monkeypatch):
-    """Stage functions that only record their calls; prepare stays real."""
+    """Stage functions that only record their calls; prepare stays real. The stages run in this
+    process (UCV_STAGE_PROCESSES=0): a forked stage's record of its call would stay in the child."""
     calls: list[tuple] = []
+    monkeypatch.setenv("UCV_STAGE_PROCESSES", "0")
     monkeypatch.setattr(stages, "configured_sources", lambda: ["claims", "sales"])
 
     def fake(name):

@@ -1,4 +1,4 @@
-"""Wall time and peak memory of a block of work, measured as the RSS of the whole process tree.
+"""Wall time and peak memory of a block of work, measured as the memory of the whole process tree.
 
 A sampler thread reads the RSS of this process and all its children every `interval` seconds, so
 memory used by DuckDB's threads, Airflow task subprocesses or worker processes is counted too.
@@ -16,15 +16,34 @@ import psutil
 
 
 def process_tree_rss(process: psutil.Process | None = None) -> int:
-    """Resident memory in bytes of a process and all its descendants (vanished ones count 0)."""
+    """Resident memory in bytes of a process and all its descendants (vanished ones count 0).
+
+    With children, each process counts its proportional set size (Linux `smaps_rollup`): a
+    forked child shares its parent's pages until it writes them, and summing RSS would count
+    those twice. Alone, a process counts its RSS (no sharing to correct, and cheaper to read)."""
     root = process or psutil.Process()
+    try:
+        children = root.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return 0
     total = 0
-    for proc in [root, *root.children(recursive=True)]:
+    for proc in [root, *children]:
         try:
-            total += proc.memory_info().rss
+            total += (_pss(proc.pid) if children else None) or proc.memory_info().rss
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return total
+
+
+def _pss(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # not Linux, or gone: the caller falls back to RSS
+        return None
+    return None
 
 
 @dataclass

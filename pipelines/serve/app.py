@@ -13,13 +13,12 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Path, Query, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from pipelines.serve import problems
 from pipelines.serve.config import ServeConfig
-from pipelines.serve.problems import Problem, clean
+from pipelines.serve.problems import Answer, Problem
 from pipelines.serve.warehouse import SUMMARY_COLUMNS, WarehouseHolder, WarehouseVersion
 
 log = logging.getLogger(__name__)
@@ -180,7 +179,7 @@ def create_app(config: ServeConfig, holder: WarehouseHolder | None = None) -> Fa
 
     @app.post("/resolve", response_model=ResolveResponse,
               summary="Is this record a customer we know? Best customers with evidence, and their open contacts")
-    async def resolve(body: ResolveRequest, _: Auth, wh: Version) -> JSONResponse:
+    async def resolve(body: ResolveRequest, _: Auth, wh: Version) -> Answer:
         # A canonical record is scored in Python and numpy alone, under the GIL: on the event
         # loop, as a hop to the thread pool and back costs about what the work does. A
         # source-shaped one waits on DuckDB (the mapping's SQL), which releases the GIL: in a
@@ -190,11 +189,11 @@ def create_app(config: ServeConfig, holder: WarehouseHolder | None = None) -> Fa
         else:
             with wh.resolver.arriving(body.source):
                 answer = await run_in_threadpool(resolve_record, wh, body)
-        return JSONResponse(clean(answer), headers=_version_header(wh))
+        return Answer(answer, headers=_version_header(wh))
 
     @app.get("/customers/{customer_id}", summary="One customer's 360° view with policies and links")
     def customer(customer_id: Annotated[str, Path(min_length=1, max_length=64)], _: Auth,
-                 wh: Version) -> JSONResponse:
+                 wh: Version) -> Answer:
         hits = wh.index.hits("id", customer_id)
         if not hits:
             raise Problem(404, "Not found", f"no customer {customer_id!r} in warehouse {wh.label}")
@@ -205,7 +204,7 @@ def create_app(config: ServeConfig, holder: WarehouseHolder | None = None) -> Fa
                 "policy_links": wh.links_by_customer.get(current, []),
                 "contact": wh.contacts.get(current, {}),
                 "warehouse_version": wh.label}
-        return JSONResponse(clean(body), headers=_version_header(wh))
+        return Answer(body, headers=_version_header(wh))
 
     for path_key, index_key in LOOKUP_KEYS.items():
         _add_lookup(app, path_key, index_key, Auth, Version)
@@ -215,32 +214,32 @@ def create_app(config: ServeConfig, holder: WarehouseHolder | None = None) -> Fa
                status: Literal["open", "decided", "all"] = "open",
                party_type: Literal["person", "organization"] | None = None,
                limit: Annotated[int, Query(ge=1, le=500)] = 50,
-               offset: Annotated[int, Query(ge=0, le=10**7)] = 0) -> JSONResponse:
+               offset: Annotated[int, Query(ge=0, le=10**7)] = 0) -> Answer:
         from pipelines.serve.queue import list_groups
 
         total, page = list_groups(wh, config, status, party_type, limit, offset)
-        return JSONResponse(clean({"total": total, "groups": page, "order": _order(),
-                                   "warehouse_version": wh.label}), headers=_version_header(wh))
+        return Answer({"total": total, "groups": page, "order": _order(),
+                       "warehouse_version": wh.label}, headers=_version_header(wh))
 
     @app.get("/review/groups/{group_id}", summary="One review group: both customers' records side by side, "
                                                   "per-comparison evidence")
     def group(group_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")], _: Auth,
-              wh: Version) -> JSONResponse:
+              wh: Version) -> Answer:
         from pipelines.serve.queue import group_detail
 
         detail = group_detail(wh, config, group_id)
         if detail is None:
             raise Problem(404, "Not found", f"no review group {group_id} in warehouse {wh.label}")
-        return JSONResponse(clean(detail), headers=_version_header(wh))
+        return Answer(detail, headers=_version_header(wh))
 
     @app.post("/review/groups/{group_id}/decision", status_code=201,
               summary="Decide a review group: must_link / cannot_link go to the override file")
     def decide(group_id: Annotated[str, Path(pattern=r"^[0-9a-f]{16}$")], body: DecisionRequest,
-               _: Auth, wh: Version) -> JSONResponse:
+               _: Auth, wh: Version) -> Answer:
         from pipelines.serve.queue import decide_in_group
 
         written = decide_in_group(wh, config, group_id, body.decision, body.decided_by, body.reason)
-        return JSONResponse(clean(written), status_code=201, headers=_version_header(wh))
+        return Answer(written, status_code=201, headers=_version_header(wh))
 
     from pipelines.serve.workbench import install as install_workbench
 
@@ -267,14 +266,14 @@ def _add_lookup(app: FastAPI, path_key: str, index_key: str, auth, version) -> N
     async def lookup(wh: version, _: auth,
                value: Annotated[str, Query(alias=param, min_length=1, max_length=200,
                                            description=f"the {param.replace('_', ' ')} to look up")],
-               limit: Annotated[int, Query(ge=1, le=100)] = 10) -> JSONResponse:
+               limit: Annotated[int, Query(ge=1, le=100)] = 10) -> Answer:
         if index_key == "name":
             with wh.index.name_lookup_arriving():
                 found = await run_in_threadpool(lookup_customers, wh, index_key, value, limit)
         else:
             found = lookup_customers(wh, index_key, value, limit)
-        return JSONResponse(clean({"key": param, "value": value, "candidates": found,
-                                   "warehouse_version": wh.label}), headers=_version_header(wh))
+        return Answer({"key": param, "value": value, "candidates": found,
+                       "warehouse_version": wh.label}, headers=_version_header(wh))
 
     lookup.__name__ = f"lookup_by_{param}"
     app.get(f"/lookup/{path_key}", summary=f"Customers by {param.replace('_', ' ')}, best first")(lookup)
