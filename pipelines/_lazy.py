@@ -21,12 +21,4 @@ def lazy_attributes(package: str, modules: dict[str, list[str]]) -> Callable[[st
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
         return getattr(import_module(where[name]), name)
 
-    __getattr__.modules = tuple(modules)  # type: ignore[attr-defined]  # for load_all
     return __getattr__
-
-
-def load_all(package: str) -> None:
-    """Import every module behind `package`'s lazy names now (before forking workers)."""
-    lazy = getattr(import_module(package), "__getattr__", None)
-    for module in getattr(lazy, "modules", ()):
-        import_module(module)

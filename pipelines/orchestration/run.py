@@ -92,11 +92,18 @@ def _run_stages(export_date: date, run_id: str, logical: str, landing_dir: Path 
 
 def _warm_up_for_stages() -> None:
     """The modules every stage would import for itself, imported once before the stages fork:
-    each stage's process inherits them. Great Expectations is left to the stages that use it
-    (importing it costs ~10 s here; the default suites' rules run as SQL without it)."""
-    from pipelines._lazy import load_all
+    each stage's process inherits them (a first extract at 100k took 1.6 s instead of 0.2 s,
+    importing the standardizers' dictionaries). Great Expectations is left to the stages that use
+    it (importing it costs ~10 s here; the default suites' rules run as SQL without it)."""
+    import importlib
+    import pkgutil
+
+    import splink  # noqa: F401
 
     for package in ("pipelines.ingest", "pipelines.standardize", "pipelines.resolve",
                     "pipelines.identify", "pipelines.golden"):
-        load_all(package)
-    import splink  # noqa: F401
+        path = importlib.import_module(package).__path__
+        for found in pkgutil.iter_modules(path, prefix=f"{package}."):
+            importlib.import_module(found.name)
+    for name in ("report", "report_html", "retention", "data_docs", "incremental"):  # not Airflow's
+        importlib.import_module(f"pipelines.orchestration.{name}")
