@@ -51,8 +51,10 @@ def libreoffice() -> str:
         pytest.skip("LibreOffice is not installed and apt-get is unavailable to install "
                     "Debian's libreoffice-calc")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for argv in (["apt-get", "update"],
-                 ["apt-get", "install", "-y", "--no-install-recommends", "libreoffice-calc"]):
+    for argv in (["apt-get", "-o", "DPkg::Lock::Timeout=600", "update"],
+                 # another test may be installing chromium at this moment: wait for dpkg's lock
+                 ["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "--no-install-recommends",
+                  "libreoffice-calc"]):
         done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=1200)
         assert done.returncode == 0, f"{' '.join(argv)} failed: {done.stderr[-1500:]}"
     found = shutil.which("soffice") or shutil.which("libreoffice")

@@ -17,7 +17,8 @@ import pyarrow.parquet as pq
 import pytest
 from orchestration_support import EXPORT_DATE, end_to_end_skip_reason, land
 
-from pipelines.bench.incremental import cluster_agreement, compare_runs
+from pipelines.bench.agreement import cluster_agreement
+from pipelines.bench.incremental import compare_runs
 from pipelines.orchestration.incremental import base_night
 from pipelines.orchestration.run import run_pipeline
 from pipelines.standardize.reuse import fingerprint_sql
@@ -38,9 +39,11 @@ def test_cluster_agreement_counts_pairs_per_cluster(tmp_path):
     with duckdb.connect() as con:
         same = cluster_agreement(con, a, a)
         moved = cluster_agreement(con, a, b)
-    assert same == {"pairs_full": 3, "pairs_incremental": 3, "pairs_both": 3, "agreement": 1.0}
+    assert same == {"clustered_pairs_a": 3, "clustered_pairs_b": 3, "clustered_pairs_both": 3,
+                    "pairwise_agreement": 1.0}
     # a: 1-2, 1-3, 2-3; b: 1-2, 3-4; both: 1-2 -> 1 of 4
-    assert moved == {"pairs_full": 3, "pairs_incremental": 2, "pairs_both": 1, "agreement": 0.25}
+    assert moved == {"clustered_pairs_a": 3, "clustered_pairs_b": 2, "clustered_pairs_both": 1,
+                     "pairwise_agreement": 0.25}
 
 
 def test_row_fingerprint_sees_values_not_lineage_or_column_order():
@@ -116,7 +119,7 @@ def test_incremental_night_stages_exactly_what_a_full_night_stages(nights):
     comparison = compare_runs(full, incr)
     assert comparison["staged_records"]["only_full"] == 0
     assert comparison["staged_records"]["only_incremental"] == 0
-    assert comparison["clusters"]["agreement"] >= 0.999
+    assert comparison["clusters"]["pairwise_agreement"] >= 0.999
     assert comparison["match_pairs"]["only_full"] == comparison["match_pairs"]["only_incremental"] == 0
 
 

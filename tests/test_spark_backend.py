@@ -19,7 +19,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.bench.training import cluster_agreement, clustered_pairs, parameter_differences
+from pipelines.bench.agreement import cluster_agreement
+from pipelines.bench.training import parameter_differences
 from pipelines.resolve.predict import load_model
 from pipelines.resolve.spark import copy_trained_parameters, model_for_spark, to_spark_sql
 from pipelines.settings import PROJECT_ROOT, RunPaths
@@ -163,12 +164,12 @@ def test_spark_and_duckdb_give_the_same_clusters(staged_records, tmp_path, monke
         assert s["records"] == d["records"]
         assert s["comparisons"] == d["comparisons"], "both engines block the same pairs"
     con = duckdb.connect()
-    pd_, ps = clustered_pairs(con, on_duckdb.clusters_path), clustered_pairs(con, on_spark.clusters_path)
-    assert pd_, "the sample has duplicates to find"
-    agreement = len(pd_ & ps) / len(pd_ | ps)
+    agreement = cluster_agreement(con, on_duckdb.clusters_path, on_spark.clusters_path,
+                                  labels=("duckdb", "spark"))
+    assert agreement["clustered_pairs_duckdb"] > 0, "the sample has duplicates to find"
     # Splink's Spark jar and DuckDB compute Jaro-Winkler slightly differently (a pair at 0.885 on
     # one can fall under a 0.88 level on the other): clusters may differ in such rare cases only
-    assert agreement >= 0.995, (len(pd_), len(ps), len(pd_ & ps))
+    assert agreement["pairwise_agreement"] >= 0.995, agreement
     links = con.execute(
         "SELECT count(*), count(*) FILTER (WHERE d.is_link <> s.is_link) FROM read_parquet(?) d "
         "JOIN read_parquet(?) s USING (source_record_id_l, source_record_id_r)",
@@ -234,12 +235,11 @@ def test_models_trained_on_spark_agree_with_models_trained_on_duckdb(staged_reco
         assert diff["max_abs_u"]["value"] <= U_TOLERANCE, diff
         assert diff["median_weight_bits"] <= MEDIAN_WEIGHT_BITS, diff
     con = duckdb.connect()
-    pairs = {}
+    clusters = {}
     for engine in ("duckdb", "spark"):  # both resolved on DuckDB: only the training differs
         run = _run_with(staged_records, f"models-{engine}", tmp_path / "runs")
-        pairs[engine] = clustered_pairs(con, predict_and_cluster(run, models=models[engine])
-                                        .clusters_path)
-    agreement = cluster_agreement(pairs["duckdb"], pairs["spark"])
+        clusters[engine] = predict_and_cluster(run, models=models[engine]).clusters_path
+    agreement = cluster_agreement(con, clusters["duckdb"], clusters["spark"], labels=("first", "second"))
     assert agreement["clustered_pairs_first"] > 0, "the sample has duplicates to find"
     assert agreement["pairwise_agreement"] >= CLUSTER_AGREEMENT, agreement
     print(json.dumps({"parameter_differences": figures, "cluster_agreement": agreement}),

@@ -15,16 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pipelines.bench.agreement import cluster_agreement
 from pipelines.bench.run import EXPORT_DATE, RESULTS_DIR, generated_exports, machine, results_file
 from pipelines.clock import utc_now
 from pipelines.settings import RunPaths, data_root
-
-
-def _clustered_pairs(con, clusters: Path) -> set[tuple[str, str]]:
-    return set(con.execute(
-        "SELECT a.source_record_id, b.source_record_id FROM read_parquet(?) a "
-        "JOIN read_parquet(?) b ON a.cluster_id = b.cluster_id "
-        "AND a.source_record_id < b.source_record_id", [str(clusters), str(clusters)]).fetchall())
 
 
 def compare_backends(records: int, seed: int = 42, work: Path | None = None) -> dict[str, Any]:
@@ -63,12 +57,8 @@ def compare_backends(records: int, seed: int = 42, work: Path | None = None) -> 
                            "per_party": {p: v.get("seconds") for p, v in
                                          result.summary["party_types"].items()}}
     con = duckdb.connect()
-    on_duckdb, on_spark = (_clustered_pairs(con, clusters[e]) for e in ("duckdb", "spark"))
-    union = on_duckdb | on_spark
-    results["agreement"] = {
-        "clustered_pairs_duckdb": len(on_duckdb), "clustered_pairs_spark": len(on_spark),
-        "clustered_pairs_both": len(on_duckdb & on_spark),
-        "pairwise_agreement": round(len(on_duckdb & on_spark) / len(union), 6) if union else 1.0}
+    results["agreement"] = cluster_agreement(con, clusters["duckdb"], clusters["spark"],
+                                             labels=("duckdb", "spark"))
     results["source_records"] = int(con.execute(
         "SELECT count(*) FROM read_parquet(?)",
         [str(staged.staged_dir / "source_records.parquet")]).fetchall()[0][0])

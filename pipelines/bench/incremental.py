@@ -20,6 +20,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+from pipelines.bench.agreement import cluster_agreement
 from pipelines.sql import quote_path
 
 NIGHT_1 = date(2026, 11, 22)
@@ -27,23 +28,6 @@ NIGHT_1 = date(2026, 11, 22)
 # customer, so 0.025 new leads per customer is ~1 % new records and 0.015 new mobiles ~0.5 %
 # changed servicing records
 CHANGES = {"new_records": 0.025, "mobile_changed": 0.015}
-
-
-def cluster_agreement(con, clusters_a: Path, clusters_b: Path) -> dict[str, Any]:
-    """Pairs of records in one cluster in A, in B and in both (counted per cluster, never
-    enumerated); agreement = both / either (1.0: the same clusters)."""
-    a, b = quote_path(clusters_a), quote_path(clusters_b)
-    in_a, in_b, both = con.execute(f"""
-        WITH j AS (SELECT x.cluster_id AS ca, y.cluster_id AS cb FROM read_parquet({a}) x
-                   JOIN read_parquet({b}) y USING (source_record_id))
-        SELECT (SELECT sum(n * (n - 1) // 2) FROM (SELECT count(*) AS n FROM j GROUP BY ca)),
-               (SELECT sum(n * (n - 1) // 2) FROM (SELECT count(*) AS n FROM j GROUP BY cb)),
-               (SELECT sum(n * (n - 1) // 2) FROM (SELECT count(*) AS n FROM j GROUP BY ca, cb))
-        """).fetchall()[0]
-    in_a, in_b, both = int(in_a or 0), int(in_b or 0), int(both or 0)
-    either = in_a + in_b - both
-    return {"pairs_full": in_a, "pairs_incremental": in_b, "pairs_both": both,
-            "agreement": round(both / either, 6) if either else 1.0}
 
 
 def compare_runs(full_run: Path, incr_run: Path) -> dict[str, Any]:
@@ -75,7 +59,8 @@ def compare_runs(full_run: Path, incr_run: Path) -> dict[str, Any]:
              f USING (source_record_id_l, source_record_id_r))""").fetchall()[0]
         return {
             "clusters": cluster_agreement(con, full_run / "resolved" / "clusters.parquet",
-                                          incr_run / "resolved" / "clusters.parquet"),
+                                          incr_run / "resolved" / "clusters.parquet",
+                                          labels=("full", "incremental")),
             "staged_records": differ("staged/source_records.parquet"),
             "customer_map": differ("identified/customer_map.parquet"),
             "match_pairs": {"in_both": int(weights[0]), "only_full": int(only[0]),

@@ -71,7 +71,7 @@ def bench_one_size(records: int, seed: int = 42, work: Path | None = None) -> di
     os.environ["UCV_HOME"] = str(home)
     try:
         with measure() as pipeline_cost:
-            run = run_pipeline(EXPORT_DATE)
+            run = run_pipeline(EXPORT_DATE, stage_processes=True)  # as `ucv run`
         state = read_run_state(run)
         staged = run.staged_dir / "source_records.parquet"
         baseline = bare_splink(staged)

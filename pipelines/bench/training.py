@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pipelines.bench.agreement import cluster_agreement
 from pipelines.clock import utc_now
 
 
@@ -68,22 +69,6 @@ def parameter_differences(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any
     }
 
 
-def clustered_pairs(con, clusters: Path) -> set[tuple[str, str]]:
-    """Pairs of source records that share a cluster."""
-    return set(con.execute(
-        "SELECT a.source_record_id, b.source_record_id FROM read_parquet(?) a "
-        "JOIN read_parquet(?) b ON a.cluster_id = b.cluster_id "
-        "AND a.source_record_id < b.source_record_id", [str(clusters), str(clusters)]).fetchall())
-
-
-def cluster_agreement(first: set, second: set) -> dict[str, Any]:
-    """Pairwise agreement of two clusterings: pairs clustered by both / by either."""
-    union = first | second
-    return {"clustered_pairs_first": len(first), "clustered_pairs_second": len(second),
-            "clustered_pairs_both": len(first & second),
-            "pairwise_agreement": round(len(first & second) / len(union), 6) if union else 1.0}
-
-
 def compare_training_backends(records_path: Path, seed: int = 42,
                               backends: tuple[str, ...] = ("duckdb", "spark")) -> dict[str, Any]:
     """Train on each engine under measurement, then compare the models and their clusters
@@ -111,16 +96,16 @@ def compare_training_backends(records_path: Path, seed: int = 42,
                 json.loads(models[first][party].read_text(encoding="utf-8")),
                 json.loads(models[second][party].read_text(encoding="utf-8")))
             for party in models[first] if party in models[second]}
-        con = duckdb.connect()
-        pairs = {}
+        clusters = {}
         for engine in (first, second):
             run = RunPaths.for_run(f"models-{engine}", base=root / "runs")
             run.staged_dir.mkdir(parents=True, exist_ok=True)
             shutil.copy(records_path, run.staged_dir / "source_records.parquet")
-            result = predict_and_cluster(run, models=models[engine])
-            pairs[engine] = clustered_pairs(con, result.clusters_path)
-        out["cluster_agreement"] = {"resolved_on": "duckdb", "first": first, "second": second,
-                                    **cluster_agreement(pairs[first], pairs[second])}
+            clusters[engine] = predict_and_cluster(run, models=models[engine]).clusters_path
+        with duckdb.connect() as con:
+            out["cluster_agreement"] = {
+                "resolved_on": "duckdb", "first": first, "second": second,
+                **cluster_agreement(con, clusters[first], clusters[second], labels=("first", "second"))}
     return out
 
 

@@ -54,7 +54,8 @@ def run_command(
     try:
         with progress:
             run = run_pipeline(day, landing_dir=landing, on_stage=on_stage,
-                               replace_live=replace_live, incremental=incremental)
+                               replace_live=replace_live, incremental=incremental,
+                               stage_processes=True)
     except Exception as exc:
         print_run_summary(run_paths(day.isoformat()), console)
         console.print(f"[red]run failed:[/red] {escape(f'{type(exc).__name__}: {exc}')}")

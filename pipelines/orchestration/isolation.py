@@ -9,7 +9,10 @@ is returned to the system when it exits.
 The child's return value comes back pickled; an exception comes back as itself (its type, so
 callers catch what they always caught) with the child's traceback as a note. A child that dies
 without answering (killed, out of memory) is an error naming the stage and the exit status.
-`UCV_STAGE_PROCESSES=0` runs the stages in the calling process (a debugger, a profiler).
+`ucv run` and the bench use it; `run_pipeline` called from other code does not unless asked,
+since forking a process whose other threads are inside DuckDB at that moment can crash the child
+(seen in the test suite, whose processes also serve HTTP). `UCV_STAGE_PROCESSES=0` runs the stages
+in the calling process (a debugger, a profiler), `=1` forks them.
 """
 
 from __future__ import annotations
@@ -30,14 +33,18 @@ class StageProcessDied(RuntimeError):
     """The stage's process ended without a result or an error (a signal, the OOM killer)."""
 
 
-def isolated() -> bool:
-    return os.environ.get(ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+def use_stage_processes(default: bool) -> bool:
+    """The caller's choice, unless UCV_STAGE_PROCESSES says otherwise."""
+    value = os.environ.get(ENV, "").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    return default
 
 
 def run_in_child(name: str, step: Callable[[], T]) -> T:
     """`step()` in a forked child process; its result, or its exception raised here."""
-    if not isolated():
-        return step()
     context = multiprocessing.get_context("fork")
     reader, writer = context.Pipe(duplex=False)
     child = context.Process(target=_child, args=(step, writer), name=f"ucv-stage-{name}")

@@ -13,7 +13,7 @@ from functools import partial
 from pathlib import Path
 
 from pipelines.orchestration import stages
-from pipelines.orchestration.isolation import isolated, run_in_child
+from pipelines.orchestration.isolation import run_in_child, use_stage_processes
 from pipelines.settings import RunPaths
 
 
@@ -44,7 +44,7 @@ def export_date_for_context(*, logical_date: datetime | None, run_after: datetim
 def run_pipeline(export_date: date, *, landing_dir: Path | None = None,
                  logical_date: date | None = None, replace_live: bool = False,
                  on_stage: Callable[[str, int, int], None] | None = None,
-                 incremental: bool | None = None) -> RunPaths:
+                 incremental: bool | None = None, stage_processes: bool = False) -> RunPaths:
     """Run every stage for the exports landed on `export_date`; returns the run's folders.
 
     A stage that fails marks the run failed in run_state.json and raises; stages after it
@@ -53,12 +53,16 @@ def run_pipeline(export_date: date, *, landing_dir: Path | None = None,
     `on_stage(name, done, total)` is told before each stage starts (progress display).
     `incremental`: True reuses the last successful night's unchanged records and pairs, False
     forces a full night, None follows operations.yaml (docs/operations.md#incremental-nights).
+    `stage_processes`: each stage in a forked process of its own (`isolation.py`; `ucv run` and
+    the bench ask for it). Off for other callers: forking a process whose other threads are inside
+    DuckDB at that moment (a test process serving HTTP, say) can crash the child.
+    UCV_STAGE_PROCESSES=0/1 overrides either way.
     """
     run_id = export_date.isoformat()
     logical = (logical_date or logical_date_for(export_date)).isoformat()
     try:
         _run_stages(export_date, run_id, logical, landing_dir, on_stage or (lambda *_: None),
-                    replace_live, incremental)
+                    replace_live, incremental, use_stage_processes(stage_processes))
     except BaseException:
         stages.report_failure(run_id)
         raise
@@ -67,7 +71,7 @@ def run_pipeline(export_date: date, *, landing_dir: Path | None = None,
 
 def _run_stages(export_date: date, run_id: str, logical: str, landing_dir: Path | None,
                 on_stage: Callable[[str, int, int], None], replace_live: bool = False,
-                incremental: bool | None = None) -> None:
+                incremental: bool | None = None, stage_processes: bool = False) -> None:
     on_stage("prepare", 0, 0)
     sources = stages.prepare(export_date, logical_date=logical, landing_dir=landing_dir,
                              orchestrator="ucv")
@@ -83,11 +87,14 @@ def _run_stages(export_date: date, run_id: str, logical: str, landing_dir: Path 
         ("publish", partial(stages.publish, run_id, replace_live)),
         *((name, partial(getattr(stages, name), run_id)) for name in ("export", "report")),
     ]
-    if isolated():
+    if stage_processes:
         _warm_up_for_stages()
     for done, (name, step) in enumerate(steps, start=1):
         on_stage(name, done, len(steps) + 1)
-        run_in_child(name, step)  # each stage's memory is freed when it ends (isolation.py)
+        if stage_processes:
+            run_in_child(name, step)  # each stage's memory is freed when it ends (isolation.py)
+        else:
+            step()
 
 
 def _warm_up_for_stages() -> None:

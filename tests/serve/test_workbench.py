@@ -25,7 +25,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 def ensure_chromium() -> Path:
     """Debian's chromium, installed from the distribution when missing (CI reaches Debian's mirror)."""
     if not CHROMIUM.exists() and shutil.which("apt-get"):
-        subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium",
+        subprocess.run("apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq chromium",
                        shell=True, check=False, capture_output=True, timeout=900)
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing and could not be installed with apt-get")
