@@ -253,3 +253,26 @@ def test_wrong_delimiter_names_the_likely_one(tmp_path) -> None:
         ingest(landing, RunPaths.for_run("2026-03-16", base=tmp_path / "runs"), {"sales": sales})
     assert err.value.rule == "header"
     assert "';'-delimited" in str(err.value) and "one field" in str(err.value)
+
+
+def test_compiled_canonical_select_gives_duckdbs_rows_for_this_source(broker, monkeypatch) -> None:
+    """Real time assembles the canonical row in Python (records.compile_canonical_select); on this
+    source's shapes (consent per channel, rewrites, policy keys, nested parts) every row goes both
+    ways and the compiled SELECT is never switched off."""
+    from pipelines.standardize import records as std
+
+    monkeypatch.setattr(std, "SHADOW_CHECKS", 10**9)
+    summary, run, _ = broker
+    with duckdb.connect() as con:
+        accepted = con.execute("SELECT * FROM read_parquet(?)",
+                               [str(run.accepted_dir / "broker.parquet")]).df()
+    for mapping in [MAPPING, *(r.mapping for r in MAPPING.records)]:
+        rows = accepted if mapping.part is None else std.expand_part_rows(mapping, accepted)
+        if not len(rows):
+            continue
+        warm = std.RecordStandardizer(mapping)
+        for i in range(len(rows)):
+            warm.standardize_rows(rows.iloc[[i]], run.run_id)
+        warm.standardize_rows(rows, run.run_id)
+        assert all(f is not None for f in warm._compiled.values()), mapping.name
+        assert warm.paths["checked"] >= 0.9 * warm.paths["duckdb"], (mapping.name, warm.paths)

@@ -209,3 +209,47 @@ def test_the_key_hash_is_duckdbs_md5_number_lower():
     keys = ["0\x1fwang\x1fwei", "3\x1f2001-02-03", "", "Müller 王伟", "x" * 300]
     expected = duckdb.connect().execute("SELECT md5_number_lower(unnest(?::VARCHAR[]))", [keys]).fetchall()
     assert [_key_hash(k) for k in keys] == [int(v) for (v,) in expected]
+
+
+def test_projections_for_the_canonical_select_equal_duckdbs():
+    """What the standardizer's canonical SELECT needs (records.compile_canonical_select): casts
+    that pin a type, ||, regexp_replace through RE2, list_transform / list_distinct / starts_with
+    / left, list_bool_or; upper and lower only where Python's case mapping is DuckDB's."""
+    from pipelines.resolve.python_levels import Unsupported, compile_projections
+
+    sql = ("SELECT CAST(b AS BOOLEAN) AS c_bool, CAST(n AS BIGINT) AS c_int, CAST(n AS DOUBLE) AS c_double, "
+           "CAST(d AS TIMESTAMP) AS c_ts, 'k:' || s AS c_pipe, "
+           "NULLIF(regexp_replace(regexp_replace(upper(s), '[^A-Z0-9]', '', 'g'), "
+           "'(^|[^0-9])0+([0-9])', '\\1\\2', 'g'), '') AS c_key, regexp_replace(s, '0', 'o') AS c_first, "
+           "list_sort(list_distinct(list_filter(string_split(s, ' '), lambda t: t <> ''))) AS c_tokens, "
+           "list_transform(string_split(s, ' '), lambda t: CASE WHEN starts_with(t, 'ab') OR left(t, 2) = 'zz' "
+           "THEN 'x' END) AS c_marks, list_bool_or([b, NOT b, NULL]) AS c_any, lower(s) AS c_lower FROM t")
+    rows = [(True, 7, "2024-02-29", "ab 00012 ab  zz9 DE-00-7"), (False, -3, None, "Straße 0"),
+            (None, None, "1999-12-31", None), (True, 0, "2000-01-01", ""), (False, 2**40, None, "ΟΔΟΣ")]
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t (b BOOLEAN, n BIGINT, d DATE, s VARCHAR)")
+    con.executemany("INSERT INTO t VALUES (?, ?, ?, ?)", rows)
+    cursor = con.execute(sql + " ORDER BY rowid")
+    names = [c[0] for c in cursor.description]
+    expected = [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+    projections, why = compile_projections(sql, lambda node: (lambda left, right: left[node.name]))
+    assert projections is not None, why
+    decided = 0
+    for values, want in zip(con.execute("SELECT * FROM t ORDER BY rowid").fetchall(), expected, strict=True):
+        row = dict(zip("bnds", values, strict=True))
+        got = {}
+        for name, fn in projections:
+            try:
+                got[name] = fn(row, row)
+            except Unsupported:
+                got[name] = "<DuckDB decides>"
+        for name in names:
+            if got[name] != "<DuckDB decides>":
+                assert got[name] == want[name], (name, row, got[name], want[name])
+                decided += 1
+    # refused, and only those: ß upper-cases to 'SS' in Python, 'ẞ' in DuckDB; a final Σ
+    # lower-cases to 'ς' and 'σ'; left() of non-ASCII text (DuckDB counts grapheme clusters)
+    assert decided == len(rows) * len(names) - 4
+    refused, why = compile_projections("SELECT regexp_replace(s, 'a.b', '') AS x FROM t",
+                                       lambda node: (lambda left, right: left[node.name]))
+    assert refused is None and "regexp_replace" in why

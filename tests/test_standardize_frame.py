@@ -338,3 +338,53 @@ def test_org_word_columns_once_per_distinct_word_equal_the_per_record_sql() -> N
     assert got == expected
     assert any(row[2] for row in got) and any(row[3] for row in got)  # the cases are reached
     assert dict((r[0], r[2]) for r in got)["raw 0"] == ["holding", "holding"]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_compiled_canonical_select_gives_duckdbs_rows(staged, source: str, monkeypatch) -> None:
+    """Real time's dicts path assembles the canonical row in Python (the canonical SELECT compiled
+    from its SQL). Every generated record and nested part, alone and in batches, goes both ways
+    here (the shadow check on all of them): the compiled SELECT must never be switched off, must
+    decide nearly every record itself, and its rows are DuckDB's."""
+    from pipelines.standardize import records
+
+    monkeypatch.setattr(records, "SHADOW_CHECKS", 10**9)
+    accepted, _, run_id = staged[source]
+    mappings = [MAPPINGS[source], *(r.mapping for r in MAPPINGS[source].records)]
+    for mapping in mappings:
+        rows = accepted if mapping.part is None else records.expand_part_rows(mapping, accepted)
+        if not len(rows):
+            continue
+        warm = RecordStandardizer(mapping)
+        for start in range(0, len(rows), 7):  # batches of 7, as concurrent requests make them
+            warm.standardize_rows(rows.iloc[start:start + 7], run_id)
+        for i in range(0, len(rows), max(1, len(rows) // 40)):
+            warm.standardize_rows(rows.iloc[[i]], run_id)
+        assert warm._compiled and all(f is not None for f in warm._compiled.values()), mapping.name
+        assert warm.paths["checked"] >= 0.9 * warm.paths["duckdb"], (mapping.name, warm.paths)
+
+
+def test_compiled_canonical_select_is_used_after_its_checks_and_dropped_on_a_difference(staged, monkeypatch):
+    from pipelines.standardize import records
+
+    monkeypatch.setattr(records, "SHADOW_CHECKS", 5)
+    accepted, _, run_id = staged["sales"]
+    warm = RecordStandardizer(MAPPINGS["sales"])
+    # DuckDB's statement alone (python=False), as dicts
+    expected = [warm._run(accepted.iloc[[i]], run_id, records._fetch_dicts) for i in range(12)]
+    got = [warm.standardize_rows(accepted.iloc[[i]], run_id) for i in range(12)]
+    assert warm.paths["python"] >= 5 and warm.paths["checked"] >= 5
+    assert got == expected
+
+    # a compiled SELECT that gets one column wrong is found out by the check and switched off
+    other = RecordStandardizer(MAPPINGS["sales"])
+    real = records.compile_canonical_select
+
+    def wrong(sql, names):
+        fn, why = real(sql, names)
+        return (lambda b, lookup: {**fn(b, lookup), "city": "Atlantis"}), why
+
+    monkeypatch.setattr(records, "compile_canonical_select", wrong)
+    rows = [other.standardize_rows(accepted.iloc[[i]], run_id)[0] for i in range(12)]
+    assert all(r["city"] != "Atlantis" for r in rows)
+    assert other.paths["python"] == 0 and not any(other._compiled.values())

@@ -170,22 +170,33 @@ class RealtimeResolver:
 
 class StandardizeBatcher(Batcher[dict[str, Any], dict[str, Any]]):
     """Concurrent records of one source standardized together, through ingest's mapping (the SQL
-    of the nightly run: tests/test_standardize_frame.py); see `pipelines.batching`. One
-    standardizer (a DuckDB connection) per core lets two batches run side by side."""
+    of the nightly run: tests/test_standardize_frame.py); see `pipelines.batching`.
+
+    One standardizer (one DuckDB connection) by default: its working statement costs ~3 ms per
+    execution whatever the batch, the rest is Python per record (the compiled canonical SELECT),
+    so one connection taking every waiting record beats two taking turns (1M warehouse, 8
+    concurrent sales leads: p95 41 ms with one, 50-56 ms with two, 61 ms with four)."""
 
     def __init__(self, mapping, standardizers: int | None = None):
-        import os
-
         from pipelines.standardize.records import RecordStandardizer
 
         self.mapping = mapping
-        count = standardizers or max(1, min(4, len(os.sched_getaffinity(0))))
-        super().__init__([RecordStandardizer(mapping) for _ in range(count)], self._standardize,
-                         gather_seconds=0.005)
+        count = standardizers or 1
+        self._runners_all = [RecordStandardizer(mapping) for _ in range(count)]
+        super().__init__(list(self._runners_all), self._standardize, gather_seconds=0.005)
 
     def standardize(self, record: dict[str, Any]) -> dict[str, Any]:
         """One source-shaped record -> its canonical row (a dict)."""
         return self.submit(record)
+
+    def stats(self) -> dict[str, float]:
+        """The batches, and how many records the compiled canonical SELECT assembled (`python`)
+        or DuckDB's statement did (`duckdb`, while being checked against it or declined)."""
+        out = super().stats()
+        for standardizer in self._runners_all:
+            for way, count in standardizer.paths.items():
+                out[f"rows_{way}"] = out.get(f"rows_{way}", 0) + count
+        return out
 
     def _standardize(self, standardizer, records: list[dict[str, Any]]) -> list[Any]:
         rows = standardizer.standardize_rows(records, "realtime")

@@ -17,6 +17,7 @@ real-time scorer also checks at start-up that the closures give DuckDB's levels 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -72,6 +73,29 @@ def compile_levels(comparison_columns_sql: str) -> tuple[CompiledLevels | None, 
     return CompiledLevels(tuple(functions)), None
 
 
+def compile_projections(sql: str, column: Callable[[Any], Fn]) -> tuple[list[tuple[str, Fn]] | None, str | None]:
+    """([(output name, function of (left, right))] for each item of the top SELECT list of `sql`,
+    None) or (None, why not); `column(node)` resolves a column reference (sqlglot's Column) to a
+    function of the two rows. The FROM clause is the caller's to honour."""
+    import sqlglot
+    from sqlglot import exp
+
+    try:
+        select = sqlglot.parse_one(sql, dialect="duckdb")
+        if not isinstance(select, exp.Select):
+            return None, "not a SELECT"
+        out = []
+        for projection in select.expressions:
+            if not isinstance(projection, exp.Alias):
+                return None, f"an unnamed output column {projection.sql(dialect='duckdb')[:60]!r}"
+            out.append((projection.alias, _compile(projection.this, column)))
+    except Unsupported as err:
+        return None, str(err)
+    except sqlglot.errors.ParseError as err:
+        return None, f"cannot parse: {err}"
+    return out, None
+
+
 # --- the compiler: one closure per SQL node -------------------------------------------------
 
 def _compile(node, col: Callable[[Any], Fn] | None = None) -> Fn:
@@ -124,9 +148,15 @@ def _compile(node, col: Callable[[Any], Fn] | None = None) -> Fn:
         return _concat_ws([_compile(e, col) for e in node.expressions])
     if isinstance(node, exp.ArrayFilter):
         return _list_filter(node, col)
+    if isinstance(node, exp.Transform):
+        return _list_transform(node, col)
     if isinstance(node, exp.Coalesce):
         parts = [_compile(node.this, col), *(_compile(e, col) for e in node.expressions)]
         return _coalesce(parts)
+    if isinstance(node, exp.DPipe):
+        return _strict(_text_concat, [_compile(node.this, col), _compile(node.expression, col)])
+    if isinstance(node, exp.RegexpReplace):
+        return _regexp_replace(node, col)
     name, args = _function(node)
     if name in _FUNCTIONS:
         arity, impl = _FUNCTIONS[name]
@@ -149,7 +179,8 @@ def _function(node) -> tuple[str, list]:
              exp.Day: "day", exp.ArrayToString: "array_to_string", exp.Replace: "replace",
              exp.ArraySort: "list_sort", exp.ArrayContainsAll: "list_has_all", exp.Lower: "lower",
              exp.Upper: "upper", exp.Trim: "trim", exp.TimeToStr: "strftime", exp.Chr: "chr",
-             exp.SplitPart: "split_part", exp.Split: "string_split", exp.Substring: "substring"}
+             exp.SplitPart: "split_part", exp.Split: "string_split", exp.Substring: "substring",
+             exp.StartsWith: "starts_with", exp.Left: "left", exp.ArrayDistinct: "list_distinct"}
     for cls, name in named.items():
         if type(node) is cls:
             if cls is exp.Levenshtein and any(node.args.get(k) for k in ("ins_cost", "del_cost", "sub_cost", "max_dist")):
@@ -220,6 +251,18 @@ def _cast(node, col) -> Fn:
                 raise Unsupported("a number cast to text")  # DuckDB's float formatting differs
             raise Unsupported(f"a {type(value).__name__} cast to text")
         return to_text
+    if target.this in _same_type_casts():
+        accept = _same_type_casts()[target.this]
+
+        def to_same(left: Row, right: Row) -> Any:
+            value = inner(left, right)
+            if value is None:
+                return None
+            converted = accept(value)
+            if converted is _NOT_CAST:  # text to a number, a boolean to an integer...: DuckDB's rules
+                raise Unsupported(f"a {type(value).__name__} cast to {target.sql(dialect='duckdb')}")
+            return converted
+        return to_same
     if target.this == exp.DataType.Type.ARRAY and target.expressions and target.expressions[0].this in text:
         def to_texts(left: Row, right: Row) -> Any:
             value = inner(left, right)
@@ -230,6 +273,47 @@ def _cast(node, col) -> Fn:
             raise Unsupported("a list of non-text values cast to text[]")
         return to_texts
     raise Unsupported(f"CAST to {target.sql(dialect='duckdb')}")
+
+
+_NOT_CAST = object()
+
+
+def _as_boolean(value: Any) -> Any:
+    return value if isinstance(value, bool) else _NOT_CAST
+
+
+def _as_integer(value: Any) -> Any:
+    return value if isinstance(value, int) and not isinstance(value, bool) else _NOT_CAST
+
+
+def _as_double(value: Any) -> Any:
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= 2**53:
+        return float(value)  # exact, as DuckDB's BIGINT -> DOUBLE
+    return _NOT_CAST
+
+
+def _as_timestamp(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo is None else _NOT_CAST
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day)  # DuckDB: midnight of the date
+    return _NOT_CAST
+
+
+@functools.cache
+def _same_type_casts() -> dict:
+    """CASTs of a value that already has the target type (or widens exactly): what the canonical
+    SELECT writes to pin each column's type. Anything else stays DuckDB's to decide."""
+    from sqlglot import exp
+
+    t = exp.DataType.Type
+    casts: dict = {t.BOOLEAN: _as_boolean, t.BIGINT: _as_integer, t.INT: _as_integer,
+                   t.DOUBLE: _as_double, t.TIMESTAMP: _as_timestamp}
+    if hasattr(t, "TIMESTAMPNTZ"):
+        casts[t.TIMESTAMPNTZ] = _as_timestamp
+    return casts
 
 
 def _number(text: str) -> float | int:
@@ -320,12 +404,14 @@ def _concat_ws(parts: list[Fn]) -> Fn:
     return concat
 
 
-def _list_filter(node, col) -> Fn:
+def _lambda(node, col, what: str) -> tuple[Fn, Fn, str]:
+    """(the list, the lambda's body, the slot of its parameter in the left row) of
+    list_filter / list_transform(<list>, lambda x: <body>)."""
     from sqlglot import exp
 
     function = node.expression
     if not isinstance(function, exp.Lambda) or len(function.expressions) != 1:
-        raise Unsupported("list_filter without a one-parameter lambda")
+        raise Unsupported(f"{what} without a one-parameter lambda")
     parameter = function.expressions[0].name
     slot = "\x00" + parameter  # cannot clash with a column name
 
@@ -333,7 +419,11 @@ def _list_filter(node, col) -> Fn:
         if n.name == parameter and (isinstance(n, exp.Identifier) or not n.table):
             return lambda left, right: left[slot]
         return col(n)
-    values, body = _compile(node.this, col), _compile(function.this, lambda_col)
+    return _compile(node.this, col), _compile(function.this, lambda_col), slot
+
+
+def _list_filter(node, col) -> Fn:
+    values, body, slot = _lambda(node, col, "list_filter")
 
     def list_filter(left: Row, right: Row) -> Any:
         items = values(left, right)
@@ -347,6 +437,22 @@ def _list_filter(node, col) -> Fn:
                 kept.append(item)
         return kept
     return list_filter
+
+
+def _list_transform(node, col) -> Fn:
+    values, body, slot = _lambda(node, col, "list_transform")
+
+    def list_transform(left: Row, right: Row) -> Any:
+        items = values(left, right)
+        if items is None:
+            return None
+        out = []
+        scope = dict(left)
+        for item in items:
+            scope[slot] = item
+            out.append(body(scope, right))
+        return out
+    return list_transform
 
 
 def _in(needle: Fn, haystack: list[Fn]) -> Fn:
@@ -373,6 +479,53 @@ def _coalesce(parts: list[Fn]) -> Fn:
                 return value
         return None
     return first
+
+
+def _text_concat(a: Any, b: Any) -> str:
+    if not isinstance(a, str) or not isinstance(b, str):
+        raise Unsupported("|| of non-text values")  # lists concatenate, numbers are cast: DuckDB's
+    return a + b
+
+
+_REWRITE_PART = re.compile(r"\\([0-9\\])|([^\\]+)")
+
+
+def _regexp_replace(node, col) -> Fn:
+    """DuckDB's regexp_replace with a constant pattern and rewrite, through RE2 (DuckDB's own
+    engine, google-re2): every match with 'g', else the first one; `\\1` a group, `\\\\` a backslash."""
+    import re2
+    from sqlglot import exp
+
+    pattern, rewrite = node.expression, node.args.get("replacement")
+    modifiers = node.args.get("modifiers")
+    if not (isinstance(pattern, exp.Literal) and pattern.is_string and isinstance(rewrite, exp.Literal)
+            and rewrite.is_string):
+        raise Unsupported("regexp_replace with a pattern or rewrite that is not a constant")
+    if modifiers is not None and not (isinstance(modifiers, exp.Literal) and modifiers.this in ("g", "")):
+        raise Unsupported("regexp_replace with options other than 'g'")
+    if "." in pattern.this or "(?" in pattern.this:
+        raise Unsupported("regexp_replace with '.' or inline flags")  # DuckDB's line options decide
+    parts: list[tuple[int | None, str]] = []  # (group, "") or (None, literal text)
+    position = 0
+    for match in _REWRITE_PART.finditer(rewrite.this):
+        if match.start() != position:
+            raise Unsupported(f"regexp_replace rewrite {rewrite.this!r}")
+        position = match.end()
+        parts.append((int(match.group(1)), "") if match.group(1) and match.group(1).isdigit()
+                     else (None, match.group(1) or match.group(2)))
+    if position != len(rewrite.this):
+        raise Unsupported(f"regexp_replace rewrite {rewrite.this!r}")
+    compiled = re2.compile(pattern.this)
+    count = 0 if modifiers is not None and modifiers.this == "g" else 1
+
+    def expand(match) -> str:
+        return "".join(match.group(g) or "" if g is not None else text for g, text in parts)
+
+    def replace(text: Any) -> str:
+        if not isinstance(text, str):
+            raise Unsupported("regexp_replace of a non-text value")
+        return compiled.sub(expand, text, count=count)
+    return _strict(replace, [_compile(node.this, col)])
 
 
 def _strict(impl: Callable[..., Any], args: list[Fn]) -> Fn:
@@ -500,6 +653,36 @@ def _substring(text: str, start: int, length: int | None = None) -> str:
     return text[start - 1:] if length is None else text[start - 1:start - 1 + length]
 
 
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise Unsupported(f"a {type(value).__name__} where text is expected")
+    return value
+
+
+def _left(text: Any, count: Any) -> str:
+    # DuckDB counts grapheme clusters; on ASCII text those are characters
+    if not isinstance(count, int) or count < 0 or not _text(text).isascii():
+        raise Unsupported("left of non-ASCII text or by a negative count")
+    return text[:count]
+
+
+def _list_distinct(items: list) -> list:
+    # DuckDB drops NULLs; its order is unspecified, so only a sorted use is exact
+    seen: dict = {}
+    for item in items:
+        if item is not None:
+            seen.setdefault(item, None)
+    return list(seen)
+
+
+def _same_length(text: str, changed: str, name: str) -> str:
+    """Python's full case mapping where it is DuckDB's one-to-one mapping: upper('ß') is 'SS' in
+    Python and 'ẞ' in DuckDB, lower('Σ') at a word's end 'ς' and 'σ': DuckDB decides those."""
+    if len(changed) != len(text) or (name == "lower" and "Σ" in text):
+        raise Unsupported(f"{name} of {text!r}")
+    return changed
+
+
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _DATE_FORMAT = re.compile(r"(%[Ymd]|[-/. ])+")
 
@@ -532,8 +715,12 @@ _FUNCTIONS: dict[str, tuple[tuple[int, ...], Callable[..., Any]]] = {
     "split_part": ((3,), _split_part),
     "string_split": ((2,), _string_split),
     "substring": ((2, 3), _substring),
-    "lower": ((1,), str.lower),
-    "upper": ((1,), str.upper),
+    "lower": ((1,), lambda s: _same_length(s, s.lower(), "lower")),
+    "upper": ((1,), lambda s: _same_length(s, s.upper(), "upper")),
+    "starts_with": ((2,), lambda s, prefix: _text(s).startswith(_text(prefix))),
+    "left": ((2,), lambda s, n: _left(s, n)),
+    "list_distinct": ((1,), lambda xs: _list_distinct(xs)),
+    "list_bool_or": ((1,), lambda xs: None if not (v := [x for x in xs if x is not None]) else any(v)),
 }
 
 
