@@ -3,9 +3,9 @@
 `RealtimeResolver` loads the nightly Splink models and a snapshot of the published warehouse once
 (so a warehouse swap never breaks a query in flight; `refresh()` picks up the next one). Per query,
 on a cursor of its own (a pool of cursors, each with its prepared statements):
-1. standardize the record through its source's mapping (warm `RecordStandardizer`s per source,
-   the SQL of ingest's nightly run, prepared once; concurrent records share one execution:
-   `StandardizeBatcher`), handed on as a dict;
+1. standardize the record through its source's mapping (a warm `RecordStandardizer` per source,
+   the SQL of ingest's nightly run, prepared once, its canonical SELECT compiled to Python;
+   concurrent records share one execution: `StandardizeBatcher`), handed on as a dict;
 2. build the model's input row and its blocking keys in one prepared statement (resolve's input
    SQL over the record's values), nickname variants and term frequencies from memory;
 3. find stored records sharing a blocking key of the model's own blocking rules, through a key

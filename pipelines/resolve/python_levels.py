@@ -12,6 +12,13 @@ tests/test_python_levels.py), lists as DuckDB's list functions treat them.
 `compile_levels` returns None, naming the construct, when the SQL holds anything outside the
 supported set (a custom comparison with another function): the caller then keeps DuckDB. The
 real-time scorer also checks at start-up that the closures give DuckDB's levels on real pairs.
+
+The same compiler serves two other one-row statements of real time: the model input row
+(`compile_row_query`) and the canonical SELECT of a source record being standardized
+(`compile_projections`, used by `standardize.records.compile_canonical_select`, which checks
+its rows against DuckDB's statement before relying on it). A value a closure cannot decide
+exactly as DuckDB would (a cast from text, `upper('ß')`) raises `Unsupported` at run time and
+the caller asks DuckDB.
 """
 
 from __future__ import annotations
@@ -404,9 +411,9 @@ def _concat_ws(parts: list[Fn]) -> Fn:
     return concat
 
 
-def _lambda(node, col, what: str) -> tuple[Fn, Fn, str]:
-    """(the list, the lambda's body, the slot of its parameter in the left row) of
-    list_filter / list_transform(<list>, lambda x: <body>)."""
+def _over_items(node, col, what: str) -> Callable[[Row, Row], list[tuple[Any, Any]] | None]:
+    """For list_filter / list_transform(<list>, lambda x: <body>): a function giving each item of
+    the list with the lambda's value for it (None for a NULL list)."""
     from sqlglot import exp
 
     function = node.expression
@@ -419,39 +426,36 @@ def _lambda(node, col, what: str) -> tuple[Fn, Fn, str]:
         if n.name == parameter and (isinstance(n, exp.Identifier) or not n.table):
             return lambda left, right: left[slot]
         return col(n)
-    return _compile(node.this, col), _compile(function.this, lambda_col), slot
+    values, body = _compile(node.this, col), _compile(function.this, lambda_col)
 
-
-def _list_filter(node, col) -> Fn:
-    values, body, slot = _lambda(node, col, "list_filter")
-
-    def list_filter(left: Row, right: Row) -> Any:
+    def each(left: Row, right: Row) -> list[tuple[Any, Any]] | None:
         items = values(left, right)
         if items is None:
             return None
-        kept = []
+        scope = dict(left)
+        out = []
         for item in items:
-            scope = dict(left)
             scope[slot] = item
-            if body(scope, right) is True:
-                kept.append(item)
-        return kept
+            out.append((item, body(scope, right)))
+        return out
+    return each
+
+
+def _list_filter(node, col) -> Fn:
+    each = _over_items(node, col, "list_filter")
+
+    def list_filter(left: Row, right: Row) -> Any:
+        pairs = each(left, right)
+        return None if pairs is None else [item for item, keep in pairs if keep is True]
     return list_filter
 
 
 def _list_transform(node, col) -> Fn:
-    values, body, slot = _lambda(node, col, "list_transform")
+    each = _over_items(node, col, "list_transform")
 
     def list_transform(left: Row, right: Row) -> Any:
-        items = values(left, right)
-        if items is None:
-            return None
-        out = []
-        scope = dict(left)
-        for item in items:
-            scope[slot] = item
-            out.append(body(scope, right))
-        return out
+        pairs = each(left, right)
+        return None if pairs is None else [value for _, value in pairs]
     return list_transform
 
 

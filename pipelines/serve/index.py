@@ -77,6 +77,10 @@ class _Vocabulary:
                        score_cutoff=cutoff, dtype=np.float64)
         return [matrix[i] if q else np.zeros(len(self.values)) for i, q in enumerate(queries)]
 
+    def count_records(self, codes: np.ndarray) -> int:
+        """How many records `records_of(codes)` gives, without gathering them."""
+        return int((self.offsets[np.asarray(codes) + 1] - self.offsets[codes]).sum()) if len(codes) else 0
+
     def records_of(self, codes: np.ndarray) -> np.ndarray:
         if len(codes) == 0:
             return np.zeros(0, dtype=np.int64)
@@ -171,7 +175,7 @@ class NameIndex:
         if len(g_codes) == 0 or len(f_codes) == 0:
             return np.zeros(0, dtype=np.int64)
         # walk the rarer side's records, keep those whose other part also passed
-        if len(self.given.records_of(g_codes)) <= len(self.family.records_of(f_codes)):
+        if self.given.count_records(g_codes) <= self.family.count_records(f_codes):
             records = self.given.records_of(g_codes)
             other = self.family.record_codes[records]
             return records[(other >= 0) & (f_scores[np.maximum(other, 0)] > 0)]
