@@ -85,6 +85,27 @@ def test_a_new_lead_for_a_known_person_finds_them_and_says_hold_the_contact(serv
     assert answer["standardized"]["phone_mobile"] == lead["phone_mobile"]
 
 
+def test_sales_leads_after_the_first_checks_are_assembled_in_python_and_still_found(server, published):
+    """Past the first records checked against DuckDB (records.SHADOW_CHECKS), a lead's canonical
+    row comes from the compiled canonical SELECT: the service says so in /health, and each lead
+    re-sent under a new id still finds the customer it was stored under."""
+    from pipelines.standardize.records import SHADOW_CHECKS
+
+    stored = {r["source_key"]: r["customer_id"] for r in rows(published, """
+        select source_key, customer_id from source_records where source_system = 'sales'""")}
+    leads = [r for r in csv.DictReader((published.landing / "sales_leads.csv").open(encoding="utf-8"))
+             if r["lead_id"] in stored and r.get("mobile")][: 2 * SHADOW_CHECKS + 10]
+    client = server.client()
+    found = 0
+    for i, raw in enumerate(leads):
+        answer = client.post("/resolve", json={"source": "sales",
+                                               "record": {**raw, "lead_id": f"WEB-AGAIN-{i}"}}).json()
+        found += bool(answer["candidates"]) and answer["candidates"][0]["customer_id"] == stored[raw["lead_id"]]
+    assert found >= 0.9 * len(leads)
+    sales = client.get("/health").json()["batching"]["standardize"]["sales"]
+    assert sales["rows_python"] >= 10 and sales["rows_checked"] >= SHADOW_CHECKS, sales
+
+
 def test_a_nested_json_lines_record_in_the_servicing_shape_resolves(server, published):
     import json
 
