@@ -96,3 +96,42 @@ def test_cli_prints_the_360_view_and_ranked_candidates(warehouse):
     assert several.exit_code == 0 and "2 candidates" in several.output
     missing = runner.invoke(app, ["lookup", "--email", "x@y.de", "--warehouse", str(warehouse)])
     assert missing.exit_code == 1 and "no customer found" in missing.output
+
+
+def test_name_scans_skip_only_values_that_cannot_reach_the_cutoff():
+    """The service's name index scores only the values an exact bound (characters in common)
+    lets reach the cutoff (serve.index._Vocabulary._reachable): on random names, near copies and
+    anagrams, the scores equal a scan of the whole vocabulary, and the bound does prune."""
+    import random
+
+    import numpy as np
+    import pyarrow as pa
+    from rapidfuzz.distance import JaroWinkler
+    from rapidfuzz.process import cdist
+
+    from pipelines.serve.index import _Vocabulary
+
+    rng = random.Random(5)
+
+    def word(n: int) -> str:
+        return "".join(rng.choice("aaeeinorstuwbcdhlmz09") for _ in range(n))
+
+    base = [word(rng.randint(1, 24)) for _ in range(4000)]
+    near = [v[: max(1, len(v) - rng.randint(0, 3))] + word(rng.randint(0, 3)) for v in base[:1500]]
+    anagrams = ["".join(rng.sample(v, len(v))) for v in base[:500]]
+    values = base + near + anagrams
+    vocabulary = _Vocabulary(pa.chunked_array([pa.array(values + ["", None])]))
+    pruned = 0
+    for cutoff in (0.88, 0.88 / 0.95, 0.76, 0.5):
+        for _ in range(12):
+            queries = [rng.choice(values) for _ in range(rng.randint(1, 6))] + [word(3), "ä" + word(9), ""]
+            whole = cdist(queries, vocabulary.values, scorer=JaroWinkler.normalized_similarity,
+                          score_cutoff=cutoff, dtype=np.float64)
+            for i, got in enumerate(vocabulary.scores_of_each(queries, cutoff)):
+                assert np.array_equal(got, whole[i] if queries[i] else np.zeros(len(vocabulary.values))), \
+                    (queries[i], cutoff)
+            kept = vocabulary._reachable([q for q in queries if q], cutoff)
+            pruned += kept is not None and len(kept) < len(vocabulary.values)
+    assert pruned >= 10
+    # values with other characters: the bound would not count them, so everything is scored
+    assert _Vocabulary(pa.chunked_array([pa.array(["müller", "anna"])]))._reachable(["anna"], 0.88) is None

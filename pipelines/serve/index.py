@@ -49,6 +49,37 @@ def normalise_identifier(text: str) -> str:
     return ID_NOISE.sub("", text).upper()
 
 
+SCORE_ALL_ABOVE = 0.25  # share of a vocabulary the bound keeps past which all of it is scored
+_SYMBOLS = "abcdefghijklmnopqrstuvwxyz0123456789"
+_SYMBOL_OF = {c: i for i, c in enumerate(_SYMBOLS)}
+_ONLY_SYMBOLS = re.compile(r"[a-z0-9]*")
+
+
+def _symbol_counts(values: list[str]) -> np.ndarray | None:
+    """Per symbol a-z, 0-9 (rows) the count in each value (columns); None unless every value is
+    made of those symbols alone (the folded, joined names: `NameIndex` strips the rest), since
+    the Jaro bound must count every character a value has."""
+    if not values or not all(_ONLY_SYMBOLS.fullmatch(v) for v in values):
+        return None
+    text = np.frombuffer("".join(values).encode("ascii"), dtype=np.uint8)
+    lengths = np.array([len(v) for v in values], dtype=np.int64)
+    owner = np.repeat(np.arange(len(values)), lengths)
+    symbol = np.where(text >= ord("a"), text - ord("a"), text - ord("0") + 26).astype(np.int64)
+    flat = np.bincount(symbol * len(values) + owner, minlength=len(_SYMBOLS) * len(values))
+    return flat.reshape(len(_SYMBOLS), len(values)).astype(np.int16)
+
+
+def _query_symbols(query: str) -> list[tuple[int, int]]:
+    """(symbol row, count) of the query's characters that are symbols; any other character of
+    the query matches no value of such a vocabulary."""
+    found: dict[int, int] = {}
+    for char in query:
+        row = _SYMBOL_OF.get(char)
+        if row is not None:
+            found[row] = found.get(row, 0) + 1
+    return list(found.items())
+
+
 class _Vocabulary:
     """Distinct non-empty values of one text column, and, per value, the records holding it (CSR)."""
 
@@ -64,6 +95,9 @@ class _Vocabulary:
         counts = np.bincount(codes[codes >= 0], minlength=len(self.values))
         self.records_sorted = order[int((codes < 0).sum()):]
         self.offsets = np.concatenate([[0], np.cumsum(counts)])
+        self._symbol_counts = _symbol_counts(self.values)  # for the Jaro bound (`_reachable`)
+        self.lengths = np.array([len(v) for v in self.values], dtype=np.int64)
+        self._max_length = int(self.lengths.max()) if len(self.lengths) else 0
 
     def scores(self, query: str, cutoff: float) -> np.ndarray:
         """Jaro–Winkler similarity of every value to `query`, 0 below `cutoff` (DuckDB gives 0 for '')."""
@@ -73,9 +107,45 @@ class _Vocabulary:
         """`scores` of several queries in one pass (rapidfuzz compares them together)."""
         if not self.values or not any(queries):
             return [np.zeros(len(self.values)) for _ in queries]
-        matrix = cdist(queries, self.values, scorer=JaroWinkler.normalized_similarity,
-                       score_cutoff=cutoff, dtype=np.float64)
+        reachable = self._reachable([q for q in queries if q], cutoff)
+        if reachable is None:
+            matrix = cdist(queries, self.values, scorer=JaroWinkler.normalized_similarity,
+                           score_cutoff=cutoff, dtype=np.float64)
+        else:  # only the values that can reach the cutoff for some query are scored
+            matrix = np.zeros((len(queries), len(self.values)))
+            if len(reachable):
+                matrix[:, reachable] = cdist(queries, [self.values[i] for i in reachable.tolist()],
+                                             scorer=JaroWinkler.normalized_similarity,
+                                             score_cutoff=cutoff, dtype=np.float64)
         return [matrix[i] if q else np.zeros(len(self.values)) for i, q in enumerate(queries)]
+
+    def _reachable(self, queries: list[str], cutoff: float) -> np.ndarray | None:
+        """Positions of the values whose Jaro–Winkler similarity to some query can reach `cutoff`,
+        by an exact bound; None when the bound cannot be used (then every value is scored).
+
+        Jaro = (m/|a| + m/|b| + (m - t)/m) / 3 for m matching characters, and a character
+        matches at most once, so m <= M, the characters the two strings have in common counted
+        with multiplicity; Winkler adds at most 4 * 0.1 * (1 - jaro). So JW >= cutoff needs
+        M/|a| + M/|b| >= 3 * (cutoff - 0.4) / 0.6 - 1. Person names share letters with most
+        person names, but a person's name with few organization names: at 1M this leaves ~1 in
+        20 of the 42k organization names to score."""
+        need = 3 * (cutoff - 0.4) / 0.6 - 1
+        if self._symbol_counts is None or need <= 0:
+            return None
+        keep = np.zeros(len(self.values), dtype=bool)
+        lengths = np.arange(self._max_length + 1)
+        for query in queries:
+            # the fewest common characters a value of each length needs: M >= need·|a|·|b| / (|a| + |b|)
+            # (the slack keeps a score at the cutoff itself); an empty value never reaches it
+            at_least = np.ceil(need * len(query) * lengths / (len(query) + lengths) - 1e-9)
+            at_least[0] = 10**4
+            common = np.zeros(len(self.values), dtype=np.int16)
+            for symbol, count in _query_symbols(query):
+                common += np.minimum(self._symbol_counts[symbol], count)
+            keep |= common >= at_least.astype(np.int16)[self.lengths]
+        kept = np.flatnonzero(keep)
+        # short common words keep most values: then a scan of all costs less than the subset's list
+        return None if len(kept) > SCORE_ALL_ABOVE * len(self.values) else kept
 
     def count_records(self, codes: np.ndarray) -> int:
         """How many records `records_of(codes)` gives, without gathering them."""
