@@ -258,9 +258,8 @@ def _cast(node, col) -> Fn:
                 raise Unsupported("a number cast to text")  # DuckDB's float formatting differs
             raise Unsupported(f"a {type(value).__name__} cast to text")
         return to_text
-    if target.this in _same_type_casts():
-        accept = _same_type_casts()[target.this]
-
+    accept = _same_type_casts().get(target.this)
+    if accept is not None:
         def to_same(left: Row, right: Row) -> Any:
             value = inner(left, right)
             if value is None:

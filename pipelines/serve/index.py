@@ -55,14 +55,13 @@ _SYMBOL_OF = {c: i for i, c in enumerate(_SYMBOLS)}
 _ONLY_SYMBOLS = re.compile(r"[a-z0-9]*")
 
 
-def _symbol_counts(values: list[str]) -> np.ndarray | None:
+def _symbol_counts(values: list[str], lengths: np.ndarray) -> np.ndarray | None:
     """Per symbol a-z, 0-9 (rows) the count in each value (columns); None unless every value is
     made of those symbols alone (the folded, joined names: `NameIndex` strips the rest), since
     the Jaro bound must count every character a value has."""
     if not values or not all(_ONLY_SYMBOLS.fullmatch(v) for v in values):
         return None
     text = np.frombuffer("".join(values).encode("ascii"), dtype=np.uint8)
-    lengths = np.array([len(v) for v in values], dtype=np.int64)
     owner = np.repeat(np.arange(len(values)), lengths)
     symbol = np.where(text >= ord("a"), text - ord("a"), text - ord("0") + 26).astype(np.int64)
     flat = np.bincount(symbol * len(values) + owner, minlength=len(_SYMBOLS) * len(values))
@@ -95,8 +94,8 @@ class _Vocabulary:
         counts = np.bincount(codes[codes >= 0], minlength=len(self.values))
         self.records_sorted = order[int((codes < 0).sum()):]
         self.offsets = np.concatenate([[0], np.cumsum(counts)])
-        self._symbol_counts = _symbol_counts(self.values)  # for the Jaro bound (`_reachable`)
         self.lengths = np.array([len(v) for v in self.values], dtype=np.int64)
+        self._symbol_counts = _symbol_counts(self.values, self.lengths)  # the Jaro bound (`_reachable`)
         self._max_length = int(self.lengths.max()) if len(self.lengths) else 0
 
     def scores(self, query: str, cutoff: float) -> np.ndarray:

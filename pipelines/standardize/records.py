@@ -273,8 +273,6 @@ class RecordStandardizer:
             cursor = self._con.execute(f"EXECUTE {working}({', '.join(source_args)})")
             rows = _fetch_dicts(cursor)
             lookups = record_lookups(self.mapping, rows)
-            lookup_args = [_list_literal([row.get(name) for row in lookups], sql_type)
-                           for name, sql_type in lookup_columns(self.mapping)]
             if all(row.get("org_name_norm") is None for row in lookups):
                 canonical = no_org
             compiled = self._compiled.get(canonical) if python else None
@@ -284,6 +282,8 @@ class RecordStandardizer:
                     self.paths["python"] += len(found)
                     return found
             self.paths["duckdb"] += len(rows)
+            lookup_args = [_list_literal([row.get(name) for row in lookups], sql_type)
+                           for name, sql_type in lookup_columns(self.mapping)]
             expected = fetch(self._con.execute(f"EXECUTE {canonical}({', '.join(source_args + lookup_args)})"))
             if compiled is not None and found is not None:  # still being checked against DuckDB
                 self._check_compiled(canonical, found, expected)
@@ -350,8 +350,8 @@ def compile_canonical_select(sql: str, lookup_names: set[str]) -> tuple[Canonica
     """The canonical SELECT of `_final_select(..., one_lookup_row=...)` as a function of (working
     row, its lookup row) -> canonical row, or (None, why not). `b.x` reads the working row; every
     lookup alias (`a.street`, `g.given_name_norm`, ...) the lookup row; `i<n>.id_valid` its
-    `id_<n>_valid` (`_final_select` packs those as a struct). A lookup column missing from a lookup row is NULL, as the statement's
-    parameters make it (`lookup_names`: `lookup_columns`)."""
+    `id_<n>_valid` (`_final_select` packs those as a struct). A lookup column missing from a
+    lookup row is NULL, as the statement's parameters make it (`lookup_names`: `lookup_columns`)."""
     from pipelines.resolve.python_levels import Unsupported, compile_projections
 
     def lookup_column(key: str):
@@ -390,11 +390,9 @@ def _compiled_rows(compiled: CanonicalRowFn, rows: list[dict], lookups: list[dic
 
 
 def _as_parameter(value):
-    if isinstance(value, str) and ("\x00" in value or not value.isascii()):
-        return value.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8")
     if isinstance(value, list | tuple):
         return [_as_parameter(v) for v in value]
-    return value
+    return _sql_text(value)
 
 
 def _fetch_dicts(cursor) -> list[dict]:
@@ -421,11 +419,15 @@ def _list_literal(values: list, sql_type: str) -> str:
 def _literal(value) -> str:
     if isinstance(value, list | tuple):
         return "[" + ", ".join(_literal(v) for v in value) + "]"
+    return literal(_sql_text(value))
+
+
+def _sql_text(value):
+    """A value as SQL text can hold it: no NUL or lone surrogate (cleaning turns control
+    characters into a space anyway, ingest/columns.py, and a lone surrogate is no character)."""
     if isinstance(value, str) and ("\x00" in value or not value.isascii()):
-        # SQL text holds no NUL or lone surrogate; cleaning turns control characters into a
-        # space anyway (ingest/columns.py), and a lone surrogate is no character
-        value = value.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8")
-    return literal(value)
+        return value.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8")
+    return value
 
 
 def record_lookups(mapping: SourceMapping, rows: list[dict]) -> list[dict]:
