@@ -2,6 +2,8 @@ import subprocess
 import sys
 import time
 
+import psutil
+
 from pipelines.bench.resources import measure, process_tree_rss
 
 
@@ -19,14 +21,29 @@ def test_measure_sees_memory_allocated_inside_the_block():
 
 
 def test_process_tree_rss_counts_children():
-    alone = process_tree_rss()
-    child = subprocess.Popen([sys.executable, "-c",
-                              "import time; b = bytearray(100 * 2**20); b[::4096] = b'1' * len(b[::4096]); time.sleep(5)"])
+    # The tree is measured from a small parent of its own, not from this test process: a pytest
+    # worker's memory is shared with its forked siblings and moves with whatever other tests left
+    # behind, so "this process alone" and "this process with a child" (RSS against PSS) were not
+    # comparable and the difference could come out negative.
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        "sys.stdin.readline()\n"
+        "child = subprocess.Popen([sys.executable, '-c', "
+        "\"import time; b = bytearray(100 * 2**20); b[::4096] = b'1' * len(b[::4096]); time.sleep(30)\"])\n"
+        "child.wait()\n")], stdin=subprocess.PIPE)
     try:
-        deadline = time.time() + 5
-        while time.time() < deadline and process_tree_rss() - alone < 80 * 2**20:
+        time.sleep(0.3)
+        alone = process_tree_rss(psutil.Process(parent.pid))
+        assert 0 < alone < 80 * 2**20
+        assert parent.stdin is not None
+        parent.stdin.write(b"go\n")
+        parent.stdin.flush()
+        deadline = time.time() + 10
+        while time.time() < deadline and process_tree_rss(psutil.Process(parent.pid)) - alone < 80 * 2**20:
             time.sleep(0.05)
-        assert process_tree_rss() - alone > 80 * 2**20
+        assert process_tree_rss(psutil.Process(parent.pid)) - alone > 80 * 2**20
     finally:
-        child.kill()
-        child.wait()
+        for proc in psutil.Process(parent.pid).children(recursive=True):
+            proc.kill()
+        parent.kill()
+        parent.wait()
