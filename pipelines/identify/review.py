@@ -117,8 +117,7 @@ _REVIEW_SQL = """
 with pairs as (
     select least(cast(p.source_record_id_l as varchar), cast(p.source_record_id_r as varchar)) as rid_l,
            greatest(cast(p.source_record_id_l as varchar), cast(p.source_record_id_r as varchar)) as rid_r,
-           p.party_type, p.match_probability, p.match_weight,
-           {evidence} as evidence {extra}
+           p.party_type, p.match_probability, p.match_weight {extra}
     from {source} p
 ),
 record_groups as (
@@ -186,17 +185,29 @@ candidates as (
           -- a steward who decided within this group has seen its thin links
           and m.customer_id_l not in (select customer_id_l from mapped where covered)
     ) where rank = 1
+),
+-- the evidence JSON is built for the rows kept only: for every scored pair it was most of the
+-- stage at 1M records
+top as (
+    select substr(md5(c.rid_l || '|' || c.rid_r || '|' || c.reason), 1, 16) as review_id,
+           ? as run_id, c.party_type, c.reason,
+           c.rid_l as source_record_id_l, c.rid_r as source_record_id_r,
+           c.customer_id_l, c.customer_id_r, c.match_probability, c.match_weight,
+           s.cluster_size, s.cluster_density, abs(c.match_weight - c.match_threshold) as _nearness,
+           c.* exclude (rid_l, rid_r, party_type, reason, customer_id_l, customer_id_r,
+                        match_probability, match_weight, review_floor, match_threshold, linked, covered)
+    from candidates c left join stats s on s.customer_id = c.customer_id_l
+    order by _nearness, c.rid_l, c.rid_r, c.reason
+    limit {max_rows}
 )
-select substr(md5(c.rid_l || '|' || c.rid_r || '|' || c.reason), 1, 16) as review_id,
-       ? as run_id, c.party_type, c.reason,
-       c.rid_l as source_record_id_l, c.rid_r as source_record_id_r,
-       c.customer_id_l, c.customer_id_r, c.match_probability, c.match_weight,
-       s.cluster_size, s.cluster_density,
-       c.* exclude (rid_l, rid_r, party_type, reason, customer_id_l, customer_id_r,
-                    match_probability, match_weight, review_floor, match_threshold, linked, covered)
-from candidates c left join stats s on s.customer_id = c.customer_id_l
-order by abs(c.match_weight - c.match_threshold), c.rid_l, c.rid_r, c.reason
-limit {max_rows}
+select review_id, run_id, party_type, reason, source_record_id_l, source_record_id_r,
+       customer_id_l, customer_id_r, match_probability, match_weight, cluster_size,
+       cluster_density, {evidence} as evidence,
+       p.* exclude (review_id, run_id, party_type, reason, source_record_id_l, source_record_id_r,
+                    customer_id_l, customer_id_r, match_probability, match_weight, cluster_size,
+                    cluster_density, _nearness)
+from top p
+order by _nearness, source_record_id_l, source_record_id_r, reason
 """
 
 

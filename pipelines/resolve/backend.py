@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from pipelines.resolve.config import load_resolution_settings
+from pipelines.settings import duckdb_config
 
 BACKENDS = ("duckdb", "spark")
 
@@ -41,7 +42,9 @@ def database_api(backend: str | None = None, options: dict[str, Any] | None = No
     import duckdb
     from splink import DuckDBAPI
 
-    connection = duckdb.connect()
+    # spills go where the pipeline's own connections spill (data/tmp/duckdb), not into the
+    # working directory's .tmp (DuckDB's default for an in-memory database)
+    connection = duckdb.connect(config={"temp_directory": duckdb_config()["temp_directory"]})
     if "memory_limit" in options:
         connection.execute("SET memory_limit = ?", [str(options["memory_limit"])])
     if "threads" in options:
