@@ -47,3 +47,18 @@ def test_process_tree_rss_counts_children():
             proc.kill()
         parent.kill()
         parent.wait()
+
+
+def test_a_slow_reading_spaces_the_next_ones_out(monkeypatch):
+    # a reading of a big child's PSS stalls that child: the sampler must not read back to back
+    import pipelines.bench.resources as resources
+
+    def slow_reading(process=None):
+        time.sleep(0.02)
+        return 1
+
+    monkeypatch.setattr(resources, "process_tree_rss", slow_reading)
+    with measure(interval=0.001) as m:
+        time.sleep(1.0)
+    # 20 x 0.02 s between readings: about 3 in a second (back to back it was ~45)
+    assert 1 <= m.samples <= 6

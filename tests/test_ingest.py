@@ -280,3 +280,20 @@ def test_undecodable_gb18030_names_file_and_byte_offset(landing: Path, run: RunP
         extract_source(MAPPINGS["claims"], landing, run)
     assert (err.value.rule, err.value.file) == ("encoding", "claims.csv")
     assert f"byte offset {offset}:" in str(err.value) and "gb18030" in str(err.value)
+
+
+def test_standardizing_one_source_again_keeps_the_others_in_the_combined_file(
+        landing: Path, tmp_path: Path, monkeypatch) -> None:
+    from pipelines.cli import app as ucv
+
+    monkeypatch.setenv("UCV_HOME", str(tmp_path / "home"))
+    runner = CliRunner()
+    first = runner.invoke(ucv, ["ingest", "--landing", str(landing), "--run-id", "2026-03-16"])
+    assert first.exit_code == 0, first.output
+    combined = tmp_path / "home" / "runs" / "2026-03-16" / "staged" / "source_records.parquet"
+    before = read(combined)
+    again = runner.invoke(ucv, ["standardize", "--run-id", "2026-03-16", "--source", "sales"])
+    assert again.exit_code == 0, again.output
+    after = read(combined)
+    assert len(after) == len(before) == 16
+    assert set(after["source_system"]) == {"sales", "claims", "servicing", "underwriting"}

@@ -106,6 +106,7 @@ def validate(run_id: str = RUN_ID, source: list[str] | None = SOURCES) -> None:
 def standardize(run_id: str = RUN_ID, source: list[str] | None = SOURCES) -> None:
     """accepted -> staged/<source>.parquet (canonical schema) and staged/source_records.parquet."""
     from pipelines.ingest import combine_staged, standardize_source
+    from pipelines.standardize.records import staged_path
 
     cli_args.existing_run(run_id)
     try:
@@ -113,6 +114,14 @@ def standardize(run_id: str = RUN_ID, source: list[str] | None = SOURCES) -> Non
         mappings = _mappings(source)
         for name, mapping in mappings.items():
             typer.echo(f"{name}: {standardize_source(mapping, run)}")
-        typer.echo(f"combined: {combine_staged(run, list(mappings))}")
+        # the combined file holds every source standardized for the run, not only those just
+        # redone: `--source sales` used to leave it with the sales records alone, and the later
+        # stages would have lost every other source's records without a word
+        configured = list(_mappings(None))
+        staged = [n for n in configured if staged_path(run, n).exists()]
+        typer.echo(f"combined: {combine_staged(run, staged)}")
+        if len(staged) < len(configured):
+            typer.echo("not standardized yet, so not in the combined file: "
+                       + ", ".join(n for n in configured if n not in staged))
     except _known_errors() as exc:
         _fail(exc)
