@@ -24,7 +24,7 @@ from pipelines.golden.profile import (
 )
 from pipelines.golden.survivorship import create_customers
 from pipelines.settings import RunPaths, duckdb_config
-from pipelines.sql import quote_path
+from pipelines.sql import PARQUET_OPTIONS, quote_path
 
 GOLDEN_TABLES = ("source_records", "customers", "customer_policy_links", "customer_360",
                  "policies", "claims", "currency_rates")
@@ -109,7 +109,7 @@ def write_parquet(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> Non
     """COPY a query to Parquet under a temporary name, then rename: no half-written file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    con.execute(f"COPY ({query}) TO {sql_path(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+    con.execute(f"COPY ({query}) TO {sql_path(tmp)} ({PARQUET_OPTIONS})")
     fileio.replace(tmp, path)
 
 

@@ -39,7 +39,7 @@ from pipelines.golden.build import GOLDEN_TABLES, match_pairs_file, sql_path
 from pipelines.golden.config import WAREHOUSE_SCHEMA_FILE, load_yaml
 from pipelines.golden.dictionary import expanded_columns
 from pipelines.settings import RunPaths, duckdb_config
-from pipelines.sql import quote_ident, quote_literal
+from pipelines.sql import PARQUET_OPTIONS, quote_ident, quote_literal
 
 WAREHOUSE_TABLES = ("source_records", "quarantine", "match_pairs", "customers",
                     "customer_policy_links", "customer_360", "policies", "claims",
@@ -393,7 +393,7 @@ def build_warehouse_file(run: RunPaths, path: Path, previous: Path, sequence: in
         for table in WAREHOUSE_TABLES:
             if table not in LINKED_TABLES:
                 con.execute(f"COPY {table} TO {sql_path(mirror / f'{table}.parquet')} "
-                            "(FORMAT parquet, COMPRESSION zstd)")
+                            f"({PARQUET_OPTIONS})")
         con.execute("CHECKPOINT")
     if Path(f"{path}.wal").exists():
         raise RuntimeError(f"{path}.wal left after close; the file would not be self-contained")

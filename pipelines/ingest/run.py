@@ -20,7 +20,7 @@ from pipelines.ingest.extract import ExtractResult, extract_source
 from pipelines.ingest.mapping import SourceMapping, load_mappings
 from pipelines.ingest.validate import ValidationResult, validate_source
 from pipelines.settings import RunPaths, duckdb_config
-from pipelines.sql import quote_list, quote_path
+from pipelines.sql import PARQUET_OPTIONS, quote_list, quote_path
 
 
 @dataclass
@@ -218,7 +218,7 @@ def combine_staged(run: RunPaths, sources: Iterable[str] | None = None) -> Path:
         if dupes:
             raise AccountingError(f"source_record_id not unique across staged sources: {dupes}")
         con.execute("SET preserve_insertion_order = true")  # file order is the row order
-        con.execute(f"COPY (SELECT * FROM s) TO {quote_path(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+        con.execute(f"COPY (SELECT * FROM s) TO {quote_path(tmp)} ({PARQUET_OPTIONS})")
     fileio.replace(tmp, out)
     return out
 

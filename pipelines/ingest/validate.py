@@ -31,7 +31,7 @@ from pipelines.ingest.errors import AccountingError, SourceRejected
 from pipelines.ingest.extract import LINEAGE_COLUMNS, raw_path
 from pipelines.ingest.mapping import SourceMapping
 from pipelines.settings import RunPaths, duckdb_config
-from pipelines.sql import quote_literal, quote_path
+from pipelines.sql import PARQUET_OPTIONS, quote_literal, quote_path
 
 GE_BATCH_ROWS = 200_000
 QUARANTINE_COLUMNS = ("run_id", "source_system", "source_file", "row_number", "raw", "failed_checks")
@@ -412,7 +412,7 @@ def write_accepted_and_quarantine(mapping: SourceMapping, run: RunPaths, raw: Pa
         con.execute(f"""COPY (SELECT r.* FROM raw r ANTI JOIN bad b
                                 ON r._source_file = b.file AND r._row_number = b.row_number
                               ORDER BY r._source_file, r._row_number)
-                        TO {quote_path(acc)} (FORMAT parquet, COMPRESSION zstd)""")
+                        TO {quote_path(acc)} ({PARQUET_OPTIONS})""")
         raw_object = f"json_object({raw_json})" if columns else "json_object()"
         con.execute(f"""COPY (SELECT r._run_id AS run_id, r._source_system AS source_system,
                                      r._source_file AS source_file, r._row_number AS row_number,
@@ -425,7 +425,7 @@ def write_accepted_and_quarantine(mapping: SourceMapping, run: RunPaths, raw: Pa
                                 FROM raw r JOIN bad b
                                   ON r._source_file = b.file AND r._row_number = b.row_number
                                ORDER BY r._source_file, r._row_number)
-                        TO {quote_path(qua)} (FORMAT parquet, COMPRESSION zstd)""")
+                        TO {quote_path(qua)} ({PARQUET_OPTIONS})""")
         # rows kept for their nested people count as erased (extract), not as read here
         marked = "_redacted" in {r[0] for r in con.execute("DESCRIBE raw").fetchall()}
         own = "NOT coalesce(_redacted, false)" if marked else "true"

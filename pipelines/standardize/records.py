@@ -28,7 +28,7 @@ from pipelines.ingest.columns import column_sql, literal, value_sql
 from pipelines.ingest.columns import quote as _quote
 from pipelines.ingest.mapping import FieldSpec, IdentifierSpec, SourceMapping, canonical_fields
 from pipelines.settings import RunPaths
-from pipelines.sql import quote_literal, quote_path
+from pipelines.sql import PARQUET_OPTIONS, quote_literal, quote_path
 from pipelines.standardize.addresses import standardize_address
 from pipelines.standardize.bulk import (
     ADDRESS_PARTS,
@@ -98,7 +98,7 @@ def standardize_source(mapping: SourceMapping, run: RunPaths) -> Path:
             parts.append(f"SELECT * FROM canonical_{i}")
         con.execute(f"COPY ({' UNION ALL '.join(parts)} ORDER BY source_file, source_row_number, "
                     f"source_part NULLS FIRST, source_key) "
-                    f"TO {quote_path(tmp)} (FORMAT parquet, COMPRESSION zstd)")
+                    f"TO {quote_path(tmp)} ({PARQUET_OPTIONS})")
     fileio.replace(tmp, out)
     return out
 

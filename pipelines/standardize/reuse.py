@@ -30,7 +30,7 @@ import duckdb
 from pipelines import fileio, settings
 from pipelines.ingest.mapping import SourceMapping
 from pipelines.settings import RunPaths
-from pipelines.sql import quote_ident, quote_literal, quote_path
+from pipelines.sql import PARQUET_OPTIONS, quote_ident, quote_literal, quote_path
 
 LINEAGE = ("_source_file", "_row_number", "_run_id")
 FINGERPRINTS = "fingerprints"
@@ -98,7 +98,7 @@ def write_fingerprints(con: duckdb.DuckDBPyConnection, mapping: SourceMapping, r
                count(*) OVER (PARTITION BY s.source_file, s.source_row_number) AS records_in_row
         FROM read_parquet({quote_path(staged)}) s
         JOIN fp_rows f ON f._source_file = s.source_file AND f._row_number = s.source_row_number
-        ) TO {quote_path(tmp)} (FORMAT parquet, COMPRESSION zstd)""")
+        ) TO {quote_path(tmp)} ({PARQUET_OPTIONS})""")
     fileio.replace(tmp, out)
     out.with_suffix(".json").write_text(json.dumps(
         {"standardizer": version or standardizer_version(mapping)}) + "\n", encoding="utf-8")
@@ -191,7 +191,7 @@ def standardize_incremental(mapping: SourceMapping, run: RunPaths, base: RunPath
                 JOIN reuse_map m ON m.b_file = b.source_file AND m.b_row = b.source_row_number
                 UNION ALL BY NAME SELECT * FROM read_parquet({quote_path(fresh)}))
             ORDER BY source_file, source_row_number, source_part NULLS FIRST, source_key)
-            TO {quote_path(tmp)} (FORMAT parquet, COMPRESSION zstd)""")
+            TO {quote_path(tmp)} ({PARQUET_OPTIONS})""")
         fileio.replace(tmp, out)
         shutil.rmtree(scratch.root, ignore_errors=True)
         write_fingerprints(con, mapping, run, version)
