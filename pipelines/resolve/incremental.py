@@ -10,8 +10,9 @@ whose fingerprint equals the base night's is unchanged. Tonight's pairs are then
   records are both unchanged and still present, their match weight moved by the change of the
   prior (which is rescaled with the record count), and
 - Splink's prediction, with the same model and blocking rules over all of tonight's records, of
-  just the blocked pairs with at least one new or changed record (blocking runs as on a full
-  night; the pairs it gives between unchanged records are dropped before scoring).
+  just the blocked pairs with at least one new or changed record (`block_changed`: Splink's
+  blocking SQL with the changed records on one side, so the pairs between unchanged records are
+  never formed).
 
 Term frequencies are tonight's for the pairs scored tonight and the base night's for the kept
 pairs: a kept pair whose values grew more or less frequent keeps last night's adjustment. Pairs
@@ -83,25 +84,70 @@ def logit2(p: float) -> float:
     return math.log2(p / (1 - p))
 
 
-def predict_incremental(con, db_api, linker, blocked_table: str, fingerprints: str,
-                        party_type: str, base: BaseNight, prior: float, review_floor: float,
-                        ) -> tuple[str, dict[str, int]]:
-    """The night's predictions table (the columns the pairs table reads) from the base night's
-    pairs among unchanged records and Splink's scores of the blocked pairs touching the others."""
-    from pipelines.resolve.predict import evidence_columns
-
+def changed_records(con, fingerprints: str, party_type: str, base: BaseNight) -> str:
+    """Temp table delta_<party> (unique_id): tonight's records whose fingerprint the base night
+    does not have (new, or changed in any comparison feature)."""
     p = party_type
     con.execute(f"""CREATE OR REPLACE TEMP TABLE delta_{p} AS
         SELECT f.unique_id FROM {fingerprints} f
         ANTI JOIN (SELECT source_record_id, fingerprint FROM read_parquet(
                        {quote_path(base.fingerprints_path)}) WHERE party_type = {quote_literal(p)}) b
           ON b.source_record_id = f.unique_id AND b.fingerprint = f.fingerprint""")
-    con.execute(f"""CREATE OR REPLACE TABLE blocked_delta_{p} AS
-        SELECT * FROM {blocked_table}
-        WHERE join_key_l IN (SELECT unique_id FROM delta_{p})
-           OR join_key_r IN (SELECT unique_id FROM delta_{p})""")
-    linker.table_management.register_blocked_pairs_for_predict(
-        db_api.register(f"blocked_delta_{p}"))
+    return f"delta_{p}"
+
+
+def block_changed(con, linker, input_table: str, party_type: str) -> str:
+    """Table blocked_delta_<party>: the pairs the model's blocking gives over all of tonight's
+    records that have a record of delta_<party> on either side, without blocking every record.
+
+    Splink's own blocking SQL runs twice, once with the changed records as the left table and
+    once as the right, and the two are united. A pair (x, y), x < y, is in the full night's
+    blocking iff some rule holds for l = x, r = y; with x changed the first run finds it, with y
+    changed the second, each under the same rule (match_key: the first rule that holds), since
+    a rule and the earlier rules it excludes read the pair's two rows only. A rule's direction
+    is kept (l."name_city_key_gf" = r."name_city_key_fg" is not symmetric). At 1M records with
+    1.7 % changed this replaces blocking all 2.9M pairs (~5 s) and dropping 97 % of them.
+    Rules Splink expands itself (arrays_to_explode) and link types other than dedupe keep the
+    full blocking, filtered."""
+    from splink.internals.blocking import ExplodingBlockingRule, block_using_rules_sqls
+
+    p = party_type
+    settings = linker._settings_obj
+    rules = settings._blocking_rules_to_generate_predictions
+    columns = settings.column_info_settings
+    if settings._link_type != "dedupe_only" or not rules or any(
+            isinstance(rule, ExplodingBlockingRule) for rule in rules):
+        blocked = linker.inference.compute_blocked_pairs_for_predict().physical_name
+        con.execute(f"""CREATE OR REPLACE TABLE blocked_delta_{p} AS
+            SELECT * FROM {blocked}
+            WHERE join_key_l IN (SELECT unique_id FROM delta_{p})
+               OR join_key_r IN (SELECT unique_id FROM delta_{p})""")
+        return f"blocked_delta_{p}"
+    con.execute(f"""CREATE OR REPLACE TEMP VIEW delta_rows_{p} AS
+        SELECT * FROM {input_table} WHERE unique_id IN (SELECT unique_id FROM delta_{p})""")
+    sides = []
+    for left, right in ((f"delta_rows_{p}", input_table), (input_table, f"delta_rows_{p}")):
+        sqls = block_using_rules_sqls(
+            input_tablename_l=left, input_tablename_r=right, blocking_rules=rules,
+            link_type=settings._link_type,
+            source_dataset_input_column=columns.source_dataset_input_column,
+            unique_id_input_column=columns.unique_id_input_column)
+        (only,) = sqls  # plain rules: one statement (exploding ones were sent the other way)
+        sides.append(f"SELECT * FROM ({only['sql']})")
+    con.execute(f"CREATE OR REPLACE TABLE blocked_delta_{p} AS {sides[0]} UNION {sides[1]}")
+    return f"blocked_delta_{p}"
+
+
+def predict_incremental(con, db_api, linker, blocked_delta: str, fingerprints: str,
+                        party_type: str, base: BaseNight, prior: float, review_floor: float,
+                        ) -> tuple[str, dict[str, int]]:
+    """The night's predictions table (the columns the pairs table reads) from the base night's
+    pairs among unchanged records and Splink's scores of `blocked_delta`, the blocked pairs
+    touching the others (`block_changed`; delta_<party> from `changed_records`)."""
+    from pipelines.resolve.predict import evidence_columns
+
+    p = party_type
+    linker.table_management.register_blocked_pairs_for_predict(db_api.register(blocked_delta))
     fresh = linker.inference.predict(threshold_match_weight=review_floor,
                                      warning_mode="never").physical_name
     columns = [r[0] for r in con.execute(f"DESCRIBE {fresh}").fetchall()]
@@ -124,7 +170,7 @@ def predict_incremental(con, db_api, linker, blocked_table: str, fingerprints: s
           AND source_record_id_l NOT IN (SELECT unique_id FROM delta_{p})
           AND source_record_id_r NOT IN (SELECT unique_id FROM delta_{p})""")
     counts = con.execute(f"""SELECT (SELECT count(*) FROM delta_{p}),
-        (SELECT count(*) FROM blocked_delta_{p}), (SELECT count(*) FROM {fresh}),
+        (SELECT count(*) FROM {blocked_delta}), (SELECT count(*) FROM {fresh}),
         (SELECT count(*) FROM predictions_incr_{p})""").fetchall()[0]
     return f"predictions_incr_{p}", {
         "records_new_or_changed": int(counts[0]), "comparisons_scored": int(counts[1]),

@@ -195,6 +195,8 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
     unchanged records and score only the pairs touching new or changed ones (incremental.py)."""
     from pipelines.resolve.incremental import (
         base_for,
+        block_changed,
+        changed_records,
         fingerprint_records,
         model_key,
         predict_incremental,
@@ -250,15 +252,21 @@ def resolve_party(records_path: Path, party_type: str, models: dict | None,
         blocked_at = time.perf_counter()
     else:
         linker = _linker(db_api, f"input_{party_type}", model)
-        blocked = linker.inference.compute_blocked_pairs_for_predict()
+        if night is not None:
+            # only the pairs touching a new or changed record are formed; the counts per rule
+            # are then tonight's scored comparisons (the summary says mode: incremental)
+            changed_records(con, f"rfp_{party_type}", party_type, night)
+            blocked_name = block_changed(con, linker, f"input_{party_type}", party_type)
+        else:
+            blocked_name = linker.inference.compute_blocked_pairs_for_predict().physical_name
         by_rule = dict(con.execute(
-            f"SELECT match_key, count(*) FROM {blocked.physical_name} GROUP BY 1 ORDER BY 1"
+            f"SELECT match_key, count(*) FROM {blocked_name} GROUP BY 1 ORDER BY 1"
         ).fetchall())
         n_comparisons = int(sum(by_rule.values()))
         blocked_at = time.perf_counter()
         if night is not None:
             predictions_table, scored = predict_incremental(
-                con, db_api, linker, blocked.physical_name, f"rfp_{party_type}", party_type,
+                con, db_api, linker, blocked_name, f"rfp_{party_type}", party_type,
                 night, float(model["probability_two_random_records_match"]), cut.review_floor)
             incremental_counts = {"mode": "incremental", "base_run": night.run_id, **scored}
         else:
