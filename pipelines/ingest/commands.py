@@ -117,7 +117,7 @@ def standardize(run_id: str = RUN_ID, source: list[str] | None = SOURCES) -> Non
         # the combined file holds every source standardized for the run, not only those just
         # redone: `--source sales` used to leave it with the sales records alone, and the later
         # stages would have lost every other source's records without a word
-        configured = list(_mappings(None))
+        configured = list(_mappings(None)) if source else list(mappings)
         staged = [n for n in configured if staged_path(run, n).exists()]
         typer.echo(f"combined: {combine_staged(run, staged)}")
         if len(staged) < len(configured):
