@@ -257,3 +257,33 @@ def test_blocking_only_the_changed_records_gives_the_full_blocking_touching_them
     if party_type == "person":
         rules = [r.blocking_rule_sql for r in linker._settings_obj._blocking_rules_to_generate_predictions]
         assert any("name_city_key_gf" in r for r in rules)  # the asymmetric rule is in play
+
+
+def test_a_model_with_an_exploding_rule_keeps_the_full_blocking_filtered(comparison_inputs):
+    """A user-trained model may block on list elements (arrays_to_explode): Splink expands those
+    itself, so block_changed takes the full blocking and keeps the pairs touching a change."""
+    from pipelines.resolve.backend import database_api, duckdb_connection
+    from pipelines.resolve.features import create_comparison_table
+    from pipelines.resolve.incremental import block_changed
+    from pipelines.resolve.predict import _linker, load_model
+
+    db_api = database_api("duckdb")
+    con = duckdb_connection(db_api)
+    create_comparison_table(con, str(comparison_inputs), "person", "input_t", ordered=False)
+    model = load_model("person")
+    model["blocking_rules_to_generate_predictions"].append({
+        "blocking_rule": "l.given_name_variants = r.given_name_variants AND l.birth_date = r.birth_date",
+        "arrays_to_explode": ["given_name_variants"], "sql_dialect": "duckdb"})
+    linker = _linker(db_api, "input_t", model)
+    con.execute("""CREATE TEMP TABLE delta_person AS SELECT unique_id FROM input_t
+                   WHERE hash(unique_id, 'delta') % 10 = 0""")
+    mine = block_changed(con, linker, "input_t", "person")
+    full = linker.inference.compute_blocked_pairs_for_predict().physical_name
+    expected = f"""SELECT match_key, join_key_l, join_key_r FROM {full}
+                   WHERE join_key_l IN (SELECT unique_id FROM delta_person)
+                      OR join_key_r IN (SELECT unique_id FROM delta_person)"""
+    got = f"SELECT match_key, join_key_l, join_key_r FROM {mine}"
+    counts = con.execute(f"""SELECT (SELECT count(*) FROM ({expected})),
+        (SELECT count(*) FROM ({expected} EXCEPT ALL {got})),
+        (SELECT count(*) FROM ({got} EXCEPT ALL {expected}))""").fetchall()[0]
+    assert counts[0] > 0 and counts[1:] == (0, 0), counts
