@@ -178,7 +178,7 @@ def unified_customer_view():
         """Golden records, customer-policy links and 360° profiles."""
         from pipelines.orchestration import stages
 
-        return stages.golden(_run()[0])
+        return stages.golden(_run()[0], _incremental())
 
     @task(pool=OPERATIONS.pool_of("publish"), outlets=[WAREHOUSE, PARQUET_MIRROR])
     def publish() -> dict:

@@ -121,6 +121,21 @@ def test_incremental_night_stages_exactly_what_a_full_night_stages(nights):
     assert comparison["staged_records"]["only_incremental"] == 0
     assert comparison["clusters"]["pairwise_agreement"] >= 0.999
     assert comparison["match_pairs"]["only_full"] == comparison["match_pairs"]["only_incremental"] == 0
+    # golden records reused for untouched customers are exactly what computing them gives;
+    # confidence follows the kept pairs' weights (base night's), so it moves a little
+    assert comparison["customer_map"]["only_full"] == comparison["customer_map"]["only_incremental"] == 0
+    assert comparison["golden_customers"]["only_full"] == 0
+    assert comparison["golden_customers"]["only_incremental"] == 0
+    assert comparison["golden_policy_links"]["only_full"] == 0
+    assert comparison["golden_policy_links"]["only_incremental"] == 0
+    assert comparison["golden_confidence_max_difference"] < 0.01
+
+
+def test_incremental_night_reuses_golden_records_of_untouched_customers(nights):
+    _, incr, _ = nights
+    golden = json.loads((incr / "report" / "incremental.json").read_text())["golden"]
+    assert golden["reason"] is None
+    assert golden["customers_reused"] > 2 * golden["customers_recomputed"] > 0
 
 
 def test_an_erased_record_never_comes_back_from_a_reused_row_or_pair(nights):
@@ -131,11 +146,20 @@ def test_an_erased_record_never_comes_back_from_a_reused_row_or_pair(nights):
                               ("resolved/match_pairs.parquet",
                                ["source_record_id_l", "source_record_id_r"]),
                               ("resolved/clusters.parquet", ["source_record_id"]),
-                              ("identified/customer_map.parquet", ["source_record_id"])]:
+                              ("identified/customer_map.parquet", ["source_record_id"]),
+                              ("golden/source_records.parquet", ["source_record_id"])]:
         where = " OR ".join(f"{c} = ?" for c in columns)
         hits = duckdb.execute(f"SELECT count(*) FROM read_parquet('{incr / relative}') "
                               f"WHERE {where}", [erased] * len(columns)).fetchall()[0][0]
         assert hits == 0, relative
+    # nor from a reused golden record: no surviving value names it as its source
+    customers = incr / "golden" / "customers.parquet"
+    names = [c for (c, *_) in duckdb.execute(f"DESCRIBE SELECT * FROM '{customers}'").fetchall()
+             if c.endswith("_source_record_id")]
+    assert names
+    where = " OR ".join(f"{c} = ?" for c in names)
+    assert duckdb.execute(f"SELECT count(*) FROM '{customers}' WHERE {where}",
+                          [erased] * len(names)).fetchall()[0][0] == 0
     # the base night's fingerprints were cleaned by `ucv erase` like every other run file
     night_1 = incr.parent / EXPORT_DATE.isoformat()
     for relative in ("staged/fingerprints/" + erased.split(":")[0] + ".parquet",

@@ -28,6 +28,8 @@ NIGHT_1 = date(2026, 11, 22)
 # customer, so 0.025 new leads per customer is ~1 % new records and 0.015 new mobiles ~0.5 %
 # changed servicing records
 CHANGES = {"new_records": 0.025, "mobile_changed": 0.015}
+# golden customer columns computed from match probabilities
+CONFIDENCE = ("confidence", "weakest_link_probability", "nearest_other_customer_probability")
 
 
 def compare_runs(full_run: Path, incr_run: Path) -> dict[str, Any]:
@@ -42,6 +44,13 @@ def compare_runs(full_run: Path, incr_run: Path) -> dict[str, Any]:
         return {"rows_full": con.execute(f"SELECT count(*) FROM read_parquet({x})").fetchall()[0][0],
                 "only_full": con.execute(q.format(x, y)).fetchall()[0][0],
                 "only_incremental": con.execute(q.format(y, x)).fetchall()[0][0]}
+
+    def confidence_difference() -> float:
+        x = quote_path(full_run / "golden" / "customers.parquet")
+        y = quote_path(incr_run / "golden" / "customers.parquet")
+        worst = ", ".join(f"coalesce(max(abs(f.{c} - i.{c})), 0)" for c in CONFIDENCE)
+        return round(float(con.execute(f"""SELECT greatest({worst}) FROM read_parquet({x}) f
+            JOIN read_parquet({y}) i USING (customer_id)""").fetchall()[0][0]), 6)
 
     with duckdb.connect() as con:
         pairs_full = quote_path(full_run / "resolved" / "match_pairs.parquet")
@@ -63,6 +72,12 @@ def compare_runs(full_run: Path, incr_run: Path) -> dict[str, Any]:
                                           labels=("full", "incremental")),
             "staged_records": differ("staged/source_records.parquet"),
             "customer_map": differ("identified/customer_map.parquet"),
+            # customers carry tonight's run_id on both nights; their confidence columns come from
+            # match probabilities, which differ within the resolve tolerance (kept pairs keep the
+            # base night's weights), so they are compared by size of difference, the rest exactly
+            "golden_customers": differ("golden/customers.parquet", key=", ".join(CONFIDENCE)),
+            "golden_confidence_max_difference": confidence_difference(),
+            "golden_policy_links": differ("golden/customer_policy_links.parquet"),
             "match_pairs": {"in_both": int(weights[0]), "only_full": int(only[0]),
                             "only_incremental": int(only[1]),
                             "max_weight_difference": round(float(weights[1] or 0), 4),

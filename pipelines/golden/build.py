@@ -15,6 +15,17 @@ from pipelines.golden.config import (
     golden_fields,
     survivorship_config,
 )
+from pipelines.golden.incremental import (
+    SCOPED_RECORDS,
+    GoldenReuse,
+    base_unusable,
+    create_confidence,
+    drop_scratch,
+    find_touched,
+    golden_version,
+    reused_customers_sql,
+    write_version,
+)
 from pipelines.golden.portfolio import claims_sql, currency_rates_sql, policies_sql
 from pipelines.golden.profile import (
     create_fact_tables,
@@ -39,6 +50,7 @@ class GoldenResult:
     export_date: date
     paths: dict[str, Path] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    reuse: GoldenReuse | None = None  # an incremental night: what was reused from which night
 
 
 def staged_records_file(run: RunPaths) -> Path:
@@ -114,10 +126,26 @@ def write_parquet(con: duckdb.DuckDBPyConnection, query: str, path: Path) -> Non
 
 
 def build_golden_tables(con: duckdb.DuckDBPyConnection, run_id: str, export_date: date,
-                        config: dict) -> None:
+                        config: dict, base: RunPaths | None = None) -> None:
     """Create `customers`, `customer_policy_links`, `currency_rates`, `customer_360`, `policies`
-    and `claims` from `golden_records`."""
-    create_customers(con, config, run_id)
+    and `claims` from `golden_records`. `base`: the night whose golden records the customers
+    outside `golden_touched` keep (pipelines/golden/incremental.py)."""
+    if base is None:
+        create_customers(con, config, run_id)
+    else:
+        create_customers(con, config, run_id, table="golden_recomputed", records=SCOPED_RECORDS)
+        create_confidence(con)
+        columns = [r[0] for r in con.execute("DESCRIBE golden_recomputed").fetchall()]
+        con.execute(f"""CREATE OR REPLACE TABLE customers AS
+            SELECT * FROM (SELECT * FROM golden_recomputed
+                           UNION ALL {reused_customers_sql(base, run_id, columns, config)})
+            ORDER BY customer_id""")
+        con.execute("DROP TABLE golden_recomputed")
+        expected, got = con.execute(
+            "SELECT (SELECT count(DISTINCT customer_id) FROM golden_records), "
+            "(SELECT count(*) FROM customers)").fetchall()[0]
+        if expected != got:  # a customer neither recomputed nor reused (or one twice): a bug
+            raise RuntimeError(f"incremental golden: {got} golden records for {expected} customers")
     create_fact_tables(con, config)  # policy and claim facts, once for every table that reads them
     try:
         con.execute("CREATE OR REPLACE TABLE customer_policy_links AS "
@@ -133,18 +161,40 @@ def build_golden_tables(con: duckdb.DuckDBPyConnection, run_id: str, export_date
         drop_fact_tables(con)
 
 
-def build_golden(run: RunPaths, export_date: date | None = None) -> GoldenResult:
-    """Golden records, customer–policy links and 360° profiles for one run, as Parquet in golden/."""
+def build_golden(run: RunPaths, export_date: date | None = None, incremental: bool = False,
+                 base: RunPaths | None = None) -> GoldenResult:
+    """Golden records, customer–policy links and 360° profiles for one run, as Parquet in golden/.
+
+    `incremental`: customers whose records, pairs and rules did not change since the `base` night
+    keep that night's golden record (pipelines/golden/incremental.py); the tables are the same."""
     export_date = export_date or date.fromisoformat(run.run_id)
     config = survivorship_config()
+    version = golden_version(config)
     result = GoldenResult(run_id=run.run_id, export_date=export_date)
     with duckdb.connect(config=duckdb_config()) as con:
         load_golden_records(con, run)
-        build_golden_tables(con, run.run_id, export_date, config)
+        reuse_from = None
+        if incremental:
+            result.reuse = GoldenReuse(base_run=base.run_id if base else None,
+                                       reason=base_unusable(base, version, config))
+            if result.reuse.reason is None:
+                assert base is not None
+                find_touched(con, base, config, result.reuse)
+                reuse_from = base
+        build_golden_tables(con, run.run_id, export_date, config, reuse_from)
+        if result.reuse is not None:
+            reuse = result.reuse
+            reuse.customers = con.execute("SELECT count(*) FROM customers").fetchall()[0][0]
+            reuse.customers_recomputed = (
+                con.execute("SELECT count(*) FROM golden_touched").fetchall()[0][0]
+                if reuse_from else reuse.customers)
+            reuse.customers_reused = reuse.customers - reuse.customers_recomputed
+            drop_scratch(con)
         for table in GOLDEN_TABLES:
             source = "golden_records" if table == "source_records" else table
             path = run.golden_dir / f"{table}.parquet"
             write_parquet(con, f"SELECT * FROM {source}", path)
             result.paths[table] = path
             result.counts[table] = con.execute(f"SELECT count(*) FROM {source}").fetchall()[0][0]
+    write_version(run.golden_dir, version)
     return result

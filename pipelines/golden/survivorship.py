@@ -57,15 +57,16 @@ def variant_key_sql(fields: list[str]) -> str:
     return "concat_ws(' ', " + ", ".join(f"coalesce(CAST({f} AS VARCHAR), '')" for f in fields) + ")"
 
 
-def commonness_sql(fields: list[str]) -> str:
+def commonness_sql(fields: list[str], holders_from: str = "candidates") -> str:
     """Per (customer_id, variant_key): how many OTHER customers hold each of its field values,
     as a sum of ln(1 + n). A typo or a name split the wrong way round is a value nobody else
     has ("Beire", given name "Zou"); the true value usually is shared ("Beier", given "Li").
     Two records can share a variant key with different fields ("gotthard dussen" + "van" and
     "gotthard" + "dussen van"): the smallest value of each field stands for the variant, so the
-    result does not depend on which record DuckDB reads first."""
+    result does not depend on which record DuckDB reads first. `holders_from` holds the
+    candidates of every customer (when `candidates` holds only some: an incremental night)."""
     holders = " UNION ALL ".join(
-        f"SELECT {i} AS field, CAST({f} AS VARCHAR) AS value, customer_id FROM candidates"
+        f"SELECT {i} AS field, CAST({f} AS VARCHAR) AS value, customer_id FROM {holders_from}"
         for i, f in enumerate(fields))
     values = " UNION ALL ".join(
         f"SELECT customer_id, variant_key, {i} AS field, CAST(min({f}) AS VARCHAR) AS value"
@@ -102,24 +103,40 @@ def outvoted_sql(group: SurvivorshipGroup) -> str:
     """
 
 
-def group_winner_sql(group: SurvivorshipGroup) -> str:
-    """One row per customer: the winning record's fields for this group, and that record's id."""
+def candidate_filter_sql(group: SurvivorshipGroup) -> str:
+    """The WHERE that makes a record a candidate of the group."""
     where = " AND ".join(f"{f} IS NOT NULL" for f in group.required)
     if group.party_types:
         where += f" AND party_type IN ({sql_list(group.party_types)})"
     if group.candidates:
         where += f" AND ({group.candidates})"
+    return where
+
+
+def group_winner_sql(group: SurvivorshipGroup, records: str = "golden_records",
+                     everyone: str = "golden_records") -> str:
+    """One row per customer of `records`: the winning record's fields for this group, and that
+    record's id. `everyone` holds every customer's records: how common a value is among other
+    customers (`not_outvoted`) is counted there."""
+    where = candidate_filter_sql(group)
     frequency_key = ", ".join(["customer_id", *group.frequency_of])
     outvoting = "not_outvoted" in group.rules
+    holders_from = "candidates"
+    everyone_cte = ""
+    if outvoting and records != everyone:
+        holders_from = "all_candidates"
+        everyone_cte = (f"all_candidates AS (SELECT customer_id, "
+                        f"{', '.join(group.variants_of)} FROM {everyone} WHERE {where}),")
     return f"""
         WITH candidates AS (
             SELECT *, count(*) OVER (PARTITION BY {frequency_key}) AS value_frequency,
                    {variant_key_sql(group.variants_of)} AS variant_key,
                    {variant_key_sql(group.variants_of[::-1])} AS swapped_key
-            FROM golden_records
+            FROM {records}
             WHERE {where}
         ),
-        variant_commonness AS ({commonness_sql(group.variants_of) if outvoting else
+        {everyone_cte}
+        variant_commonness AS ({commonness_sql(group.variants_of, holders_from) if outvoting else
                                 "SELECT customer_id, variant_key, 0.0 AS commonness "
                                 "FROM candidates WHERE FALSE"}),
         variant_counts AS (
@@ -141,14 +158,23 @@ def group_winner_sql(group: SurvivorshipGroup) -> str:
     """
 
 
+def confidence_sql(records: str = "golden_records", everyone: str = "golden_records") -> str:
+    """Per customer of `records`: the weakest link that holds it together and the strongest pair
+    to another customer's record (`everyone`: all records, to find who that other customer is)."""
+    scope = "" if records == everyone else f"""
+        WHERE p.source_record_id_l IN (SELECT source_record_id FROM {records})
+           OR p.source_record_id_r IN (SELECT source_record_id FROM {records})"""
+    return CONFIDENCE_SQL.format(everyone=everyone, records=records, scope=scope)
+
+
 CONFIDENCE_SQL = """
     WITH pair_customers AS (
         SELECT l.customer_id AS customer_l, r.customer_id AS customer_r,
                p.source_record_id_l AS record_l, p.source_record_id_r AS record_r,
                p.match_probability
         FROM match_pairs p
-        JOIN golden_records l ON l.source_record_id = p.source_record_id_l
-        JOIN golden_records r ON r.source_record_id = p.source_record_id_r
+        JOIN {everyone} l ON l.source_record_id = p.source_record_id_l
+        JOIN {everyone} r ON r.source_record_id = p.source_record_id_r{scope}
     ),
     record_links AS (
         SELECT customer_l AS customer_id, record_l AS source_record_id, match_probability,
@@ -167,7 +193,7 @@ CONFIDENCE_SQL = """
         -- a record joined without any scored pair (a steward's must-link) counts as certain
         SELECT g.customer_id,
                CASE WHEN count(*) > 1 THEN min(coalesce(b.best_link, 1.0)) END AS weakest_link
-        FROM golden_records g
+        FROM {records} g
         LEFT JOIN best_link_inside b USING (customer_id, source_record_id)
         GROUP BY g.customer_id
     ),
@@ -192,7 +218,8 @@ def display_quality_sql(value: str) -> str:
             f"+ (strlen({value}) > length({value}))::INTEGER END")  # more bytes than characters
 
 
-def display_winner_sql(group: SurvivorshipGroup, column: str, value: str, same: str) -> str:
+def display_winner_sql(group: SurvivorshipGroup, column: str, value: str, same: str,
+                       records: str = "golden_records") -> str:
     """One row per customer: the best-written `value` among the records whose comparison form
     `same` equals the group winner's ("Müller" beats "MUELLER" and "mueller" for "mueller"), in
     the winner's script (hanzi stay hanzi: 王丽 is not replaced by a romanised "Wang Li")."""
@@ -207,7 +234,7 @@ def display_winner_sql(group: SurvivorshipGroup, column: str, value: str, same: 
             JOIN (SELECT customer_id, source_record_id, updated_at, {same} AS same_value,
                          {trust_rank_sql(group.source_trust)} AS trust_rank, ({value}) AS display,
                          regexp_matches(({value}), '\\p{{Han}}') AS han
-                  FROM golden_records) r
+                  FROM {records}) r
               ON r.customer_id = w.customer_id AND r.same_value IS NOT DISTINCT FROM w.{same}
              AND r.display IS NOT NULL
         )
@@ -223,15 +250,18 @@ def step_table(name: str) -> str:
     return STEP_PREFIX + name
 
 
-def customer_steps(config: dict) -> list[tuple[str, str]]:
+def customer_steps(config: dict, records: str = "golden_records",
+                   everyone: str = "golden_records") -> list[tuple[str, str]]:
     """(temporary table, query) in order: per-customer base facts, confidence, and each group's
-    winners and display winners; `customers_select_sql` joins them."""
-    steps = [(step_table("base"), BASE_SQL), (step_table("confidence"), CONFIDENCE_SQL)]
+    winners and display winners; `customers_select_sql` joins them. The customers are those of
+    `records`; `everyone` has all records (what other customers hold, who a pair links to)."""
+    steps = [(step_table("base"), BASE_SQL.format(records=records)),
+             (step_table("confidence"), confidence_sql(records, everyone))]
     for g in survivorship_groups(config):
-        steps.append((step_table(f"g_{g.name}"), group_winner_sql(g)))
+        steps.append((step_table(f"g_{g.name}"), group_winner_sql(g, records, everyone)))
         for column, display in (g.display or {}).items():
-            steps.append((step_table(f"d_{column}"),
-                          display_winner_sql(g, column, display["value"], display["same"])))
+            steps.append((step_table(f"d_{column}"), display_winner_sql(
+                g, column, display["value"], display["same"], records)))
     return steps
 
 
@@ -272,11 +302,12 @@ def customers_select_sql(config: dict) -> str:
 
 
 def create_customers(con: duckdb.DuckDBPyConnection, config: dict, run_id: str | None = None,
-                     table: str = "customers") -> None:
+                     table: str = "customers", records: str = "golden_records") -> None:
     """Create `table` (one golden record per customer, with provenance and confidence, and
     `run_id` when given) from `golden_records` and `match_pairs` in `con`: each step into a
-    temporary table, joined once; the temporary tables are dropped again."""
-    steps = customer_steps(config)
+    temporary table, joined once; the temporary tables are dropped again. `records`: only the
+    customers whose records are in this table (all of each one's records; an incremental night)."""
+    steps = customer_steps(config, records)
     try:
         for name, query in steps:
             con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}")
@@ -295,6 +326,6 @@ BASE_SQL = """
            list(DISTINCT source_system ORDER BY source_system) AS source_systems,
            min(updated_at) AS first_updated_at,
            max(updated_at) AS last_updated_at
-    FROM golden_records
+    FROM {records}
     GROUP BY customer_id
 """

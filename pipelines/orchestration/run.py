@@ -83,7 +83,8 @@ def _run_stages(export_date: date, run_id: str, logical: str, landing_dir: Path 
         # under Airflow with mode=config
         ("standardize", partial(stages.standardize, run_id, sources, *switch)),
         ("resolve", partial(stages.resolve, run_id, *switch)),
-        *((name, partial(getattr(stages, name), run_id)) for name in ("identify", "golden")),
+        ("identify", partial(stages.identify, run_id)),
+        ("golden", partial(stages.golden, run_id, *switch)),
         ("publish", partial(stages.publish, run_id, replace_live)),
         *((name, partial(getattr(stages, name), run_id)) for name in ("export", "report")),
     ]

@@ -290,16 +290,26 @@ def identify(run_id: str) -> dict[str, int]:
     return counts
 
 
-def golden(run_id: str) -> dict[str, int]:
-    """Survivorship -> golden customers, policy links, 360° profiles."""
+def golden(run_id: str, incremental: bool | None = None) -> dict[str, int]:
+    """Survivorship -> golden customers, policy links, 360° profiles.
+
+    Incremental (`incremental`, else operations.yaml): customers nothing happened to keep the base
+    night's golden record (pipelines/golden/incremental.py)."""
     from pipelines.golden import build_golden
+    from pipelines.orchestration.incremental import base_night, incremental_setting, record_summary
 
     run = run_paths(run_id)
     with record_stage(run, "golden") as counts:
         _remove(run.golden_dir)
         run.golden_dir.mkdir(parents=True)
-        build_golden(run, date.fromisoformat(run_id))
+        on = incremental_setting(incremental)
+        result = build_golden(run, date.fromisoformat(run_id), incremental=on,
+                              base=base_night(run_id) if on else None)
         counts.update(parquet_row_counts(run.golden_dir))
+        counts["incremental"] = int(on)
+        if result.reuse is not None:
+            counts["customers_reused"] = result.reuse.customers_reused
+            record_summary(run, "golden", result.reuse.as_dict())
     return counts
 
 
