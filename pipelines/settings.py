@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS_DIR = PROJECT_ROOT / "schemas"
@@ -20,8 +23,10 @@ def _config_dir() -> Path | None:
 
 
 # UCV_CONFIG_DIR names a folder that overlays the project's own configuration for one insurer (or
-# one generator profile): its `sources/`, `expectations/`, `models/` and `resolution.yaml` are used
-# where they exist, the project's otherwise. Read once at import: a process serves one deployment.
+# one generator profile): its `sources/`, `expectations/`, `models/` and `operations.yaml` are used
+# where they exist, the project's otherwise; its `resolution.yaml`, `survivorship.yaml` and
+# `identify.yaml` hold only what it changes and are merged over the project's (`layered_config`).
+# Read once at import: a process serves one deployment.
 CONFIG_DIR = _config_dir()
 
 
@@ -29,6 +34,30 @@ def _overlay(relative: str, default: Path) -> Path:
     if CONFIG_DIR is not None and (CONFIG_DIR / relative).exists():
         return CONFIG_DIR / relative
     return default
+
+
+def merge_config(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """`overlay` over `base`: mappings merge key by key, a key set to null is removed, anything
+    else (a list, a value) replaces the base's."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def layered_config(name: str) -> dict[str, Any]:
+    """schemas/<name> with the configuration folder's own <name>, if it has one, merged over it:
+    an insurer's folder holds only what it changes (e.g. one survivorship group's rules)."""
+    config = yaml.safe_load((SCHEMAS_DIR / name).read_text(encoding="utf-8")) or {}
+    own = CONFIG_DIR / name if CONFIG_DIR is not None else None
+    if own is not None and own.is_file():
+        config = merge_config(config, yaml.safe_load(own.read_text(encoding="utf-8")) or {})
+    return config
 
 
 SOURCES_DIR = _overlay("sources", SCHEMAS_DIR / "sources")

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.settings import CANONICAL_SCHEMA_FILE, SCHEMAS_DIR
+from pipelines.settings import CANONICAL_SCHEMA_FILE, SCHEMAS_DIR, layered_config
 
 SURVIVORSHIP_FILE = SCHEMAS_DIR / "survivorship.yaml"
 WAREHOUSE_SCHEMA_FILE = SCHEMAS_DIR / "warehouse.yaml"
@@ -71,8 +71,10 @@ def canonical_fields() -> dict[str, str]:
     return {name: spec["type"] for name, spec in canonical_specs().items()}
 
 
-def survivorship_config(path: Path = SURVIVORSHIP_FILE) -> dict:
-    return load_yaml(path)
+def survivorship_config(path: Path | None = None) -> dict:
+    """schemas/survivorship.yaml with a configuration folder's survivorship.yaml merged over it
+    (`settings.layered_config`: e.g. one group's `rules:` replaced), or the file `path`."""
+    return load_yaml(path) if path is not None else layered_config("survivorship.yaml")
 
 
 def survivorship_groups(config: dict) -> list[SurvivorshipGroup]:

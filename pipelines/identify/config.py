@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from pipelines.settings import SCHEMAS_DIR
+from pipelines.settings import SCHEMAS_DIR, layered_config
 
 IDENTIFY_FILE = SCHEMAS_DIR / "identify.yaml"
 PARTY_TYPES = ("person", "organization")
@@ -35,13 +35,20 @@ class IdentifyConfig:
         })
 
 
-def load_config(identify_file: Path = IDENTIFY_FILE) -> IdentifyConfig:
+def identify_settings(identify_file: Path | None = None) -> dict:
+    """identify.yaml: the project's with a configuration folder's merged over it, or `identify_file`."""
+    if identify_file is None:
+        return layered_config("identify.yaml")
+    return (yaml.safe_load(identify_file.read_text(encoding="utf-8")) or {}
+            if identify_file.exists() else {})
+
+
+def load_config(identify_file: Path | None = None) -> IdentifyConfig:
     """Thresholds from the resolve stage's settings, review settings from identify.yaml."""
     from pipelines.resolve.config import thresholds
 
     cuts = {p: thresholds(p) for p in PARTY_TYPES}
-    own = yaml.safe_load(identify_file.read_text(encoding="utf-8")) if identify_file.exists() else {}
-    review = (own or {}).get("review", {})
+    review = identify_settings(identify_file).get("review", {}) or {}
     defaults = IdentifyConfig()
     return IdentifyConfig(
         match_weight={p: c.match for p, c in cuts.items()},

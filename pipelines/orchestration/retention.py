@@ -16,8 +16,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from pipelines import settings
 
 DEFAULT_NIGHTS = 7
@@ -37,12 +35,12 @@ class RetentionConfig:
 
 
 def load_retention(identify_file: Path | None = None) -> RetentionConfig:
-    """`retention:` of schemas/identify.yaml; UCV_RETENTION_NIGHTS overrides every kind."""
-    from pipelines.identify.config import IDENTIFY_FILE
+    """`retention:` of schemas/identify.yaml (a configuration folder's merged over it);
+    UCV_RETENTION_NIGHTS overrides every kind."""
+    from pipelines.identify.config import IDENTIFY_FILE, identify_settings
 
     path = identify_file or IDENTIFY_FILE
-    own = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
-    section = (own or {}).get("retention", {}) or {}
+    section = identify_settings(identify_file).get("retention", {}) or {}
     if os.environ.get(ENV_OVERRIDE):
         nights = int(os.environ[ENV_OVERRIDE])
         section = dict.fromkeys(("run_folders", "landing", "exports", "mirror_versions"), nights)

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from pipelines.settings import MODELS_DIR, RESOLUTION_FILE, SCHEMAS_DIR
+from pipelines.settings import MODELS_DIR, RESOLUTION_FILE, SCHEMAS_DIR, merge_config
 
 PROJECT_RESOLUTION_FILE = SCHEMAS_DIR / "resolution.yaml"
 
@@ -27,14 +27,6 @@ class Thresholds:
 
     review_floor: float
     match: float
-
-
-def _merged(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in overlay.items():
-        merged[key] = (_merged(merged[key], value)
-                       if isinstance(value, dict) and isinstance(merged.get(key), dict) else value)
-    return merged
 
 
 def _models_relative_to(path: Path) -> dict[str, Path]:
@@ -50,7 +42,7 @@ def load_resolution_settings(path: Path = RESOLUTION_FILE) -> dict[str, Any]:
     settings = yaml.safe_load(PROJECT_RESOLUTION_FILE.read_text(encoding="utf-8"))
     models = _models_relative_to(PROJECT_RESOLUTION_FILE)
     if path.resolve() != PROJECT_RESOLUTION_FILE.resolve():
-        settings = _merged(settings, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        settings = merge_config(settings, yaml.safe_load(path.read_text(encoding="utf-8")) or {})
         models.update(_models_relative_to(path))
     settings["models"] = {party: str(p) for party, p in models.items()}
     return settings
