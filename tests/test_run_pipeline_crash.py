@@ -64,8 +64,8 @@ def test_a_stage_crashing_after_partial_writes_then_retried_leaves_no_duplicates
 
     real_build_golden = golden_package.build_golden
 
-    def crash_after_writing(run, export_date=None):
-        real_build_golden(run, export_date)
+    def crash_after_writing(run, export_date=None, **options):
+        real_build_golden(run, export_date, **options)
         customers = run.golden_dir / "customers.parquet"
         table = pq.read_table(customers)
         pq.write_table(pa.concat_tables([table, table]), customers)  # a half-done append
